@@ -1,0 +1,1 @@
+"""MailFlow Lab: watch real mail protocol conversations step by step."""

@@ -1,0 +1,273 @@
+"""Mailboxes on disk: one Maildir per account, folders as Maildir++ subfolders.
+
+Built on the stdlib `mailbox.Maildir`. What Maildir itself does not keep, IMAP
+needs: stable UIDs and a UIDVALIDITY per folder. Those live in a small JSON file
+per folder (`mailflow-uids.json`), written atomically, the way Dovecot keeps its
+dovecot-uidlist beside the mail.
+
+The store does no I/O besides the file system and emits no events: callers (the
+MDA, the POP3 and IMAP adapters) say what happened using the paths it returns.
+"""
+
+from __future__ import annotations
+
+import json
+import mailbox
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FOLDERS = ("INBOX", "Sent", "Trash")
+UID_FILE = "mailflow-uids.json"
+
+# IMAP system flag <-> Maildir info letter (https://cr.yp.to/proto/maildir.html).
+FLAG_LETTERS = {
+    "\\Draft": "D",
+    "\\Flagged": "F",
+    "\\Answered": "R",
+    "\\Seen": "S",
+    "\\Deleted": "T",
+}
+LETTER_FLAGS = {v: k for k, v in FLAG_LETTERS.items()}
+
+_counter = 0
+_counter_lock = threading.Lock()
+
+
+def _unique_name(host: str) -> str:
+    global _counter
+    with _counter_lock:
+        _counter += 1
+        n = _counter
+    now = time.time()
+    sec = int(now)
+    usec = int((now - sec) * 1_000_000)
+    return f"{sec}.M{usec}P{os.getpid()}Q{n}.{host}"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+@dataclass(slots=True)
+class StoredMessage:
+    key: str  # Maildir unique name, also the POP3 UIDL
+    uid: int
+    size: int
+    flags: frozenset[str]  # IMAP flags, e.g. {"\\Seen"}
+    subdir: str  # "new" or "cur"
+    internaldate: float  # file mtime, seconds since the epoch
+
+    @property
+    def relpath(self) -> str:
+        letters = "".join(sorted(FLAG_LETTERS[f] for f in self.flags if f in FLAG_LETTERS))
+        if self.subdir == "new":
+            return f"new/{self.key}"
+        return f"cur/{self.key}:2,{letters}"
+
+
+@dataclass
+class Folder:
+    """One Maildir folder with its UID map."""
+
+    name: str
+    path: Path
+    _uids: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def maildir(self) -> mailbox.Maildir:
+        return mailbox.Maildir(self.path, factory=None, create=True)
+
+    # -- UID bookkeeping -------------------------------------------------
+    def _load_uids(self) -> dict[str, object]:
+        file = self.path / UID_FILE
+        if file.exists():
+            return json.loads(file.read_text("utf-8"))
+        # UIDVALIDITY: seconds at creation, as most servers do; stable afterwards.
+        data: dict[str, object] = {"uidvalidity": int(time.time()), "uidnext": 1, "uids": {}}
+        _write_atomic(file, json.dumps(data).encode())
+        return data
+
+    def _save_uids(self, data: dict[str, object]) -> None:
+        _write_atomic(self.path / UID_FILE, json.dumps(data).encode())
+
+    @property
+    def uidvalidity(self) -> int:
+        return int(self._load_uids()["uidvalidity"])  # type: ignore[arg-type]
+
+    @property
+    def uidnext(self) -> int:
+        self.messages()
+        return int(self._load_uids()["uidnext"])  # type: ignore[arg-type]
+
+    def messages(self) -> list[StoredMessage]:
+        """All messages in UID order; new files get the next UIDs, vanished ones are dropped."""
+        data = self._load_uids()
+        uids: dict[str, int] = data["uids"]  # type: ignore[assignment]
+        uidnext = int(data["uidnext"])  # type: ignore[arg-type]
+        found: list[tuple[str, str, str, os.stat_result]] = []
+        for sub in ("new", "cur"):
+            d = self.path / sub
+            if not d.is_dir():
+                continue
+            for entry in os.scandir(d):
+                if entry.name.startswith("."):
+                    continue
+                key, _, info = entry.name.partition(":2,")
+                found.append((key, sub, info, entry.stat()))
+        # Order new arrivals by delivery time so UIDs follow arrival.
+        found.sort(key=lambda f: (uids.get(f[0], 1 << 62), f[3].st_mtime, f[0]))
+        changed = False
+        result: list[StoredMessage] = []
+        present = set()
+        for key, sub, info, st in found:
+            present.add(key)
+            if key not in uids:
+                uids[key] = uidnext
+                uidnext += 1
+                changed = True
+            flags = frozenset(LETTER_FLAGS[c] for c in info if c in LETTER_FLAGS)
+            result.append(StoredMessage(key, uids[key], st.st_size, flags, sub, st.st_mtime))
+        for gone in set(uids) - present:
+            del uids[gone]
+            changed = True
+        if changed:
+            data["uids"] = uids
+            data["uidnext"] = uidnext
+            self._save_uids(data)
+        result.sort(key=lambda m: m.uid)
+        return result
+
+    # -- reading and changing ---------------------------------------------
+    def _file(self, key: str) -> Path:
+        for sub in ("new", "cur"):
+            d = self.path / sub
+            for name in os.listdir(d):
+                if name == key or name.startswith(key + ":2,"):
+                    return d / name
+        raise KeyError(key)
+
+    def read(self, key: str) -> bytes:
+        return self._file(key).read_bytes()
+
+    def set_flags(self, key: str, flags: frozenset[str] | set[str]) -> str:
+        """Store the flags in the file name (moving it to cur/); returns the new relative path."""
+        src = self._file(key)
+        letters = "".join(sorted(FLAG_LETTERS[f] for f in flags if f in FLAG_LETTERS))
+        dst = self.path / "cur" / f"{key}:2,{letters}"
+        if src != dst:
+            os.replace(src, dst)
+        return f"cur/{dst.name}"
+
+    def remove(self, keys: list[str]) -> list[str]:
+        """Delete messages; returns the relative paths that were removed."""
+        removed = []
+        for key in keys:
+            try:
+                f = self._file(key)
+            except KeyError:
+                continue
+            f.unlink()
+            removed.append(f"{f.parent.name}/{f.name}")
+        if removed:
+            _fsync_dir(self.path / "cur")
+            _fsync_dir(self.path / "new")
+        return removed
+
+    def add(self, data: bytes, *, host: str = "localhost", flags: frozenset[str] = frozenset(),
+            internaldate: float | None = None) -> StoredMessage:
+        """Write a message durably: tmp/, fsync, rename into new/ (or cur/ with flags)."""
+        name = _unique_name(host)
+        tmp = self.path / "tmp" / name
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if flags:
+            letters = "".join(sorted(FLAG_LETTERS[f] for f in flags if f in FLAG_LETTERS))
+            final = self.path / "cur" / f"{name}:2,{letters}"
+        else:
+            final = self.path / "new" / name
+        os.replace(tmp, final)
+        if internaldate is not None:
+            os.utime(final, (internaldate, internaldate))
+        _fsync_dir(final.parent)
+        for m in self.messages():
+            if m.key == name:
+                return m
+        raise RuntimeError("message vanished right after delivery")  # pragma: no cover
+
+    def listing(self) -> list[str]:
+        """Relative paths of the files in new/ and cur/, for showing the mailbox on screen."""
+        out = []
+        for sub in ("new", "cur"):
+            d = self.path / sub
+            if d.is_dir():
+                out.extend(f"{sub}/{n}" for n in sorted(os.listdir(d)) if not n.startswith("."))
+        return out
+
+
+class MailStore:
+    """All accounts' Maildirs below one root directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.host = socket.gethostname() or "localhost"
+
+    def account_path(self, address: str) -> Path:
+        safe = address.lower().replace("/", "_")
+        return self.root / safe
+
+    def ensure_account(self, address: str) -> None:
+        md = mailbox.Maildir(self.account_path(address), create=True)
+        existing = set(md.list_folders())
+        for name in FOLDERS[1:]:
+            if name not in existing:
+                md.add_folder(name)
+
+    def folder_names(self, address: str) -> list[str]:
+        md = mailbox.Maildir(self.account_path(address), create=True)
+        return ["INBOX", *sorted(md.list_folders())]
+
+    def folder(self, address: str, name: str = "INBOX") -> Folder:
+        base = self.account_path(address)
+        if name.upper() == "INBOX":
+            return Folder("INBOX", base)
+        path = base / f".{name}"
+        if not path.is_dir():
+            raise KeyError(name)
+        return Folder(name, path)
+
+    def create_folder(self, address: str, name: str) -> Folder:
+        mailbox.Maildir(self.account_path(address), create=True).add_folder(name)
+        return self.folder(address, name)
+
+    def delete_folder(self, address: str, name: str) -> None:
+        import shutil
+
+        shutil.rmtree(self.account_path(address) / f".{name}")
+
+    def rename_folder(self, address: str, old: str, new: str) -> None:
+        base = self.account_path(address)
+        os.replace(base / f".{old}", base / f".{new}")
+
+    def deliver(self, address: str, data: bytes, folder: str = "INBOX") -> StoredMessage:
+        self.ensure_account(address)
+        return self.folder(address, folder).add(data, host=self.host)
