@@ -1,0 +1,76 @@
+"""What every engine (SMTP, LMTP, POP3, IMAP) shares: where it sits in the journey,
+who talks to it, and the limits that keep one bad client from hurting the rest."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass, field
+
+from app.engines.tls import LabTLS
+from app.events import Sink, Tap
+from app.world.accounts import Accounts
+from app.world.mailstore import MailStore
+
+MAILBOX_ACTOR = "mailbox"
+
+
+@dataclass
+class EngineContext:
+    """The world an engine serves: mail on disk, logins, certificates, the event sink."""
+
+    store: MailStore
+    accounts: Accounts
+    tls: LabTLS
+    sink: Sink
+
+
+@dataclass
+class Endpoint:
+    """One listener's place in the picture: panel, actors, protocol, standard port.
+
+    `client_actor` names whoever connects. A scenario that plays two devices against
+    one server queues the names of its next clients with `expect_client`.
+    """
+
+    panel: int
+    protocol: str
+    port: int  # the standard port this listener plays (587, 25, 110, ...)
+    server_actor: str
+    client_actor: str
+    hostname: str = "localhost"
+    implicit_tls: bool = False
+    max_connections: int = 50
+    idle_timeout: float = 300.0
+    _expected: deque[str] = field(default_factory=deque)
+    active: int = 0
+
+    def expect_client(self, actor: str) -> None:
+        self._expected.append(actor)
+
+    def new_tap(self, sink: Sink) -> Tap:
+        actor = self._expected.popleft() if self._expected else self.client_actor
+        return Tap(
+            sink=sink,
+            panel=self.panel,
+            client_actor=actor,
+            server_actor=self.server_actor,
+            protocol=self.protocol,
+            port=self.port,
+            tls=self.implicit_tls,
+        )
+
+    def try_acquire(self) -> bool:
+        """Count a new connection; False when the listener is full."""
+        if self.active >= self.max_connections:
+            return False
+        self.active += 1
+        return True
+
+    def release(self) -> None:
+        self.active = max(0, self.active - 1)
+
+
+async def close_server(server: asyncio.AbstractServer) -> None:
+    server.close()
+    await server.wait_closed()
