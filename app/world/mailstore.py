@@ -190,8 +190,14 @@ class Folder:
             _fsync_dir(self.path / "new")
         return removed
 
-    def add(self, data: bytes, *, host: str = "localhost", flags: frozenset[str] = frozenset(),
-            internaldate: float | None = None) -> StoredMessage:
+    def add(
+        self,
+        data: bytes,
+        *,
+        host: str = "localhost",
+        flags: frozenset[str] = frozenset(),
+        internaldate: float | None = None,
+    ) -> StoredMessage:
         """Write a message durably: tmp/, fsync, rename into new/ (or cur/ with flags)."""
         name = _unique_name(host)
         tmp = self.path / "tmp" / name

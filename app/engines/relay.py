@@ -1,0 +1,184 @@
+"""The sending side of a hop: the relaying MTA (MX lookup, then SMTP on port 25)
+and the receiving MTA's hand-off to the MDA over LMTP. Both are aiosmtplib clients.
+
+The lines they exchange are recorded by the listening server's tap; what only the
+client sees (DNS answers, a refused connection) is recorded here as notes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aiosmtplib
+
+from app.engines.base import EngineContext
+from app.events import PANEL_RELAY, Tap
+from app.world.dns import SimulatedDNS
+from app.world.network import LabNetwork, NotInLab
+from app.world.spool import QueuedMail
+
+CONNECT_TIMEOUT = 5.0
+
+
+@dataclass
+class HopResult:
+    delivered: list[str]
+    refused: dict[str, str]  # recipient -> the server's permanent error reply
+    deferred: dict[str, str]  # recipient -> why it could not be tried now
+
+
+def _domain(address: str) -> str:
+    return address.rpartition("@")[2].lower()
+
+
+def lookup_mx(dns: SimulatedDNS, domain: str, tap: Tap) -> list[str]:
+    """The MX query as events; returns the exchange hosts, lowest preference first."""
+    tap.client(f"{domain}. IN MX ?", "dns.query.mx")
+    mx = dns.query(domain, "MX")
+    if mx:
+        tap.server("\n".join(r.zone_line() for r in mx), "dns.answer.mx")
+        return [r.value for r in mx]
+    # No MX: the domain itself is the implicit MX (RFC 5321 §5.1).
+    tap.server(f"{domain}. IN MX: NOERROR, no answer (use the A record)", "dns.answer.nomx")
+    return [domain]
+
+
+def lookup_a(dns: SimulatedDNS, host: str, tap: Tap) -> list[str]:
+    tap.client(f"{host}. IN A ?", "dns.query.a")
+    answers = dns.query(host, "A")
+    if answers:
+        tap.server("\n".join(r.zone_line() for r in answers), "dns.answer.a")
+    else:
+        tap.server(f"{host}. IN A: NXDOMAIN", "dns.answer.nxdomain")
+    return [r.value for r in answers]
+
+
+async def relay(
+    ctx: EngineContext,
+    dns: SimulatedDNS,
+    network: LabNetwork,
+    mail: QueuedMail,
+    *,
+    helo: str,
+    client_actor: str = "mta-a",
+) -> HopResult:
+    """Send one queued mail to the MX of each recipient domain (port 25)."""
+    result = HopResult([], {}, {})
+    by_domain: dict[str, list[str]] = {}
+    for rcpt in mail.rcpt_tos:
+        by_domain.setdefault(_domain(rcpt), []).append(rcpt)
+    for domain, rcpts in by_domain.items():
+        dns_tap = Tap(ctx.sink, PANEL_RELAY, client_actor, "dns", "DNS", 53)
+        sent = False
+        # Try the exchanges in preference order; resolve each only when it is its turn.
+        for host in lookup_mx(dns, domain, dns_tap):
+            for address in lookup_a(dns, host, dns_tap):
+                try:
+                    real_host, real_port = network.resolve(address, 25)
+                    await _send(ctx, real_host, real_port, host, mail, rcpts, helo, result)
+                except NotInLab as exc:
+                    dns_tap.note(
+                        f"{host} [{address}]:25 — {exc}",
+                        "relay.unreachable",
+                        src=client_actor,
+                        dst=host,
+                        protocol="TCP",
+                    )
+                    continue
+                except (
+                    OSError,
+                    aiosmtplib.SMTPConnectError,
+                    aiosmtplib.SMTPServerDisconnected,
+                ) as exc:
+                    dns_tap.note(
+                        f"connect {host} [{address}]:25 — {exc}",
+                        "relay.connect_failed",
+                        src=client_actor,
+                        dst=host,
+                        protocol="TCP",
+                    )
+                    continue
+                sent = True
+                break
+            if sent:
+                break
+        if not sent:
+            for rcpt in rcpts:
+                result.deferred[rcpt] = f"no reachable MX for {domain}"
+    return result
+
+
+async def _send(
+    ctx: EngineContext,
+    host: str,
+    port: int,
+    server_name: str,
+    mail: QueuedMail,
+    rcpts: list[str],
+    helo: str,
+    result: HopResult,
+) -> None:
+    client = aiosmtplib.SMTP(
+        hostname=host,
+        port=port,
+        local_hostname=helo,
+        timeout=CONNECT_TIMEOUT,
+        start_tls=False,
+        tls_context=ctx.tls.client_context,
+    )
+    await client.connect()
+    try:
+        await client.ehlo()
+        if client.supports_extension("starttls"):
+            # Opportunistic TLS between MTAs, as real servers do it; it protects this hop only.
+            await client.starttls(server_hostname=server_name, tls_context=ctx.tls.client_context)
+            await client.ehlo()
+        await client.mail(mail.mail_from)
+        accepted = []
+        for rcpt in rcpts:
+            try:
+                await client.rcpt(rcpt)
+                accepted.append(rcpt)
+            except aiosmtplib.SMTPRecipientRefused as exc:
+                result.refused[rcpt] = f"{exc.code} {exc.message}"
+        if accepted:
+            await client.data(mail.data)
+            result.delivered.extend(accepted)
+        else:
+            await client.rset()
+    finally:
+        try:
+            await client.quit()
+        except aiosmtplib.SMTPException:
+            client.close()
+
+
+async def deliver_lmtp(
+    ctx: EngineContext, host: str, port: int, mail: QueuedMail, *, lhlo: str
+) -> HopResult:
+    """Hand a mail to the MDA over LMTP (RFC 2033); aiosmtplib speaks it through LHLO."""
+    result = HopResult([], {}, {})
+    client = aiosmtplib.SMTP(hostname=host, port=port, timeout=CONNECT_TIMEOUT, start_tls=False)
+    await client.connect()
+    try:
+        response = await client.execute_command(b"LHLO", lhlo.encode())
+        # Record LHLO's answer as the EHLO answer so aiosmtplib knows the extensions.
+        client.last_ehlo_response = response
+        # One transaction per recipient: aiosmtplib reads a single reply after DATA,
+        # while LMTP sends one per accepted recipient (RFC 2033 §4.2).
+        for rcpt in mail.rcpt_tos:
+            await client.mail(mail.mail_from)
+            try:
+                await client.rcpt(rcpt)
+            except aiosmtplib.SMTPRecipientRefused as exc:
+                result.refused[rcpt] = f"{exc.code} {exc.message}"
+                await client.rset()
+                continue
+            await client.data(mail.data)
+            result.delivered.append(rcpt)
+    finally:
+        try:
+            await client.quit()
+        except aiosmtplib.SMTPException:
+            client.close()
+    return result

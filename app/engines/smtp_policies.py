@@ -1,0 +1,221 @@
+"""Lab policy for the aiosmtpd servers, as handler objects (aiosmtpd's hook style).
+
+One class per role: who may send, which recipients exist, where accepted mail goes.
+The engine (aiosmtpd) stays generic; every sandbox rule lives here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from email.utils import formatdate
+from typing import Any
+
+from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
+
+from app.engines.base import MAILBOX_ACTOR
+from app.world.accounts import Accounts
+from app.world.mailstore import MailStore
+from app.world.spool import Spool, new_queue_id
+
+
+def received_header(
+    *, helo: str, peer_ip: str, by: str, with_: str, qid: str, rcpt: str | None
+) -> bytes:
+    """A trace header as RFC 5321 §4.4 describes it; each hop puts one on top."""
+    for_part = f"\r\n\tfor <{rcpt}>" if rcpt else ""
+    line = (
+        f"Received: from {helo} ([{peer_ip}])\r\n\tby {by} (MailFlow Lab) with {with_} id {qid}"
+        f"{for_part};\r\n\t{formatdate(time.time(), localtime=False)}\r\n"
+    )
+    return line.encode("ascii")
+
+
+def _with_protocol(session: Session, base: str) -> str:
+    # RFC 3848: ESMTP, plus S when TLS was used, plus A when the client authenticated.
+    if base != "ESMTP":
+        return base
+    suffix = ("S" if session.ssl else "") + ("A" if session.authenticated else "")
+    return base + suffix
+
+
+def _peer_ip(session: Session) -> str:
+    peer = session.peer
+    return peer[0] if isinstance(peer, tuple) else "127.0.0.1"
+
+
+def _domain(address: str) -> str:
+    return address.rpartition("@")[2].lower()
+
+
+class SubmissionPolicy:
+    """The MSA (RFC 6409): authenticated users only; queue for the relaying MTA."""
+
+    def __init__(
+        self,
+        accounts: Accounts,
+        outbound: Spool,
+        hostname: str,
+        on_queued: Callable[[], None] | None = None,
+    ) -> None:
+        self.accounts = accounts
+        self.outbound = outbound
+        self.hostname = hostname
+        self.on_queued = on_queued
+
+    def authenticator(
+        self, server: Any, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        if not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        user = auth_data.login.decode("utf-8", "replace")
+        password = auth_data.password.decode("utf-8", "replace")
+        if self.accounts.check(user, password):
+            return AuthResult(success=True, auth_data=auth_data)
+        return AuthResult(success=False, handled=False)
+
+    async def handle_RCPT(
+        self,
+        server: Any,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        if not self.accounts.is_lab_domain(address):
+            return (
+                f"550 5.7.1 <{address}>: the sandbox delivers only to lab domains "
+                "(a.example, b.example)"
+            )
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 Ok"
+
+    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
+        qid = new_queue_id()
+        rcpt = envelope.rcpt_tos[0] if len(envelope.rcpt_tos) == 1 else None
+        trace = received_header(
+            helo=session.host_name or "unknown",
+            peer_ip=_peer_ip(session),
+            by=self.hostname,
+            with_=_with_protocol(session, "ESMTP"),
+            qid=qid,
+            rcpt=rcpt,
+        )
+        content = envelope.original_content or b""
+        self.outbound.put(envelope.mail_from or "", list(envelope.rcpt_tos), trace + content, qid)
+        if self.on_queued:
+            self.on_queued()
+        return f"250 2.0.0 Ok: queued as {qid}"
+
+
+class InboundPolicy:
+    """An MTA on port 25: accepts mail for its own domains only (no open relay)."""
+
+    def __init__(
+        self,
+        accounts: Accounts,
+        local_domains: set[str],
+        inbound: Spool,
+        hostname: str,
+        on_queued: Callable[[], None] | None = None,
+    ) -> None:
+        self.accounts = accounts
+        self.local_domains = local_domains
+        self.inbound = inbound
+        self.hostname = hostname
+        self.on_queued = on_queued
+
+    async def handle_RCPT(
+        self,
+        server: Any,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        if _domain(address) not in self.local_domains:
+            # Not ours: relaying it for a stranger would make us an open relay.
+            return f"554 5.7.1 <{address}>: Relay access denied"
+        if not self.accounts.exists(address):
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 Ok"
+
+    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
+        qid = new_queue_id()
+        rcpt = envelope.rcpt_tos[0] if len(envelope.rcpt_tos) == 1 else None
+        trace = received_header(
+            helo=session.host_name or "unknown",
+            peer_ip=_peer_ip(session),
+            by=self.hostname,
+            with_=_with_protocol(session, "ESMTP"),
+            qid=qid,
+            rcpt=rcpt,
+        )
+        content = envelope.original_content or b""
+        self.inbound.put(envelope.mail_from or "", list(envelope.rcpt_tos), trace + content, qid)
+        if self.on_queued:
+            self.on_queued()
+        return f"250 2.0.0 Ok: queued as {qid}"
+
+
+class DeliveryPolicy:
+    """The MDA behind LMTP (RFC 2033): writes each recipient's copy into its Maildir."""
+
+    def __init__(
+        self,
+        accounts: Accounts,
+        store: MailStore,
+        hostname: str,
+        on_delivered: Callable[[str], None] | None = None,
+    ) -> None:
+        self.accounts = accounts
+        self.store = store
+        self.hostname = hostname
+        self.on_delivered = on_delivered
+
+    async def handle_RCPT(
+        self,
+        server: Any,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        if not self.accounts.exists(address):
+            return f"550 5.1.1 <{address}>: no such mailbox here"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 Ok"
+
+    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
+        replies = []
+        content = envelope.original_content or b""
+        sender = envelope.mail_from or ""
+        for rcpt in envelope.rcpt_tos:
+            qid = new_queue_id()
+            # Final delivery records the envelope sender as Return-Path (RFC 5321 §4.4).
+            head = f"Return-Path: <{sender}>\r\nDelivered-To: {rcpt}\r\n".encode()
+            trace = received_header(
+                helo=session.host_name or "unknown",
+                peer_ip=_peer_ip(session),
+                by=self.hostname,
+                with_="LMTP",
+                qid=qid,
+                rcpt=rcpt,
+            )
+            stored = self.store.deliver(rcpt, head + trace + content)
+            wire = getattr(server, "wire", None)
+            if wire is not None:
+                wire.tap.note(
+                    stored.relpath,
+                    "maildir.deliver",
+                    src=wire.tap.server_actor,
+                    dst=MAILBOX_ACTOR,
+                    protocol="MAILDIR",
+                    detail={"mailbox": rcpt},
+                )
+            if self.on_delivered:
+                self.on_delivered(rcpt)
+            # LMTP answers DATA once per recipient (RFC 2033 §4.2).
+            replies.append(f"250 2.0.0 <{rcpt}> {qid} Saved")
+        return "\r\n".join(replies)

@@ -1,0 +1,217 @@
+"""aiosmtpd's SMTP and LMTP servers with a wire tap.
+
+The tap sits where aiosmtpd meets the transport: `data_received` sees every byte
+the client sent (already decrypted after STARTTLS, because aiosmtpd's TLS layer
+hands plain text to this protocol) and `push` sees every reply line. It groups
+them the way a learner reads them: one event per client line, one per complete
+(possibly multi-line) reply, and the DATA content as one block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+from typing import Any
+
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import SMTP
+
+from app.engines.base import Endpoint
+from app.engines.tls import describe_tls
+from app.events import Sink, Tap, wire_text
+
+MAX_SHOWN_LINE = 2048  # longer lines are shown cut; the engine still judges the whole line
+DATA_SHOWN_LIMIT = 64 * 1024  # a huge message is shown cut on screen, never in the mailbox
+
+
+def show_nul(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace").replace("\0", "␀")
+
+
+def decode_sasl(blob: str) -> str | None:
+    try:
+        return show_nul(base64.b64decode(blob.strip(), validate=True))
+    except (binascii.Error, ValueError):
+        return None
+
+
+class WireTap:
+    """Turns the raw SMTP/LMTP byte stream into learner-sized events."""
+
+    def __init__(self, tap: Tap, prefix: str) -> None:
+        self.tap = tap
+        self.prefix = prefix  # "smtp" or "lmtp": the explanation key family
+        self._inbuf = b""
+        self._mode = "command"  # command | data | auth
+        self._data: list[bytes] = []
+        self._data_size = 0
+        self._reply: list[str] = []
+        self.last_verb = "greeting"
+        self.last_code = 0
+        self._auth_mech = ""
+
+    # -- client side -------------------------------------------------------
+    def received(self, data: bytes) -> None:
+        self._inbuf += data
+        while True:
+            idx = self._inbuf.find(b"\n")
+            if idx < 0:
+                if len(self._inbuf) > MAX_SHOWN_LINE * 4 and self._mode != "data":
+                    # A client that never ends its line: show what came, keep memory bounded.
+                    self._client_line(self._inbuf[:MAX_SHOWN_LINE] + b"...")
+                    self._inbuf = b""
+                return
+            line, self._inbuf = self._inbuf[: idx + 1], self._inbuf[idx + 1 :]
+            self._line(line)
+
+    def _line(self, line: bytes) -> None:
+        if self._mode == "data":
+            if line in (b".\r\n", b".\n"):
+                content = b"".join(self._data)
+                shown = wire_text(content)
+                detail = {}
+                if self._data_size > DATA_SHOWN_LIMIT:
+                    detail["cut"] = f"{self._data_size} octets; first {DATA_SHOWN_LIMIT} shown"
+                self.tap.client(shown, f"{self.prefix}.data.content", detail)
+                self.tap.client(".", f"{self.prefix}.data.end")
+                self._data, self._data_size = [], 0
+                self._mode = "command"
+                self.last_verb = "data.end"
+            else:
+                self._data_size += len(line)
+                if self._data_size <= DATA_SHOWN_LIMIT:
+                    self._data.append(line)
+            return
+        if len(line) > MAX_SHOWN_LINE:
+            line = line[:MAX_SHOWN_LINE] + b"..."
+        self._client_line(line)
+
+    def _client_line(self, line: bytes) -> None:
+        text = wire_text(line).rstrip("\r\n")
+        if self._mode == "auth":
+            self._mode = "command"
+            detail = {"masked": "****"}
+            decoded = decode_sasl(text)
+            if decoded is not None:
+                detail["decoded"] = decoded
+            self.tap.client(text, f"{self.prefix}.auth.response", detail)
+            return
+        verb = text.split(" ", 1)[0].upper() if text else ""
+        key_verb = verb.lower() if verb.isalpha() and len(verb) <= 10 else "unknown"
+        detail: dict[str, str] = {}
+        if verb == "AUTH":
+            parts = text.split()
+            self._auth_mech = parts[1].upper() if len(parts) > 1 else ""
+            if len(parts) > 2:
+                detail["masked"] = f"{parts[0]} {parts[1]} ****"
+                decoded = decode_sasl(parts[2])
+                if decoded is not None:
+                    detail["decoded"] = decoded
+        self.last_verb = key_verb
+        self.tap.client(text, f"{self.prefix}.{key_verb}", detail)
+
+    # -- server side -------------------------------------------------------
+    def pushed(self, status: str) -> None:
+        for line in status.split("\r\n"):
+            self._reply.append(line)
+            # "250-..." continues a reply; "250 ..." or a bare code ends it (RFC 5321 §4.2.1).
+            if len(line) < 4 or line[3] != "-":
+                self._flush_reply()
+
+    def _flush_reply(self) -> None:
+        text = "\n".join(self._reply)
+        self._reply = []
+        code = text[:3]
+        self.last_code = int(code) if code.isdigit() else 0
+        verb = self.last_verb
+        if verb == "data" and code != "354":
+            verb = "data"
+        self.tap.server(text, f"{self.prefix}.{verb}.{code}")
+        if code == "354":
+            self._mode = "data"
+        elif code == "334":
+            self._mode = "auth"
+            self.last_verb = "auth"
+
+
+class TappedMixin:
+    """Shared by the SMTP and LMTP servers below; see the module docstring."""
+
+    key_prefix = "smtp"
+    endpoint: Endpoint
+    sink: Sink
+    wire: WireTap | None = None
+    _login_failures = 0
+    _login_fail_delay = 0.5  # seconds; grows with each failure
+    _acquired = False
+
+    def _tap_init(self, endpoint: Endpoint, sink: Sink) -> None:
+        self.endpoint = endpoint
+        self.sink = sink
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.wire is None:
+            if not self.endpoint.try_acquire():
+                # Refuse before aiosmtpd starts a session: the listener is full.
+                transport.write(b"421 4.7.0 Too many connections, try again later\r\n")  # type: ignore[attr-defined]
+                transport.close()
+                return
+            self._acquired = True
+            self.wire = WireTap(self.endpoint.new_tap(self.sink), self.key_prefix)
+            if self.endpoint.implicit_tls:
+                self._note_handshake(transport)
+        else:
+            # The second call comes from the finished STARTTLS handshake.
+            self.wire.tap.tls = True
+            self._note_handshake(transport)
+        super().connection_made(transport)  # type: ignore[misc]
+
+    def _note_handshake(self, transport: asyncio.BaseTransport) -> None:
+        assert self.wire is not None
+        desc = describe_tls(transport.get_extra_info("ssl_object"))
+        self.wire.tap.note(desc, "tls.handshake", protocol="TLS")
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if not self._acquired:
+            return
+        self._acquired = False
+        self.endpoint.release()
+        super().connection_lost(error)  # type: ignore[misc]
+
+    def data_received(self, data: bytes) -> None:
+        if self.wire is not None:
+            self.wire.received(data)
+        super().data_received(data)  # type: ignore[misc]
+
+    async def push(self, status: Any) -> None:
+        if self.wire is not None:
+            text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
+            self.wire.pushed(text)
+        await super().push(status)  # type: ignore[misc]
+
+    async def smtp_AUTH(self, arg: str) -> None:
+        await super().smtp_AUTH(arg)  # type: ignore[misc]
+        if self.wire is not None and self.wire.last_code == 535:
+            # Slow down password guessing, and end the session after three misses.
+            self._login_failures += 1
+            await asyncio.sleep(self._login_fail_delay * self._login_failures)
+            if self._login_failures >= 3:
+                await self.push("421 4.7.0 Too many failed logins, closing connection")
+                self.transport.close()  # type: ignore[attr-defined]
+
+
+class TappedSMTP(TappedMixin, SMTP):
+    key_prefix = "smtp"
+
+    def __init__(self, handler: Any, *, endpoint: Endpoint, sink: Sink, **kwargs: Any) -> None:
+        self._tap_init(endpoint, sink)
+        super().__init__(handler, **kwargs)
+
+
+class TappedLMTP(TappedMixin, LMTP):
+    key_prefix = "lmtp"
+
+    def __init__(self, handler: Any, *, endpoint: Endpoint, sink: Sink, **kwargs: Any) -> None:
+        self._tap_init(endpoint, sink)
+        super().__init__(handler, **kwargs)

@@ -1,0 +1,682 @@
+"""POP3 server protocol core (RFC 1939, RFC 2449 CAPA, RFC 2595 STLS, RFC 5034 AUTH).
+
+Sans-IO, in the manner of h11: the adapter feeds received bytes in and gets back
+`Exchange`s - each one complete client line, the exact reply bytes to send, and
+what the adapter must do next (start TLS, close). No sockets, no asyncio, no clock
+beyond building the greeting's APOP timestamp. The maildrop is reached through an
+injected `POP3Backend`, so the whole protocol can be tested against a dict.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import NamedTuple, Protocol
+
+from app.events import wire_text
+
+CRLF = b"\r\n"
+MAX_LINE = 255  # RFC 2449 §4: a command line is at most 255 octets including CRLF
+MAX_AUTH_LINE = 4096  # RFC 5034 §4: SASL responses are exempt from the 255 limit
+MAX_FAILED_LOGINS = 3  # then the adapter hangs up; slows down password guessing
+SHOWN_OVERLONG = 255  # how much of an over-long line we keep for display
+
+CONTINUATION_KEY = "pop3.auth.continue"
+TOOLONG_KEY = "pop3.toolong"
+
+# Commands per RFC 1939 state; CAPA and QUIT are valid in both.
+AUTH_ONLY = frozenset({"USER", "PASS", "APOP", "AUTH", "STLS"})
+TRANSACTION_ONLY = frozenset({"STAT", "LIST", "RETR", "DELE", "NOOP", "RSET", "TOP", "UIDL"})
+COMMANDS = AUTH_ONLY | TRANSACTION_ONLY | {"CAPA", "QUIT"}
+
+_UIDL_RE = re.compile(r"[\x21-\x7e]{1,70}")  # RFC 1939 §7 unique-id syntax
+_LINE_START_DOT = re.compile(rb"(?m)^\.")
+
+
+# -- the backend the core talks to ------------------------------------------------
+
+
+class MessageInfo(NamedTuple):
+    key: str  # stable unique id (the Maildir key); becomes the UIDL
+    size: int  # octets as sent by RETR: CRLF line endings, before dot-stuffing
+
+
+class POP3Backend(Protocol):
+    """What the core needs from a maildrop. Implementations may raise on I/O errors;
+    the core turns that into an -ERR reply rather than letting it escape."""
+
+    def authenticate(self, user: str, password: str) -> bool: ...
+
+    def apop_secret(self, user: str) -> str | None:
+        """The shared secret (clear password) for APOP, or None for no such user."""
+        ...
+
+    def open(self, user: str) -> list[MessageInfo]:
+        """Snapshot of the maildrop at login; message n is element n-1."""
+        ...
+
+    def read(self, user: str, key: str) -> bytes: ...
+
+    def delete(self, user: str, keys: list[str]) -> list[str]:
+        """Remove messages for good; returns the removed files' relative paths."""
+        ...
+
+
+# -- what the core hands back -----------------------------------------------------
+
+
+class State(Enum):
+    AUTHORIZATION = "AUTHORIZATION"
+    TRANSACTION = "TRANSACTION"
+    UPDATE = "UPDATE"
+    CLOSED = "CLOSED"
+
+
+class Action(Enum):
+    NONE = "none"
+    START_TLS = "start_tls"  # send the reply, then run the TLS handshake
+    CLOSE = "close"  # send the reply, then close the connection
+
+
+@dataclass(frozen=True, slots=True)
+class ClientLine:
+    raw: bytes  # as received, line ending included (or a prefix, for over-long lines)
+    key: str
+    detail: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return wire_text(_strip_eol(self.raw))
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    data: bytes  # exact wire bytes, CRLF-terminated
+    key: str
+
+    @property
+    def text(self) -> str:
+        return wire_text(self.data)
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """One client line and the server's complete answer to it."""
+
+    command: ClientLine
+    reply: Reply
+    action: Action = Action.NONE
+    removed: tuple[str, ...] = ()  # files removed in the UPDATE state (QUIT)
+    login_failed: bool = False  # lets the adapter apply its delay policy
+
+
+@dataclass(slots=True)
+class _Message:
+    number: int
+    key: str
+    size: int
+    deleted: bool = False
+
+
+@dataclass(slots=True)
+class _Outcome:
+    data: bytes
+    action: Action = Action.NONE
+    removed: tuple[str, ...] = ()
+    login_failed: bool = False
+    continuation: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.data.startswith(b"+OK")
+
+
+# -- wire helpers -----------------------------------------------------------------
+
+
+def to_wire(message: bytes) -> bytes:
+    """A stored message as POP3 sends it: every line ending CRLF, last line too."""
+    text = message.replace(CRLF, b"\n").replace(b"\n", CRLF)
+    if text and not text.endswith(CRLF):
+        text += CRLF
+    return text
+
+
+def wire_size(message: bytes) -> int:
+    """The size LIST and STAT report (RFC 1939 §5: exact octets as transmitted)."""
+    return len(to_wire(message))
+
+
+def dot_stuff(body: bytes) -> bytes:
+    """RFC 1939 §3: a line starting with '.' gets one more, so '.' alone ends data."""
+    return _LINE_START_DOT.sub(b"..", body)
+
+
+def uidl_of(key: str) -> str:
+    """The key itself when it fits RFC 1939's unique-id syntax, else a stable digest."""
+    if _UIDL_RE.fullmatch(key):
+        return key
+    return hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()[:40]
+
+
+def busy_reply() -> Reply:
+    """Sent instead of a greeting when the listener has no room."""
+    return Reply(b"-ERR too many connections\r\n", "pop3.busy")
+
+
+def timeout_reply() -> Reply:
+    return Reply(b"-ERR idle timeout\r\n", "pop3.timeout")
+
+
+def _strip_eol(raw: bytes) -> bytes:
+    if raw.endswith(CRLF):
+        return raw[:-2]
+    if raw.endswith(b"\n"):
+        return raw[:-1]
+    return raw
+
+
+def _ok(text: str) -> _Outcome:
+    return _Outcome(b"+OK " + text.encode() + CRLF if text else b"+OK\r\n")
+
+
+def _err(text: str) -> _Outcome:
+    return _Outcome(b"-ERR " + text.encode() + CRLF)
+
+
+def _multiline(first: str, body: bytes) -> _Outcome:
+    """'+OK first', then the dot-stuffed CRLF body, then the terminating '.'."""
+    return _Outcome(b"+OK " + first.encode() + CRLF + dot_stuff(body) + b".\r\n")
+
+
+def _lines(items: list[str]) -> bytes:
+    return b"".join(item.encode() + CRLF for item in items)
+
+
+def _split_top(wire: bytes, count: int) -> bytes:
+    """Header block, blank line, then the first `count` body lines (RFC 1939 TOP)."""
+    if wire.startswith(CRLF):
+        head, body = CRLF, wire[2:]
+    else:
+        end = wire.find(b"\r\n\r\n")
+        head, body = (wire, b"") if end < 0 else (wire[: end + 4], wire[end + 4 :])
+    lines = body.split(CRLF)[:-1]  # body ends with CRLF, so the last piece is empty
+    return head + b"".join(line + CRLF for line in lines[:count])
+
+
+def _valid_text(body: bytes) -> str | None:
+    """The line as text, or None for NUL, control bytes or invalid UTF-8."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if any(ch < " " and ch != "\t" or ch == "\x7f" for ch in text):
+        return None
+    return text
+
+
+def _number(arg: str) -> int | None:
+    return int(arg) if arg.isascii() and arg.isdigit() else None
+
+
+def decode_plain(response: str) -> tuple[str, str, str] | None:
+    """RFC 4616 PLAIN: base64 of authzid NUL authcid NUL passwd; None if malformed."""
+    raw = _b64(response)
+    if raw is None:
+        return None
+    parts = raw.split(b"\0")
+    if len(parts) != 3:
+        return None
+    try:
+        authzid, user, password = (p.decode("utf-8") for p in parts)
+    except UnicodeDecodeError:
+        return None
+    return authzid, user, password
+
+
+def _b64(response: str) -> bytes | None:
+    if response == "=":  # RFC 5034: '=' stands for an empty initial response
+        return b""
+    try:
+        return base64.b64decode(response, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _plain_detail(response: str) -> dict[str, str]:
+    detail = {"masked": "AUTH PLAIN ****"}
+    raw = _b64(response)
+    if raw is not None:
+        detail["decoded"] = raw.decode("utf-8", "replace").replace("\0", "␀")
+    return detail
+
+
+def new_banner_id(hostname: str) -> str:
+    """RFC 1939 §7 APOP timestamp: unique per greeting, msg-id syntax."""
+    return f"<{os.getpid()}.{time.time_ns()}.{secrets.token_hex(4)}@{hostname}>"
+
+
+# -- the connection state machine -------------------------------------------------
+
+Handler = Callable[["POP3Connection", str], _Outcome]
+
+
+class POP3Connection:
+    """One POP3 session, server side. Feed it bytes; send what it answers."""
+
+    def __init__(
+        self,
+        backend: POP3Backend,
+        *,
+        hostname: str = "localhost",
+        tls_active: bool = False,
+        tls_available: bool = True,
+        banner_id: str | None = None,
+    ) -> None:
+        self.backend = backend
+        self.hostname = hostname
+        self.tls_active = tls_active
+        self.tls_available = tls_available
+        self.banner_id = banner_id or new_banner_id(hostname)
+        self.state = State.AUTHORIZATION
+        self.user: str | None = None  # after USER: the name given; after login: the owner
+        self.failed_logins = 0
+        self._messages: list[_Message] = []
+        self._buffer = bytearray()
+        self._overflow: tuple[bytes, int] | None = None  # (shown prefix, octets so far)
+        self._auth_pending = False  # an AUTH '+ ' continuation awaits the client's answer
+        self._awaiting_tls = False
+
+    # -- public API ------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self.state is State.CLOSED
+
+    def greeting(self) -> Reply:
+        return Reply(f"+OK MailFlow Lab POP3 ready {self.banner_id}\r\n".encode(), "pop3.greeting")
+
+    def receive_data(self, data: bytes) -> list[Exchange]:
+        """Frame `data` into lines and answer each complete one, in order."""
+        if self.closed or self._awaiting_tls:
+            return []
+        self._buffer += data
+        out: list[Exchange] = []
+        while not self.closed and not self._awaiting_tls:
+            exchange = self._next_exchange()
+            if exchange is None:
+                break
+            out.append(exchange)
+        if self._awaiting_tls:
+            # RFC 2595 §4 / CVE-2011-0411: plaintext pipelined after STLS must not
+            # be executed inside the TLS session.
+            self._buffer.clear()
+        return out
+
+    def receive_line(self, line: bytes) -> Exchange:
+        """Answer one complete line (with or without its line ending)."""
+        if len(line) > self._line_limit():
+            return self._too_long(line[:SHOWN_OVERLONG], len(line))
+        if self._auth_pending:
+            return self._auth_response(line)
+        return self._command(line)
+
+    def tls_started(self) -> None:
+        """The adapter finished the STLS handshake: forget what the client said before."""
+        self._awaiting_tls = False
+        self.tls_active = True
+        self.user = None
+
+    def connection_lost(self) -> None:
+        """The client vanished: RFC 1939 §6 - no UPDATE state, nothing is removed."""
+        self.state = State.CLOSED
+        self._messages = []
+
+    def timeout(self) -> Reply:
+        self.connection_lost()
+        return timeout_reply()
+
+    # -- framing ---------------------------------------------------------------
+    def _line_limit(self) -> int:
+        return MAX_AUTH_LINE if self._auth_pending else MAX_LINE
+
+    def _next_exchange(self) -> Exchange | None:
+        end = self._buffer.find(b"\n")
+        if end < 0:
+            self._absorb_overflow()
+            return None
+        line = bytes(self._buffer[: end + 1])
+        del self._buffer[: end + 1]
+        if self._overflow is not None:
+            prefix, count = self._overflow
+            self._overflow = None
+            return self._too_long(prefix, count + len(line))
+        return self.receive_line(line)
+
+    def _absorb_overflow(self) -> None:
+        # No line end yet. Once the partial line can no longer fit, keep only a
+        # prefix for display and count the rest, so memory stays bounded.
+        if self._overflow is None and len(self._buffer) < self._line_limit():
+            return
+        prefix, count = self._overflow or (bytes(self._buffer[:SHOWN_OVERLONG]), 0)
+        self._overflow = (prefix, count + len(self._buffer))
+        self._buffer.clear()
+
+    def _too_long(self, prefix: bytes, octets: int) -> Exchange:
+        self._auth_pending = False
+        detail = {"octets": str(octets), "shown": f"first {len(_strip_eol(prefix))} octets"}
+        return Exchange(
+            ClientLine(prefix, TOOLONG_KEY, detail),
+            Reply(b"-ERR line too long\r\n", TOOLONG_KEY + ".err"),
+        )
+
+    # -- commands --------------------------------------------------------------
+    def _command(self, line: bytes) -> Exchange:
+        body = _strip_eol(line)
+        verb_raw, _, arg_raw = body.partition(b" ")
+        verb = verb_raw.decode("ascii", "replace").upper()
+        name = verb if verb in COMMANDS else "UNKNOWN"
+        key = f"pop3.{name.lower()}"
+        text = _valid_text(body)
+        if text is None:
+            outcome = _err("command contains NUL, control or non-UTF-8 bytes")
+        else:
+            arg = text.partition(" ")[2]
+            outcome = self._dispatch(name, verb, arg)
+        command = ClientLine(line, key, self._detail(name, arg_raw))
+        reply_key = CONTINUATION_KEY if outcome.continuation else f"{key}.{_verdict(outcome)}"
+        return self._exchange(command, reply_key, outcome)
+
+    def _dispatch(self, name: str, verb: str, arg: str) -> _Outcome:
+        if name == "UNKNOWN":
+            shown = verb[:20] if verb.isprintable() else "?"
+            return _err(f"unknown command {shown!r}" if verb else "empty command")
+        if self.state is State.TRANSACTION and name in AUTH_ONLY:
+            return _err(f"{name} is only valid before login")
+        if self.state is State.AUTHORIZATION and name in TRANSACTION_ONLY:
+            return _err(f"{name} is only valid after login")
+        return _HANDLERS[name](self, arg)
+
+    def _detail(self, name: str, arg_raw: bytes) -> dict[str, str]:
+        # Passwords travel in the clear on the wire; the UI can choose the masked form.
+        if name == "PASS":
+            return {"masked": "PASS ****"}
+        if name == "APOP":
+            user = arg_raw.partition(b" ")[0].decode("utf-8", "replace")
+            return {"masked": f"APOP {user} ****"}
+        if name == "AUTH":
+            mech, _, initial = arg_raw.decode("utf-8", "replace").partition(" ")
+            if mech.upper() == "PLAIN" and initial:
+                return _plain_detail(initial.strip())
+        return {}
+
+    def _exchange(self, command: ClientLine, reply_key: str, outcome: _Outcome) -> Exchange:
+        if outcome.action is Action.CLOSE:
+            self.state = State.CLOSED
+        elif outcome.action is Action.START_TLS:
+            self._awaiting_tls = True
+        return Exchange(
+            command,
+            Reply(outcome.data, reply_key),
+            outcome.action,
+            outcome.removed,
+            outcome.login_failed,
+        )
+
+    # -- AUTHORIZATION ----------------------------------------------------------
+    def _capa(self, arg: str) -> _Outcome:
+        if arg.strip():
+            return _err("CAPA takes no arguments")
+        caps = ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"]
+        if self.state is State.AUTHORIZATION:
+            caps += ["USER", "SASL PLAIN"]
+            if self.tls_available and not self.tls_active:
+                caps.append("STLS")
+        caps.append("IMPLEMENTATION MailFlow-Lab")
+        return _multiline("Capability list follows", _lines(caps))
+
+    def _user(self, arg: str) -> _Outcome:
+        name = arg.strip()
+        if not name or " " in name:
+            return _err("USER needs exactly one name")
+        self.user = name
+        return _ok(f"{name} - now send PASS")
+
+    def _pass(self, arg: str) -> _Outcome:
+        if self.user is None:
+            return _err("send USER first")
+        if not arg:
+            return _err("PASS needs a password")
+        # The password is everything after 'PASS ', spaces included (RFC 1939 §7).
+        if not self._authenticate(self.user, arg):
+            return self._failed_login()
+        return self._login(self.user)
+
+    def _apop(self, arg: str) -> _Outcome:
+        parts = arg.split()
+        if len(parts) != 2 or not re.fullmatch(r"[0-9a-fA-F]{32}", parts[1]):
+            return _err("APOP needs a name and a 32-digit hex MD5 digest")
+        name, digest = parts
+        secret = self._safe(lambda: self.backend.apop_secret(name))
+        expected = hashlib.md5(f"{self.banner_id}{secret or ''}".encode()).hexdigest()
+        # compare_digest always runs, so unknown users cost the same time.
+        matches = hmac.compare_digest(digest.lower(), expected)
+        if not (isinstance(secret, str) and matches):
+            return self._failed_login()
+        return self._login(name)
+
+    def _auth(self, arg: str) -> _Outcome:
+        mech, _, initial = arg.strip().partition(" ")
+        if not mech:
+            return _err("AUTH needs a mechanism; this server offers PLAIN")
+        if mech.upper() != "PLAIN":
+            return _err(f"unsupported mechanism {mech[:20]!r}; this server offers PLAIN")
+        if not initial:
+            self._auth_pending = True
+            return _Outcome(b"+ \r\n", continuation=True)  # RFC 5034: empty challenge
+        return self._plain(initial.strip())
+
+    def _auth_response(self, line: bytes) -> Exchange:
+        self._auth_pending = False
+        body = _strip_eol(line)
+        text = _valid_text(body)
+        detail = _plain_detail(text.strip()) if text is not None else {}
+        if text is None:
+            outcome = _err("AUTH response is not valid base64")
+        elif text.strip() == "*":
+            detail = {}
+            outcome = _err("authentication cancelled")  # RFC 5034 §4
+        else:
+            outcome = self._plain(text.strip())
+        command = ClientLine(line, "pop3.auth.response", detail)
+        return self._exchange(command, f"pop3.auth.{_verdict(outcome)}", outcome)
+
+    def _plain(self, response: str) -> _Outcome:
+        decoded = decode_plain(response)
+        if decoded is None:
+            return _err("AUTH PLAIN response is not base64 of authzid NUL user NUL password")
+        authzid, user, password = decoded
+        if authzid and authzid != user:
+            return self._failed_login("[AUTH] acting as another user is not allowed")
+        if not user or not self._authenticate(user, password):
+            return self._failed_login()
+        return self._login(user)
+
+    def _stls(self, arg: str) -> _Outcome:
+        if arg.strip():
+            return _err("STLS takes no arguments")
+        if self.tls_active:
+            return _err("already using TLS")
+        if not self.tls_available:
+            return _err("TLS is not available here")
+        return _Outcome(b"+OK begin TLS negotiation\r\n", Action.START_TLS)
+
+    def _authenticate(self, user: str, password: str) -> bool:
+        return self._safe(lambda: self.backend.authenticate(user, password)) is True
+
+    def _failed_login(self, reason: str = "[AUTH] invalid user name or password") -> _Outcome:
+        self.user = None
+        self.failed_logins += 1
+        if self.failed_logins >= MAX_FAILED_LOGINS:
+            outcome = _err("[AUTH] too many failed logins, closing connection")
+            outcome.action = Action.CLOSE
+        else:
+            outcome = _err(reason)
+        outcome.login_failed = True
+        return outcome
+
+    def _login(self, user: str) -> _Outcome:
+        infos = self._safe(lambda: self.backend.open(user))
+        if infos is None:
+            self.user = None
+            return _err("[SYS/TEMP] cannot open the maildrop, try again later")
+        self.user = user
+        self._messages = [_Message(n, info.key, info.size) for n, info in enumerate(infos, 1)]
+        self.state = State.TRANSACTION
+        count, size = self._totals()
+        return _ok(f"{user} has {count} messages ({size} octets)")
+
+    # -- TRANSACTION ------------------------------------------------------------
+    def _stat(self, arg: str) -> _Outcome:
+        if arg.strip():
+            return _err("STAT takes no arguments")
+        return _ok("%d %d" % self._totals())
+
+    def _list(self, arg: str) -> _Outcome:
+        return self._scan_listing(arg, "LIST", lambda m: str(m.size))
+
+    def _uidl(self, arg: str) -> _Outcome:
+        return self._scan_listing(arg, "UIDL", lambda m: uidl_of(m.key))
+
+    def _scan_listing(self, arg: str, verb: str, value: Callable[[_Message], str]) -> _Outcome:
+        args = arg.split()
+        if len(args) > 1:
+            return _err(f"{verb} takes at most one message number")
+        if args:
+            found = self._find(args[0])
+            return _err(found) if isinstance(found, str) else _ok(f"{found.number} {value(found)}")
+        live = [m for m in self._messages if not m.deleted]
+        count, size = self._totals()
+        first = f"{count} messages ({size} octets)" if verb == "LIST" else "unique-id listing"
+        return _multiline(first, _lines([f"{m.number} {value(m)}" for m in live]))
+
+    def _retr(self, arg: str) -> _Outcome:
+        args = arg.split()
+        if len(args) != 1:
+            return _err("RETR needs exactly one message number")
+        return self._send_message(args[0], None)
+
+    def _top(self, arg: str) -> _Outcome:
+        args = arg.split()
+        if len(args) != 2:
+            return _err("TOP needs a message number and a line count")
+        lines = _number(args[1])
+        if lines is None:
+            return _err("line count must be a non-negative integer")
+        return self._send_message(args[0], lines)
+
+    def _send_message(self, number: str, top: int | None) -> _Outcome:
+        found = self._find(number)
+        if isinstance(found, str):
+            return _err(found)
+        user, key = self.user or "", found.key
+        data = self._safe(lambda: self.backend.read(user, key))
+        if data is None:
+            return _err(f"[SYS/TEMP] message {found.number} is no longer available")
+        wire = to_wire(data)
+        if top is None:
+            return _multiline(f"{len(wire)} octets", wire)
+        return _multiline("top of message follows", _split_top(wire, top))
+
+    def _dele(self, arg: str) -> _Outcome:
+        args = arg.split()
+        if len(args) != 1:
+            return _err("DELE needs exactly one message number")
+        found = self._find(args[0])
+        if isinstance(found, str):
+            return _err(found)
+        # Only a mark: the file goes away in the UPDATE state, after QUIT.
+        found.deleted = True
+        return _ok(f"message {found.number} marked for deletion")
+
+    def _noop(self, arg: str) -> _Outcome:
+        return _err("NOOP takes no arguments") if arg.strip() else _ok("")
+
+    def _rset(self, arg: str) -> _Outcome:
+        if arg.strip():
+            return _err("RSET takes no arguments")
+        for message in self._messages:
+            message.deleted = False
+        count, size = self._totals()
+        return _ok(f"maildrop has {count} messages ({size} octets)")
+
+    def _quit(self, arg: str) -> _Outcome:
+        if self.state is not State.TRANSACTION:
+            return _Outcome(b"+OK MailFlow Lab POP3 signing off\r\n", Action.CLOSE)
+        self.state = State.UPDATE
+        keys = [m.key for m in self._messages if m.deleted]
+        user = self.user or ""
+        removed = self._safe(lambda: self.backend.delete(user, keys)) if keys else []
+        if removed is None:
+            outcome = _err("[SYS/TEMP] some deleted messages were not removed")
+            outcome.action = Action.CLOSE
+            return outcome
+        left = len(self._messages) - len(keys)
+        text = f"+OK signing off ({len(removed)} messages removed, {left} left)\r\n"
+        return _Outcome(text.encode(), Action.CLOSE, tuple(removed))
+
+    # -- helpers ----------------------------------------------------------------
+    def _totals(self) -> tuple[int, int]:
+        live = [m for m in self._messages if not m.deleted]
+        return len(live), sum(m.size for m in live)
+
+    def _find(self, arg: str) -> _Message | str:
+        """The live message numbered `arg`, or the reason why there is none."""
+        number = _number(arg)
+        if number is None:
+            return "message number must be a positive integer"
+        if not 1 <= number <= len(self._messages):
+            return f"no such message, only {len(self._messages)} in maildrop"
+        message = self._messages[number - 1]
+        if message.deleted:
+            return f"message {number} already deleted"
+        return message
+
+    @staticmethod
+    def _safe[T](call: Callable[[], T]) -> T | None:
+        # A failing backend (disk full, file vanished) must become -ERR, never a crash.
+        try:
+            return call()
+        except Exception:
+            return None
+
+
+def _verdict(outcome: _Outcome) -> str:
+    return "ok" if outcome.ok else "err"
+
+
+_HANDLERS: dict[str, Handler] = {
+    "CAPA": POP3Connection._capa,
+    "USER": POP3Connection._user,
+    "PASS": POP3Connection._pass,
+    "APOP": POP3Connection._apop,
+    "AUTH": POP3Connection._auth,
+    "STLS": POP3Connection._stls,
+    "STAT": POP3Connection._stat,
+    "LIST": POP3Connection._list,
+    "RETR": POP3Connection._retr,
+    "DELE": POP3Connection._dele,
+    "NOOP": POP3Connection._noop,
+    "RSET": POP3Connection._rset,
+    "TOP": POP3Connection._top,
+    "UIDL": POP3Connection._uidl,
+    "QUIT": POP3Connection._quit,
+}

@@ -1,0 +1,76 @@
+"""Scenarios as data: what the actors do, never the lines they exchange."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCENARIO_DIR = Path(__file__).resolve().parent.parent / "content" / "scenarios"
+LANGS = ("ja", "en")
+
+
+class ScenarioError(ValueError):
+    """A scenario file that does not say what the runner needs."""
+
+
+@dataclass(frozen=True)
+class Action:
+    do: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    slug: str
+    order: int
+    title: dict[str, str]
+    intro: dict[str, str]
+    summary: dict[str, str]
+    topics: tuple[str, ...]
+    mail: dict[str, Any]
+    actions: tuple[Action, ...]
+
+    def text(self, part: str, lang: str) -> str:
+        return getattr(self, part)[lang]
+
+
+def _bilingual(data: dict[str, Any], name: str, path: Path) -> dict[str, str]:
+    value = data.get(name)
+    if not isinstance(value, dict) or any(not value.get(lang) for lang in LANGS):
+        raise ScenarioError(f"{path.name}: '{name}' needs both ja and en text")
+    return {lang: str(value[lang]).strip() for lang in LANGS}
+
+
+def load_scenario(path: Path) -> Scenario:
+    data = tomllib.loads(path.read_text("utf-8"))
+    slug = data.get("slug") or path.stem
+    if slug != path.stem:
+        raise ScenarioError(f"{path.name}: slug '{slug}' must match the file name")
+    raw_actions = data.get("actions")
+    if not raw_actions:
+        raise ScenarioError(f"{path.name}: no [[actions]]")
+    actions = []
+    for raw in raw_actions:
+        raw = dict(raw)
+        do = raw.pop("do", None)
+        if not do:
+            raise ScenarioError(f"{path.name}: an action has no 'do'")
+        actions.append(Action(do, raw))
+    return Scenario(
+        slug=slug,
+        order=int(data.get("order", 100)),
+        title=_bilingual(data, "title", path),
+        intro=_bilingual(data, "intro", path),
+        summary=_bilingual(data, "summary", path),
+        topics=tuple(data.get("topics", ())),
+        mail=dict(data.get("mail", {})),
+        actions=tuple(actions),
+    )
+
+
+def load_all(directory: Path = SCENARIO_DIR) -> dict[str, Scenario]:
+    scenarios = [load_scenario(p) for p in sorted(directory.glob("*.toml"))]
+    scenarios.sort(key=lambda s: (s.order, s.slug))
+    return {s.slug: s for s in scenarios}

@@ -1,0 +1,70 @@
+"""Run a scenario for real and keep what was said, so a learner can step through it.
+
+A run builds a fresh World, lets the actors act, waits until every connection has
+closed (so the servers' last lines are in), and returns the recorded events. Back
+and Next move through that recording; they never run anything again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.engines.tls import LabTLS
+from app.events import Event, Recorder
+from app.scenarios.actions import ACTIONS, RunContext
+from app.scenarios.model import Scenario, ScenarioError
+from app.world.world import World
+
+SETTLE_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class Recording:
+    slug: str
+    lang: str
+    events: tuple[Event, ...]
+    started: float
+    seconds: float
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+
+async def _settle(world: World) -> None:
+    """Wait until no connection is open on any listener of the world."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while any(ep.active for ep in world.endpoints.values()):
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.005)
+
+
+async def run_scenario(
+    scenario: Scenario, tls: LabTLS, runs_dir: Path, lang: str = "ja"
+) -> Recording:
+    for action in scenario.actions:
+        if action.do not in ACTIONS:
+            raise ScenarioError(f"{scenario.slug}: unknown action '{action.do}'")
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    recorder = Recorder()
+    world = World(
+        root=Path(tempfile.mkdtemp(prefix=f"{scenario.slug}-", dir=runs_dir)),
+        tls=tls,
+        sink=recorder.emit,
+    )
+    started = time.time()
+    t0 = time.perf_counter()
+    await world.start()
+    try:
+        run = RunContext(scenario.mail, lang)
+        for action in scenario.actions:
+            await ACTIONS[action.do](world, action.params, run)
+            await _settle(world)
+    finally:
+        await world.close()
+        world.discard()
+    return Recording(scenario.slug, lang, tuple(recorder.events), started, time.perf_counter() - t0)
