@@ -125,6 +125,18 @@ class InboundPolicy:
         self.hostname = hostname
         self.on_queued = on_queued
 
+    async def handle_EHLO(
+        self,
+        server: Any,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        # An MX takes no logins; aiosmtpd would still print an empty "250-AUTH ".
+        session.host_name = hostname
+        return [r for r in responses if r.strip() != "250-AUTH"]
+
     async def handle_RCPT(
         self,
         server: Any,

@@ -219,7 +219,7 @@ def _valid_text(body: bytes) -> str | None:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    if any(ch < " " and ch != "\t" or ch == "\x7f" for ch in text):
+    if any((ch < " " and ch != "\t") or ch == "\x7f" for ch in text):
         return None
     return text
 
