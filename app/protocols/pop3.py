@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, TypeVar
 
 from app.events import wire_text
 
@@ -40,6 +40,9 @@ COMMANDS = AUTH_ONLY | TRANSACTION_ONLY | {"CAPA", "QUIT"}
 
 _UIDL_RE = re.compile(r"[\x21-\x7e]{1,70}")  # RFC 1939 §7 unique-id syntax
 _LINE_START_DOT = re.compile(rb"(?m)^\.")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+T = TypeVar("T")
 
 
 # -- the backend the core talks to ------------------------------------------------
@@ -117,6 +120,7 @@ class Exchange:
     action: Action = Action.NONE
     removed: tuple[str, ...] = ()  # files removed in the UPDATE state (QUIT)
     login_failed: bool = False  # lets the adapter apply its delay policy
+    updated: bool = False  # the UPDATE state ran (QUIT after login)
 
 
 @dataclass(slots=True)
@@ -134,6 +138,7 @@ class _Outcome:
     removed: tuple[str, ...] = ()
     login_failed: bool = False
     continuation: bool = False
+    updated: bool = False
 
     @property
     def ok(self) -> bool:
@@ -185,17 +190,23 @@ def _strip_eol(raw: bytes) -> bytes:
     return raw
 
 
+def _status(status: bytes, text: str) -> bytes:
+    # Reply text may echo client input: never let it smuggle a line break.
+    clean = _CONTROL.sub("?", text).encode("utf-8", "replace")
+    return status + b" " + clean + CRLF if clean else status + CRLF
+
+
 def _ok(text: str) -> _Outcome:
-    return _Outcome(b"+OK " + text.encode() + CRLF if text else b"+OK\r\n")
+    return _Outcome(_status(b"+OK", text))
 
 
 def _err(text: str) -> _Outcome:
-    return _Outcome(b"-ERR " + text.encode() + CRLF)
+    return _Outcome(_status(b"-ERR", text))
 
 
 def _multiline(first: str, body: bytes) -> _Outcome:
     """'+OK first', then the dot-stuffed CRLF body, then the terminating '.'."""
-    return _Outcome(b"+OK " + first.encode() + CRLF + dot_stuff(body) + b".\r\n")
+    return _Outcome(_status(b"+OK", first) + dot_stuff(body) + b".\r\n")
 
 
 def _lines(items: list[str]) -> bytes:
@@ -253,11 +264,11 @@ def _b64(response: str) -> bytes | None:
 
 
 def _plain_detail(response: str) -> dict[str, str]:
-    detail = {"masked": "AUTH PLAIN ****"}
     raw = _b64(response)
-    if raw is not None:
-        detail["decoded"] = raw.decode("utf-8", "replace").replace("\0", "␀")
-    return detail
+    if raw is None:
+        return {"masked": "AUTH PLAIN ****"}
+    decoded = raw.decode("utf-8", "replace").replace("\0", "␀")
+    return {"decoded": decoded, "masked": "AUTH PLAIN ****"}
 
 
 def new_banner_id(hostname: str) -> str:
@@ -396,6 +407,8 @@ class POP3Connection:
         return self._exchange(command, reply_key, outcome)
 
     def _dispatch(self, name: str, verb: str, arg: str) -> _Outcome:
+        if self.closed:
+            return _err("session is over")
         if name == "UNKNOWN":
             shown = verb[:20] if verb.isprintable() else "?"
             return _err(f"unknown command {shown!r}" if verb else "empty command")
@@ -429,6 +442,7 @@ class POP3Connection:
             outcome.action,
             outcome.removed,
             outcome.login_failed,
+            outcome.updated,
         )
 
     # -- AUTHORIZATION ----------------------------------------------------------
@@ -548,7 +562,8 @@ class POP3Connection:
     def _stat(self, arg: str) -> _Outcome:
         if arg.strip():
             return _err("STAT takes no arguments")
-        return _ok("%d %d" % self._totals())
+        count, size = self._totals()
+        return _ok(f"{count} {size}")
 
     def _list(self, arg: str) -> _Outcome:
         return self._scan_listing(arg, "LIST", lambda m: str(m.size))
@@ -627,11 +642,11 @@ class POP3Connection:
         removed = self._safe(lambda: self.backend.delete(user, keys)) if keys else []
         if removed is None:
             outcome = _err("[SYS/TEMP] some deleted messages were not removed")
-            outcome.action = Action.CLOSE
+            outcome.action, outcome.updated = Action.CLOSE, True
             return outcome
         left = len(self._messages) - len(keys)
         text = f"+OK signing off ({len(removed)} messages removed, {left} left)\r\n"
-        return _Outcome(text.encode(), Action.CLOSE, tuple(removed))
+        return _Outcome(text.encode(), Action.CLOSE, tuple(removed), updated=True)
 
     # -- helpers ----------------------------------------------------------------
     def _totals(self) -> tuple[int, int]:
@@ -651,7 +666,7 @@ class POP3Connection:
         return message
 
     @staticmethod
-    def _safe[T](call: Callable[[], T]) -> T | None:
+    def _safe(call: Callable[[], T]) -> T | None:
         # A failing backend (disk full, file vanished) must become -ERR, never a crash.
         try:
             return call()
