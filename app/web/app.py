@@ -1,0 +1,100 @@
+"""The FastAPI application: pages, the flow websocket, static files, health."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.config import Settings
+from app.engines.tls import LabTLS
+from app.explanations import Catalog
+from app.scenarios.model import load_all
+from app.web import i18n
+from app.web.flow_socket import router as socket_router
+from app.web.pages import router as pages_router
+from app.web.service import FlowService
+from app.web.templating import make_templates
+
+STATIC_DIR = Path(__file__).resolve().parent.parent.parent / "static"
+log = logging.getLogger("mailflow")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        tls = LabTLS.load(settings.tls_dir)
+        app.state.tls = tls
+        app.state.flow = FlowService(
+            tls=tls,
+            runs_dir=settings.runs_dir,
+            scenarios=load_all(),
+            catalog=Catalog.load(),
+            session_ttl=settings.session_ttl,
+            max_sessions=settings.max_sessions,
+        )
+        yield
+
+    app = FastAPI(title="MailFlow Lab", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.settings = settings
+    app.state.templates = make_templates()
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.middleware("http")
+    async def language(request: Request, call_next):  # type: ignore[no-untyped-def]
+        query = request.query_params.get("lang")
+        lang = i18n.pick_lang(query, request.cookies.get(i18n.COOKIE))
+        token = i18n.current_lang.set(lang)
+        try:
+            response: Response = await call_next(request)
+        finally:
+            i18n.current_lang.reset(token)
+        if query in i18n.LANGS:
+            # Remember an explicit choice for the next visit.
+            response.set_cookie(i18n.COOKIE, lang, max_age=365 * 86400, samesite="lax")
+        return response
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if request.url.path.startswith(("/api/", "/healthz")):
+            return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+        lang = i18n.pick_lang(request.query_params.get("lang"), request.cookies.get(i18n.COOKIE))
+        token = i18n.current_lang.set(lang)
+        try:
+            return app.state.templates.TemplateResponse(
+                request,
+                "error.html",
+                {"status": exc.status_code, "detail": exc.detail, "lang": lang},
+                status_code=exc.status_code,
+            )
+        finally:
+            i18n.current_lang.reset(token)
+
+    @app.get("/healthz")
+    async def healthz(request: Request) -> JSONResponse:
+        flow: FlowService = request.app.state.flow
+        ok = flow.last_error is None
+        body = {
+            "status": "ok" if ok else "degraded",
+            "runs": flow.runs,
+            "sessions": len(flow.sessions),
+            "error": flow.last_error,
+        }
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    app.include_router(pages_router)
+    app.include_router(socket_router)
+    return app
+
+
+def html(content: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(content, status_code=status)

@@ -1,0 +1,122 @@
+"""What the flow page shows, derived from a recording: panels, actors, summary.
+
+Everything here is read off the recorded events; nothing is made up. Only the
+labels (actor names, explanations) come from content, looked up by key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from app.events import Event
+from app.explanations import Catalog, Explanation
+
+ACTORS_FILE = Path(__file__).resolve().parent.parent / "content" / "actors.toml"
+WIRE_PROTOCOLS = ("SMTP", "LMTP", "POP3", "IMAP")
+# Left to right in each panel: the order in which the mail passes the actors.
+JOURNEY_ORDER = (
+    "mua-alice",
+    "msa-a",
+    "mta-a",
+    "dns",
+    "mta-b",
+    "mda-b",
+    "mailbox",
+    "pop3-b",
+    "imap-b",
+    "mua-bob",
+)
+
+
+def journey_position(actor: str) -> int:
+    return JOURNEY_ORDER.index(actor) if actor in JOURNEY_ORDER else len(JOURNEY_ORDER)
+
+
+@lru_cache(maxsize=1)
+def actor_labels() -> dict[str, dict[str, str]]:
+    return tomllib.loads(ACTORS_FILE.read_text("utf-8"))
+
+
+def actor_label(actor: str, lang: str) -> str:
+    info = actor_labels().get(actor)
+    return info.get(lang, actor) if info else actor
+
+
+def actor_role(actor: str) -> str:
+    info = actor_labels().get(actor)
+    return info.get("role", actor) if info else actor
+
+
+@dataclass(frozen=True)
+class PanelView:
+    number: int
+    actors: tuple[str, ...]  # in order of first appearance
+    protocols: tuple[str, ...]
+    ports: tuple[int, ...]
+    tls: bool
+    first_step: int  # 1-based step of its first event
+
+
+def panels(events: tuple[Event, ...] | list[Event]) -> list[PanelView]:
+    found: dict[int, dict[str, list]] = {}
+    for step, e in enumerate(events, start=1):
+        p = found.setdefault(
+            e.panel, {"actors": [], "protocols": [], "ports": [], "tls": [], "first": [step]}
+        )
+        for actor in (e.src, e.dst):
+            if actor not in p["actors"]:
+                p["actors"].append(actor)
+        if e.protocol in WIRE_PROTOCOLS or e.protocol == "DNS":
+            if e.protocol not in p["protocols"]:
+                p["protocols"].append(e.protocol)
+            if e.port is not None and e.port not in p["ports"] and e.protocol != "DNS":
+                p["ports"].append(e.port)
+        if e.tls:
+            p["tls"].append(True)
+    return [
+        PanelView(
+            n,
+            tuple(sorted(p["actors"], key=journey_position)),
+            tuple(p["protocols"]),
+            tuple(p["ports"]),
+            bool(p["tls"]),
+            p["first"][0],
+        )
+        for n, p in sorted(found.items())
+    ]
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One row of the summary card: who spoke to whom, how, on which port."""
+
+    panel: int
+    client: str
+    server: str
+    protocol: str
+    port: int | None
+    tls: bool
+
+
+def hops(events: tuple[Event, ...] | list[Event]) -> list[Hop]:
+    rows: dict[str, Hop] = {}
+    for e in events:
+        if e.protocol not in WIRE_PROTOCOLS and e.protocol != "DNS":
+            continue
+        client, server = (e.src, e.dst) if e.direction == "c2s" else (e.dst, e.src)
+        prev = rows.get(e.session)
+        rows[e.session] = Hop(
+            e.panel, client, server, e.protocol, e.port, e.tls or (prev.tls if prev else False)
+        )
+    # One row per distinct hop, not per connection.
+    unique: dict[tuple, Hop] = {}
+    for hop in rows.values():
+        unique.setdefault((hop.panel, hop.client, hop.server, hop.protocol, hop.port), hop)
+    return list(unique.values())
+
+
+def explain(catalog: Catalog, event: Event) -> Explanation | None:
+    return catalog.lookup(event.key)

@@ -1,0 +1,38 @@
+"""One Jinja environment for every page, with gettext bound to the request's language."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlencode
+
+import jinja2
+from starlette.requests import Request
+from starlette.templating import Jinja2Templates
+
+from app.web import i18n
+from app.web.flow_view import actor_label, actor_role
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent.parent / "templates"
+
+
+def lang_query(request: Request, lang: str) -> str:
+    """The current query string with only the language swapped (keeps ?step=, ?present=)."""
+    params = [(k, v) for k, v in request.query_params.multi_items() if k != "lang"]
+    return urlencode([*params, ("lang", lang)])
+
+
+def make_templates() -> Jinja2Templates:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        autoescape=True,  # every piece of mail text is escaped, always
+        extensions=["jinja2.ext.i18n"],
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)  # type: ignore[attr-defined]
+    env.globals["actor_label"] = lambda actor: actor_label(actor, i18n.current_lang.get())
+    env.globals["actor_role"] = actor_role
+    env.globals["current_lang"] = i18n.current_lang.get
+    env.globals["lang_query"] = lang_query
+    env.globals["HTMX"] = "vendor/htmx-2.0.11/htmx.min.js"
+    return Jinja2Templates(env=env)

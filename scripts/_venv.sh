@@ -1,0 +1,28 @@
+# Shared by scripts/serve and scripts/test: a .venv with the project installed.
+# Re-installs only when pyproject.toml changed (a stamp file remembers its hash).
+set -euo pipefail
+ensure_venv() {
+  local extras="$1"
+  local py="${PYTHON:-python3}"
+  if ! "$py" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; then
+    echo "MailFlow Lab needs Python 3.11 or newer (found: $("$py" --version 2>&1))." >&2
+    echo "Install it (Debian: apt-get install python3 python3-venv) or set PYTHON=/path/to/python3.11." >&2
+    exit 1
+  fi
+  if [ ! -x .venv/bin/python ]; then
+    "$py" -m venv .venv || {
+      echo "Could not create .venv. On Debian: apt-get install python3-venv" >&2
+      exit 1
+    }
+  fi
+  local stamp=".venv/.installed-${extras:-base}-$(sha256sum pyproject.toml | cut -c1-16)"
+  if [ ! -f "$stamp" ]; then
+    .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
+    if [ -n "$extras" ]; then
+      .venv/bin/python -m pip install --quiet -e ".[$extras]"
+    else
+      .venv/bin/python -m pip install --quiet -e .
+    fi
+    touch "$stamp"
+  fi
+}

@@ -1,0 +1,200 @@
+// MailFlow Lab flow page: sends the learner's controls over the websocket and
+// draws the events the server sends back. It never makes up a protocol line:
+// every <li> it shows is HTML the server rendered from a recorded event.
+
+const root = document.getElementById("flow");
+const log = document.getElementById("log");
+const progress = document.getElementById("progress");
+const bar = document.getElementById("progress-bar");
+const status = document.getElementById("status");
+const summary = document.getElementById("summary");
+const help = document.getElementById("help");
+const blank = document.getElementById("blank");
+const buttons = Object.fromEntries(
+  [...document.querySelectorAll("[data-action]")].map((el) => [el.dataset.action, el]),
+);
+const reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)");
+
+const state = {
+  slug: root.dataset.slug,
+  session: root.dataset.session,
+  step: Number(root.dataset.step),
+  total: Number(root.dataset.total),
+  lang: root.dataset.lang,
+  playing: false,
+};
+
+let socket = null;
+let retry = 0;
+const outbox = [];
+
+function connect() {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  socket = new WebSocket(`${scheme}://${location.host}/ws/flow`);
+  socket.addEventListener("open", () => {
+    retry = 0;
+    // Re-attach to the same recorded run at the step on screen: nothing is lost.
+    socket.send(JSON.stringify({ type: "hello", slug: state.slug, session: state.session, step: state.step, lang: state.lang }));
+    if (status.textContent) status.textContent = root.dataset.labelOnline;
+  });
+  socket.addEventListener("message", (e) => receive(JSON.parse(e.data)));
+  socket.addEventListener("close", () => {
+    status.textContent = root.dataset.labelOffline;
+    setPlaying(false);
+    retry = Math.min(retry + 1, 6);
+    setTimeout(connect, 250 * 2 ** retry);
+  });
+}
+
+function send(message) {
+  if (socket && socket.readyState === WebSocket.OPEN && outbox.length === 0) {
+    socket.send(JSON.stringify(message));
+  } else {
+    outbox.push(message);
+  }
+}
+
+function flush() {
+  while (outbox.length && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(outbox.shift()));
+}
+
+function receive(msg) {
+  switch (msg.type) {
+    case "ready":
+      state.session = msg.session;
+      position(msg);
+      flush();
+      break;
+    case "sync":
+      state.session = msg.session;
+      log.innerHTML = msg.html;
+      if (msg.summary_html) summary.firstElementChild && replaceSummary(msg.summary_html);
+      position(msg);
+      flush();
+      break;
+    case "step":
+      log.insertAdjacentHTML("beforeend", msg.html);
+      position(msg);
+      animate(msg.event);
+      log.lastElementChild.scrollIntoView({ block: "nearest", behavior: reducedMotion.matches ? "auto" : "smooth" });
+      break;
+    case "back":
+      log.lastElementChild?.remove();
+      position(msg);
+      break;
+    case "state":
+    case "end":
+      position(msg);
+      break;
+    case "error":
+      status.textContent = msg.message;
+      break;
+  }
+}
+
+function replaceSummary(html) {
+  const keep = summary.querySelector(":scope > p:last-child");
+  summary.innerHTML = html;
+  if (keep) summary.append(keep);
+}
+
+function position(msg) {
+  state.step = msg.step;
+  state.total = msg.total;
+  progress.textContent = `${msg.step} / ${msg.total}`;
+  bar.max = msg.total;
+  bar.value = msg.step;
+  buttons.next.disabled = msg.step >= msg.total;
+  buttons.back.disabled = msg.step <= 0;
+  summary.hidden = msg.step < msg.total;
+  if ("playing" in msg) setPlaying(msg.playing);
+  for (const panel of document.querySelectorAll(".panel")) {
+    if (Number(panel.dataset.panel) === msg.panel) panel.setAttribute("aria-current", "step");
+    else panel.removeAttribute("aria-current");
+  }
+  const url = new URL(location.href);
+  url.searchParams.set("step", msg.step);
+  history.replaceState(null, "", url);
+}
+
+function setPlaying(on) {
+  state.playing = on;
+  buttons.play.textContent = on ? root.dataset.labelPause : root.dataset.labelPlay;
+  buttons.play.setAttribute("aria-pressed", String(on));
+}
+
+// Move the envelope from the speaking actor to the listening one (CSS transform only).
+function animate(event) {
+  const panel = document.getElementById(`panel-${event.panel}`);
+  if (!panel) return;
+  const stage = panel.querySelector(".stage");
+  const from = stage.querySelector(`[data-actor="${CSS.escape(event.src)}"]`);
+  const to = stage.querySelector(`[data-actor="${CSS.escape(event.dst)}"]`);
+  for (const a of document.querySelectorAll(".actor.speaking")) a.classList.remove("speaking");
+  from?.classList.add("speaking");
+  const envelope = stage.querySelector(".envelope");
+  if (!envelope || !from || !to || reducedMotion.matches) return;
+  const x = (el) => el.offsetLeft + el.offsetWidth / 2 - envelope.offsetWidth / 2;
+  envelope.style.transition = "none";
+  envelope.style.transform = `translateX(${x(from)}px)`;
+  envelope.getBoundingClientRect(); // commit the start position before moving
+  envelope.style.transition = "";
+  envelope.style.transform = `translateX(${x(to)}px)`;
+}
+
+const actions = {
+  next: () => send({ type: "next" }),
+  back: () => send({ type: "back" }),
+  play: () => send({ type: state.playing ? "pause" : "play" }),
+  restart: () => send({ type: "restart" }),
+  help: () => (help.open ? help.close() : help.showModal()),
+};
+
+for (const [name, el] of Object.entries(buttons)) {
+  if (name === "speed") {
+    el.addEventListener("change", () => send({ type: "speed", value: Number(el.value) }));
+  } else if (actions[name]) {
+    el.addEventListener("click", (e) => {
+      e.preventDefault(); // the form still works without JavaScript
+      actions[name]();
+    });
+  }
+}
+
+function togglePresenter() {
+  document.body.classList.toggle("present");
+}
+
+document.addEventListener("keydown", (e) => {
+  if (e.altKey || e.ctrlKey || e.metaKey) return;
+  const tag = e.target.tagName;
+  if (tag === "INPUT" || tag === "SELECT" || tag === "TEXTAREA") return;
+  if (help.open && e.key !== "?") return;
+  const onButton = tag === "BUTTON" && (e.key === " " || e.key === "Enter");
+  if (onButton) return; // let a focused button do its own job
+  const key = e.key;
+  const map = {
+    ArrowRight: actions.next, " ": actions.next, PageDown: actions.next,
+    ArrowLeft: actions.back, PageUp: actions.back,
+    Home: actions.restart, p: actions.play, P: actions.play, "?": actions.help,
+    f: togglePresenter, F: togglePresenter,
+    b: () => { if (document.body.classList.contains("present")) blank.hidden = !blank.hidden; },
+    B: () => { if (document.body.classList.contains("present")) blank.hidden = !blank.hidden; },
+  };
+  if (!blank.hidden && key !== "b" && key !== "B") { blank.hidden = true; }
+  const fn = map[key];
+  if (fn) {
+    e.preventDefault();
+    fn();
+  }
+});
+
+// Presenter mode: controls stay hidden until the mouse moves.
+let pointerTimer = 0;
+document.addEventListener("mousemove", () => {
+  document.body.classList.add("pointer-active");
+  clearTimeout(pointerTimer);
+  pointerTimer = setTimeout(() => document.body.classList.remove("pointer-active"), 2500);
+});
+
+connect();

@@ -1,0 +1,53 @@
+"""Shared fixtures: the lab certificates and a real app served over loopback TCP."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from app.config import Settings
+from app.engines.tls import LabTLS
+from app.web.app import create_app
+
+
+@pytest.fixture(scope="session")
+def lab_tls(tmp_path_factory: pytest.TempPathFactory) -> LabTLS:
+    return LabTLS.load(tmp_path_factory.mktemp("tls"))
+
+
+class LiveServer:
+    def __init__(self, data_dir: Path) -> None:
+        self.settings = Settings(data_dir=data_dir, port=0, lab=False)
+        self.app = create_app(self.settings)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning",
+                                ws_max_size=64 * 1024)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the app did not start")
+            time.sleep(0.02)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def live_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The real app (uvicorn, real SQLite file, real engines) on an ephemeral loopback port."""
+    live = LiveServer(tmp_path_factory.mktemp("data"))
+    url = live.start()
+    yield url
+    live.stop()
