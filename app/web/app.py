@@ -16,6 +16,8 @@ from app.config import Settings
 from app.engines.tls import LabTLS
 from app.explanations import Catalog
 from app.scenarios.model import load_all
+from app.study.routes import router as study_router
+from app.study.setup import init_study
 from app.web import i18n
 from app.web.flow_socket import router as socket_router
 from app.web.pages import router as pages_router
@@ -42,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             session_ttl=settings.session_ttl,
             max_sessions=settings.max_sessions,
         )
+        app.state.study = init_study(settings)
         yield
 
     app = FastAPI(title="MailFlow Lab", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -93,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(pages_router)
     app.include_router(socket_router)
+    app.include_router(study_router)
     return app
 
 
