@@ -24,8 +24,9 @@ class LiveServer:
     def __init__(self, data_dir: Path) -> None:
         self.settings = Settings(data_dir=data_dir, port=0, lab=False)
         self.app = create_app(self.settings)
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning",
-                                ws_max_size=64 * 1024)
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=0, log_level="warning", ws_max_size=64 * 1024
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

@@ -39,17 +39,26 @@ class Lab:
 
     async def start(self) -> None:
         specs = {
-            "submission": (Endpoint(1, "SMTP", 587, "msa-a", "mua-alice", "mail.a.example"),
-                           SubmissionPolicy(self.accounts, self.outbound, "mail.a.example"),
-                           {"require_auth": True}),
-            "submissions": (Endpoint(1, "SMTP", 465, "msa-a", "mua-alice", "mail.a.example",
-                                     implicit_tls=True),
-                            SubmissionPolicy(self.accounts, self.outbound, "mail.a.example"),
-                            {"require_auth": True}),
-            "mx": (Endpoint(2, "SMTP", 25, "mta-b", "mta-a", "mx.b.example"),
-                   InboundPolicy(self.accounts, {"b.example"}, self.inbound, "mx.b.example"), {}),
-            "lmtp": (Endpoint(3, "LMTP", 24, "mda-b", "mta-b", "mda.b.example"),
-                     DeliveryPolicy(self.accounts, self.store, "mda.b.example"), {"lmtp": True}),
+            "submission": (
+                Endpoint(1, "SMTP", 587, "msa-a", "mua-alice", "mail.a.example"),
+                SubmissionPolicy(self.accounts, self.outbound, "mail.a.example"),
+                {"require_auth": True},
+            ),
+            "submissions": (
+                Endpoint(1, "SMTP", 465, "msa-a", "mua-alice", "mail.a.example", implicit_tls=True),
+                SubmissionPolicy(self.accounts, self.outbound, "mail.a.example"),
+                {"require_auth": True},
+            ),
+            "mx": (
+                Endpoint(2, "SMTP", 25, "mta-b", "mta-a", "mx.b.example"),
+                InboundPolicy(self.accounts, {"b.example"}, self.inbound, "mx.b.example"),
+                {},
+            ),
+            "lmtp": (
+                Endpoint(3, "LMTP", 24, "mda-b", "mta-b", "mda.b.example"),
+                DeliveryPolicy(self.accounts, self.store, "mda.b.example"),
+                {"lmtp": True},
+            ),
         }
         for name, (endpoint, policy, kwargs) in specs.items():
             server = await start_smtp_server(self.ctx, endpoint, policy, **kwargs)
@@ -151,9 +160,11 @@ async def test_mx_refuses_relay_and_unknown_users(lab: Lab) -> None:
             c.ehlo("evil.example")
             assert "auth" not in c.esmtp_features
             c.docmd("MAIL", "FROM:<x@evil.example>")
-            return [c.docmd("RCPT", "TO:<victim@c.example>"),
-                    c.docmd("RCPT", "TO:<nobody@b.example>"),
-                    c.docmd("RCPT", "TO:<bob@b.example>")]
+            return [
+                c.docmd("RCPT", "TO:<victim@c.example>"),
+                c.docmd("RCPT", "TO:<nobody@b.example>"),
+                c.docmd("RCPT", "TO:<bob@b.example>"),
+            ]
 
     (relay, unknown, ok) = await asyncio.to_thread(talk)
     assert relay[0] == 554 and b"5.7.1" in relay[1]
@@ -192,8 +203,9 @@ async def test_lmtp_delivery_writes_the_maildir_and_notes_the_file(lab: Lab) -> 
 
 async def test_implicit_tls_submission_on_465(lab: Lab) -> None:
     def talk() -> dict:
-        with smtplib.SMTP_SSL("127.0.0.1", lab.ports["submissions"], timeout=10,
-                              context=lab.tls.client_context) as c:
+        with smtplib.SMTP_SSL(
+            "127.0.0.1", lab.ports["submissions"], timeout=10, context=lab.tls.client_context
+        ) as c:
             c.login("alice@a.example", "alice-pass")
             return c.sendmail("alice@a.example", ["bob@b.example"], MESSAGE)
 
@@ -211,31 +223,65 @@ async def test_garbage_bytes_do_not_stop_the_server(lab: Lab) -> None:
 
     reply = await asyncio.to_thread(talk)
     assert reply.startswith(b"500")
-    assert await asyncio.to_thread(lambda: smtplib.SMTP("127.0.0.1", lab.ports["mx"]).noop()[0]) == 250
+    assert (
+        await asyncio.to_thread(lambda: smtplib.SMTP("127.0.0.1", lab.ports["mx"]).noop()[0]) == 250
+    )
 
 
 async def test_curl_submits_with_starttls_and_auth(lab: Lab, tmp_path: Path) -> None:
     mail = tmp_path / "mail.txt"
     mail.write_bytes(MESSAGE)
-    cmd = ["curl", "-sS", "--ssl-reqd", "--cacert", str(lab.tls.ca_file),
-           f"smtp://127.0.0.1:{lab.ports['submission']}", "--mail-from", "alice@a.example",
-           "--mail-rcpt", "bob@b.example", "-u", "alice@a.example:alice-pass",
-           "-T", str(mail)]
-    proc = await asyncio.create_subprocess_exec(*cmd, stdout=subprocess.PIPE,
-                                                stderr=subprocess.PIPE)
+    cmd = [
+        "curl",
+        "-sS",
+        "--ssl-reqd",
+        "--cacert",
+        str(lab.tls.ca_file),
+        f"smtp://127.0.0.1:{lab.ports['submission']}",
+        "--mail-from",
+        "alice@a.example",
+        "--mail-rcpt",
+        "bob@b.example",
+        "-u",
+        "alice@a.example:alice-pass",
+        "-T",
+        str(mail),
+    ]
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     out, err = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode == 0, err.decode()
     assert len(lab.outbound) == 1
 
 
 async def test_swaks_submits_with_starttls_and_auth(lab: Lab) -> None:
-    cmd = ["swaks", "--server", "127.0.0.1", "--port", str(lab.ports["submission"]),
-           "--from", "alice@a.example", "--to", "bob@b.example", "--tls",
-           "--tls-ca-path", str(lab.tls.ca_file), "--tls-verify",
-           "--auth", "PLAIN", "--auth-user", "alice@a.example", "--auth-password", "alice-pass",
-           "--helo", "swaks.a.example"]
-    proc = await asyncio.create_subprocess_exec(*cmd, stdout=subprocess.PIPE,
-                                                stderr=subprocess.STDOUT)
+    cmd = [
+        "swaks",
+        "--server",
+        "127.0.0.1",
+        "--port",
+        str(lab.ports["submission"]),
+        "--from",
+        "alice@a.example",
+        "--to",
+        "bob@b.example",
+        "--tls",
+        "--tls-ca-path",
+        str(lab.tls.ca_file),
+        "--tls-verify",
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        "alice@a.example",
+        "--auth-password",
+        "alice-pass",
+        "--helo",
+        "swaks.a.example",
+    ]
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     out, _ = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, out.decode()
     assert len(lab.outbound) == 1

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from app.engines.base import Endpoint, EngineContext
 from app.engines.smtp_tap import TappedLMTP, TappedSMTP
+
+# aiosmtpd logs every peer at INFO and warns about its own deprecated attribute on each
+# AUTH; the event stream already records every line, so only its errors are kept.
+logging.getLogger("mail.log").setLevel(logging.ERROR)
 
 MAX_MESSAGE_SIZE = 10 * 1024 * 1024  # 10 MiB; larger DATA gets 552 (RFC 5321 §4.5.3.1.7)
 

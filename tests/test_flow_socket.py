@@ -1,0 +1,139 @@
+"""The flow websocket over real TCP: controls in, recorded events out, bad input refused."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+
+
+async def open_session(live_url: str, slug: str = "basic-pop3", step: int = 0) -> tuple[str, int]:
+    async with httpx.AsyncClient(base_url=live_url, timeout=30) as c:
+        html = (await c.get(f"/flow/{slug}?step={step}")).text
+    session = re.search(r'data-session="([^"]+)"', html).group(1)
+    total = int(re.search(r'data-total="(\d+)"', html).group(1))
+    return session, total
+
+
+def ws_url(live_url: str) -> str:
+    return live_url.replace("http://", "ws://") + "/ws/flow"
+
+
+async def ask(ws, message) -> dict:
+    await ws.send(message if isinstance(message, str) else json.dumps(message))
+    return json.loads(await ws.recv())
+
+
+async def test_next_and_back_walk_the_recording(live_url: str) -> None:
+    session, total = await open_session(live_url)
+    async with connect(ws_url(live_url)) as ws:
+        ready = await ask(ws, {"type": "hello", "slug": "basic-pop3", "session": session})
+        assert ready == {
+            "type": "ready",
+            "session": session,
+            "step": 0,
+            "total": total,
+            "panel": 0,
+            "playing": False,
+        }
+        first = await ask(ws, {"type": "next"})
+        assert first["type"] == "step" and first["step"] == 1 and first["panel"] == 1
+        event = first["event"]
+        assert event["text"].startswith("220 mail.a.example")
+        assert {
+            "seq",
+            "session",
+            "panel",
+            "src",
+            "dst",
+            "protocol",
+            "port",
+            "tls",
+            "direction",
+            "text",
+            "key",
+        } <= event.keys()
+        assert (
+            first["html"].startswith('<li class="ev dir-s2c"')
+            and "220 mail.a.example" in first["html"]
+        )
+        second = await ask(ws, {"type": "next"})
+        assert second["event"]["text"].startswith("EHLO")
+        back = await ask(ws, {"type": "back"})
+        assert back["type"] == "back" and back["step"] == 1
+        again = await ask(ws, {"type": "next"})
+        # Back re-shows the recording; it never re-runs: the same line comes again.
+        assert again["event"] == second["event"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "not json",
+        "[]",
+        '{"type": "fly"}',
+        '{"type": "speed", "value": 1000}',
+        '{"type": "goto", "step": -3}',
+        '{"type": "next", "extra": 1}',
+        "{" * 5000,
+    ],
+)
+async def test_malformed_messages_get_an_error_and_change_nothing(live_url: str, bad: str) -> None:
+    session, _ = await open_session(live_url)
+    async with connect(ws_url(live_url)) as ws:
+        await ask(ws, {"type": "hello", "slug": "basic-pop3", "session": session})
+        await ask(ws, {"type": "next"})
+        reply = await ask(ws, bad)
+        assert reply["type"] == "error" and reply["code"] == "bad_message" and reply["message"]
+        nxt = await ask(ws, {"type": "next"})  # still connected, still at the same place
+        assert nxt["type"] == "step" and nxt["step"] == 2
+
+
+async def test_binary_frames_and_controls_before_hello_are_refused(live_url: str) -> None:
+    async with connect(ws_url(live_url)) as ws:
+        reply = await ask(ws, {"type": "next"})
+        assert reply == {
+            "type": "error",
+            "code": "no_session",
+            "message": "send a hello message first",
+        }
+        await ws.send(b"\x00\x01binary")
+        reply = json.loads(await ws.recv())
+        assert reply["type"] == "error" and reply["code"] == "bad_message"
+        reply = await ask(ws, {"type": "hello", "slug": "nope"})
+        assert reply["code"] == "unknown_scenario"
+
+
+async def test_unknown_session_gets_a_fresh_run_at_the_requested_step(live_url: str) -> None:
+    async with connect(ws_url(live_url)) as ws:
+        sync = await ask(ws, {"type": "hello", "slug": "basic-imap", "session": "gone", "step": 3})
+        assert sync["type"] == "sync" and sync["fresh"] is True and sync["step"] == 3
+        assert sync["html"].count('<li class="ev') == 3
+        assert sync["session"] != "gone"
+
+
+async def test_goto_restart_play_pause_speed_and_end(live_url: str) -> None:
+    session, total = await open_session(live_url)
+    async with connect(ws_url(live_url)) as ws:
+        await ask(ws, {"type": "hello", "slug": "basic-pop3", "session": session})
+        sync = await ask(ws, {"type": "goto", "step": total - 1})
+        assert sync["type"] == "sync" and sync["step"] == total - 1
+        last = await ask(ws, {"type": "next"})
+        assert last["step"] == total
+        end = await ask(ws, {"type": "next"})
+        assert end["type"] == "end" and end["step"] == total
+        sync = await ask(ws, {"type": "restart"})
+        assert sync["step"] == 0 and sync["html"] == ""
+        state = await ask(ws, {"type": "speed", "value": 8})
+        assert state["speed"] == 8
+        state = await ask(ws, {"type": "play"})
+        assert state["type"] == "state" and state["playing"] is True
+        steps = [json.loads(await ws.recv()) for _ in range(3)]
+        assert [s["step"] for s in steps] == [1, 2, 3]
+        state = await ask(ws, {"type": "pause"})
+        while state["type"] != "state":
+            state = json.loads(await ws.recv())
+        assert state["playing"] is False

@@ -1,0 +1,115 @@
+"""The pages, over real HTTP against the real app (uvicorn on loopback)."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from app.events import Event
+from app.explanations import Catalog
+from app.web import i18n
+from app.web.templating import make_templates
+
+
+@pytest.fixture
+def http(live_url: str):
+    with httpx.Client(base_url=live_url, timeout=30) as client:
+        yield client
+
+
+def test_home_says_what_it_is_and_links_both_scenarios(http: httpx.Client) -> None:
+    r = http.get("/")
+    assert r.status_code == 200
+    assert '<html lang="ja">' in r.text
+    assert "MailFlow Lab" in r.text
+    assert 'href="/flow/basic-pop3"' in r.text and 'href="/flow/basic-imap"' in r.text
+    assert "POP3 で受信" in r.text and "IMAP で受信" in r.text
+
+
+@pytest.mark.parametrize("slug", ["basic-pop3", "basic-imap"])
+def test_flow_page_has_four_panels_log_and_controls(http: httpx.Client, slug: str) -> None:
+    r = http.get(f"/flow/{slug}")
+    assert r.status_code == 200
+    assert len(re.findall(r'<section class="panel" id="panel-\d"', r.text)) == 4
+    assert '<ol id="log" class="log" role="log"' in r.text
+    assert r.text.count('<li class="ev') == 0
+    for label in ("次へ", "戻る", "再生", "最初から"):
+        assert f">{label}" in r.text or f"{label}<" in r.text or f"{label} " in r.text
+    total = int(re.search(r'data-total="(\d+)"', r.text).group(1))
+    assert f"0 / {total}" in r.text
+
+
+def test_step_parameter_reveals_that_many_lines(http: httpx.Client) -> None:
+    r = http.get("/flow/basic-pop3?step=5")
+    assert r.text.count('<li class="ev') == 5
+    assert 'aria-current="step"' in r.text
+    # Past the end: the whole run, summary shown.
+    r = http.get("/flow/basic-pop3?step=99999")
+    total = int(re.search(r'data-total="(\d+)"', r.text).group(1))
+    assert r.text.count('<li class="ev') == total
+    assert '<section id="summary" class="summary" aria-labelledby="summary-h">' in r.text
+
+
+def test_bad_step_is_a_clear_400(http: httpx.Client) -> None:
+    r = http.get("/flow/basic-pop3?step=abc")
+    assert r.status_code == 400
+    assert "?step=5" in r.text and "整数" in r.text
+    r = http.get("/flow/basic-pop3?step=-1&lang=en")
+    assert r.status_code == 400 and "whole number" in r.text
+
+
+def test_unknown_slug_is_a_404_page_in_the_chosen_language(http: httpx.Client) -> None:
+    r = http.get("/flow/no-such-thing")
+    assert r.status_code == 404 and "見つかりません" in r.text
+    r = http.get("/flow/no-such-thing?lang=en")
+    assert r.status_code == 404 and "There is no such page" in r.text
+
+
+def test_english_is_remembered_in_a_cookie(live_url: str) -> None:
+    with httpx.Client(base_url=live_url, timeout=30) as c:
+        r = c.get("/?lang=en")
+        assert r.cookies.get("lang") == "en" and '<html lang="en">' in r.text
+        r = c.get("/flow/basic-imap")
+        assert "Receive with IMAP" in r.text and ">Next" in r.text
+
+
+def test_healthz(http: httpx.Client) -> None:
+    r = http.get("/healthz")
+    assert r.status_code == 200 and r.json()["status"] == "ok"
+
+
+def test_no_external_resources(http: httpx.Client) -> None:
+    html = http.get("/flow/basic-pop3?step=3").text
+    for url in re.findall(r"\s(?:src|href)=\"([^\"]+)\"", html):
+        # Only links to RFC text leave the site, and those are plain links, never loaded.
+        assert url.startswith(("/", "#", "http://127.0.0.1", "https://www.rfc-editor.org/")), url
+    assert "rfc-editor" not in "".join(re.findall(r'src="([^"]+)"', html))
+
+
+def test_mail_text_is_always_escaped() -> None:
+    templates = make_templates()
+    event = Event(
+        seq=1,
+        session="s1",
+        panel=1,
+        src="mua-alice",
+        dst="msa-a",
+        protocol="SMTP",
+        port=587,
+        tls=True,
+        direction="c2s",
+        text="Subject: <script>alert(1)</script>",
+        key="smtp.data.content",
+        detail={"decoded": "␀<b>x</b>␀pw"},
+    )
+    token = i18n.current_lang.set("ja")
+    try:
+        html = templates.get_template("_event.html").render(
+            event=event, step=1, catalog=Catalog.load()
+        )
+    finally:
+        i18n.current_lang.reset(token)
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "<b>x</b>" not in html and "&lt;b&gt;x&lt;/b&gt;" in html
