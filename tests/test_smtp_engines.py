@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from app.engines.base import EngineContext, Endpoint
+from app.engines.base import Endpoint, EngineContext
 from app.engines.smtp_policies import DeliveryPolicy, InboundPolicy, SubmissionPolicy
 from app.engines.smtp_server import start_smtp_server
 from app.engines.tls import LabTLS
@@ -250,7 +250,7 @@ async def test_curl_submits_with_starttls_and_auth(lab: Lab, tmp_path: Path) -> 
     proc = await asyncio.create_subprocess_exec(
         *cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    out, err = await asyncio.wait_for(proc.communicate(), 20)
+    _out, err = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode == 0, err.decode()
     assert len(lab.outbound) == 1
 
