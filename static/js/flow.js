@@ -76,7 +76,8 @@ function receive(msg) {
       log.insertAdjacentHTML("beforeend", msg.html);
       position(msg);
       animate(msg.event);
-      log.lastElementChild.scrollIntoView({ block: "nearest", behavior: reducedMotion.matches ? "auto" : "smooth" });
+      // Instant, not smooth: a clicker pressed quickly must never leave the log behind.
+      log.lastElementChild.scrollIntoView({ block: "nearest" });
       break;
     case "back":
       log.lastElementChild?.remove();
