@@ -77,7 +77,10 @@ def test_english_is_remembered_in_a_cookie(live_url: str) -> None:
 
 def test_healthz(http: httpx.Client) -> None:
     r = http.get("/healthz")
-    assert r.status_code == 200 and r.json()["status"] == "ok"
+    body = r.json()
+    assert r.status_code == 200 and body["status"] == "ok"
+    assert set(body["engines"]) == {"submission", "mx-b", "lmtp-b", "pop3-b", "imap-b"}
+    assert all(v == "ok" for v in body["engines"].values())
 
 
 def test_no_external_resources(http: httpx.Client) -> None:

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -20,6 +20,7 @@ from app.study.routes import router as study_router
 from app.study.setup import init_study
 from app.web import i18n
 from app.web.flow_socket import router as socket_router
+from app.web.health import EngineHealth
 from app.web.pages import router as pages_router
 from app.web.service import FlowService
 from app.web.templating import make_templates
@@ -44,6 +45,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             session_ttl=settings.session_ttl,
             max_sessions=settings.max_sessions,
         )
+        app.state.health = EngineHealth(tls, settings.runs_dir)
+        await app.state.health.check()
         app.state.study = init_study(settings)
         yield
 
@@ -85,12 +88,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/healthz")
     async def healthz(request: Request) -> JSONResponse:
         flow: FlowService = request.app.state.flow
-        ok = flow.last_error is None
+        health: EngineHealth = request.app.state.health
+        engines = await health.check()
+        ok = health.ok
         body = {
-            "status": "ok" if ok else "degraded",
+            "status": "ok" if ok else "failing",
+            "engines": engines,
             "runs": flow.runs,
             "sessions": len(flow.sessions),
-            "error": flow.last_error,
+            "last_run_error": flow.last_error,
         }
         return JSONResponse(body, status_code=200 if ok else 503)
 
@@ -98,7 +104,3 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(socket_router)
     app.include_router(study_router)
     return app
-
-
-def html(content: str, status: int = 200) -> HTMLResponse:
-    return HTMLResponse(content, status_code=status)
