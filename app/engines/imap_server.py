@@ -1,0 +1,346 @@
+"""The IMAP listener: asyncio streams around the sans-IO core in app.protocols.imap.
+
+The adapter only moves bytes and turns the core's outputs into events. It also
+wakes IDLE sessions: whoever changes a Maildir folder in this process calls
+`notify_mailbox_changed(folder_path)`; changes from other processes are caught by
+polling once a second while a client idles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from app.engines.base import MAILBOX_ACTOR, Endpoint, EngineContext
+from app.engines.tls import describe_tls
+from app.events import Tap, wire_text
+from app.protocols.imap import (
+    ClientSent,
+    Close,
+    ImapConnection,
+    MailboxChanged,
+    MailboxNote,
+    Output,
+    Send,
+    StartTLS,
+)
+from app.world.accounts import Accounts
+from app.world.mailstore import Folder, MailStore, StoredMessage
+
+IDLE_POLL_SECONDS = 1.0
+READ_CHUNK = 64 * 1024
+SUBSCRIPTIONS_FILE = "subscriptions"  # one name per line, like Dovecot's
+
+
+# -- change notification -------------------------------------------------------------
+class _Watcher:
+    """One session waiting for changes to one folder; safe to wake from any thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.event = asyncio.Event()
+
+    def wake(self) -> None:
+        with contextlib.suppress(RuntimeError):  # the session's loop is already closed
+            self.loop.call_soon_threadsafe(self.event.set)
+
+
+_watchers: dict[str, set[_Watcher]] = {}
+_watchers_lock = threading.Lock()
+
+
+def _path_key(path: Path | str) -> str:
+    return os.path.realpath(path)
+
+
+def notify_mailbox_changed(path: Path) -> None:
+    """Tell IMAP sessions in this process that the Maildir folder at `path` changed
+    (new mail delivered, flags changed, messages removed). INBOX is the account's
+    Maildir root; other folders are its `.Name` subdirectories."""
+    with _watchers_lock:
+        targets = list(_watchers.get(_path_key(path), ()))
+    for watcher in targets:
+        watcher.wake()
+
+
+def _watch(key: str, watcher: _Watcher) -> None:
+    with _watchers_lock:
+        _watchers.setdefault(key, set()).add(watcher)
+
+
+def _unwatch(key: str, watcher: _Watcher) -> None:
+    with _watchers_lock:
+        group = _watchers.get(key)
+        if group is not None:
+            group.discard(watcher)
+            if not group:
+                del _watchers[key]
+
+
+# -- the backend over MailStore + Accounts ------------------------------------------------
+def _safe_name(name: str) -> str:
+    # Folder names become directory names: no path tricks.
+    if name != "INBOX" and (
+        not name or "/" in name or "\\" in name or "\x00" in name or name.startswith(".")
+    ):
+        raise KeyError(name)
+    return name
+
+
+class MailStoreMailboxes:
+    """One account's folders in the lab MailStore (implements UserMailboxes)."""
+
+    def __init__(self, store: MailStore, address: str) -> None:
+        self.store = store
+        self.address = address
+        store.ensure_account(address)
+
+    def folder(self, name: str) -> Folder:
+        return self.store.folder(self.address, _safe_name(name))
+
+    def path(self, name: str) -> Path:
+        return self.folder(name).path
+
+    def list(self) -> list[str]:
+        return self.store.folder_names(self.address)
+
+    def exists(self, name: str) -> bool:
+        try:
+            self.folder(name)
+        except KeyError:
+            return False
+        return True
+
+    def create(self, name: str) -> None:
+        self.store.create_folder(self.address, _safe_name(name))
+
+    def delete(self, name: str) -> None:
+        self.store.delete_folder(self.address, _safe_name(name))
+
+    def rename(self, old: str, new: str) -> None:
+        _safe_name(new)
+        subscribed = self.subscriptions()
+        # Maildir++ keeps children as sibling directories (.Old.Child): move them too.
+        for name in self.list():
+            if name == old or name.startswith(old + "."):
+                self.store.rename_folder(self.address, name, new + name[len(old) :])
+        if old in subscribed:
+            self.set_subscribed(old, False)
+            self.set_subscribed(new, True)
+
+    def _subscriptions_file(self) -> Path:
+        return self.store.account_path(self.address) / SUBSCRIPTIONS_FILE
+
+    def subscriptions(self) -> set[str]:
+        file = self._subscriptions_file()
+        if not file.exists():
+            return set(self.list())  # until the user says otherwise, every folder
+        return {line for line in file.read_text("utf-8").splitlines() if line}
+
+    def set_subscribed(self, name: str, subscribed: bool) -> None:
+        names = self.subscriptions()
+        if subscribed:
+            names.add(name)
+        else:
+            names.discard(name)
+        file = self._subscriptions_file()
+        tmp = file.with_name(file.name + ".tmp")
+        tmp.write_text("".join(f"{n}\n" for n in sorted(names)), "utf-8")
+        os.replace(tmp, file)
+
+    def messages(self, name: str) -> Sequence[StoredMessage]:
+        return self.folder(name).messages()
+
+    def uidvalidity(self, name: str) -> int:
+        return self.folder(name).uidvalidity
+
+    def uidnext(self, name: str) -> int:
+        return self.folder(name).uidnext
+
+    def read(self, name: str, key: str) -> bytes:
+        return self.folder(name).read(key)
+
+    def set_flags(self, name: str, key: str, flags: frozenset[str]) -> str:
+        return self.folder(name).set_flags(key, flags)
+
+    def remove(self, name: str, keys: list[str]) -> list[str]:
+        return self.folder(name).remove(keys)
+
+    def append(
+        self, name: str, data: bytes, flags: frozenset[str], internaldate: float | None
+    ) -> StoredMessage:
+        return self.folder(name).add(
+            data, host=self.store.host, flags=flags, internaldate=internaldate
+        )
+
+    def copy(self, src: str, key: str, dst: str) -> StoredMessage:
+        source = self.folder(src)
+        info = next((m for m in source.messages() if m.key == key), None)
+        if info is None:
+            raise KeyError(key)
+        return self.folder(dst).add(
+            source.read(key),
+            host=self.store.host,
+            flags=info.flags,
+            internaldate=info.internaldate,
+        )
+
+    def listing(self, name: str) -> list[str]:
+        return self.folder(name).listing()
+
+
+class MailStoreBackend:
+    """ImapBackend over the lab's MailStore and Accounts."""
+
+    def __init__(self, store: MailStore, accounts: Accounts) -> None:
+        self.store = store
+        self.accounts = accounts
+
+    def login(self, user: str, password: str) -> MailStoreMailboxes | None:
+        if not self.accounts.check(user, password):
+            return None
+        return MailStoreMailboxes(self.store, user.lower())
+
+
+# -- one connection ------------------------------------------------------------------
+class _Session:
+    def __init__(
+        self,
+        ctx: EngineContext,
+        endpoint: Endpoint,
+        backend: MailStoreBackend,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        self.ctx = ctx
+        self.endpoint = endpoint
+        self.backend = backend
+        self.reader = reader
+        self.writer = writer
+        self.tap: Tap = endpoint.new_tap(ctx.sink)
+        self.conn = ImapConnection(
+            backend,
+            hostname=endpoint.hostname,
+            tls_active=endpoint.implicit_tls,
+            starttls_available=not endpoint.implicit_tls,
+        )
+        self.closing = False
+        self.watcher = _Watcher()
+        self.watching: str | None = None
+
+    async def run(self) -> None:
+        if not self.endpoint.try_acquire():
+            await self.send_and_close(b"* BYE Too many connections, try again later\r\n")
+            return
+        try:
+            if self.endpoint.implicit_tls:
+                self.tls_note()
+            await self.apply(self.conn.greeting())
+            await self.serve()
+        except (ConnectionError, OSError, asyncio.IncompleteReadError):
+            pass  # the client went away; nothing left to say
+        finally:
+            self.endpoint.release()
+            self.set_watch(None)
+            self.writer.close()
+            with contextlib.suppress(Exception):
+                await self.writer.wait_closed()
+
+    async def send_and_close(self, line: bytes) -> None:
+        self.writer.write(line)
+        self.tap.server(wire_text(line), "imap.bye")
+        with contextlib.suppress(Exception):
+            await self.writer.drain()
+        self.writer.close()
+        with contextlib.suppress(Exception):
+            await self.writer.wait_closed()
+
+    async def serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_heard = loop.time()
+        while not self.closing:
+            read = asyncio.ensure_future(self.reader.read(READ_CHUNK))
+            try:
+                while not read.done():
+                    left = self.endpoint.idle_timeout - (loop.time() - last_heard)
+                    if left <= 0:
+                        await self.apply(self.conn.bye("Autologout; idle for too long"))
+                        return
+                    waits: set[asyncio.Future[object]] = {read}  # type: ignore[arg-type]
+                    if self.conn.idling:
+                        waits.add(asyncio.ensure_future(self.watcher.event.wait()))
+                        left = min(left, IDLE_POLL_SECONDS)
+                    await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+                    for extra in waits - {read}:
+                        extra.cancel()
+                    if self.conn.idling and not read.done():
+                        self.watcher.event.clear()
+                        await self.apply(self.conn.poll())
+            finally:
+                if not read.done():
+                    read.cancel()
+            data = read.result()
+            if not data:
+                return
+            last_heard = loop.time()
+            await self.apply(self.conn.receive_data(data))
+            self.update_watch()
+
+    async def apply(self, outputs: list[Output]) -> None:
+        for out in outputs:
+            if isinstance(out, Send):
+                self.writer.write(out.data)
+                self.tap.server(wire_text(out.data), out.key)
+            elif isinstance(out, ClientSent):
+                self.tap.client(wire_text(out.data), out.key, out.detail or None)
+            elif isinstance(out, MailboxNote):
+                self.tap.note(out.text, out.key, src=MAILBOX_ACTOR, dst=self.endpoint.server_actor)
+            elif isinstance(out, MailboxChanged):
+                with contextlib.suppress(KeyError):
+                    mailboxes = MailStoreMailboxes(self.ctx.store, out.user)
+                    notify_mailbox_changed(mailboxes.path(out.mailbox))
+            elif isinstance(out, StartTLS):
+                await self.writer.start_tls(self.ctx.tls.server_context)
+                self.tap.tls = True
+                self.tls_note()
+            elif isinstance(out, Close):
+                self.closing = True
+        await self.writer.drain()
+
+    def tls_note(self) -> None:
+        ssl_object = self.writer.get_extra_info("ssl_object")
+        self.tap.note(describe_tls(ssl_object), "tls.handshake", protocol="TLS")
+
+    def update_watch(self) -> None:
+        selected = self.conn.selected
+        path = None
+        if selected is not None and self.conn.user is not None:
+            with contextlib.suppress(KeyError):
+                path = _path_key(self.ctx.store.folder(self.conn.user, selected.name).path)
+        self.set_watch(path)
+
+    def set_watch(self, key: str | None) -> None:
+        if key == self.watching:
+            return
+        if self.watching is not None:
+            _unwatch(self.watching, self.watcher)
+        if key is not None:
+            _watch(key, self.watcher)
+        self.watching = key
+
+
+async def start_imap_server(
+    ctx: EngineContext, endpoint: Endpoint, host: str = "127.0.0.1", port: int = 0
+) -> asyncio.Server:
+    """Listen for IMAP on host:port (0 = any free port); implicit TLS when the endpoint says so."""
+    backend = MailStoreBackend(ctx.store, ctx.accounts)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _Session(ctx, endpoint, backend, reader, writer).run()
+
+    ssl_ctx = ctx.tls.server_context if endpoint.implicit_tls else None
+    return await asyncio.start_server(handle, host, port, ssl=ssl_ctx)

@@ -1,0 +1,28 @@
+"""IMAP4rev1 (RFC 3501) server core, sans-IO, with the RFC 9051 parts clients use."""
+
+from app.protocols.imap.backend import ImapBackend, MessageInfo, UserMailboxes
+from app.protocols.imap.outputs import (
+    ClientSent,
+    Close,
+    MailboxChanged,
+    MailboxNote,
+    Output,
+    Send,
+    StartTLS,
+)
+from app.protocols.imap.server import ImapConnection, State
+
+__all__ = [
+    "ClientSent",
+    "Close",
+    "ImapBackend",
+    "ImapConnection",
+    "MailboxChanged",
+    "MailboxNote",
+    "MessageInfo",
+    "Output",
+    "Send",
+    "StartTLS",
+    "State",
+    "UserMailboxes",
+]

@@ -1,0 +1,526 @@
+"""Command handlers. Each takes the connection and the parsed command, queues untagged
+lines with `conn.untagged(...)` and returns the tagged status and text (or None when
+the command continues with more client lines, as IDLE and AUTHENTICATE do)."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from app.protocols.imap.fetch import FetchItem, FetchSubject, parse_fetch_items, render
+from app.protocols.imap.parser import Atom, Command, Token
+from app.protocols.imap.search import SearchSubject, parse_search
+from app.protocols.imap.view import Entry, SelectedMailbox
+from app.protocols.imap.wire import (
+    SYSTEM_FLAGS,
+    astring_out,
+    atom_arg,
+    bad,
+    compress_numbers,
+    format_flags,
+    mailbox_arg,
+    no,
+    parse_date_time,
+    parse_flags,
+    seqset_arg,
+    text_arg,
+)
+
+if TYPE_CHECKING:
+    from app.protocols.imap.server import ImapConnection
+
+Result = tuple[str, str] | None
+DELIMITER = "."
+SPECIAL_USE = {"Sent": "\\Sent", "Trash": "\\Trash", "Drafts": "\\Drafts", "Junk": "\\Junk"}
+
+
+def _args(cmd: Command, low: int, high: int | None = None) -> list[Token]:
+    high = low if high is None else high
+    if not low <= len(cmd.args) <= high:
+        want = str(low) if low == high else f"{low} to {high}"
+        raise bad(f"{cmd.name} takes {want} arguments, got {len(cmd.args)}")
+    return cmd.args
+
+
+# -- any state -----------------------------------------------------------------
+def capability(conn: ImapConnection, cmd: Command) -> Result:
+    _args(cmd, 0)
+    conn.untagged(f"* CAPABILITY {conn.capabilities()}")
+    return "OK", "CAPABILITY completed"
+
+
+def noop(conn: ImapConnection, cmd: Command) -> Result:
+    _args(cmd, 0)
+    return "OK", f"{cmd.name} completed"
+
+
+def logout(conn: ImapConnection, cmd: Command) -> Result:
+    _args(cmd, 0)
+    conn.untagged("* BYE MailFlow Lab IMAP server logging out")
+    conn.logout()
+    return "OK", "LOGOUT completed"
+
+
+def id_(conn: ImapConnection, cmd: Command) -> Result:
+    _args(cmd, 1)  # the client's own ID list (or NIL): nothing to do with it
+    conn.untagged('* ID ("name" "MailFlow Lab" "vendor" "MailFlow Lab")')
+    return "OK", "ID completed"
+
+
+# -- not authenticated ---------------------------------------------------------------
+def starttls(conn: ImapConnection, cmd: Command) -> Result:
+    _args(cmd, 0)
+    if conn.tls_active:
+        raise bad("TLS is already active")
+    if not conn.starttls_available:
+        raise bad("STARTTLS is not offered here")
+    conn.begin_tls()
+    return "OK", "Begin TLS negotiation now"
+
+
+def login(conn: ImapConnection, cmd: Command) -> Result:
+    user, password = (text_arg(t) for t in _args(cmd, 2))
+    mailboxes = conn.backend.login(user, password)
+    if mailboxes is None:
+        return conn.login_failed()
+    return conn.logged_in(user, mailboxes)
+
+
+def authenticate(conn: ImapConnection, cmd: Command) -> Result:
+    from app.protocols.imap.server import finish_plain
+
+    args = _args(cmd, 1, 2)
+    mechanism = atom_arg(args[0], "mechanism").upper()
+    if mechanism != "PLAIN":
+        return "NO", f"Unsupported authentication mechanism {mechanism}"
+    if len(args) == 2:  # SASL-IR (RFC 4959): the response came with the command
+        ir = args[1]
+        return finish_plain(conn, ir.value.encode() if isinstance(ir, Atom) else bytes(ir))  # type: ignore[arg-type]
+    conn.wait_for_lines("sasl", cmd, b"+ \r\n")
+    return None
+
+
+# -- authenticated ----------------------------------------------------------------------
+def enable(conn: ImapConnection, cmd: Command) -> Result:
+    if not cmd.args:
+        raise bad("ENABLE needs at least one capability")
+    conn.untagged("* ENABLED")  # none of the ENABLE-able extensions is implemented
+    return "OK", "ENABLE completed"
+
+
+def namespace(conn: ImapConnection, cmd: Command) -> Result:
+    _args(cmd, 0)
+    conn.untagged(f'* NAMESPACE (("" "{DELIMITER}")) NIL NIL')
+    return "OK", "NAMESPACE completed"
+
+
+def _pattern(reference: str, pattern: str) -> re.Pattern[str]:
+    full = reference + pattern
+    rx = "".join(
+        ".*" if c == "*" else f"[^{re.escape(DELIMITER)}]*" if c == "%" else re.escape(c)
+        for c in full
+    )
+    return re.compile(rx + r"\Z")
+
+
+def _matches(rx: re.Pattern[str], name: str) -> bool:
+    if name == "INBOX":  # INBOX is case-insensitive, everything else is not
+        return bool(rx.match(name) or re.compile(rx.pattern, re.I).match(name))
+    return bool(rx.match(name))
+
+
+def _list_reply(conn: ImapConnection, cmd: Command, verb: str, names: set[str]) -> Result:
+    args = list(cmd.args)
+    if args and isinstance(args[0], list):  # LIST-EXTENDED selection options: ignore
+        args.pop(0)
+    if len(args) < 2:
+        raise bad(f"{verb} needs a reference and a mailbox pattern")
+    reference, pattern = text_arg(args[0]), text_arg(args[1])
+    if not pattern:
+        conn.untagged(f'* {verb} (\\Noselect) "{DELIMITER}" ""')
+        return "OK", f"{verb} completed"
+    existing = set(conn.user_mailboxes().list())
+    candidates = set(names)
+    for name in names:  # parents that only exist as a hierarchy level
+        parts = name.split(DELIMITER)
+        candidates.update(DELIMITER.join(parts[:i]) for i in range(1, len(parts)))
+    rx = _pattern(reference, pattern)
+    for name in sorted(candidates, key=lambda n: (n != "INBOX", n)):
+        if not _matches(rx, name):
+            continue
+        attrs = []
+        if name not in existing:
+            attrs.append("\\Noselect")
+        if verb == "LIST":
+            children = any(o.startswith(name + DELIMITER) for o in existing)
+            attrs.append("\\HasChildren" if children else "\\HasNoChildren")
+            if name in SPECIAL_USE:
+                attrs.append(SPECIAL_USE[name])
+        line = f'* {verb} ({" ".join(attrs)}) "{DELIMITER}" '.encode() + astring_out(name)
+        conn.untagged(line)
+    return "OK", f"{verb} completed"
+
+
+def list_(conn: ImapConnection, cmd: Command) -> Result:
+    return _list_reply(conn, cmd, "LIST", set(conn.user_mailboxes().list()))
+
+
+def lsub(conn: ImapConnection, cmd: Command) -> Result:
+    return _list_reply(conn, cmd, "LSUB", conn.user_mailboxes().subscriptions())
+
+
+def status(conn: ImapConnection, cmd: Command) -> Result:
+    box_tok, items_tok = _args(cmd, 2)
+    name = mailbox_arg(box_tok)
+    if not isinstance(items_tok, list) or not items_tok:
+        raise bad("STATUS needs a list of items")
+    mbx = conn.user_mailboxes()
+    if not mbx.exists(name):
+        return "NO", "[NONEXISTENT] No such mailbox"
+    messages = mbx.messages(name)
+    values = []
+    for tok in items_tok:
+        item = atom_arg(tok, "status item").upper()
+        if item == "MESSAGES":
+            value = len(messages)
+        elif item == "RECENT":
+            value = sum(m.subdir == "new" for m in messages)
+        elif item == "UIDNEXT":
+            value = mbx.uidnext(name)
+        elif item == "UIDVALIDITY":
+            value = mbx.uidvalidity(name)
+        elif item == "UNSEEN":
+            value = sum("\\Seen" not in m.flags for m in messages)
+        elif item == "DELETED":
+            value = sum("\\Deleted" in m.flags for m in messages)
+        elif item == "SIZE":
+            value = sum(conn.load(name, m.key).size for m in messages)
+        else:
+            raise bad(f"Unknown STATUS item {item}")
+        values.append(f"{item} {value}")
+    conn.untagged(b"* STATUS " + astring_out(name) + f" ({' '.join(values)})".encode())
+    return "OK", "STATUS completed"
+
+
+def _new_name(token: Token) -> str:
+    name = mailbox_arg(token).rstrip(DELIMITER)
+    bad_chars = set('/\\\x00*%"') | {chr(c) for c in range(32)}
+    if (
+        not name
+        or name.upper() == "INBOX"
+        or any(c in bad_chars for c in name)
+        or any(not part for part in name.split(DELIMITER))
+    ):
+        raise no(f"[CANNOT] Invalid mailbox name {name!r}")
+    return name
+
+
+def create(conn: ImapConnection, cmd: Command) -> Result:
+    (tok,) = _args(cmd, 1)
+    if mailbox_arg(tok) == "INBOX":
+        return "NO", "[ALREADYEXISTS] INBOX always exists"
+    name = _new_name(tok)
+    mbx = conn.user_mailboxes()
+    if mbx.exists(name):
+        return "NO", "[ALREADYEXISTS] Mailbox already exists"
+    mbx.create(name)
+    return "OK", "CREATE completed"
+
+
+def delete(conn: ImapConnection, cmd: Command) -> Result:
+    (tok,) = _args(cmd, 1)
+    name = mailbox_arg(tok)
+    mbx = conn.user_mailboxes()
+    if name == "INBOX":
+        return "NO", "[CANNOT] INBOX cannot be deleted"
+    if not mbx.exists(name):
+        return "NO", "[NONEXISTENT] No such mailbox"
+    if conn.selected is not None and conn.selected.name == name:
+        _deselect(conn)
+    mbx.delete(name)
+    mbx.set_subscribed(name, False)
+    return "OK", "DELETE completed"
+
+
+def rename(conn: ImapConnection, cmd: Command) -> Result:
+    old_tok, new_tok = _args(cmd, 2)
+    old = mailbox_arg(old_tok)
+    mbx = conn.user_mailboxes()
+    if old == "INBOX":
+        return "NO", "[CANNOT] Renaming INBOX is not supported here"
+    if not mbx.exists(old):
+        return "NO", "[NONEXISTENT] No such mailbox"
+    new = _new_name(new_tok)
+    if mbx.exists(new):
+        return "NO", "[ALREADYEXISTS] Target mailbox already exists"
+    if conn.selected is not None and conn.selected.name == old:
+        _deselect(conn)
+    mbx.rename(old, new)
+    return "OK", "RENAME completed"
+
+
+def subscribe(conn: ImapConnection, cmd: Command) -> Result:
+    (tok,) = _args(cmd, 1)
+    name = mailbox_arg(tok)
+    if not conn.user_mailboxes().exists(name):
+        return "NO", "[NONEXISTENT] No such mailbox"
+    conn.user_mailboxes().set_subscribed(name, True)
+    return "OK", "SUBSCRIBE completed"
+
+
+def unsubscribe(conn: ImapConnection, cmd: Command) -> Result:
+    (tok,) = _args(cmd, 1)
+    conn.user_mailboxes().set_subscribed(mailbox_arg(tok), False)
+    return "OK", "UNSUBSCRIBE completed"
+
+
+def _deselect(conn: ImapConnection) -> None:
+    from app.protocols.imap.server import State
+
+    conn.selected = None
+    conn.state = State.AUTHENTICATED
+
+
+def select(conn: ImapConnection, cmd: Command) -> Result:
+    from app.protocols.imap.server import State
+
+    args = cmd.args
+    if not args or len(args) > 2:  # a second argument would be select parameters (CONDSTORE)
+        raise bad(f"{cmd.name} takes a mailbox name")
+    name = mailbox_arg(args[0])
+    readonly = cmd.name == "EXAMINE"
+    if conn.selected is not None:
+        _deselect(conn)
+    mbx = conn.user_mailboxes()
+    if not mbx.exists(name):
+        return "NO", "[NONEXISTENT] No such mailbox"
+    view = SelectedMailbox(name, readonly, mbx.messages(name))
+    flags = " ".join(SYSTEM_FLAGS)
+    conn.untagged(f"* FLAGS ({flags})")
+    permanent = "" if readonly else flags
+    conn.untagged(f"* OK [PERMANENTFLAGS ({permanent})] Flags kept in the Maildir file names")
+    conn.untagged(f"* {len(view)} EXISTS")
+    conn.untagged(f"* {sum(e.recent for e in view.entries)} RECENT")
+    first_unseen = next((i for i, e in enumerate(view.entries, 1) if "\\Seen" not in e.flags), None)
+    if first_unseen is not None:
+        conn.untagged(f"* OK [UNSEEN {first_unseen}] First unseen message")
+    conn.untagged(f"* OK [UIDVALIDITY {mbx.uidvalidity(name)}] UIDs valid")
+    conn.untagged(f"* OK [UIDNEXT {mbx.uidnext(name)}] Predicted next UID")
+    conn.selected = view
+    conn.state = State.SELECTED
+    mode = "READ-ONLY" if readonly else "READ-WRITE"
+    return "OK", f"[{mode}] {cmd.name} completed"
+
+
+def append(conn: ImapConnection, cmd: Command) -> Result:
+    args = list(cmd.args)
+    if len(args) < 2:
+        raise bad("APPEND needs a mailbox and a message")
+    name = mailbox_arg(args.pop(0))
+    message = args.pop()
+    if not isinstance(message, bytes):
+        raise bad("The message must be a literal")
+    flags: frozenset[str] = frozenset()
+    when: float | None = None
+    for extra in args:
+        if isinstance(extra, list) and not flags:
+            flags = parse_flags(extra)
+        elif isinstance(extra, bytes) and when is None:
+            when = parse_date_time(extra.decode("ascii", "replace"))
+        else:
+            raise bad('APPEND takes: mailbox [(flags)] ["date-time"] {literal}')
+    mbx = conn.user_mailboxes()
+    if not mbx.exists(name):
+        return "NO", "[TRYCREATE] No such mailbox"
+    info = mbx.append(name, message, flags, when)
+    conn.changed(name)
+    return "OK", f"[APPENDUID {mbx.uidvalidity(name)} {info.uid}] APPEND completed"
+
+
+def idle(conn: ImapConnection, cmd: Command) -> Result:
+    _args(cmd, 0)
+    conn.wait_for_lines("idle", cmd, b"+ idling\r\n")
+    return None
+
+
+# -- selected ------------------------------------------------------------------------------
+def _sel(conn: ImapConnection) -> SelectedMailbox:
+    assert conn.selected is not None
+    return conn.selected
+
+
+def _writable(conn: ImapConnection) -> SelectedMailbox:
+    sel = _sel(conn)
+    if sel.readonly:
+        raise no("[READ-ONLY] The mailbox was opened with EXAMINE")
+    return sel
+
+
+def _disk_flags(conn: ImapConnection, sel: SelectedMailbox) -> dict[int, frozenset[str]]:
+    # Decide on the flags as they are on disk now: another device may have changed them.
+    return {m.uid: m.flags for m in conn.user_mailboxes().messages(sel.name)}
+
+
+def _set_flags(conn: ImapConnection, sel: SelectedMailbox, e: Entry, flags: frozenset[str]) -> None:
+    path = conn.user_mailboxes().set_flags(sel.name, e.key, flags)
+    e.flags = flags
+    conn.note(path, "maildir.flags")
+    conn.changed(sel.name)
+
+
+def _remove(conn: ImapConnection, sel: SelectedMailbox, entries: list[Entry]) -> set[int]:
+    removed = conn.user_mailboxes().remove(sel.name, [e.key for e in entries])
+    for path in removed:
+        conn.note(f"removed {path}", "maildir.remove")
+    if entries:
+        conn.changed(sel.name)
+    return {e.uid for e in entries}
+
+
+def close(conn: ImapConnection, cmd: Command) -> Result:
+    _args(cmd, 0)
+    sel = _sel(conn)
+    if cmd.name == "CLOSE" and not sel.readonly:
+        # CLOSE expunges silently (RFC 3501 §6.4.2); UNSELECT does not.
+        disk = _disk_flags(conn, sel)
+        _remove(conn, sel, [e for e in sel.entries if "\\Deleted" in disk.get(e.uid, ())])
+    _deselect(conn)
+    return "OK", f"{cmd.name} completed"
+
+
+def expunge(conn: ImapConnection, cmd: Command) -> Result:
+    uid = cmd.name.startswith("UID ")
+    args = _args(cmd, 1 if uid else 0)
+    sel = _writable(conn)
+    disk = _disk_flags(conn, sel)
+    chosen = sel.select(seqset_arg(args[0]), True) if uid else list(enumerate(sel.entries, 1))
+    doomed = [e for _, e in chosen if "\\Deleted" in disk.get(e.uid, ())]
+    for line in sel.drop(_remove(conn, sel, doomed)):
+        conn.untagged(line)
+    return "OK", f"{cmd.name} completed"
+
+
+def search(conn: ImapConnection, cmd: Command) -> Result:
+    uid = cmd.name.startswith("UID ")
+    predicate = parse_search(cmd.args)
+    sel = _sel(conn)
+    hits = []
+    max_seq, max_uid = len(sel), sel.max_uid
+    for seq, e in enumerate(sel.entries, 1):
+        if e.gone:
+            continue
+        subject = SearchSubject(
+            seq,
+            e.uid,
+            e.flags,
+            e.internaldate,
+            e.recent,
+            max_seq,
+            max_uid,
+            load=lambda key=e.key: conn.load(sel.name, key),
+        )
+        try:
+            if predicate(subject):
+                hits.append(e.uid if uid else seq)
+        except (KeyError, FileNotFoundError):
+            continue  # expunged by someone else meanwhile
+    conn.untagged(" ".join(["* SEARCH", *map(str, hits)]))
+    return "OK", f"{cmd.name} completed"
+
+
+def fetch(conn: ImapConnection, cmd: Command) -> Result:
+    uid = cmd.name.startswith("UID ")
+    args = _args(cmd, 2)
+    sel = _sel(conn)
+    chosen = sel.select(seqset_arg(args[0]), uid)
+    items = parse_fetch_items(args[1])
+    if uid and not any(i.kind == "UID" for i in items):
+        items.insert(0, FetchItem("UID"))
+    sets_seen = not sel.readonly and any(i.sets_seen for i in items)
+    needs_message = any(i.needs_message for i in items)
+    disk = _disk_flags(conn, sel) if sets_seen else {}
+    for seq, e in chosen:
+        if e.gone:
+            continue
+        try:
+            marked = False
+            if sets_seen and e.uid in disk and "\\Seen" not in disk[e.uid]:
+                _set_flags(conn, sel, e, disk[e.uid] | {"\\Seen"})
+                marked = True
+            msg = conn.load(sel.name, e.key) if needs_message else None
+        except (KeyError, FileNotFoundError):
+            continue
+        subject = FetchSubject(e.uid, e.flags, e.internaldate, msg)
+        parts = [render(i, subject) for i in items]
+        if marked and not any(i.kind == "FLAGS" for i in items):
+            parts.append(b"FLAGS " + format_flags(e.flags))  # \Seen was set as a side effect
+        conn.untagged(b"* %d FETCH (" % seq + b" ".join(parts) + b")")
+    return "OK", f"{cmd.name} completed"
+
+
+def store(conn: ImapConnection, cmd: Command) -> Result:
+    uid = cmd.name.startswith("UID ")
+    if len(cmd.args) < 3:
+        raise bad("STORE needs a message set, FLAGS/+FLAGS/-FLAGS and flags")
+    sel = _sel(conn)
+    chosen = sel.select(seqset_arg(cmd.args[0]), uid)
+    action = atom_arg(cmd.args[1], "store action").upper()
+    silent = action.endswith(".SILENT")
+    op = action.removesuffix(".SILENT")
+    if op not in ("FLAGS", "+FLAGS", "-FLAGS"):
+        raise bad(f"Unknown STORE action {action}")
+    rest = cmd.args[2:]
+    flags = parse_flags(rest[0] if len(rest) == 1 and isinstance(rest[0], list) else rest)
+    _writable(conn)
+    disk = _disk_flags(conn, sel)
+    for seq, e in chosen:
+        if e.gone or e.uid not in disk:
+            continue
+        now = disk[e.uid]
+        new = flags if op == "FLAGS" else now | flags if op == "+FLAGS" else now - flags
+        try:
+            if new != now:
+                _set_flags(conn, sel, e, frozenset(new))
+            else:
+                e.flags = now
+        except (KeyError, FileNotFoundError):
+            continue
+        if not silent:
+            uid_part = b"UID %d " % e.uid if uid else b""
+            conn.untagged(b"* %d FETCH (%sFLAGS %s)" % (seq, uid_part, format_flags(e.flags)))
+    return "OK", f"{cmd.name} completed"
+
+
+def copy(conn: ImapConnection, cmd: Command) -> Result:
+    uid = cmd.name.startswith("UID ")
+    move = cmd.name.endswith("MOVE")
+    set_tok, box_tok = _args(cmd, 2)
+    sel = _writable(conn) if move else _sel(conn)
+    chosen = [(s, e) for s, e in sel.select(seqset_arg(set_tok), uid) if not e.gone]
+    dst = mailbox_arg(box_tok)
+    mbx = conn.user_mailboxes()
+    if not mbx.exists(dst):
+        return "NO", "[TRYCREATE] No such mailbox"
+    src_uids, dst_uids, moved = [], [], []
+    for _, e in chosen:
+        try:
+            info = mbx.copy(sel.name, e.key, dst)
+        except (KeyError, FileNotFoundError):
+            continue
+        src_uids.append(e.uid)
+        dst_uids.append(info.uid)
+        moved.append(e)
+    code = ""
+    if src_uids:
+        code = (
+            f"[COPYUID {mbx.uidvalidity(dst)} {compress_numbers(src_uids)} "
+            f"{compress_numbers(dst_uids)}] "
+        )
+        conn.changed(dst)
+    if not move:
+        return "OK", f"{code}{cmd.name} completed"
+    if code:  # RFC 6851 §4.3: COPYUID goes in an untagged OK before the EXPUNGEs
+        conn.untagged(f"* OK {code.strip()} Moved")
+    for line in sel.drop(_remove(conn, sel, moved)):
+        conn.untagged(line)
+    return "OK", f"{cmd.name} completed"

@@ -1,0 +1,278 @@
+"""FETCH data items (RFC 3501 §6.4.5, §7.4.2): parsing the request, building the answer.
+
+ENVELOPE and BODYSTRUCTURE are computed from the stdlib `email` header parser over
+the exact MIME tree in `mime.py`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from email.message import Message
+from email.utils import getaddresses
+
+from app.protocols.imap import mime
+from app.protocols.imap.parser import Atom, Token
+from app.protocols.imap.wire import bad, format_flags, format_internaldate, literal, nstring
+
+SIMPLE = ("FLAGS", "UID", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODYSTRUCTURE", "BODY")
+MACROS = {
+    "ALL": ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE"),
+    "FAST": ("FLAGS", "INTERNALDATE", "RFC822.SIZE"),
+    "FULL": ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY"),
+}
+_ITEM = re.compile(r"(BODY|BODY\.PEEK)\[([^\]]*)\](?:<(\d{1,10})\.(\d{1,10})>)?\Z", re.I)
+_SECTION = re.compile(
+    r"(?P<parts>[1-9]\d{0,5}(?:\.[1-9]\d{0,5}){0,20})?"
+    r"(?:(?(parts)\.)(?P<spec>HEADER\.FIELDS\.NOT|HEADER\.FIELDS|HEADER|TEXT|MIME))?"
+    r"(?: \((?P<fields>[^()]*)\))?\Z",
+    re.I,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    parts: tuple[int, ...] = ()
+    spec: str = ""  # "", HEADER, HEADER.FIELDS, HEADER.FIELDS.NOT, TEXT, MIME
+    fields: tuple[str, ...] = ()
+
+    def label(self) -> str:
+        text = ".".join(map(str, self.parts))
+        if self.spec:
+            text += ("." if text else "") + self.spec
+        if self.fields:
+            text += " (" + " ".join(self.fields) + ")"
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class FetchItem:
+    kind: str  # one of SIMPLE, or "SECTION", "RFC822", "RFC822.HEADER", "RFC822.TEXT"
+    section: Section | None = None
+    partial: tuple[int, int] | None = None
+    peek: bool = False
+
+    @property
+    def sets_seen(self) -> bool:
+        return self.kind in ("RFC822", "RFC822.TEXT") or (self.kind == "SECTION" and not self.peek)
+
+    @property
+    def needs_message(self) -> bool:
+        return self.kind not in ("FLAGS", "UID", "INTERNALDATE")
+
+
+def _parse_one(text: str) -> FetchItem:
+    upper = text.upper()
+    if upper in SIMPLE:
+        return FetchItem(upper)
+    if upper in ("RFC822", "RFC822.TEXT"):
+        return FetchItem(upper)
+    if upper == "RFC822.HEADER":
+        return FetchItem(upper, peek=True)
+    m = _ITEM.match(text)
+    if not m:
+        raise bad(f"Unknown FETCH item {text}")
+    s = _SECTION.match(m.group(2))
+    if not s:
+        raise bad(f"Invalid section [{m.group(2)}]")
+    spec = (s.group("spec") or "").upper()
+    fields: tuple[str, ...] = ()
+    if spec.startswith("HEADER.FIELDS"):
+        if s.group("fields") is None or not s.group("fields").strip():
+            raise bad(f"{spec} needs a list of header names")
+        fields = tuple(f.strip('"') for f in s.group("fields").split())
+    elif s.group("fields") is not None:
+        raise bad("Only HEADER.FIELDS takes a list")
+    parts = tuple(int(p) for p in s.group("parts").split(".")) if s.group("parts") else ()
+    if spec == "MIME" and not parts:
+        raise bad("MIME needs a part number")
+    partial = (int(m.group(3)), int(m.group(4))) if m.group(3) else None
+    return FetchItem(
+        "SECTION", Section(parts, spec, fields), partial, m.group(1).upper() == "BODY.PEEK"
+    )
+
+
+def parse_fetch_items(token: Token) -> list[FetchItem]:
+    if isinstance(token, Atom) and token.upper() in MACROS:
+        return [FetchItem(k) for k in MACROS[token.upper()]]
+    tokens = token if isinstance(token, list) else [token]
+    if not tokens:
+        raise bad("Empty FETCH item list")
+    items = []
+    for tok in tokens:
+        if not isinstance(tok, Atom):
+            raise bad("FETCH items must be atoms")
+        items.append(_parse_one(tok.value))
+    return items
+
+
+# -- answers -------------------------------------------------------------------
+def _unfold(value: str) -> str:
+    return re.sub(r"\r?\n(?=[ \t])", "", value).strip()
+
+
+def _header(h: Message, name: str) -> str | None:
+    value = h.get(name)
+    return None if value is None else _unfold(str(value))
+
+
+def _addresses(h: Message, name: str, fallback: str | None = None) -> bytes:
+    values = h.get_all(name) or (h.get_all(fallback) if fallback else None)
+    if not values:
+        return b"NIL"
+    out = []
+    for display, addr in getaddresses([_unfold(str(v)) for v in values]):
+        if not addr:
+            continue
+        box, at, host = addr.rpartition("@")
+        if not at:
+            box, host = addr, ""
+        out.append(
+            b"("
+            + nstring(display or None)
+            + b" NIL "
+            + nstring(box)
+            + b" "
+            + nstring(host or None)
+            + b")"
+        )
+    return b"(" + b"".join(out) + b")" if out else b"NIL"
+
+
+def envelope(h: Message) -> bytes:
+    fields = [
+        nstring(_header(h, "Date")),
+        nstring(_header(h, "Subject")),
+        _addresses(h, "From"),
+        _addresses(h, "Sender", "From"),
+        _addresses(h, "Reply-To", "From"),
+        _addresses(h, "To"),
+        _addresses(h, "Cc"),
+        _addresses(h, "Bcc"),
+        nstring(_header(h, "In-Reply-To")),
+        nstring(_header(h, "Message-ID")),
+    ]
+    return b"(" + b" ".join(fields) + b")"
+
+
+def _param_list(params: list[tuple[str, str]]) -> bytes:
+    if not params:
+        return b"NIL"
+    return b"(" + b" ".join(nstring(k.upper()) + b" " + nstring(v) for k, v in params) + b")"
+
+
+def _extension(h: Message) -> list[bytes]:
+    disposition = h.get_content_disposition()
+    if disposition:
+        dparams = (h.get_params(header="content-disposition") or [])[1:]
+        dsp = (
+            b"("
+            + nstring(disposition.upper())
+            + b" "
+            + _param_list([(k, str(v)) for k, v in dparams])
+            + b")"
+        )
+    else:
+        dsp = b"NIL"
+    return [dsp, nstring(_header(h, "Content-Language")), nstring(_header(h, "Content-Location"))]
+
+
+def bodystructure(part: mime.MimePart, extensible: bool = True) -> bytes:
+    h = part.headers
+    if part.is_multipart:
+        # RFC 3501 body-type-mpart has at least one part.
+        kids = part.children or [mime.parse(b"\r\n")]
+        out = b"".join(bodystructure(k, extensible) for k in kids)
+        out += b" " + nstring(part.subtype.upper())
+        if extensible:
+            out += b" " + b" ".join([_param_list(part.params), *_extension(h)])
+        return b"(" + out + b")"
+    params = list(part.params)
+    if part.maintype == "text" and not any(k.lower() == "charset" for k, _ in params):
+        params.append(("CHARSET", "us-ascii"))
+    fields = [
+        nstring(part.maintype.upper()),
+        nstring(part.subtype.upper()),
+        _param_list(params),
+        nstring(_header(h, "Content-ID")),
+        nstring(_header(h, "Content-Description")),
+        nstring((_header(h, "Content-Transfer-Encoding") or "7BIT").upper()),
+        str(len(part.body)).encode(),
+    ]
+    if part.encapsulated is not None:
+        fields += [
+            envelope(part.encapsulated.headers),
+            bodystructure(part.encapsulated, extensible),
+            str(mime.line_count(part.body)).encode(),
+        ]
+    elif part.maintype == "text":
+        fields.append(str(mime.line_count(part.body)).encode())
+    if extensible:
+        fields += [nstring(_header(h, "Content-MD5")), *_extension(h)]
+    return b"(" + b" ".join(fields) + b")"
+
+
+def section_data(msg: mime.ParsedMessage, section: Section) -> bytes:
+    root = msg.mime
+    if not section.parts and not section.spec:
+        return msg.raw
+    part = mime.locate(root, section.parts)
+    if part is None:
+        return b""
+    if section.spec == "":
+        return part.body
+    if section.spec == "MIME":
+        return part.header
+    # HEADER/TEXT refer to a message: the top level or an encapsulated message/rfc822.
+    target = root if not section.parts else part.encapsulated
+    if target is None:
+        return b""
+    if section.spec == "HEADER":
+        return target.header
+    if section.spec == "TEXT":
+        return target.body
+    return mime.header_fields(target.header, section.fields, section.spec.endswith(".NOT"))
+
+
+@dataclass(slots=True)
+class FetchSubject:
+    """What one FETCH answer is about."""
+
+    uid: int
+    flags: frozenset[str]
+    internaldate: float
+    message: mime.ParsedMessage | None  # loaded only when an item needs it
+
+
+def render(item: FetchItem, m: FetchSubject) -> bytes:
+    kind = item.kind
+    if kind == "FLAGS":
+        return b"FLAGS " + format_flags(m.flags)
+    if kind == "UID":
+        return b"UID %d" % m.uid
+    if kind == "INTERNALDATE":
+        return b"INTERNALDATE " + nstring(format_internaldate(m.internaldate))
+    msg = m.message
+    assert msg is not None
+    if kind == "RFC822.SIZE":
+        return b"RFC822.SIZE %d" % msg.size
+    if kind == "ENVELOPE":
+        return b"ENVELOPE " + envelope(msg.mime.headers)
+    if kind == "BODYSTRUCTURE":
+        return b"BODYSTRUCTURE " + bodystructure(msg.mime, True)
+    if kind == "BODY":
+        return b"BODY " + bodystructure(msg.mime, False)
+    if kind == "RFC822":
+        return b"RFC822 " + literal(msg.raw)
+    if kind == "RFC822.HEADER":
+        return b"RFC822.HEADER " + literal(msg.mime.header)
+    if kind == "RFC822.TEXT":
+        return b"RFC822.TEXT " + literal(msg.mime.body)
+    assert item.section is not None
+    data = section_data(msg, item.section)
+    label = f"BODY[{item.section.label()}]"
+    if item.partial is not None:
+        origin, length = item.partial
+        data = data[origin : origin + length]
+        label += f"<{origin}>"
+    return label.encode() + b" " + literal(data)

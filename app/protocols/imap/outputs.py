@@ -1,0 +1,51 @@
+"""What the sans-IO core asks its adapter to do, in order (the way h11 returns events)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSent:
+    """A complete unit the client sent (command with literals, SASL line, DONE): show it."""
+
+    data: bytes
+    key: str
+    detail: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Bytes to write to the client and show as one event."""
+
+    data: bytes
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxNote:
+    """Something the session changed on disk (maildir.flags, maildir.remove, maildir.state)."""
+
+    text: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxChanged:
+    """This session changed `mailbox` of `user`; other sessions watching it should look."""
+
+    user: str
+    mailbox: str
+
+
+@dataclass(frozen=True, slots=True)
+class StartTLS:
+    """Write everything before this, then run the TLS handshake."""
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Write everything before this, then close the connection."""
+
+
+Output = ClientSent | Send | MailboxNote | MailboxChanged | StartTLS | Close

@@ -1,0 +1,517 @@
+"""The IMAP connection state machine, sans-IO (bytes in, outputs out; model: h11).
+
+    conn = ImapConnection(backend, hostname="mail.b.example")
+    outputs = conn.greeting()
+    outputs = conn.receive_data(chunk)   # any chunking; literals handled here
+    outputs = conn.poll()                # while IDLE: pushes for changes made elsewhere
+
+The core frames commands (lines plus `{n}` / `{n+}` literals, deciding when to send
+"+ Ready for literal"), parses them, runs them against the injected backend and
+says what to write and what to show. It never raises on client input.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+from collections import OrderedDict
+from collections.abc import Callable
+
+from app.protocols.imap import commands
+from app.protocols.imap.backend import ImapBackend, UserMailboxes
+from app.protocols.imap.mime import ParsedMessage
+from app.protocols.imap.outputs import (
+    ClientSent,
+    Close,
+    MailboxChanged,
+    MailboxNote,
+    Output,
+    Send,
+    StartTLS,
+)
+from app.protocols.imap.parser import (
+    LITERAL_AT_END,
+    Atom,
+    Command,
+    ParseError,
+    parse_command,
+    sniff,
+)
+from app.protocols.imap.view import SelectedMailbox
+from app.protocols.imap.wire import CommandError, bad, text_arg
+
+MAX_LINE = 8192  # octets per command line, CRLF excluded
+MAX_LITERAL = 10 * 1024 * 1024
+MAX_LOGIN_FAILURES = 3
+_SHOWN_OVERLONG = 16 * 1024  # how much of a rejected over-long line the event keeps
+_BAD_CREDENTIALS = "[AUTHENTICATIONFAILED] Invalid credentials"
+
+
+class State(enum.Enum):
+    NOT_AUTHENTICATED = "not authenticated"
+    AUTHENTICATED = "authenticated"
+    SELECTED = "selected"
+    LOGOUT = "logout"
+
+
+_ANY = frozenset(State) - {State.LOGOUT}
+_AUTHED = frozenset({State.AUTHENTICATED, State.SELECTED})
+_SELECTED = frozenset({State.SELECTED})
+_NOT_AUTHED = frozenset({State.NOT_AUTHENTICATED})
+
+Handler = Callable[["ImapConnection", Command], "tuple[str, str] | None"]
+
+
+def event_name(command: str | None) -> str:
+    """Explanation key part for a command: "UID FETCH" -> "uid_fetch"."""
+    if command is None or command not in COMMANDS:
+        return "unknown"
+    return command.lower().replace(" ", "_")
+
+
+class ImapConnection:
+    def __init__(
+        self,
+        backend: ImapBackend,
+        *,
+        hostname: str = "localhost",
+        tls_active: bool = False,
+        starttls_available: bool = True,
+    ) -> None:
+        self.backend = backend
+        self.hostname = hostname
+        self.tls_active = tls_active
+        self.starttls_available = starttls_available
+        self.state = State.NOT_AUTHENTICATED
+        self.user: str | None = None
+        self.mailboxes: UserMailboxes | None = None
+        self.selected: SelectedMailbox | None = None
+        self.login_failures = 0
+        self._buf = bytearray()
+        self._pending = bytearray()  # the command being framed (line + literals so far)
+        self._literal_left = 0
+        self._skip_left = 0  # octets of an oversized literal being thrown away
+        self._overlong: bytearray | None = None  # an over-long line being thrown away
+        self._overlong_size = 0
+        self._mode = "command"  # or "idle" / "sasl" while a command waits for lines
+        self._waiting: Command | None = None
+        self._untagged: list[bytes] = []
+        self._after: list[Output] = []
+        self._cache: OrderedDict[tuple[str, str], ParsedMessage] = OrderedDict()
+
+    # -- public API ------------------------------------------------------------
+    @property
+    def idling(self) -> bool:
+        return self._mode == "idle"
+
+    @property
+    def closed(self) -> bool:
+        return self.state is State.LOGOUT
+
+    def capabilities(self) -> str:
+        caps = [
+            "IMAP4rev1",
+            "LITERAL+",
+            "SASL-IR",
+            "ID",
+            "ENABLE",
+            "IDLE",
+            "NAMESPACE",
+            "UNSELECT",
+            "MOVE",
+            "UIDPLUS",
+            "CHILDREN",
+            f"APPENDLIMIT={MAX_LITERAL}",
+        ]
+        if self.state is State.NOT_AUTHENTICATED:
+            if self.starttls_available and not self.tls_active:
+                caps.append("STARTTLS")
+            caps.append("AUTH=PLAIN")
+        return " ".join(caps)
+
+    def greeting(self) -> list[Output]:
+        caps = self.capabilities()
+        text = f"* OK [CAPABILITY {caps}] {self.hostname} MailFlow Lab IMAP ready\r\n"
+        return [Send(text.encode(), "imap.greeting")]
+
+    def bye(self, text: str) -> list[Output]:
+        """The server ends the session on its own (idle timeout, shutdown)."""
+        if self.closed:
+            return []
+        self.state = State.LOGOUT
+        return [Send(f"* BYE {text}\r\n".encode(), "imap.bye"), Close()]
+
+    def poll(self) -> list[Output]:
+        """While IDLE: one push per change someone else made to the selected mailbox."""
+        if self._mode != "idle" or self.selected is None or self.mailboxes is None:
+            return []
+        try:
+            lines = self.selected.refresh(self.mailboxes.messages(self.selected.name), True)
+        except (KeyError, OSError):
+            return []
+        return [Send(line, _push_key(line)) for line in lines]
+
+    def receive_data(self, data: bytes) -> list[Output]:
+        out: list[Output] = []
+        if self.closed:
+            return out
+        self._buf += data
+        while self._buf and not self.closed:
+            if self._skip_left:
+                n = min(self._skip_left, len(self._buf))
+                del self._buf[:n]
+                self._skip_left -= n
+                if not self._skip_left:
+                    self._overlong, self._overlong_size = bytearray(), 0  # drop rest of line
+                    self._reject_after_skip = True
+                continue
+            if self._literal_left:
+                n = min(self._literal_left, len(self._buf))
+                self._pending += self._buf[:n]
+                del self._buf[:n]
+                self._literal_left -= n
+                continue
+            nl = self._buf.find(b"\n")
+            if nl < 0:
+                if self._overlong is not None or len(self._buf) > MAX_LINE + 2:
+                    self._keep_overlong(bytes(self._buf))
+                    self._buf.clear()
+                break
+            line = bytes(self._buf[: nl + 1])
+            del self._buf[: nl + 1]
+            if self._overlong is not None or len(line) > MAX_LINE + 2:
+                self._keep_overlong(line)
+                out += self._reject_overlong()
+                continue
+            out += self._on_line(line)
+        return out
+
+    # -- framing ---------------------------------------------------------------
+    _reject_after_skip = False
+
+    def _keep_overlong(self, chunk: bytes) -> None:
+        if self._overlong is None:
+            self._overlong = bytearray(self._pending)
+            self._overlong_size = len(self._pending)
+            self._pending.clear()
+        room = _SHOWN_OVERLONG - len(self._overlong)
+        self._overlong += chunk[: max(room, 0)]
+        self._overlong_size += len(chunk)
+
+    def _reject_overlong(self) -> list[Output]:
+        shown = bytes(self._overlong or b"")
+        size = self._overlong_size
+        self._overlong, self._overlong_size = None, 0
+        if self._reject_after_skip:
+            # The rest of a command whose literal was refused: already answered.
+            self._reject_after_skip = False
+            return []
+        tag, name = sniff(shown)
+        key = event_name(name)
+        detail = {"octets": str(size)}
+        if size > len(shown):
+            detail["truncated"] = f"showing the first {len(shown)} of {size} octets"
+        reply = f"Command line too long (limit {MAX_LINE} octets)"
+        return [
+            ClientSent(shown, f"imap.{key}", detail),
+            Send(_completion(tag, "BAD", reply), f"imap.{key}.bad"),
+        ]
+
+    def _on_line(self, line: bytes) -> list[Output]:
+        if self._mode == "idle":
+            return self._idle_line(line)
+        if self._mode == "sasl":
+            return self._sasl_line(line)
+        self._pending += line
+        m = LITERAL_AT_END.search(line)
+        if m is None:
+            raw = bytes(self._pending)
+            self._pending.clear()
+            return self._execute(raw)
+        size, sync = int(m.group(1)), not m.group(2)
+        tag, name = sniff(bytes(self._pending))
+        refusal = None
+        if size > MAX_LITERAL or len(self._pending) + size > MAX_LITERAL + 64 * MAX_LINE:
+            refusal = ("NO", f"[TOOBIG] Literal of {size} octets is over the {MAX_LITERAL} limit")
+        elif sync:
+            refusal = self._precheck(tag, name)
+        if refusal is None:
+            self._literal_left = size
+            return [Send(b"+ Ready for literal\r\n", "imap.continue")] if sync else []
+        raw = bytes(self._pending)
+        self._pending.clear()
+        if not sync:
+            self._skip_left = size  # LITERAL+: the client sends it anyway
+        key = event_name(name)
+        return [
+            ClientSent(raw, f"imap.{key}"),
+            Send(_completion(tag, *refusal), f"imap.{key}.{refusal[0].lower()}"),
+        ]
+
+    def _precheck(self, tag: str | None, name: str | None) -> tuple[str, str] | None:
+        """Refuse a synchronizing literal early when the command cannot succeed anyway."""
+        if tag is None:
+            return ("BAD", "Invalid tag")
+        if name not in COMMANDS:
+            return ("BAD", "Unknown command")
+        return _state_error(self, COMMANDS[name][1])
+
+    # -- running commands -------------------------------------------------------------
+    def _execute(self, raw: bytes) -> list[Output]:
+        try:
+            cmd = parse_command(raw)
+        except ParseError as exc:
+            tag, name = sniff(raw)
+            key = event_name(name)
+            return [
+                ClientSent(raw, f"imap.{key}"),
+                Send(_completion(tag, "BAD", f"Syntax error: {exc}"), f"imap.{key}.bad"),
+            ]
+        key = event_name(cmd.name)
+        out: list[Output] = [ClientSent(raw, f"imap.{key}", _detail(cmd))]
+        entry = COMMANDS.get(cmd.name)
+        if entry is None:
+            text = f"Unknown command {cmd.name}"
+            return [*out, Send(_completion(cmd.tag, "BAD", text), f"imap.{key}.bad")]
+        handler, states, _ = entry
+        self._untagged, self._after = [], []
+        result = _state_error(self, states)
+        if result is None:
+            result = self._call(handler, cmd)
+        if result is None:  # the command goes on (IDLE, AUTHENTICATE): a continuation
+            out += self._after
+            return out
+        return out + self._complete(cmd, *result)
+
+    def _call(self, handler: Handler, cmd: Command) -> tuple[str, str] | None:
+        try:
+            return handler(self, cmd)
+        except CommandError as exc:
+            return exc.status, exc.text
+        except (KeyError, FileNotFoundError):
+            return "NO", "[NONEXISTENT] No such mailbox or message"
+        except OSError as exc:
+            return "NO", f"[SERVERBUG] Storage error: {exc.strerror or exc}"
+
+    def _complete(self, cmd: Command, status: str, text: str) -> list[Output]:
+        entry = COMMANDS.get(cmd.name)
+        expunge_ok = entry[2] if entry else True
+        if self.selected is not None and self.mailboxes is not None and not self.closed:
+            try:
+                current = self.mailboxes.messages(self.selected.name)
+                self._untagged += self.selected.refresh(current, expunge_ok)
+            except (KeyError, OSError):
+                pass
+        data = b"".join(self._untagged) + _completion(cmd.tag, status, text)
+        out: list[Output] = [Send(data, f"imap.{event_name(cmd.name)}.{status.lower()}")]
+        out += self._after
+        self._untagged, self._after = [], []
+        return out
+
+    # -- helpers for command handlers --------------------------------------------------
+    def untagged(self, line: bytes | str) -> None:
+        data = line.encode() if isinstance(line, str) else line
+        self._untagged.append(data if data.endswith(b"\r\n") else data + b"\r\n")
+
+    def after(self, output: Output) -> None:
+        self._after.append(output)
+
+    def note(self, text: str, key: str) -> None:
+        self._after.append(MailboxNote(text, key))
+
+    def changed(self, mailbox: str) -> None:
+        if self.user is not None and MailboxChanged(self.user, mailbox) not in self._after:
+            self._after.append(MailboxChanged(self.user, mailbox))
+
+    def user_mailboxes(self) -> UserMailboxes:
+        assert self.mailboxes is not None
+        return self.mailboxes
+
+    def load(self, mailbox: str, key: str) -> ParsedMessage:
+        cache_key = (mailbox, key)
+        msg = self._cache.get(cache_key)
+        if msg is None:
+            msg = ParsedMessage(self.user_mailboxes().read(mailbox, key))
+            self._cache[cache_key] = msg
+            while len(self._cache) > 32:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(cache_key)
+        return msg
+
+    def logged_in(self, user: str, mailboxes: UserMailboxes) -> tuple[str, str]:
+        self.user = user.lower()
+        self.mailboxes = mailboxes
+        self.state = State.AUTHENTICATED
+        return "OK", f"[CAPABILITY {self.capabilities()}] Logged in as {self.user}"
+
+    def login_failed(self, text: str = _BAD_CREDENTIALS) -> tuple[str, str]:
+        self.login_failures += 1
+        if self.login_failures >= MAX_LOGIN_FAILURES:
+            self.state = State.LOGOUT
+            self._after += [Send(b"* BYE Too many failed logins, goodbye\r\n", "imap.bye"), Close()]
+        return "NO", text
+
+    def begin_tls(self) -> None:
+        # Anything pipelined after STARTTLS was sent in clear: drop it (RFC 3501 §6.2.1).
+        self._buf.clear()
+        self.tls_active = True
+        self._after.append(StartTLS())
+
+    def logout(self) -> None:
+        if self.selected is not None and self.mailboxes is not None:
+            name = self.selected.name
+            try:
+                files = self.mailboxes.listing(name)
+            except (KeyError, OSError):
+                files = []
+            count = f"{len(files)} message{'' if len(files) == 1 else 's'}"
+            text = f"{name}: {count}" + (" — " + ", ".join(files) if files else "")
+            self.note(text, "maildir.state")
+        self.state = State.LOGOUT
+        self.selected = None
+        self._after.append(Close())
+
+    def wait_for_lines(self, mode: str, cmd: Command, prompt: bytes) -> None:
+        """IDLE and AUTHENTICATE: the next lines belong to this command."""
+        self._mode = mode
+        self._waiting = cmd
+        self._after.append(Send(prompt, "imap.continue"))
+
+    # -- lines inside IDLE / AUTHENTICATE --------------------------------------------------
+    def _resume(self) -> Command:
+        cmd = self._waiting
+        assert cmd is not None
+        self._mode, self._waiting = "command", None
+        self._untagged, self._after = [], []
+        return cmd
+
+    def _idle_line(self, line: bytes) -> list[Output]:
+        cmd = self._resume()
+        out: list[Output] = [ClientSent(line, "imap.done")]
+        if line.rstrip(b"\r\n").upper() == b"DONE":
+            return out + self._complete(cmd, "OK", "IDLE terminated")
+        return out + self._complete(cmd, "BAD", "Expected DONE to end IDLE")
+
+    def _sasl_line(self, line: bytes) -> list[Output]:
+        cmd = self._resume()
+        text = line.rstrip(b"\r\n")
+        detail = {"masked": "****"} if text not in (b"", b"*") else {}
+        if text == b"*":
+            return [
+                ClientSent(line, "imap.auth.response"),
+                *self._complete(cmd, "BAD", "Authentication cancelled"),
+            ]
+        decoded = decode_plain(text)
+        if decoded is not None:
+            detail["decoded"] = decoded.replace("\x00", "␀")
+        out: list[Output] = [ClientSent(line, "imap.auth.response", detail)]
+        status, reply = self._call(lambda c, _: finish_plain(c, text), cmd) or ("NO", "")
+        return out + self._complete(cmd, status, reply)
+
+
+def decode_plain(text: bytes) -> str | None:
+    try:
+        return base64.b64decode(text, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+
+
+def finish_plain(conn: ImapConnection, b64: bytes) -> tuple[str, str]:
+    """SASL PLAIN (RFC 4616): authzid NUL authcid NUL passwd."""
+    decoded = "" if b64 == b"=" else decode_plain(b64)
+    if decoded is None:
+        raise bad("Invalid base64 in SASL response")
+    parts = decoded.split("\x00")
+    if len(parts) != 3:
+        raise bad("PLAIN needs authzid NUL user NUL password")
+    authzid, user, password = parts
+    if authzid and authzid.lower() != user.lower():
+        return conn.login_failed("[AUTHORIZATIONFAILED] Cannot act as another user")
+    mailboxes = conn.backend.login(user, password)
+    if mailboxes is None:
+        return conn.login_failed()
+    return conn.logged_in(user, mailboxes)
+
+
+def _completion(tag: str | None, status: str, text: str) -> bytes:
+    return f"{tag or '*'} {status} {text}\r\n".encode()
+
+
+def _state_error(conn: ImapConnection, states: frozenset[State]) -> tuple[str, str] | None:
+    if conn.state in states:
+        return None
+    if conn.state is State.NOT_AUTHENTICATED:
+        return "BAD", "Command not valid in this state: log in first"
+    if states == _SELECTED:
+        return "BAD", "Command not valid in this state: select a mailbox first"
+    if states == _NOT_AUTHED:
+        return "BAD", "Command not valid in this state: already authenticated"
+    return "BAD", "Command not valid in this state"
+
+
+def _push_key(line: bytes) -> str:
+    for word, key in ((b" EXISTS", "exists"), (b" EXPUNGE", "expunge"), (b" FETCH", "fetch")):
+        if word in line:
+            return f"imap.push.{key}"
+    return "imap.push"
+
+
+def _detail(cmd: Command) -> dict[str, str]:
+    if cmd.name == "LOGIN" and cmd.args:
+        try:
+            user = text_arg(cmd.args[0])
+        except CommandError:
+            return {}
+        return {"masked": f"{cmd.tag} LOGIN {user} ****"}
+    if cmd.name == "AUTHENTICATE" and len(cmd.args) >= 2 and not isinstance(cmd.args[1], list):
+        ir = cmd.args[1]
+        mech = cmd.args[0].value if isinstance(cmd.args[0], Atom) else "?"
+        detail = {"masked": f"{cmd.tag} AUTHENTICATE {mech} ****"}
+        decoded = decode_plain(ir.value.encode() if isinstance(ir, Atom) else ir)
+        if decoded is not None:
+            detail["decoded"] = decoded.replace("\x00", "␀")
+        return detail
+    return {}
+
+
+# name -> (handler, states where it is valid, may the reply carry untagged EXPUNGE)
+COMMANDS: dict[str, tuple[Handler, frozenset[State], bool]] = {
+    "CAPABILITY": (commands.capability, _ANY, True),
+    "NOOP": (commands.noop, _ANY, True),
+    "LOGOUT": (commands.logout, _ANY, True),
+    "STARTTLS": (commands.starttls, _NOT_AUTHED, True),
+    "LOGIN": (commands.login, _NOT_AUTHED, True),
+    "AUTHENTICATE": (commands.authenticate, _NOT_AUTHED, True),
+    "ID": (commands.id_, _ANY, True),
+    "ENABLE": (commands.enable, _AUTHED, True),
+    "NAMESPACE": (commands.namespace, _AUTHED, True),
+    "LIST": (commands.list_, _AUTHED, True),
+    "LSUB": (commands.lsub, _AUTHED, True),
+    "STATUS": (commands.status, _AUTHED, True),
+    "CREATE": (commands.create, _AUTHED, True),
+    "DELETE": (commands.delete, _AUTHED, True),
+    "RENAME": (commands.rename, _AUTHED, True),
+    "SUBSCRIBE": (commands.subscribe, _AUTHED, True),
+    "UNSUBSCRIBE": (commands.unsubscribe, _AUTHED, True),
+    "SELECT": (commands.select, _AUTHED, True),
+    "EXAMINE": (commands.select, _AUTHED, True),
+    "APPEND": (commands.append, _AUTHED, True),
+    "IDLE": (commands.idle, _AUTHED, True),
+    "CHECK": (commands.noop, _SELECTED, True),
+    "CLOSE": (commands.close, _SELECTED, True),
+    "UNSELECT": (commands.close, _SELECTED, True),
+    "EXPUNGE": (commands.expunge, _SELECTED, True),
+    "SEARCH": (commands.search, _SELECTED, False),
+    "FETCH": (commands.fetch, _SELECTED, False),
+    "STORE": (commands.store, _SELECTED, False),
+    "COPY": (commands.copy, _SELECTED, True),
+    "MOVE": (commands.copy, _SELECTED, True),
+    "UID SEARCH": (commands.search, _SELECTED, True),
+    "UID FETCH": (commands.fetch, _SELECTED, True),
+    "UID STORE": (commands.store, _SELECTED, True),
+    "UID COPY": (commands.copy, _SELECTED, True),
+    "UID MOVE": (commands.copy, _SELECTED, True),
+    "UID EXPUNGE": (commands.expunge, _SELECTED, True),
+}

@@ -1,0 +1,584 @@
+"""The sans-IO IMAP core: bytes in, outputs out, against an in-memory backend."""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+from dataclasses import dataclass, field
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from app.protocols.imap import (
+    ClientSent,
+    Close,
+    ImapConnection,
+    MailboxChanged,
+    MailboxNote,
+    Output,
+    Send,
+    StartTLS,
+)
+
+SIMPLE = (
+    b"From: Alice <alice@a.example>\r\nTo: Bob <bob@b.example>\r\nSubject: Hello\r\n"
+    b"Date: Mon, 1 Jan 2024 10:00:00 +0000\r\nMessage-ID: <1@a.example>\r\n\r\nHi Bob\r\n"
+)
+MULTIPART = (
+    b"From: carol@a.example\r\nTo: bob@b.example\r\nSubject: =?utf-8?q?Caf=C3=A9?=\r\n"
+    b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=XX\r\n\r\n"
+    b"preamble\r\n--XX\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nsee attachment\r\n"
+    b"--XX\r\nContent-Type: application/pdf; name=a.pdf\r\n"
+    b"Content-Disposition: attachment; filename=a.pdf\r\n"
+    b"Content-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n--XX--\r\n"
+)
+
+
+# -- an in-memory backend implementing the UserMailboxes protocol ------------------------
+@dataclass
+class Msg:
+    key: str
+    uid: int
+    flags: frozenset[str]
+    internaldate: float
+    data: bytes
+    subdir: str = "new"
+
+
+@dataclass
+class MemMailboxes:
+    boxes: dict[str, list[Msg]] = field(
+        default_factory=lambda: {"INBOX": [], "Sent": [], "Trash": []}
+    )
+    next_uid: dict[str, int] = field(default_factory=dict)
+    subs: set[str] = field(default_factory=lambda: {"INBOX", "Sent", "Trash"})
+    counter: int = 0
+
+    def list(self) -> list[str]:
+        return ["INBOX", *sorted(n for n in self.boxes if n != "INBOX")]
+
+    def exists(self, name: str) -> bool:
+        return name in self.boxes
+
+    def create(self, name: str) -> None:
+        self.boxes[name] = []
+
+    def delete(self, name: str) -> None:
+        del self.boxes[name]
+
+    def rename(self, old: str, new: str) -> None:
+        self.boxes[new] = self.boxes.pop(old)
+
+    def subscriptions(self) -> set[str]:
+        return set(self.subs)
+
+    def set_subscribed(self, name: str, subscribed: bool) -> None:
+        (self.subs.add if subscribed else self.subs.discard)(name)
+
+    def messages(self, name: str) -> list[Msg]:
+        return list(self.boxes[name])
+
+    def uidvalidity(self, name: str) -> int:
+        return 1000 + len(name)
+
+    def uidnext(self, name: str) -> int:
+        return self.next_uid.get(name, 1)
+
+    def _find(self, name: str, key: str) -> Msg:
+        for m in self.boxes[name]:
+            if m.key == key:
+                return m
+        raise KeyError(key)
+
+    def read(self, name: str, key: str) -> bytes:
+        return self._find(name, key).data
+
+    def set_flags(self, name: str, key: str, flags: frozenset[str]) -> str:
+        m = self._find(name, key)
+        m.flags, m.subdir = frozenset(flags), "cur"
+        letters = "".join(
+            sorted(
+                {
+                    "\\Seen": "S",
+                    "\\Deleted": "T",
+                    "\\Flagged": "F",
+                    "\\Answered": "R",
+                    "\\Draft": "D",
+                }[f]
+                for f in flags
+            )
+        )
+        return f"cur/{key}:2,{letters}"
+
+    def remove(self, name: str, keys: list[str]) -> list[str]:
+        gone = [m for m in self.boxes[name] if m.key in keys]
+        self.boxes[name] = [m for m in self.boxes[name] if m.key not in keys]
+        return [f"cur/{m.key}" for m in gone]
+
+    def append(
+        self, name: str, data: bytes, flags: frozenset[str], internaldate: float | None
+    ) -> Msg:
+        uid = self.next_uid.get(name, 1)
+        self.next_uid[name] = uid + 1
+        self.counter += 1
+        m = Msg(f"k{self.counter}", uid, frozenset(flags), internaldate or time.time(), data)
+        self.boxes[name].append(m)
+        return m
+
+    def copy(self, src: str, key: str, dst: str) -> Msg:
+        m = self._find(src, key)
+        return self.append(dst, m.data, m.flags, m.internaldate)
+
+    def listing(self, name: str) -> list[str]:
+        return [f"{m.subdir}/{m.key}" for m in self.boxes[name]]
+
+
+class MemBackend:
+    def __init__(self) -> None:
+        self.bob = MemMailboxes()
+
+    def login(self, user: str, password: str) -> MemMailboxes | None:
+        return self.bob if (user.lower(), password) == ("bob@b.example", "bob-pass") else None
+
+
+# -- helpers ---------------------------------------------------------------------------
+def feed(conn: ImapConnection, data: bytes) -> list[Output]:
+    return conn.receive_data(data)
+
+
+def sent(outputs: list[Output]) -> bytes:
+    return b"".join(o.data for o in outputs if isinstance(o, Send))
+
+
+def keys(outputs: list[Output]) -> list[str]:
+    return [o.key for o in outputs if isinstance(o, (Send, ClientSent, MailboxNote))]
+
+
+def logged_in(backend: MemBackend | None = None, select: str | None = "INBOX") -> ImapConnection:
+    conn = ImapConnection(backend or MemBackend())
+    conn.greeting()
+    assert b"OK" in sent(feed(conn, b"a LOGIN bob@b.example bob-pass\r\n"))
+    if select:
+        assert b"a OK" in sent(feed(conn, f"a SELECT {select}\r\n".encode()))
+    return conn
+
+
+def with_mail(*messages: bytes) -> MemBackend:
+    backend = MemBackend()
+    for data in messages:
+        backend.bob.append("INBOX", data, frozenset(), 1704103200.0)
+    return backend
+
+
+# -- greeting, capabilities, states ------------------------------------------------------------
+def test_greeting_and_capabilities_follow_tls_and_login() -> None:
+    conn = ImapConnection(MemBackend(), hostname="mx.b.example")
+    (greet,) = conn.greeting()
+    assert isinstance(greet, Send) and greet.key == "imap.greeting"
+    assert greet.data.startswith(b"* OK [CAPABILITY IMAP4rev1 ")
+    assert b"STARTTLS" in greet.data and b"AUTH=PLAIN" in greet.data
+    assert b"mx.b.example" in greet.data
+    tls = ImapConnection(MemBackend(), tls_active=True)
+    assert b"STARTTLS" not in sent(tls.greeting())
+    out = feed(conn, b"a LOGIN bob@b.example bob-pass\r\nb CAPABILITY\r\n")
+    caps = sent(out).split(b"\r\n")[1]
+    assert caps.startswith(b"* CAPABILITY IMAP4rev1") and b"AUTH=PLAIN" not in caps
+
+
+def test_every_command_gives_one_client_event_then_one_response_event() -> None:
+    conn = ImapConnection(MemBackend())
+    out = feed(conn, b"a1 NOOP\r\na2 CAPABILITY\r\n")
+    assert [type(o) for o in out] == [ClientSent, Send, ClientSent, Send]
+    assert keys(out) == ["imap.noop", "imap.noop.ok", "imap.capability", "imap.capability.ok"]
+    assert out[0].data == b"a1 NOOP\r\n"
+
+
+def test_wrong_state_unknown_command_and_garbage_get_bad() -> None:
+    conn = ImapConnection(MemBackend())
+    out = feed(conn, b"a FETCH 1 FLAGS\r\n")
+    assert sent(out) == b"a BAD Command not valid in this state: log in first\r\n"
+    assert keys(out) == ["imap.fetch", "imap.fetch.bad"]
+    out = feed(conn, b"b FROBNICATE\r\n")
+    assert keys(out) == ["imap.unknown", "imap.unknown.bad"]
+    assert sent(out).startswith(b"b BAD Unknown command")
+    out = feed(conn, b"\x00\xff\x01garbage\r\n")
+    assert sent(out).startswith(b"* BAD ") and keys(out)[1] == "imap.unknown.bad"
+    out = feed(conn, b"c LOGIN bob\x00 x\r\n")
+    assert sent(out).startswith(b"c BAD Syntax error")
+    conn = logged_in(select=None)
+    assert b"select a mailbox first" in sent(feed(conn, b"d FETCH 1 FLAGS\r\n"))
+    assert b"already authenticated" in sent(feed(conn, b"e LOGIN x y\r\n"))
+
+
+def test_login_failures_end_the_session_after_three() -> None:
+    conn = ImapConnection(MemBackend())
+    out = feed(conn, b"a LOGIN bob@b.example wrong\r\n")
+    assert sent(out) == b"a NO [AUTHENTICATIONFAILED] Invalid credentials\r\n"
+    assert out[0].detail == {"masked": "a LOGIN bob@b.example ****"}  # type: ignore[union-attr]
+    feed(conn, b"b LOGIN bob@b.example wrong\r\n")
+    out = feed(conn, b'c LOGIN "bob@b.example" "nope"\r\n')
+    assert keys(out) == ["imap.login", "imap.login.no", "imap.bye"]
+    assert isinstance(out[-1], Close) and conn.closed
+    assert feed(conn, b"d NOOP\r\n") == []
+
+
+def test_authenticate_plain_with_and_without_initial_response() -> None:
+    blob = base64.b64encode(b"\x00bob@b.example\x00bob-pass")
+    conn = ImapConnection(MemBackend())
+    out = feed(conn, b"a AUTHENTICATE PLAIN " + blob + b"\r\n")
+    assert out[0].detail["decoded"] == "␀bob@b.example␀bob-pass"  # type: ignore[union-attr]
+    assert out[0].detail["masked"] == "a AUTHENTICATE PLAIN ****"  # type: ignore[union-attr]
+    assert sent(out).startswith(b"a OK [CAPABILITY")
+    conn = ImapConnection(MemBackend())
+    out = feed(conn, b"a AUTHENTICATE PLAIN\r\n")
+    assert keys(out) == ["imap.authenticate", "imap.continue"] and sent(out) == b"+ \r\n"
+    out = feed(conn, blob + b"\r\n")
+    assert keys(out) == ["imap.auth.response", "imap.authenticate.ok"]
+    assert out[0].detail["decoded"] == "␀bob@b.example␀bob-pass"  # type: ignore[union-attr]
+    conn = ImapConnection(MemBackend())
+    feed(conn, b"a AUTHENTICATE PLAIN\r\n")
+    assert sent(feed(conn, b"*\r\n")) == b"a BAD Authentication cancelled\r\n"
+    assert b"NO" in sent(feed(conn, b"b AUTHENTICATE CRAM-MD5\r\n"))
+
+
+def test_starttls_drops_pipelined_plaintext() -> None:
+    conn = ImapConnection(MemBackend())
+    out = feed(conn, b"a STARTTLS\r\nb LOGIN bob@b.example bob-pass\r\n")
+    assert sent(out) == b"a OK Begin TLS negotiation now\r\n"
+    assert isinstance(out[-1], StartTLS) and conn.tls_active
+    assert b"STARTTLS" not in sent(feed(conn, b"c CAPABILITY\r\n"))
+    assert b"c BAD" in sent(feed(conn, b"c STARTTLS\r\n"))
+
+
+def test_line_too_long_is_refused_and_serving_goes_on() -> None:
+    conn = ImapConnection(MemBackend())
+    out = feed(conn, b"a NOOP " + b"x" * 9000)
+    assert out == []
+    out = feed(conn, b"y" * 5000 + b"\r\nb NOOP\r\n")
+    assert sent(out).startswith(b"a BAD Command line too long")
+    assert sent(out).endswith(b"b OK NOOP completed\r\n")
+
+
+def test_literals_sync_nonsync_and_too_big() -> None:
+    conn = logged_in(select=None)
+    out = feed(conn, b"a LOGIN {3}\r\n")
+    assert b"already authenticated" in sent(out)  # refused before the literal is sent
+    out = feed(conn, b"b APPEND INBOX (\\Seen) {%d}\r\n" % len(SIMPLE))
+    assert sent(out) == b"+ Ready for literal\r\n" and keys(out) == ["imap.continue"]
+    out = feed(conn, SIMPLE + b"\r\n")
+    assert out[0].data.startswith(b"b APPEND INBOX") and SIMPLE in out[0].data  # type: ignore[union-attr]
+    assert re.match(rb"b OK \[APPENDUID \d+ 1\] APPEND completed", sent(out))
+    out = feed(conn, b"c APPEND Sent {%d+}\r\n" % len(SIMPLE) + SIMPLE + b"\r\n")
+    assert b"+ " not in sent(out) and b"c OK [APPENDUID" in sent(out)
+    out = feed(conn, b"d APPEND INBOX {99999999}\r\n")
+    assert sent(out).startswith(b"d NO [TOOBIG]") and keys(out)[1] == "imap.append.no"
+    out = feed(conn, b"e APPEND INBOX {20000000+}\r\n" + b"z" * 20000000 + b"\r\nf NOOP\r\n")
+    assert sent(out).startswith(b"e NO [TOOBIG]") and sent(out).endswith(b"f OK NOOP completed\r\n")
+    assert b"[TRYCREATE]" in sent(feed(conn, b"g APPEND Nope {1+}\r\nx\r\n"))
+
+
+def test_select_and_examine() -> None:
+    conn = logged_in(with_mail(SIMPLE, SIMPLE), select=None)
+    out = sent(feed(conn, b"a SELECT inbox\r\n"))
+    assert b"* 2 EXISTS\r\n" in out and b"* 2 RECENT\r\n" in out
+    assert b"* OK [UNSEEN 1]" in out and b"* OK [UIDVALIDITY 1005]" in out
+    assert b"* OK [UIDNEXT 3]" in out and out.endswith(b"a OK [READ-WRITE] SELECT completed\r\n")
+    out = sent(feed(conn, b"b EXAMINE INBOX\r\nc STORE 1 +FLAGS (\\Seen)\r\nd FETCH 1 BODY[]\r\n"))
+    assert b"[PERMANENTFLAGS ()]" in out and b"b OK [READ-ONLY]" in out
+    assert b"c NO [READ-ONLY]" in out and b"\\Seen" not in out.split(b"d OK")[0].split(b"c NO")[1]
+    assert b"a NO [NONEXISTENT]" in sent(feed(conn, b"a SELECT Nope\r\n"))
+    assert conn.selected is None
+
+
+def test_fetch_body_sets_seen_and_peek_does_not() -> None:
+    backend = with_mail(SIMPLE, SIMPLE)
+    conn = logged_in(backend)
+    out = feed(conn, b"a FETCH 1 BODY.PEEK[]\r\n")
+    assert b"BODY[] {%d}\r\n" % len(SIMPLE) in sent(out) and b"FLAGS" not in sent(out)
+    out = feed(conn, b"b FETCH 2 (RFC822)\r\n")
+    assert b"RFC822 {" in sent(out) and b"FLAGS (\\Seen)" in sent(out)
+    notes = [o for o in out if isinstance(o, MailboxNote)]
+    assert [(n.key, n.text) for n in notes] == [("maildir.flags", "cur/k2:2,S")]
+    assert any(isinstance(o, MailboxChanged) for o in out)
+    assert keys(out)[:2] == ["imap.fetch", "imap.fetch.ok"]
+    assert backend.bob.boxes["INBOX"][1].flags == {"\\Seen"}
+    assert backend.bob.boxes["INBOX"][0].flags == frozenset()
+
+
+def test_fetch_items_and_sections() -> None:
+    conn = logged_in(with_mail(SIMPLE, MULTIPART))
+    out = sent(feed(conn, b"a FETCH 1 (UID FLAGS RFC822.SIZE INTERNALDATE ENVELOPE)\r\n"))
+    assert b'UID 1 FLAGS () RFC822.SIZE %d INTERNALDATE "' % len(SIMPLE) in out
+    assert (
+        b'ENVELOPE ("Mon, 1 Jan 2024 10:00:00 +0000" "Hello" (("Alice" NIL "alice" "a.example"))'
+        in out
+    )
+    assert b'(("Bob" NIL "bob" "b.example")) NIL NIL NIL "<1@a.example>")' in out
+    out = sent(feed(conn, b"b FETCH 2 BODYSTRUCTURE\r\n"))
+    assert b'(("TEXT" "PLAIN" ("CHARSET" "utf-8") NIL NIL "7BIT" 14 1 NIL NIL NIL NIL)' in out
+    assert b'("APPLICATION" "PDF" ("NAME" "a.pdf") NIL NIL "BASE64" 8 NIL' in out
+    assert b'("ATTACHMENT" ("FILENAME" "a.pdf"))' in out and b' "MIXED" ("BOUNDARY" "XX")' in out
+    out = sent(feed(conn, b"c FETCH 2 (BODY.PEEK[1] BODY.PEEK[2.MIME] BODY.PEEK[TEXT]<0.8>)\r\n"))
+    assert b"BODY[1] {14}\r\nsee attachment " in out
+    assert b"BODY[2.MIME] {" in out and b"Content-Disposition: attachment" in out
+    assert b"BODY[TEXT]<0> {8}\r\npreamble" in out
+    out = sent(feed(conn, b"d FETCH 1 BODY.PEEK[HEADER.FIELDS (SUBJECT to)]\r\n"))
+    fields = b"To: Bob <bob@b.example>\r\nSubject: Hello\r\n\r\n"
+    assert b"BODY[HEADER.FIELDS (SUBJECT to)] {43}\r\n" + fields + b")" in out
+    out = sent(feed(conn, b"e FETCH 1:* FAST\r\nf FETCH 1 BODY\r\ng FETCH 1 RFC822.HEADER\r\n"))
+    assert b"* 2 FETCH (FLAGS () INTERNALDATE" in out and b'BODY ("TEXT" "PLAIN"' in out
+    assert b"RFC822.HEADER {" in out
+    assert b"h BAD" in sent(feed(conn, b"h FETCH 1 BODY[FOO]\r\n"))
+    assert b"i BAD Invalid message sequence number" in sent(feed(conn, b"i FETCH 9 FLAGS\r\n"))
+    out = sent(feed(conn, b"j UID FETCH 2:* FLAGS\r\n"))
+    assert out.startswith(b"* 2 FETCH (UID 2 FLAGS ())")
+    out = sent(feed(conn, b"k UID FETCH 100:* FLAGS\r\n"))
+    assert out.startswith(b"* 2 FETCH (UID 2 FLAGS ())")  # n:* always includes the last
+
+
+def test_store_variants() -> None:
+    conn = logged_in(with_mail(SIMPLE, SIMPLE))
+    out = feed(conn, b"a STORE 1:2 +FLAGS (\\Seen \\Flagged)\r\n")
+    assert b"* 1 FETCH (FLAGS (\\Flagged \\Seen))\r\n* 2 FETCH" in sent(out)
+    assert [o.text for o in out if isinstance(o, MailboxNote)] == ["cur/k1:2,FS", "cur/k2:2,FS"]
+    out = sent(feed(conn, b"b STORE 1 -FLAGS.SILENT \\Flagged\r\n"))
+    assert out == b"b OK STORE completed\r\n"
+    out = sent(feed(conn, b"c UID STORE 2 FLAGS (\\Answered)\r\n"))
+    assert out.startswith(b"* 2 FETCH (UID 2 FLAGS (\\Answered))")
+    assert b"d BAD" in sent(feed(conn, b"d STORE 1 +FLAGS (\\Bogus)\r\n"))
+    assert b"e BAD" in sent(feed(conn, b"e STORE 1 XFLAGS (\\Seen)\r\n"))
+
+
+def test_search_keys() -> None:
+    backend = with_mail(SIMPLE, MULTIPART, SIMPLE)
+    backend.bob.boxes["INBOX"][2].flags = frozenset({"\\Seen", "\\Flagged"})
+    conn = logged_in(backend)
+
+    def search(q: bytes) -> bytes:
+        out = sent(feed(conn, b"s SEARCH " + q + b"\r\n"))
+        return out.split(b"\r\n")[0]
+
+    assert search(b"ALL") == b"* SEARCH 1 2 3"
+    assert search(b"UNSEEN") == b"* SEARCH 1 2"
+    assert search(b"SEEN FLAGGED") == b"* SEARCH 3"
+    assert search(b"FROM carol") == b"* SEARCH 2"
+    assert search('SUBJECT "café"'.encode()) == b"* SEARCH 2"
+    assert search(b"BODY attachment") == b"* SEARCH 2"
+    assert search(b"TEXT alice") == b"* SEARCH 1 3"
+    assert search(b"NOT FROM alice") == b"* SEARCH 2"
+    assert search(b"OR FLAGGED FROM carol") == b"* SEARCH 2 3"
+    assert search(b"UID 2:3 2,3") == b"* SEARCH 2 3"
+    assert search(b"SINCE 1-Jan-2024 BEFORE 1-Jan-2099") == b"* SEARCH 1 2 3"
+    assert search(b"BEFORE 1-Jan-2000") == b"* SEARCH"
+    assert search(b"SENTON 1-Jan-2024") == b"* SEARCH 1 3"
+    assert search(b"CHARSET UTF-8 (UNDELETED SMALLER 300)") == b"* SEARCH 1 3"
+    assert search(b"DELETED") == b"* SEARCH"
+    assert search(b"LARGER 300") == b"* SEARCH 2"
+    assert search(b"HEADER Message-ID 1@a") == b"* SEARCH 1 3"
+    out = sent(feed(conn, b"u UID SEARCH FROM carol\r\n"))
+    assert out.startswith(b"* SEARCH 2\r\nu OK")
+    assert b"NO [BADCHARSET" in sent(feed(conn, b"v SEARCH CHARSET KOI8 ALL\r\n"))
+    assert b"w BAD Unknown search key" in sent(feed(conn, b"w SEARCH FOO\r\n"))
+
+
+def test_expunge_close_and_notes() -> None:
+    backend = with_mail(SIMPLE, SIMPLE, SIMPLE)
+    conn = logged_in(backend)
+    feed(conn, b"a STORE 1,3 +FLAGS.SILENT (\\Deleted)\r\n")
+    out = feed(conn, b"b EXPUNGE\r\n")
+    assert sent(out) == b"* 3 EXPUNGE\r\n* 1 EXPUNGE\r\nb OK EXPUNGE completed\r\n"
+    assert [(o.key, o.text) for o in out if isinstance(o, MailboxNote)] == [
+        ("maildir.remove", "removed cur/k1"),
+        ("maildir.remove", "removed cur/k3"),
+    ]
+    assert [m.key for m in backend.bob.boxes["INBOX"]] == ["k2"]
+    assert b"* 2 EXISTS" in sent(feed(conn, b"c APPEND INBOX {3+}\r\nx\r\n\r\n"))
+    feed(conn, b"e STORE 1:2 +FLAGS (\\Deleted)\r\n")
+    assert sent(feed(conn, b"f UID EXPUNGE 4\r\n")).startswith(b"* 2 EXPUNGE\r\nf OK")
+    out = feed(conn, b"g CLOSE\r\n")
+    assert sent(out) == b"g OK CLOSE completed\r\n" and backend.bob.boxes["INBOX"] == []
+    assert keys(out)[-1] == "maildir.remove" and conn.selected is None
+
+
+def test_copy_and_move_report_copyuid() -> None:
+    backend = with_mail(SIMPLE, SIMPLE)
+    conn = logged_in(backend)
+    out = sent(feed(conn, b"a COPY 1:2 Trash\r\n"))
+    assert out == b"a OK [COPYUID 1005 1:2 1:2] COPY completed\r\n"
+    out = sent(feed(conn, b"b UID MOVE 2 Sent\r\n"))
+    assert out == b"* OK [COPYUID 1004 2 1] Moved\r\n* 2 EXPUNGE\r\nb OK UID MOVE completed\r\n"
+    assert len(backend.bob.boxes["Sent"]) == 1 and len(backend.bob.boxes["INBOX"]) == 1
+    assert b"c NO [TRYCREATE]" in sent(feed(conn, b"c COPY 1 Nope\r\n"))
+
+
+def test_mailbox_management() -> None:
+    conn = logged_in(select=None)
+    assert b'* NAMESPACE (("" ".")) NIL NIL' in sent(feed(conn, b"a NAMESPACE\r\n"))
+    assert b'* ID ("name" "MailFlow Lab"' in sent(feed(conn, b"a ID NIL\r\n"))
+    assert b"* ENABLED\r\n" in sent(feed(conn, b"a ENABLE CONDSTORE\r\n"))
+    assert b"a OK" in sent(feed(conn, b'a CREATE "Work.2024"\r\n'))
+    assert b"[ALREADYEXISTS]" in sent(feed(conn, b"a CREATE Work.2024\r\n"))
+    assert b"a NO [CANNOT]" in sent(feed(conn, b'a CREATE "../evil"\r\n'))
+    out = sent(feed(conn, b'a LIST "" *\r\n'))
+    assert b'* LIST (\\HasNoChildren) "." INBOX\r\n' in out
+    assert b'* LIST (\\HasNoChildren \\Sent) "." Sent\r\n' in out
+    assert b'* LIST (\\HasNoChildren) "." Work.2024\r\n' in out
+    out = sent(feed(conn, b'a LIST "" %\r\n'))
+    assert b'* LIST (\\Noselect \\HasChildren) "." Work\r\n' in out and b"Work.2024" not in out
+    assert sent(feed(conn, b'a LIST "" ""\r\n')).startswith(b'* LIST (\\Noselect) "." ""')
+    assert b"Trash" not in sent(feed(conn, b'a LIST "" inb*\r\n'))
+    assert b'* LIST (\\HasNoChildren) "." INBOX' in sent(feed(conn, b'a LIST "" inb*\r\n'))
+    feed(conn, b"a UNSUBSCRIBE Trash\r\n")
+    out = sent(feed(conn, b'a LSUB "" *\r\n'))
+    assert b"Sent" in out and b"Trash" not in out
+    assert b"a OK" in sent(feed(conn, b"a RENAME Work.2024 Archive\r\n"))
+    out = sent(feed(conn, b"a STATUS Archive (MESSAGES UIDNEXT UIDVALIDITY UNSEEN RECENT)\r\n"))
+    assert b"* STATUS Archive (MESSAGES 0 UIDNEXT 1 UIDVALIDITY 1007 UNSEEN 0 RECENT 0)" in out
+    assert b"a OK" in sent(feed(conn, b"a DELETE Archive\r\n"))
+    assert b"a NO" in sent(feed(conn, b"a DELETE INBOX\r\n"))
+    assert b"a NO [NONEXISTENT]" in sent(feed(conn, b"a STATUS Archive (MESSAGES)\r\n"))
+
+
+def test_changes_by_another_session_are_reported_when_allowed() -> None:
+    backend = with_mail(SIMPLE, SIMPLE)
+    one, two = logged_in(backend), logged_in(backend)
+    feed(two, b"a STORE 1 +FLAGS (\\Seen)\r\n")
+    assert b"* 1 FETCH (FLAGS (\\Seen))\r\n" in sent(feed(one, b"b NOOP\r\n"))
+    backend.bob.append("INBOX", SIMPLE, frozenset(), None)
+    assert b"* 3 EXISTS\r\n" in sent(feed(one, b"c NOOP\r\n"))
+    feed(two, b"d STORE 2 +FLAGS (\\Deleted)\r\ne EXPUNGE\r\n")
+    out = sent(feed(one, b"f FETCH 1 FLAGS\r\n"))
+    assert b"EXPUNGE" not in out  # never during FETCH (RFC 3501 §7.4.1)
+    assert sent(feed(one, b"g NOOP\r\n")) == b"* 2 EXPUNGE\r\ng OK NOOP completed\r\n"
+
+
+def test_idle_pushes_and_done() -> None:
+    backend = with_mail(SIMPLE)
+    conn, other = logged_in(backend), logged_in(backend)
+    out = feed(conn, b"i IDLE\r\n")
+    assert keys(out) == ["imap.idle", "imap.continue"] and conn.idling
+    assert conn.poll() == []
+    backend.bob.append("INBOX", SIMPLE, frozenset(), None)
+    feed(other, b"a STORE 1 +FLAGS (\\Flagged)\r\n")
+    pushes = conn.poll()
+    assert [(p.key, p.data) for p in pushes] == [  # type: ignore[union-attr]
+        ("imap.push.exists", b"* 2 EXISTS\r\n"),
+        ("imap.push.fetch", b"* 1 FETCH (FLAGS (\\Flagged))\r\n"),
+    ]
+    feed(other, b"b STORE 1 +FLAGS (\\Deleted)\r\nc EXPUNGE\r\n")
+    assert [p.key for p in conn.poll()] == ["imap.push.expunge"]  # type: ignore[union-attr]
+    out = feed(conn, b"DONE\r\n")
+    assert keys(out) == ["imap.done", "imap.idle.ok"] and sent(out) == b"i OK IDLE terminated\r\n"
+    assert not conn.idling
+
+
+def test_logout_reports_the_mailbox_on_disk() -> None:
+    conn = logged_in(with_mail(SIMPLE))
+    feed(conn, b"a FETCH 1 BODY[]\r\n")
+    out = feed(conn, b"z LOGOUT\r\n")
+    assert sent(out) == b"* BYE MailFlow Lab IMAP server logging out\r\nz OK LOGOUT completed\r\n"
+    assert keys(out) == ["imap.logout", "imap.logout.ok", "maildir.state"]
+    assert out[2].text == "INBOX: 1 message — cur/k1"  # type: ignore[union-attr]
+    assert isinstance(out[-1], Close) and conn.closed
+
+
+def test_byte_by_byte_feeding_gives_the_same_answers() -> None:
+    script = (
+        b"a LOGIN {13}\r\nbob@b.example {8+}\r\nbob-pass\r\nb SELECT INBOX\r\n"
+        b"c APPEND INBOX {5}\r\nhello\r\nd FETCH 1:* (FLAGS BODY.PEEK[])\r\ne LOGOUT\r\n"
+    )
+    whole = ImapConnection(MemBackend())
+    expected = sent(whole.receive_data(script))
+    split = ImapConnection(MemBackend())
+    got = b"".join(sent(split.receive_data(script[i : i + 1])) for i in range(len(script)))
+    assert got == expected and b"e OK LOGOUT" in got
+
+
+# -- fuzz ------------------------------------------------------------------------------
+_RESPONSE = re.compile(rb"(\* [A-Z0-9]|\+( |$)|[^ +*(){%\"\\]+ (OK|NO|BAD) )")
+
+
+def response_lines(data: bytes) -> list[bytes]:
+    """Split server output into response lines, stepping over literals."""
+    lines, pos = [], 0
+    while pos < len(data):
+        start = pos
+        while True:
+            end = data.find(b"\r\n", pos)
+            assert end >= 0, f"reply not ending in CRLF: {data[start:]!r}"
+            m = re.search(rb"\{(\d+)\}\Z", data[pos:end])
+            if not m:
+                pos = end + 2
+                break
+            pos = end + 2 + int(m.group(1))
+        lines.append(data[start : pos - 2])
+    return lines
+
+
+_words = st.sampled_from(
+    [
+        b"NOOP",
+        b"LOGIN",
+        b"SELECT",
+        b"FETCH",
+        b"STORE",
+        b"SEARCH",
+        b"UID",
+        b"IDLE",
+        b"DONE",
+        b"APPEND",
+        b"LIST",
+        b"STATUS",
+        b"EXPUNGE",
+        b"COPY",
+        b"MOVE",
+        b"AUTHENTICATE",
+        b"PLAIN",
+        b"1:*",
+        b"*",
+        b"(FLAGS",
+        b"BODY[]",
+        b"BODY[1.MIME]<0.5>",
+        b"+FLAGS",
+        b"(\\Seen)",
+        b'"x',
+        b"{3}",
+        b"{2+}",
+        b"INBOX",
+        b'""',
+        b"()",
+        b"NIL",
+        b"ALL",
+        b"OR",
+        b"NOT",
+        b"\x00",
+        b"\xff",
+        b"ENVELOPE",
+        b"BODYSTRUCTURE",
+        b"CLOSE",
+        b"LOGOUT",
+        b"HEADER.FIELDS",
+        b"(FROM)]",
+        b"~",
+    ]
+)
+_commands = st.one_of(
+    st.binary(max_size=40),
+    st.builds(
+        lambda tag, words: tag + b" " + b" ".join(words),
+        st.sampled_from([b"a", b"b1", b"*", b"+", b""]),
+        st.lists(_words, max_size=7),
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_commands, max_size=12), st.booleans())
+def test_fuzz_never_raises_and_replies_are_well_formed(lines: list[bytes], selected: bool) -> None:
+    conn = logged_in(with_mail(SIMPLE, MULTIPART)) if selected else ImapConnection(MemBackend())
+    for line in lines:
+        out = conn.receive_data(line + b"\r\n")
+        out += conn.poll()
+        for reply in response_lines(sent(out)):
+            assert _RESPONSE.match(reply), reply

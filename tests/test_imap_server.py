@@ -1,0 +1,380 @@
+"""The IMAP listener over real TCP on 127.0.0.1, driven by imaplib and curl."""
+
+from __future__ import annotations
+
+import asyncio
+import imaplib
+import os
+import re
+import shutil
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from app.engines.base import Endpoint, EngineContext, close_server
+from app.engines.imap_server import notify_mailbox_changed, start_imap_server
+from app.engines.tls import LabTLS
+from app.events import Event, Recorder
+from app.world.accounts import Accounts
+from app.world.mailstore import MailStore
+
+BOB = "bob@b.example"
+MESSAGE = (
+    b"From: Alice <alice@a.example>\r\nTo: Bob <bob@b.example>\r\nSubject: Lunch?\r\n"
+    b"Message-ID: <lunch@a.example>\r\n\r\nNoon at the usual place?\r\n"
+)
+
+_TLS_CACHE: dict[str, LabTLS] = {}
+
+
+@dataclass
+class Lab:
+    root: Path
+    ctx: EngineContext
+    recorder: Recorder
+
+    @property
+    def store(self) -> MailStore:
+        return self.ctx.store
+
+    def inbox_files(self) -> list[str]:
+        return self.store.folder(BOB).listing()
+
+    def events(self, session: str | None = None) -> list[Event]:
+        return [e for e in self.recorder.events if session is None or e.session == session]
+
+    async def serve(self, **endpoint_args: object) -> tuple[asyncio.Server, int, Endpoint]:
+        args: dict[str, object] = dict(
+            panel=4,
+            protocol="IMAP",
+            port=143,
+            server_actor="imap-b",
+            client_actor="mua-bob",
+            hostname="mx.b.example",
+        )
+        endpoint = Endpoint(**{**args, **endpoint_args})  # type: ignore[arg-type]
+        server = await start_imap_server(self.ctx, endpoint)
+        return server, server.sockets[0].getsockname()[1], endpoint
+
+
+@pytest.fixture
+def lab(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Lab:
+    # Certificates take a moment to make: one set for the whole test run.
+    if "tls" not in _TLS_CACHE:
+        _TLS_CACHE["tls"] = LabTLS.load(tmp_path_factory.mktemp("tls"))
+    recorder = Recorder()
+    store = MailStore(tmp_path / "mail")
+    store.ensure_account(BOB)
+    ctx = EngineContext(store, Accounts(), _TLS_CACHE["tls"], recorder.emit)
+    return Lab(tmp_path, ctx, recorder)
+
+
+@pytest.fixture
+async def plain(lab: Lab) -> AsyncIterator[int]:
+    server, port, _ = await lab.serve()
+    yield port
+    await close_server(server)
+
+
+def run(fn: Callable[[], object]) -> asyncio.Future[object]:
+    """imaplib blocks: run it in a thread so the server keeps serving."""
+    return asyncio.ensure_future(asyncio.to_thread(fn))
+
+
+def imap(lab: Lab, port: int) -> imaplib.IMAP4:
+    client = imaplib.IMAP4("127.0.0.1", port, timeout=10)
+    client.starttls(ssl_context=lab.ctx.tls.client_context)
+    client.login(BOB, "bob-pass")
+    return client
+
+
+class Raw:
+    """A hand-driven client for what imaplib cannot do (IDLE, garbage)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def connect(cls, port: int) -> Raw:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        raw = cls(reader, writer)
+        assert (await raw.line()).startswith(b"* OK")
+        return raw
+
+    async def line(self, timeout: float = 5) -> bytes:
+        return await asyncio.wait_for(self.reader.readline(), timeout)
+
+    async def cmd(self, text: bytes) -> list[bytes]:
+        tag = text.split(b" ", 1)[0]
+        self.writer.write(text + b"\r\n")
+        lines = []
+        while True:
+            line = await self.line()
+            assert line, "connection closed"
+            lines.append(line)
+            if line.startswith(tag + b" "):
+                return lines
+
+    async def close(self) -> None:
+        self.writer.close()
+        await asyncio.gather(self.writer.wait_closed(), return_exceptions=True)
+
+
+# -- the acceptance path -------------------------------------------------------------------
+async def test_starttls_login_fetch_store_logout_leaves_seen_on_disk(lab: Lab, plain: int) -> None:
+    lab.store.deliver(BOB, MESSAGE)
+    assert lab.inbox_files()[0].startswith("new/")
+
+    def session() -> None:
+        client = imap(lab, plain)
+        assert client.select("INBOX") == ("OK", [b"1"])
+        typ, data = client.fetch("1", "(BODY.PEEK[])")
+        assert data[0][1] == MESSAGE  # type: ignore[index]
+        typ, data = client.fetch("1", "(RFC822)")
+        assert typ == "OK" and data[0][1] == MESSAGE  # type: ignore[index]
+        typ, data = client.store("1", "+FLAGS", "(\\Seen)")
+        assert typ == "OK" and b"\\Seen" in data[0]  # type: ignore[operator]
+        assert client.logout()[0] == "BYE"
+
+    await run(session)
+    (name,) = lab.inbox_files()
+    assert name.startswith("cur/") and name.endswith(":2,S")
+    assert (lab.store.account_path(BOB) / name).read_bytes() == MESSAGE
+
+    events = lab.events()
+    keys = [e.key for e in events]
+    assert keys[:3] == ["imap.greeting", "imap.capability", "imap.capability.ok"]
+    tls_at = keys.index("tls.handshake")
+    assert keys[tls_at - 2 : tls_at] == ["imap.starttls", "imap.starttls.ok"]
+    assert events[tls_at].protocol == "TLS" and events[tls_at].text.startswith("TLSv1.")
+    assert not any(e.tls for e in events[:tls_at]) and all(e.tls for e in events[tls_at + 1 :])
+    login = next(e for e in events if e.key == "imap.login")
+    assert login.detail == {"masked": f"{login.text.split()[0]} LOGIN {BOB} ****"}
+    assert login.direction == "c2s" and login.src == "mua-bob" and login.dst == "imap-b"
+    flags_note = next(e for e in events if e.key == "maildir.flags")
+    assert flags_note.text == name and flags_note.src == "mailbox" and flags_note.dst == "imap-b"
+    assert keys.index("imap.fetch.ok") < keys.index("maildir.flags")
+    state = events[-1]
+    assert state.key == "maildir.state" and state.text == f"INBOX: 1 message — {name}"
+    for e in events:  # client command strictly before its response
+        if e.direction == "s2c" and e.key not in ("imap.greeting", "imap.continue"):
+            assert events[events.index(e) - 1].direction == "c2s"
+    fetch = [e for e in events if e.key == "imap.fetch.ok"][1]
+    assert fetch.text.startswith("* 1 FETCH (RFC822 {") and "Noon at the usual place?" in fetch.text
+
+
+async def test_second_connection_sees_seen_flag_and_uids_persist(lab: Lab, plain: int) -> None:
+    lab.store.deliver(BOB, MESSAGE)
+    lab.store.deliver(BOB, MESSAGE.replace(b"Lunch", b"Dinner"))
+
+    def first() -> None:
+        client = imap(lab, plain)
+        client.select("INBOX")
+        client.fetch("2", "(BODY[TEXT])")
+        client.logout()
+
+    def second() -> bytes:
+        client = imap(lab, plain)
+        client.select("INBOX")
+        _typ, data = client.uid("FETCH", "1:*", "(FLAGS)")
+        client.logout()
+        return b" ".join(data)  # type: ignore[arg-type]
+
+    await run(first)
+    flags = await run(second)
+    assert flags == b"1 (UID 1 FLAGS ()) 2 (UID 2 FLAGS (\\Seen))"
+
+
+async def test_uids_survive_a_server_restart(lab: Lab) -> None:
+    for i in range(3):
+        lab.store.deliver(BOB, MESSAGE + b"%d\r\n" % i)
+
+    def uids(port: int) -> tuple[bytes, bytes]:
+        client = imap(lab, port)
+        client.select("INBOX")
+        validity = client.response("UIDVALIDITY")[1][0]
+        _typ, data = client.uid("SEARCH", "ALL")
+        client.store("2", "+FLAGS", "(\\Deleted)")
+        client.expunge()
+        client.logout()
+        return validity, data[0]  # type: ignore[return-value]
+
+    server, port, _ = await lab.serve()
+    first = await run(lambda: uids(port))
+    await close_server(server)
+    lab.ctx.store = MailStore(lab.root / "mail")  # as after a restart: nothing in memory
+    server, port, _ = await lab.serve()
+    second = await run(lambda: uids(port))
+    await close_server(server)
+    assert first[1] == b"1 2 3" and second == (first[0], b"1 3")
+
+
+# -- IDLE and other sessions ----------------------------------------------------------------
+async def _idle(lab: Lab, port: int) -> Raw:
+    raw = await Raw.connect(port)
+    await raw.cmd(b"a LOGIN bob@b.example bob-pass")
+    await raw.cmd(b"b SELECT INBOX")
+    raw.writer.write(b"c IDLE\r\n")
+    assert await raw.line() == b"+ idling\r\n"
+    return raw
+
+
+async def test_idle_gets_exists_when_mail_is_delivered(lab: Lab, plain: int) -> None:
+    lab.store.deliver(BOB, MESSAGE)
+    raw = await _idle(lab, plain)
+    lab.store.deliver(BOB, MESSAGE)
+    notify_mailbox_changed(lab.store.folder(BOB).path)
+    assert await raw.line(timeout=0.8) == b"* 2 EXISTS\r\n"  # the notifier, not the poll
+    raw.writer.write(b"DONE\r\n")
+    assert await raw.line() == b"c OK IDLE terminated\r\n"
+    await raw.close()
+    keys = [e.key for e in lab.events()]
+    idle = keys.index("imap.idle")
+    assert keys[idle : idle + 5] == [
+        "imap.idle",
+        "imap.continue",
+        "imap.push.exists",
+        "imap.done",
+        "imap.idle.ok",
+    ]
+
+
+async def test_idle_polls_for_changes_from_elsewhere(lab: Lab, plain: int) -> None:
+    lab.store.deliver(BOB, MESSAGE)
+    lab.store.deliver(BOB, MESSAGE)
+    raw = await _idle(lab, plain)
+    folder = lab.store.folder(BOB)
+    first, second = folder.messages()
+    folder.set_flags(first.key, frozenset({"\\Flagged"}))  # as another process would
+    assert await raw.line(timeout=3) == b"* 1 FETCH (FLAGS (\\Flagged))\r\n"
+    folder.remove([second.key])
+    assert await raw.line(timeout=3) == b"* 2 EXPUNGE\r\n"
+    await raw.close()
+
+
+async def test_two_clients_see_each_others_changes(lab: Lab, plain: int) -> None:
+    lab.store.deliver(BOB, MESSAGE)
+    idler = await _idle(lab, plain)
+    other = await Raw.connect(plain)
+    await other.cmd(b"a LOGIN bob@b.example bob-pass")
+    await other.cmd(b"b SELECT INBOX")
+    await other.cmd(b"c STORE 1 +FLAGS (\\Flagged)")
+    assert await idler.line(timeout=0.8) == b"* 1 FETCH (FLAGS (\\Flagged))\r\n"
+    await other.cmd(b"d APPEND INBOX {5+}\r\nhello")
+    assert await idler.line(timeout=0.8) == b"* 2 EXISTS\r\n"
+    idler.writer.write(b"DONE\r\n")
+    await idler.line()
+    await idler.cmd(b"e STORE 2 +FLAGS (\\Deleted)")
+    await idler.cmd(b"f EXPUNGE")
+    assert b"* 2 EXPUNGE\r\n" in await other.cmd(b"g NOOP")
+    await idler.close()
+    await other.close()
+    pushes = [e.key for e in lab.events() if e.key.startswith("imap.push")]
+    assert pushes == ["imap.push.fetch", "imap.push.exists"]
+
+
+# -- limits and hostile input ----------------------------------------------------------------
+async def test_garbage_long_lines_and_literals_get_bad_and_serving_goes_on(
+    lab: Lab, plain: int
+) -> None:
+    raw = await Raw.connect(plain)
+    raw.writer.write(b"\x00\xff\xfe garbage\r\n")
+    assert (await raw.line()).startswith(b"* BAD ")
+    lines = await raw.cmd(b"a NOOP " + b"x" * 10000)
+    assert lines == [b"a BAD Command line too long (limit 8192 octets)\r\n"]
+    assert await raw.cmd(b"b LOGIN bob@b.example bob-pass") != []
+    raw.writer.write(b"c APPEND INBOX {20000000}\r\n")
+    assert (await raw.line()).startswith(b"c NO [TOOBIG]")
+    assert (await raw.cmd(b"d NOOP"))[-1] == b"d OK NOOP completed\r\n"
+    await raw.close()
+
+
+async def test_three_failed_logins_close_the_connection(lab: Lab, plain: int) -> None:
+    raw = await Raw.connect(plain)
+    for tag in (b"a", b"b"):
+        assert (await raw.cmd(tag + b" LOGIN bob@b.example wrong"))[-1].startswith(tag + b" NO")
+    assert (await raw.cmd(b"c LOGIN bob@b.example wrong"))[-1].startswith(b"c NO")
+    assert (await raw.line()).startswith(b"* BYE")
+    assert await raw.line() == b""
+    await raw.close()
+    assert [e.key for e in lab.events()][-2:] == ["imap.login.no", "imap.bye"]
+
+
+async def test_idle_timeout_and_connection_limit(lab: Lab) -> None:
+    server, port, endpoint = await lab.serve(idle_timeout=0.3, max_connections=1)
+    first = await Raw.connect(port)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    assert await reader.readline() == b"* BYE Too many connections, try again later\r\n"
+    writer.close()
+    assert await first.line(timeout=3) == b"* BYE Autologout; idle for too long\r\n"
+    assert await first.line() == b""
+    await first.close()
+    await close_server(server)
+    assert [e.key for e in lab.events()].count("imap.bye") == 2
+    assert endpoint.active == 0
+
+
+async def test_imaplib_append_authenticate_and_implicit_tls(lab: Lab) -> None:
+    server, port, _ = await lab.serve(implicit_tls=True, port=993)
+
+    def session() -> None:
+        client = imaplib.IMAP4_SSL("127.0.0.1", port, ssl_context=lab.ctx.tls.client_context)
+        assert "STARTTLS" not in client.capabilities
+        client.authenticate("PLAIN", lambda _: b"\x00bob@b.example\x00bob-pass")
+        typ, data = client.append("Sent", "(\\Seen)", None, MESSAGE)
+        assert typ == "OK" and b"APPENDUID" in data[0]  # type: ignore[operator]
+        client.select("Sent")
+        typ, data = client.search(None, "SUBJECT", "lunch")
+        assert data == [b"1"]
+        client.logout()
+
+    await run(session)
+    await close_server(server)
+    events = lab.events()
+    assert events[0].key == "tls.handshake" and all(e.tls for e in events)
+    keys = [e.key for e in events]
+    assert "imap.auth.response" in keys and "imap.continue" in keys
+    sasl = next(e for e in events if e.key == "imap.auth.response")
+    assert sasl.detail["decoded"] == "␀bob@b.example␀bob-pass"
+    append = next(e for e in events if e.key == "imap.append")
+    assert append.text.endswith("Noon at the usual place?\n")
+    assert keys[keys.index("imap.append") - 1] == "imap.continue"  # "+ Ready for literal"
+    assert lab.store.folder(BOB, "Sent").listing()[0].endswith(":2,S")
+
+
+# -- curl -------------------------------------------------------------------------------
+async def _curl(lab: Lab, url: str, *extra: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        shutil.which("curl") or "/usr/bin/curl",
+        "-sS",
+        "--max-time",
+        "10",
+        "--cacert",
+        str(lab.ctx.tls.ca_file),
+        "-u",
+        f"{BOB}:bob-pass",
+        *extra,
+        url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/curl"), reason="needs curl")
+async def test_curl_imap_starttls_and_imaps(lab: Lab, plain: int) -> None:
+    lab.store.deliver(BOB, MESSAGE)
+    listing = await _curl(lab, f"imap://127.0.0.1:{plain}/", "--ssl-reqd")
+    assert re.search(r'\* LIST \(.*\) "\." INBOX', listing) and "Sent" in listing
+    body = await _curl(lab, f"imap://127.0.0.1:{plain}/INBOX;UID=1", "--ssl-reqd")
+    assert body.replace("\r\n", "\n") == MESSAGE.decode().replace("\r\n", "\n")
+    assert "tls.handshake" in [e.key for e in lab.events()]
+    server, port, _ = await lab.serve(implicit_tls=True, port=993)
+    body = await _curl(lab, f"imaps://127.0.0.1:{port}/INBOX;UID=1")
+    await close_server(server)
+    assert "Noon at the usual place?" in body
+    assert lab.inbox_files()[0].endswith(":2,S")  # curl fetches BODY[], which marks \Seen
