@@ -337,6 +337,32 @@ def test_fetch_items_and_sections() -> None:
     assert out.startswith(b"* 2 FETCH (UID 2 FLAGS ())")  # n:* always includes the last
 
 
+def test_nested_message_eight_bit_headers_and_bare_lf() -> None:
+    inner = b"From: x@y.example\r\nSubject: inner\r\n\r\nbody\r\n"
+    nested = (
+        b"From: a@b.example\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n"
+        b"--B\r\nContent-Type: text/plain\r\n\r\nouter\r\n"
+        b"--B\r\nContent-Type: message/rfc822\r\n\r\n" + inner + b"\r\n--B--\r\n"
+    )
+    eight_bit = "From: Zoë <z@a.example>\nSubject: Grüße\n\nHallo\n".encode()  # LF only
+    conn = logged_in(with_mail(nested, eight_bit))
+    out = sent(feed(conn, b"a FETCH 1 (BODYSTRUCTURE BODY.PEEK[2.HEADER] BODY.PEEK[2.1])\r\n"))
+    assert (
+        b'("MESSAGE" "RFC822" NIL NIL NIL "7BIT" 43 (NIL "inner" ((NIL NIL "x" "y.example"))' in out
+    )
+    assert b"BODY[2.HEADER] {37}\r\nFrom: x@y.example\r\nSubject: inner\r\n\r\n" in out
+    assert b"BODY[2.1] {6}\r\nbody\r\n" in out
+    out = sent(feed(conn, b"b FETCH 2 (RFC822.SIZE ENVELOPE BODY.PEEK[])\r\n"))
+    crlf = eight_bit.replace(b"\n", b"\r\n")
+    assert b"RFC822.SIZE %d " % len(crlf) in out and b"BODY[] {%d}\r\n" % len(crlf) + crlf in out
+    assert b"ENVELOPE (NIL {7}\r\n" + "Grüße".encode() + b" (({4}\r\n" + "Zoë".encode() in out
+    query = "grüß".encode()
+    out = sent(
+        feed(conn, b"c SEARCH CHARSET UTF-8 SUBJECT {%d+}\r\n" % len(query) + query + b"\r\n")
+    )
+    assert out.startswith(b"* SEARCH 2\r\n")
+
+
 def test_store_variants() -> None:
     conn = logged_in(with_mail(SIMPLE, SIMPLE))
     out = feed(conn, b"a STORE 1:2 +FLAGS (\\Seen \\Flagged)\r\n")
@@ -582,3 +608,14 @@ def test_fuzz_never_raises_and_replies_are_well_formed(lines: list[bytes], selec
         out += conn.poll()
         for reply in response_lines(sent(out)):
             assert _RESPONSE.match(reply), reply
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=300), max_size=8))
+def test_fuzz_raw_chunks(chunks: list[bytes]) -> None:
+    conn = ImapConnection(MemBackend())
+    data = b""
+    for chunk in [*chunks, b"\r\n"]:
+        data += sent(conn.receive_data(chunk))
+    for reply in response_lines(data):
+        assert _RESPONSE.match(reply), reply

@@ -301,8 +301,8 @@ class _Session:
                 self.tap.note(out.text, out.key, src=MAILBOX_ACTOR, dst=self.endpoint.server_actor)
             elif isinstance(out, MailboxChanged):
                 with contextlib.suppress(KeyError):
-                    mailboxes = MailStoreMailboxes(self.ctx.store, out.user)
-                    notify_mailbox_changed(mailboxes.path(out.mailbox))
+                    name = _safe_name(out.mailbox)
+                    notify_mailbox_changed(self.ctx.store.folder(out.user, name).path)
             elif isinstance(out, StartTLS):
                 await self.writer.start_tls(self.ctx.tls.server_context)
                 self.tap.tls = True
@@ -320,7 +320,8 @@ class _Session:
         path = None
         if selected is not None and self.conn.user is not None:
             with contextlib.suppress(KeyError):
-                path = _path_key(self.ctx.store.folder(self.conn.user, selected.name).path)
+                folder = self.ctx.store.folder(self.conn.user, _safe_name(selected.name))
+                path = _path_key(folder.path)
         self.set_watch(path)
 
     def set_watch(self, key: str | None) -> None:

@@ -107,21 +107,17 @@ def parse_fetch_items(token: Token) -> list[FetchItem]:
 
 
 # -- answers -------------------------------------------------------------------
-def _unfold(value: str) -> str:
-    return re.sub(r"\r?\n(?=[ \t])", "", value).strip()
-
-
 def _header(h: Message, name: str) -> str | None:
-    value = h.get(name)
-    return None if value is None else _unfold(str(value))
+    values = mime.header_values(h, name)
+    return values[0] if values else None
 
 
 def _addresses(h: Message, name: str, fallback: str | None = None) -> bytes:
-    values = h.get_all(name) or (h.get_all(fallback) if fallback else None)
+    values = mime.header_values(h, name) or (mime.header_values(h, fallback) if fallback else [])
     if not values:
         return b"NIL"
     out = []
-    for display, addr in getaddresses([_unfold(str(v)) for v in values]):
+    for display, addr in getaddresses(values):
         if not addr:
             continue
         box, at, host = addr.rpartition("@")

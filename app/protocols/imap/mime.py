@@ -45,6 +45,18 @@ class MimePart:
         return self.maintype == "multipart"
 
 
+def header_values(headers: Message, name: str) -> list[str]:
+    """The field's values as sent, unfolded. Raw 8-bit text (RFC 6532) is read as UTF-8;
+    the stdlib would turn it into Header objects with the bytes replaced."""
+    out = []
+    for key, value in headers.raw_items():
+        if key.lower() == name.lower():
+            data = str(value).encode("utf-8", "surrogateescape")
+            text = data.decode("utf-8", "replace")
+            out.append(re.sub(r"\r?\n(?=[ \t])", "", text).strip())
+    return out
+
+
 def split_header(raw: bytes) -> tuple[bytes, bytes]:
     if raw.startswith(b"\r\n"):
         return b"\r\n", raw[2:]

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from email.header import decode_header, make_header
 from email.utils import parsedate_to_datetime
 
-from app.protocols.imap.mime import ParsedMessage
+from app.protocols.imap.mime import ParsedMessage, header_values
 from app.protocols.imap.parser import Atom, ParseError, Token
 from app.protocols.imap.wire import (
     CommandError,
@@ -66,16 +66,16 @@ def _decoded(value: str) -> str:
 
 
 def _header_has(s: SearchSubject, name: str, needle: str) -> bool:
-    values = s.message.mime.headers.get_all(name) or []
+    values = header_values(s.message.mime.headers, name)
     if not needle:
         return bool(values)
-    return any(needle in _decoded(str(v)).casefold() for v in values)
+    return any(needle in _decoded(v).casefold() for v in values)
 
 
 def _sent_date(s: SearchSubject) -> dt.date | None:
-    value = s.message.mime.headers.get("Date")
+    values = header_values(s.message.mime.headers, "Date")
     try:
-        return parsedate_to_datetime(str(value)).date() if value else None
+        return parsedate_to_datetime(values[0]).date() if values else None
     except (TypeError, ValueError):
         return None
 
