@@ -499,6 +499,19 @@ def test_idle_pushes_and_done() -> None:
     assert not conn.idling
 
 
+def test_check_unselect_and_idle_without_done() -> None:
+    backend = with_mail(SIMPLE)
+    conn = logged_in(backend)
+    assert sent(feed(conn, b"a CHECK\r\n")) == b"a OK CHECK completed\r\n"
+    feed(conn, b"b STORE 1 +FLAGS.SILENT (\\Deleted)\r\n")
+    out = feed(conn, b"c UNSELECT\r\n")
+    assert sent(out) == b"c OK UNSELECT completed\r\n" and len(backend.bob.boxes["INBOX"]) == 1
+    assert b"d BAD" in sent(feed(conn, b"d CHECK\r\n"))
+    feed(conn, b"e IDLE\r\n")
+    out = feed(conn, b"f NOOP\r\n")
+    assert keys(out) == ["imap.done", "imap.idle.bad"] and not conn.idling
+
+
 def test_logout_reports_the_mailbox_on_disk() -> None:
     conn = logged_in(with_mail(SIMPLE))
     feed(conn, b"a FETCH 1 BODY[]\r\n")

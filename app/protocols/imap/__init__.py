@@ -10,7 +10,8 @@ from app.protocols.imap.outputs import (
     Send,
     StartTLS,
 )
-from app.protocols.imap.server import ImapConnection, State
+from app.protocols.imap.server import ImapConnection
+from app.protocols.imap.state import State
 
 __all__ = [
     "ClientSent",

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING
 
 from app.protocols.imap.fetch import FetchItem, FetchSubject, parse_fetch_items, render
 from app.protocols.imap.parser import Atom, Command, Token
+from app.protocols.imap.sasl import finish_plain
 from app.protocols.imap.search import SearchSubject, parse_search
+from app.protocols.imap.state import State
 from app.protocols.imap.view import Entry, SelectedMailbox
 from app.protocols.imap.wire import (
     SYSTEM_FLAGS,
@@ -87,15 +89,15 @@ def login(conn: ImapConnection, cmd: Command) -> Result:
 
 
 def authenticate(conn: ImapConnection, cmd: Command) -> Result:
-    from app.protocols.imap.server import finish_plain
-
     args = _args(cmd, 1, 2)
     mechanism = atom_arg(args[0], "mechanism").upper()
     if mechanism != "PLAIN":
         return "NO", f"Unsupported authentication mechanism {mechanism}"
     if len(args) == 2:  # SASL-IR (RFC 4959): the response came with the command
         ir = args[1]
-        return finish_plain(conn, ir.value.encode() if isinstance(ir, Atom) else bytes(ir))  # type: ignore[arg-type]
+        if isinstance(ir, list):
+            raise bad("The initial response must be base64 text")
+        return finish_plain(conn, ir.value.encode() if isinstance(ir, Atom) else ir)
     conn.wait_for_lines("sasl", cmd, b"+ \r\n")
     return None
 
@@ -275,15 +277,11 @@ def unsubscribe(conn: ImapConnection, cmd: Command) -> Result:
 
 
 def _deselect(conn: ImapConnection) -> None:
-    from app.protocols.imap.server import State
-
     conn.selected = None
     conn.state = State.AUTHENTICATED
 
 
 def select(conn: ImapConnection, cmd: Command) -> Result:
-    from app.protocols.imap.server import State
-
     args = cmd.args
     if not args or len(args) > 2:  # a second argument would be select parameters (CONDSTORE)
         raise bad(f"{cmd.name} takes a mailbox name")

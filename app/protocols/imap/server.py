@@ -12,9 +12,6 @@ says what to write and what to show. It never raises on client input.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import enum
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -38,21 +35,16 @@ from app.protocols.imap.parser import (
     parse_command,
     sniff,
 )
+from app.protocols.imap.sasl import decode_plain, finish_plain
+from app.protocols.imap.state import State
 from app.protocols.imap.view import SelectedMailbox
-from app.protocols.imap.wire import CommandError, bad, text_arg
+from app.protocols.imap.wire import CommandError, text_arg
 
 MAX_LINE = 8192  # octets per command line, CRLF excluded
 MAX_LITERAL = 10 * 1024 * 1024
 MAX_LOGIN_FAILURES = 3
 _SHOWN_OVERLONG = 16 * 1024  # how much of a rejected over-long line the event keeps
 _BAD_CREDENTIALS = "[AUTHENTICATIONFAILED] Invalid credentials"
-
-
-class State(enum.Enum):
-    NOT_AUTHENTICATED = "not authenticated"
-    AUTHENTICATED = "authenticated"
-    SELECTED = "selected"
-    LOGOUT = "logout"
 
 
 _ANY = frozenset(State) - {State.LOGOUT}
@@ -94,6 +86,7 @@ class ImapConnection:
         self._skip_left = 0  # octets of an oversized literal being thrown away
         self._overlong: bytearray | None = None  # an over-long line being thrown away
         self._overlong_size = 0
+        self._reject_after_skip = False  # the over-long "line" is the rest of a refused command
         self._mode = "command"  # or "idle" / "sasl" while a command waits for lines
         self._waiting: Command | None = None
         self._untagged: list[bytes] = []
@@ -188,8 +181,6 @@ class ImapConnection:
         return out
 
     # -- framing ---------------------------------------------------------------
-    _reject_after_skip = False
-
     def _keep_overlong(self, chunk: bytes) -> None:
         if self._overlong is None:
             self._overlong = bytearray(self._pending)
@@ -314,9 +305,6 @@ class ImapConnection:
         data = line.encode() if isinstance(line, str) else line
         self._untagged.append(data if data.endswith(b"\r\n") else data + b"\r\n")
 
-    def after(self, output: Output) -> None:
-        self._after.append(output)
-
     def note(self, text: str, key: str) -> None:
         self._after.append(MailboxNote(text, key))
 
@@ -409,30 +397,6 @@ class ImapConnection:
         out: list[Output] = [ClientSent(line, "imap.auth.response", detail)]
         status, reply = self._call(lambda c, _: finish_plain(c, text), cmd) or ("NO", "")
         return out + self._complete(cmd, status, reply)
-
-
-def decode_plain(text: bytes) -> str | None:
-    try:
-        return base64.b64decode(text, validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        return None
-
-
-def finish_plain(conn: ImapConnection, b64: bytes) -> tuple[str, str]:
-    """SASL PLAIN (RFC 4616): authzid NUL authcid NUL passwd."""
-    decoded = "" if b64 == b"=" else decode_plain(b64)
-    if decoded is None:
-        raise bad("Invalid base64 in SASL response")
-    parts = decoded.split("\x00")
-    if len(parts) != 3:
-        raise bad("PLAIN needs authzid NUL user NUL password")
-    authzid, user, password = parts
-    if authzid and authzid.lower() != user.lower():
-        return conn.login_failed("[AUTHORIZATIONFAILED] Cannot act as another user")
-    mailboxes = conn.backend.login(user, password)
-    if mailboxes is None:
-        return conn.login_failed()
-    return conn.logged_in(user, mailboxes)
 
 
 def _completion(tag: str | None, status: str, text: str) -> bytes:
