@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import tempfile
 import time
 
@@ -33,6 +34,7 @@ async def flow_session(url: str, ready: asyncio.Event, go: asyncio.Event, steps:
     assert reply["type"] in ("sync", "ready"), reply
     ready.set()
     await go.wait()
+    await asyncio.sleep(random.uniform(0, STEP_INTERVAL))  # learners do not press in lockstep
     for _ in range(steps):
         started = time.perf_counter()
         await ws.send('{"type":"next"}')
@@ -50,6 +52,7 @@ async def echo_session(url: str, ready: asyncio.Event, go: asyncio.Event, steps:
     connections.append(ws)
     ready.set()
     await go.wait()
+    await asyncio.sleep(random.uniform(0, STEP_INTERVAL))
     for _ in range(steps):
         started = time.perf_counter()
         await ws.send('{"type":"next"}')
@@ -74,7 +77,6 @@ async def drive(kind: str, url: str, pid: int, sessions: int, steps: int) -> dic
             await ready.wait()
     ramp_seconds = time.perf_counter() - ramp_started
     rss_after = rss_kib(pid)
-    # Stagger the start over one interval, as real learners do not press in lockstep.
     go.set()
     await asyncio.gather(*tasks)
     for ws in connections:

@@ -1,0 +1,26 @@
+# MailFlow Lab: the app and its sandbox engines in one container, as a non-root user.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    MAILFLOW_HOST=0.0.0.0 \
+    MAILFLOW_PORT=8000 \
+    MAILFLOW_DATA_DIR=/data \
+    MAILFLOW_PUBLIC=1
+
+RUN useradd --create-home --uid 10001 mailflow && mkdir -p /data /app && chown mailflow /data
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY app ./app
+COPY templates ./templates
+COPY static ./static
+# Editable, so the package finds templates/ and static/ beside it in /app.
+RUN pip install -e .
+
+USER mailflow
+EXPOSE 8000
+VOLUME ["/data"]
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+  CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status == 200 else 1)"
+CMD ["python", "-m", "app"]
