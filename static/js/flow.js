@@ -198,4 +198,11 @@ document.addEventListener("mousemove", () => {
   pointerTimer = setTimeout(() => document.body.classList.remove("pointer-active"), 2500);
 });
 
+// A deep link (?step=N) opens mid-story: show where the last line went.
+const lastShown = log.lastElementChild;
+if (lastShown) {
+  animate({ panel: Number(lastShown.dataset.panel), src: lastShown.dataset.src, dst: lastShown.dataset.dst });
+  lastShown.scrollIntoView({ block: "nearest" });
+}
+
 connect();
