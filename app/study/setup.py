@@ -1,12 +1,49 @@
-"""Start-up of the study modes (database, migrations). Filled in by the study package."""
+"""Start-up of the study modes: database, migrations, content, the signing key."""
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from dataclasses import dataclass
+
+from itsdangerous import URLSafeSerializer
 
 from app.config import Settings
+from app.study.content import Content, content
+from app.study.db import Database, make_engine, migrate
+from app.study.learner import LearnerCookies
+from app.study.srs import make_scheduler
+from app.study.store import Store
 
 
-def init_study(settings: Settings) -> Any:
-    """Prepare what the study pages need; the returned object is kept as app.state.study."""
-    return None
+@dataclass
+class Study:
+    """Everything the study routes need; kept as app.state.study."""
+
+    content: Content
+    db: Database
+    store: Store
+    cookies: LearnerCookies
+    questions: URLSafeSerializer  # signs the port-quiz question a form carries
+
+    def close(self) -> None:
+        self.db.engine.dispose()
+
+
+def init_study(settings: Settings, *, fuzz: bool | None = None) -> Study:
+    """Open the database, apply the migrations, load and check the content."""
+    if fuzz is None:
+        # FSRS fuzzing spreads reviews of equal cards apart; off only for reproducible runs.
+        fuzz = os.environ.get("MAILFLOW_FSRS_FUZZ", "1") != "0"
+    data = content()
+    engine = make_engine(settings.resolved_database_url)
+    migrate(engine)
+    db = Database(engine)
+    store = Store(db, make_scheduler(fuzz), list(data.cards))
+    key = store.secret("signing-key")
+    return Study(
+        content=data,
+        db=db,
+        store=store,
+        cookies=LearnerCookies(key, store),
+        questions=URLSafeSerializer(key, salt="port-question"),
+    )

@@ -1,0 +1,138 @@
+"""The learner's own page (export / import) and the JSON API for other tools."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, File, Request, UploadFile
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from app.study import transfer
+from app.study.store import utcnow
+from app.study.web import lang, render, study
+from app.web.i18n import gettext as _
+
+router = APIRouter()
+
+
+def _problem_text(problem: transfer.ImportProblem) -> str:
+    messages = {
+        "empty": _("The file is empty. Choose the file you downloaded with “Export”."),
+        "too_big": _("The file is too large to be a progress file (limit 5 MB)."),
+        "not_json": _("This file is not a MailFlow Lab progress file (it is not JSON)."),
+        "foreign": _("This file is not a MailFlow Lab progress file."),
+        "version": _("This progress file comes from a newer version of MailFlow Lab."),
+        "invalid": _("This progress file is damaged and cannot be imported."),
+    }
+    return messages.get(problem.code, messages["invalid"])
+
+
+def _me_page(
+    request: Request, *, message: str = "", error: str = "", detail: str = "", status: int = 200
+) -> Response:
+    st = study(request)
+    who = st.cookies.read(request)
+    now = utcnow()
+    progress = st.store.progress(who.id, now)
+    lg = lang()
+    runs = []
+    for run in st.store.recent_exam_runs(who.id):
+        found = st.store.exam_run(who.id, run.id)
+        answers = found[1] if found else {}
+        runs.append(
+            {
+                "run": run,
+                "done": len(answers),
+                "total": len(run.questions.split()),
+                "correct": sum(1 for a in answers.values() if a.correct),
+                "topic": st.content.topics[run.topic].name[lg]
+                if run.topic in st.content.topics
+                else "",
+            }
+        )
+    return render(
+        request,
+        "study/me.html",
+        {
+            "progress": progress,
+            "percent": round(100 * progress.correct / progress.answered)
+            if progress.answered
+            else 0,
+            "best": st.store.speed_best(who.id),
+            "misses": len(st.store.last_misses(who.id)),
+            "runs": runs,
+            "known": who.id is not None,
+            "message": message,
+            "error": error,
+            "detail": detail,
+        },
+        status=status,
+    )
+
+
+@router.get("/me")
+def me(request: Request, imported: str = "") -> Response:
+    message = _("Your progress was imported.") if imported == "1" else ""
+    return _me_page(request, message=message)
+
+
+@router.get("/me/export")
+def me_export(request: Request) -> Response:
+    st = study(request)
+    who = st.cookies.read(request)
+    doc = transfer.export(st.store, who.id)
+    stamp = utcnow().strftime("%Y%m%d")
+    return Response(
+        json.dumps(doc, ensure_ascii=False, indent=1),
+        media_type="application/json",
+        headers={
+            "Content-Disposition": f'attachment; filename="mailflow-progress-{stamp}.json"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@router.post("/me/import")
+async def me_import(
+    request: Request, file: Annotated[UploadFile | None, File()] = None
+) -> Response:
+    st = study(request)
+    if file is None:
+        return _me_page(request, error=_("Choose a file to import."), status=422)
+    raw = await file.read(transfer.MAX_BYTES + 1)
+    try:
+        doc = transfer.parse(raw, st.content)
+    except transfer.ImportProblem as exc:
+        return _me_page(request, error=_problem_text(exc), detail=exc.detail, status=422)
+    who = st.cookies.for_write(request)
+    await run_in_threadpool(transfer.apply, st.store, who.id or "", doc)
+    response = RedirectResponse("/me?imported=1", status_code=303)
+    st.cookies.attach(response, who, request)
+    return response
+
+
+@router.get("/api/me/progress")
+def api_progress(request: Request) -> JSONResponse:
+    st = study(request)
+    who = st.cookies.read(request)
+    p = st.store.progress(who.id, utcnow())
+    return JSONResponse(
+        {"answered": p.answered, "correct": p.correct, "due": p.due},
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@router.get("/api/exam/questions")
+def api_questions(
+    request: Request, with_answers: str = "", topic: str = "", level: str = ""
+) -> JSONResponse:
+    st = study(request)
+    show = with_answers in ("1", "true", "yes")
+    items = [
+        q.to_json(show)
+        for q in st.content.questions.values()
+        if (not topic or topic in q.topics) and (not level or q.level == level)
+    ]
+    return JSONResponse({"count": len(items), "questions": items})

@@ -1,0 +1,408 @@
+"""Every read and write of learner progress. Each write is one committed transaction."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fsrs import Scheduler
+from sqlalchemy import Integer, cast, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.study import srs
+from app.study.db import Database
+from app.study.models import Answer, CardState, ExamAnswer, ExamRun, Learner, Secret, SpeedRun
+
+SPEED_SECONDS = 60
+SPEED_GRACE_S = 2  # the last click may arrive a moment after the clock hits zero
+DAY_ZONE = ZoneInfo("Asia/Tokyo")  # "a day" for reviews per day: the learners' calendar
+
+
+def _right() -> Any:
+    """How many answers were right (a Boolean column summed must be summed as integers)."""
+    return func.coalesce(func.sum(cast(Answer.correct, Integer)), 0)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def aware(dt: datetime) -> datetime:
+    """SQLite hands datetimes back naive; they were stored as UTC."""
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Progress:
+    answered: int
+    correct: int
+    due: int
+
+
+@dataclass(frozen=True)
+class CardDue:
+    card: str
+    due: datetime
+    reps: int
+    seen: bool
+
+
+class Store:
+    def __init__(self, db: Database, scheduler: Scheduler, card_ids: list[str]) -> None:
+        self.db = db
+        self.scheduler = scheduler
+        self.card_ids = card_ids
+
+    # ---- secrets and learners ----
+    def secret(self, name: str) -> str:
+        with self.db.read() as s:
+            row = s.get(Secret, name)
+            if row:
+                return row.value
+        with self.db.write() as s:
+            row = s.get(Secret, name)
+            if row is None:
+                row = Secret(name=name, value=secrets.token_urlsafe(48))
+                s.add(row)
+            return row.value
+
+    def learner_exists(self, learner_id: str) -> bool:
+        with self.db.read() as s:
+            return s.get(Learner, learner_id) is not None
+
+    @staticmethod
+    def new_learner_id() -> str:
+        return str(uuid.uuid4())
+
+    @staticmethod
+    def _ensure(s: Session, learner_id: str) -> None:
+        if s.get(Learner, learner_id) is None:
+            s.add(Learner(id=learner_id, created_at=utcnow()))
+            s.flush()
+
+    # ---- port quiz ----
+    def card_dues(self, learner_id: str | None, now: datetime) -> list[CardDue]:
+        rows: dict[str, CardState] = {}
+        if learner_id:
+            with self.db.read() as s:
+                q = select(CardState).where(CardState.learner_id == learner_id)
+                rows = {r.card: r for r in s.scalars(q)}
+        out = []
+        for cid in self.card_ids:
+            r = rows.get(cid)
+            out.append(
+                CardDue(cid, aware(r.due), r.reps, True) if r else CardDue(cid, now, 0, False)
+            )
+        return out
+
+    def record_port_answer(
+        self,
+        learner_id: str,
+        *,
+        mode: str,
+        card: str,
+        kind: str,
+        given: str,
+        correct: bool,
+        ms: int | None,
+        nonce: str,
+        now: datetime,
+    ) -> bool:
+        """Store the answer (and, in the spaced session, the new FSRS state).
+
+        Returns False when this exact question was already answered (a re-sent form).
+        """
+        with self.db.write() as s:
+            self._ensure(s, learner_id)
+            dup = s.scalar(
+                select(Answer.id).where(Answer.learner_id == learner_id, Answer.nonce == nonce)
+            )
+            if dup is not None:
+                return False
+            s.add(
+                Answer(
+                    learner_id=learner_id,
+                    mode=mode,
+                    item=card,
+                    kind=kind,
+                    given=given[:200],
+                    correct=correct,
+                    ms=ms,
+                    at=now,
+                    nonce=nonce,
+                )
+            )
+            if mode == "srs":
+                row = s.get(CardState, (learner_id, card))
+                fields = None
+                if row is not None:
+                    fields = srs.CardFields(
+                        row.state,
+                        row.step,
+                        row.stability,
+                        row.difficulty,
+                        aware(row.due),
+                        aware(row.last_review) if row.last_review else None,
+                    )
+                new = srs.review(self.scheduler, fields, srs.rating_for(correct, ms, kind), now)
+                if row is None:
+                    row = CardState(learner_id=learner_id, card=card, reps=0)
+                    s.add(row)
+                row.state, row.step = new.state, new.step
+                row.stability, row.difficulty = new.stability, new.difficulty
+                row.due, row.last_review = new.due, new.last_review
+                row.reps = (row.reps or 0) + 1
+            return True
+
+    # ---- speed round ----
+    def start_speed(self, learner_id: str, now: datetime) -> str:
+        run_id = secrets.token_hex(12)
+        with self.db.write() as s:
+            self._ensure(s, learner_id)
+            s.add(SpeedRun(id=run_id, learner_id=learner_id, started_at=now, score=0, answered=0))
+        return run_id
+
+    def speed_run(self, learner_id: str | None, run_id: str) -> SpeedRun | None:
+        if not learner_id:
+            return None
+        with self.db.read() as s:
+            run = s.get(SpeedRun, run_id)
+            return run if run and run.learner_id == learner_id else None
+
+    @staticmethod
+    def speed_left(run: SpeedRun, now: datetime) -> float:
+        return SPEED_SECONDS - (now - aware(run.started_at)).total_seconds()
+
+    def record_speed_answer(
+        self,
+        learner_id: str,
+        run_id: str,
+        *,
+        card: str,
+        kind: str,
+        given: str,
+        correct: bool,
+        ms: int | None,
+        nonce: str,
+        now: datetime,
+    ) -> bool:
+        """Counts only inside the minute (plus a short grace); False if it did not count."""
+        with self.db.write() as s:
+            run = s.get(SpeedRun, run_id)
+            if run is None or run.learner_id != learner_id:
+                return False
+            if self.speed_left(run, now) < -SPEED_GRACE_S:
+                return False
+            if (
+                s.scalar(
+                    select(Answer.id).where(Answer.learner_id == learner_id, Answer.nonce == nonce)
+                )
+                is not None
+            ):
+                return False
+            s.add(
+                Answer(
+                    learner_id=learner_id,
+                    mode="speed",
+                    item=card,
+                    kind=kind,
+                    given=given[:200],
+                    correct=correct,
+                    ms=ms,
+                    at=now,
+                    nonce=nonce,
+                )
+            )
+            run.answered += 1
+            run.score += 1 if correct else 0
+            return True
+
+    def speed_best(self, learner_id: str | None) -> int:
+        if not learner_id:
+            return 0
+        with self.db.read() as s:
+            best = s.scalar(
+                select(func.max(SpeedRun.score)).where(SpeedRun.learner_id == learner_id)
+            )
+            return int(best or 0)
+
+    # ---- question bank ----
+    def start_exam(
+        self, learner_id: str, mode: str, topic: str | None, question_ids: list[str], now: datetime
+    ) -> str:
+        run_id = secrets.token_hex(12)
+        with self.db.write() as s:
+            self._ensure(s, learner_id)
+            s.add(
+                ExamRun(
+                    id=run_id,
+                    learner_id=learner_id,
+                    mode=mode,
+                    topic=topic,
+                    questions=" ".join(question_ids),
+                    started_at=now,
+                )
+            )
+        return run_id
+
+    def exam_run(
+        self, learner_id: str | None, run_id: str
+    ) -> tuple[ExamRun, dict[int, ExamAnswer]] | None:
+        if not learner_id:
+            return None
+        with self.db.read() as s:
+            run = s.get(ExamRun, run_id)
+            if run is None or run.learner_id != learner_id:
+                return None
+            answers = s.scalars(select(ExamAnswer).where(ExamAnswer.run_id == run_id))
+            return run, {a.position: a for a in answers}
+
+    def record_exam_answer(
+        self,
+        learner_id: str,
+        run_id: str,
+        position: int,
+        question: str,
+        choice: int,
+        correct: bool,
+        now: datetime,
+    ) -> bool:
+        """False if that position was already answered (the first answer stands)."""
+        try:
+            with self.db.write() as s:
+                run = s.get(ExamRun, run_id)
+                if run is None or run.learner_id != learner_id:
+                    return False
+                if s.get(ExamAnswer, (run_id, position)) is not None:
+                    return False
+                s.add(
+                    ExamAnswer(
+                        run_id=run_id,
+                        position=position,
+                        question=question,
+                        choice=choice,
+                        correct=correct,
+                    )
+                )
+                s.add(
+                    Answer(
+                        learner_id=learner_id,
+                        mode="exam",
+                        item=question,
+                        kind=run.mode,
+                        given=str(choice),
+                        correct=correct,
+                        ms=None,
+                        at=now,
+                        nonce=f"{run_id}:{position}",
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    def last_misses(self, learner_id: str | None) -> list[str]:
+        """Questions whose most recent answer was wrong, newest first."""
+        if not learner_id:
+            return []
+        with self.db.read() as s:
+            rows = s.execute(
+                select(Answer.item, Answer.correct)
+                .where(Answer.learner_id == learner_id, Answer.mode == "exam")
+                .order_by(Answer.at.desc(), Answer.id.desc())
+            ).all()
+        seen: set[str] = set()
+        missed = []
+        for item, correct in rows:
+            if item in seen:
+                continue
+            seen.add(item)
+            if not correct:
+                missed.append(item)
+        return missed
+
+    def recent_exam_runs(self, learner_id: str | None, limit: int = 5) -> list[ExamRun]:
+        if not learner_id:
+            return []
+        with self.db.read() as s:
+            return list(
+                s.scalars(
+                    select(ExamRun)
+                    .where(ExamRun.learner_id == learner_id)
+                    .order_by(ExamRun.started_at.desc())
+                    .limit(limit)
+                )
+            )
+
+    # ---- statistics ----
+    def progress(self, learner_id: str | None, now: datetime) -> Progress:
+        due = sum(1 for c in self.card_dues(learner_id, now) if c.due <= now)
+        if not learner_id:
+            return Progress(0, 0, due)
+        with self.db.read() as s:
+            answered, correct = s.execute(
+                select(func.count(Answer.id), _right()).where(Answer.learner_id == learner_id)
+            ).one()
+        return Progress(int(answered), int(correct), due)
+
+    def port_accuracy(self, learner_id: str | None) -> dict[str, tuple[int, int]]:
+        """card → (correct, answered) over the port quiz and speed rounds."""
+        out: dict[str, tuple[int, int]] = {}
+        if not learner_id:
+            return out
+        with self.db.read() as s:
+            rows = s.execute(
+                select(Answer.item, _right(), func.count(Answer.id))
+                .where(
+                    Answer.learner_id == learner_id, Answer.mode.in_(("srs", "practice", "speed"))
+                )
+                .group_by(Answer.item)
+            ).all()
+        for item, correct, total in rows:
+            out[str(item)] = (int(correct), int(total))
+        return out
+
+    def reviews_per_day(
+        self, learner_id: str | None, now: datetime, days: int = 14
+    ) -> list[tuple[str, int, int]]:
+        """(YYYY-MM-DD, answers, correct) for the last `days` days, oldest first."""
+        today = now.astimezone(DAY_ZONE).date()
+        keys = [(today - timedelta(days=i)).isoformat() for i in range(days - 1, -1, -1)]
+        counts: Counter[str] = Counter()
+        right: Counter[str] = Counter()
+        if learner_id:
+            since = now - timedelta(days=days + 1)
+            with self.db.read() as s:
+                rows = s.execute(
+                    select(Answer.at, Answer.correct).where(
+                        Answer.learner_id == learner_id, Answer.at >= since
+                    )
+                )
+                for at, correct in rows:
+                    key = aware(at).astimezone(DAY_ZONE).date().isoformat()
+                    counts[key] += 1
+                    right[key] += 1 if correct else 0
+        return [(k, counts[k], right[k]) for k in keys]
+
+    def topic_accuracy(
+        self, learner_id: str | None, topics_of: dict[str, tuple[str, ...]]
+    ) -> dict[str, tuple[int, int]]:
+        out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        if learner_id:
+            with self.db.read() as s:
+                rows = s.execute(
+                    select(Answer.item, Answer.correct).where(
+                        Answer.learner_id == learner_id, Answer.mode == "exam"
+                    )
+                )
+                for item, correct in rows:
+                    for t in topics_of.get(item, ()):
+                        out[t][0] += 1 if correct else 0
+                        out[t][1] += 1
+        return {k: (v[0], v[1]) for k, v in out.items()}

@@ -1,0 +1,71 @@
+"""Helpers shared by the study routes: the Study object, rendering, the learner cookie."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.study.learner import Who
+from app.study.setup import Study
+from app.web import i18n
+from app.web.i18n import gettext as _
+
+
+def study(request: Request) -> Study:
+    return request.app.state.study
+
+
+def lang() -> str:
+    return i18n.current_lang.get()
+
+
+def is_htmx(request: Request) -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+def render(
+    request: Request,
+    template: str,
+    ctx: dict[str, Any],
+    *,
+    status: int = 200,
+    who: Who | None = None,
+) -> Response:
+    response = request.app.state.templates.TemplateResponse(
+        request, template, {**ctx, "lang": lang()}, status_code=status
+    )
+    response.headers["Cache-Control"] = "no-store"  # progress pages change with every answer
+    if who is not None:
+        study(request).cookies.attach(response, who, request)
+    return response
+
+
+def problem(
+    request: Request,
+    message: str,
+    *,
+    status: int = 400,
+    back: str = "/quiz",
+    who: Who | None = None,
+) -> Response:
+    """A clear page for input we cannot use; nothing has been changed."""
+    return render(
+        request,
+        "study/problem.html",
+        {"message": message, "back": back, "status": status},
+        status=status,
+        who=who,
+    )
+
+
+def until_text(seconds: float) -> str:
+    """A short, translated "in how long" for the next review."""
+    minutes = max(1, round(seconds / 60))
+    if minutes < 60:
+        return _("%(n)s min") % {"n": minutes}
+    hours = round(minutes / 60)
+    if hours < 48:
+        return _("%(n)s h") % {"n": hours}
+    return _("%(n)s days") % {"n": round(hours / 24)}
