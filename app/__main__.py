@@ -2,21 +2,63 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 import sys
 
 import uvicorn
 
 from app.config import ConfigError, Settings
+from app.lab.world import SERVICES, lab_ports
 from app.web.app import create_app
+
+
+def busy_port(settings: Settings) -> str | None:
+    """Name the first port we cannot bind, before anything starts."""
+    wanted = [("web app", settings.port, "MAILFLOW_PORT")]
+    if settings.lab:
+        ports = lab_ports(settings.lab_offset)
+        wanted += [
+            (
+                f"lab {s.name} (standard {s.standard_port})",
+                ports[s.name],
+                "MAILFLOW_LAB_OFFSET (or MAILFLOW_LAB=0)",
+            )
+            for s in SERVICES
+        ]
+    for what, port, variable in wanted:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((settings.host, port))
+            except OSError as exc:
+                why = "is already in use" if exc.errno == errno.EADDRINUSE else str(exc)
+                return f"port {port} for the {what} {why}: change {variable}"
+    return None
 
 
 def main() -> int:
     try:
         settings = Settings.from_env()
+        settings.check()
     except ConfigError as exc:
         print(f"mailflow: {exc}", file=sys.stderr)
         return 2
+    problem = busy_port(settings)
+    if problem:
+        print(f"mailflow: {problem}", file=sys.stderr)
+        return 2
+    if settings.public:
+        print(
+            "mailflow: WARNING: serving beyond loopback; the lab accounts use the default "
+            "passwords alice-pass and bob-pass unless changed in "
+            f"{settings.data_dir / 'lab' / 'accounts.toml'}",
+            file=sys.stderr,
+        )
     print(f"MailFlow Lab on http://{settings.host}:{settings.port}  (data: {settings.data_dir})")
+    if settings.lab:
+        ports = lab_ports(settings.lab_offset)
+        print("Lab listeners: " + ", ".join(f"{s.name} {ports[s.name]}" for s in SERVICES))
     uvicorn.run(
         create_app(settings),
         host=settings.host,

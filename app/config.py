@@ -53,6 +53,21 @@ class Settings:
         )
 
     @property
+    def is_loopback(self) -> bool:
+        return self.host in ("127.0.0.1", "::1", "localhost") or self.host.startswith("127.")
+
+    def check(self) -> None:
+        """Refuse settings that would expose the lab's well-known passwords by accident."""
+        if not self.is_loopback and not self.public:
+            raise ConfigError(
+                f"MAILFLOW_HOST={self.host} would serve beyond this machine. The lab accounts "
+                "have well-known passwords (alice-pass, bob-pass): set MAILFLOW_PUBLIC=1 "
+                "if you really want that, or keep MAILFLOW_HOST=127.0.0.1."
+            )
+        if not 0 <= self.lab_offset <= 60000:
+            raise ConfigError(f"MAILFLOW_LAB_OFFSET={self.lab_offset} must be 0..60000")
+
+    @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'mailflow.db').resolve()}"
 

@@ -15,6 +15,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.config import Settings
 from app.engines.tls import LabTLS
 from app.explanations import Catalog
+from app.lab.accounts_file import load_accounts
+from app.lab.hub import Hub
+from app.lab.live import LiveSink
+from app.lab.live import router as lab_socket_router
+from app.lab.routes import router as lab_router
+from app.lab.world import LabWorld, lab_ports
 from app.scenarios.model import load_all
 from app.study.routes import router as study_router
 from app.study.setup import init_study
@@ -48,7 +54,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.health = EngineHealth(tls, settings.runs_dir)
         await app.state.health.check()
         app.state.study = init_study(settings)
-        yield
+        app.state.lab = None
+        if settings.lab:
+            app.state.hub = Hub()
+            lab_dir = settings.data_dir / "lab"
+            app.state.lab = LabWorld(
+                lab_dir,
+                tls,
+                load_accounts(lab_dir / "accounts.toml"),
+                LiveSink(app.state.hub),
+                host=settings.host,
+                ports=lab_ports(settings.lab_offset),
+            )
+            await app.state.lab.start()
+        try:
+            yield
+        finally:
+            if app.state.lab is not None:
+                await app.state.lab.close()
 
     app = FastAPI(title="MailFlow Lab", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
@@ -103,4 +126,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pages_router)
     app.include_router(socket_router)
     app.include_router(study_router)
+    app.include_router(lab_router)
+    app.include_router(lab_socket_router)
     return app

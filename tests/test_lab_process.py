@@ -1,0 +1,222 @@
+"""Lab mode as a user runs it: `python -m app` in its own process, real ports, kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import smtplib
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from websockets.sync.client import connect
+
+from app.lab.world import SERVICES
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_offset() -> tuple[int, int]:
+    """An offset whose seven lab ports are free, and a free web port."""
+    for _ in range(200):
+        offset = random.randrange(20000, 50000)
+        web = offset + 8000
+        if all(port_free(s.standard_port + offset) for s in SERVICES) and port_free(web):
+            return offset, web
+    raise RuntimeError("no free ports")
+
+
+class App:
+    def __init__(self, data: Path, offset: int, web: int, **env: str) -> None:
+        self.data, self.offset, self.web = data, offset, web
+        self.env = {
+            **os.environ,
+            "MAILFLOW_DATA_DIR": str(data),
+            "MAILFLOW_PORT": str(web),
+            "MAILFLOW_LAB_OFFSET": str(offset),
+            **env,
+        }
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> App:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "app"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.web}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError(self.proc.stdout.read().decode())
+            time.sleep(0.1)
+        raise RuntimeError("app did not come up")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    def port(self, service: str) -> int:
+        return next(s.standard_port for s in SERVICES if s.name == service) + self.offset
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[App]:
+    offset, web = free_offset()
+    running = App(tmp_path / "data", offset, web).start()
+    yield running
+    running.stop()
+
+
+def ca_context(app: App) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(app.data / "tls" / "ca.pem"))
+
+
+def inbox_files(app: App) -> list[Path]:
+    box = app.data / "lab" / "mail" / "bob@b.example"
+    return [p for sub in ("new", "cur") for p in (box / sub).glob("*")]
+
+
+def test_kill_9_right_after_250_loses_nothing(app: App) -> None:
+    with smtplib.SMTP("127.0.0.1", app.port("submission"), timeout=10) as c:
+        c.starttls(context=ca_context(app))
+        c.login("alice@a.example", "alice-pass")
+        c.mail("alice@a.example")
+        c.rcpt("bob@b.example")
+        code, _ = c.data(b"Subject: durable\r\n\r\nstill here\r\n")
+        assert code == 250
+        app.kill()  # no clean shutdown: whatever the 250 promised must be on disk
+    queued = list((app.data / "lab" / "queue").rglob("*.eml"))
+    assert queued or inbox_files(app), "the accepted message is neither queued nor delivered"
+    app.start()
+    deadline = time.monotonic() + 5
+    while not inbox_files(app) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [delivered] = inbox_files(app)
+    assert b"still here" in delivered.read_bytes()
+    assert not list((app.data / "lab" / "queue").rglob("*.eml"))
+
+
+def test_lab_page_certificate_mailbox_viewer_and_reset(app: App) -> None:
+    base = f"http://127.0.0.1:{app.web}"
+    page = httpx.get(f"{base}/lab").text
+    for s in SERVICES:
+        assert f"127.0.0.1:{app.port(s.name)}" in page
+    fingerprint = re.search(r'<code class="fp">([0-9A-F:]+)</code>', page).group(1)
+    assert len(fingerprint) == 95
+    pem = httpx.get(f"{base}/lab/mailflow-ca.pem").content
+    assert pem.startswith(b"-----BEGIN CERTIFICATE-----")
+    with smtplib.SMTP_SSL("127.0.0.1", app.port("submissions"), context=ca_context(app)) as c:
+        c.login("alice@a.example", "alice-pass")
+        c.sendmail(
+            "alice@a.example",
+            ["bob@b.example"],
+            "Subject: <script>alert(1)</script>\r\n\r\n<b>bold?</b>\r\n",
+        )
+    time.sleep(0.5)
+    listing = httpx.get(f"{base}/lab/mailbox/bob@b.example/INBOX").text
+    assert "<script>alert(1)</script>" not in listing and "&lt;script&gt;" in listing
+    message = httpx.get(f"{base}/lab/mailbox/bob@b.example/INBOX/1").text
+    assert "<b>bold?</b>" not in message and "&lt;b&gt;bold?&lt;/b&gt;" in message
+    assert httpx.get(f"{base}/lab/mailbox/nobody@b.example/INBOX").status_code == 404
+    # Reset is a POST from this site only.
+    assert httpx.post(f"{base}/lab/reset").status_code == 403
+    assert (
+        httpx.post(f"{base}/lab/reset", headers={"Origin": "http://evil.example"}).status_code
+        == 403
+    )
+    assert inbox_files(app)
+    r = httpx.post(f"{base}/lab/reset", headers={"Origin": base})
+    assert r.status_code == 303 and not inbox_files(app)
+
+
+def test_live_socket_streams_sessions_and_refuses_bad_messages(app: App) -> None:
+    url = f"ws://127.0.0.1:{app.web}/ws/lab"
+    with connect(url) as ws:
+        ws.send("nonsense")
+        assert json.loads(ws.recv())["code"] == "bad_message"
+        ws.send(json.dumps({"type": "hello", "lang": "en", "extra": 1}))
+        assert json.loads(ws.recv())["code"] == "bad_message"
+        ws.send(json.dumps({"type": "hello", "lang": "en"}))
+        assert json.loads(ws.recv())["type"] == "recent"
+        with socket.create_connection(("127.0.0.1", app.port("pop3")), timeout=5) as s:
+            s.recv(200)
+            s.sendall(b"USER bob@b.example\r\nPASS bob-pass\r\nQUIT\r\n")
+            time.sleep(0.3)
+        seen = []
+        while len(seen) < 5:
+            msg = json.loads(ws.recv(timeout=5))
+            if msg["type"] == "event":
+                seen.append(msg)
+        assert seen[0]["event"]["text"].startswith("+OK")
+        pass_line = next(m for m in seen if m["event"]["key"] == "pop3.pass")
+        # The live view masks secrets; the raw event still carries the real line.
+        assert "bob-pass" not in pass_line["html"] and "PASS ****" in pass_line["html"]
+
+
+def test_a_busy_port_is_named_with_the_setting_to_change(tmp_path: Path) -> None:
+    offset, web = free_offset()
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 110 + offset))
+    blocker.listen()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "app"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={
+                **os.environ,
+                "MAILFLOW_DATA_DIR": str(tmp_path),
+                "MAILFLOW_PORT": str(web),
+                "MAILFLOW_LAB_OFFSET": str(offset),
+            },
+        )
+    finally:
+        blocker.close()
+    assert proc.returncode == 2
+    assert f"port {110 + offset}" in proc.stderr and "MAILFLOW_LAB_OFFSET" in proc.stderr
+
+
+def test_a_public_address_needs_explicit_consent(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "app"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "MAILFLOW_DATA_DIR": str(tmp_path), "MAILFLOW_HOST": "0.0.0.0"},
+    )
+    assert proc.returncode == 2
+    assert "MAILFLOW_PUBLIC=1" in proc.stderr and "alice-pass" in proc.stderr
