@@ -13,6 +13,7 @@ import contextlib
 import errno
 import logging
 import shutil
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,13 +29,14 @@ from app.world.accounts import Accounts
 from app.world.dns import SimulatedDNS
 from app.world.mailstore import MailStore
 from app.world.network import LabNetwork
-from app.world.spool import Spool
+from app.world.spool import QueuedMail, Spool
 
 log = logging.getLogger("mailflow.lab")
 LOOPBACK = "127.0.0.1"
 HOST_A, HOST_B = "mail.a.example", "mx.b.example"
 CLIENT = "lab-client"
 RETRY_SECONDS = 30.0
+PARALLEL_DELIVERIES = 8
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,9 @@ class LabWorld:
         self.endpoints: dict[str, Endpoint] = {}
         self._servers: list[asyncio.AbstractServer] = []
         self._wake = asyncio.Event()
+        self._wake_local = asyncio.Event()
+        self._slots = asyncio.Semaphore(PARALLEL_DELIVERIES)
+        self._in_flight: set[str] = set()
         self._worker: asyncio.Task[None] | None = None
         self.internal_ports: dict[str, int] = {}
 
@@ -210,32 +215,65 @@ class LabWorld:
         self._servers.clear()
 
     # -- the queue ----------------------------------------------------------
+    # Two stages, each its own worker, so relaying and local delivery overlap; within a
+    # stage several mails are in flight at once, as an MTA runs parallel deliveries.
     def wake(self) -> None:
         self._wake.set()
+        self._wake_local.set()
 
     async def _work(self) -> None:
+        await asyncio.gather(
+            self._stage(self._wake, self.flush_outbound),
+            self._stage(self._wake_local, self.flush_inbound),
+        )
+
+    async def _stage(self, wake: asyncio.Event, flush: Callable[[], Awaitable[None]]) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), RETRY_SECONDS)
-            self._wake.clear()
+                await asyncio.wait_for(wake.wait(), RETRY_SECONDS)
+            wake.clear()
             try:
-                await self.flush()
+                await flush()
             except Exception:  # a bad entry must not stop the queue for everyone
                 log.exception("lab queue run failed")
 
     async def flush(self) -> None:
         """Relay everything queued, then deliver everything accepted (RFC 5321 §4.5.4)."""
-        for entry in self.outbound.entries():
-            result = await relay(self.ctx, self.dns, self.network, entry, helo=HOST_A)
+        await self.flush_outbound()
+        await self.flush_inbound()
+
+    async def flush_outbound(self) -> None:
+        async def one(entry: QueuedMail) -> None:
+            async with self._slots:
+                result = await relay(self.ctx, self.dns, self.network, entry, helo=HOST_A)
             if not result.deferred:
                 self.outbound.remove(entry.qid)
-        for host, spool in self.inbound.items():
-            for entry in spool.entries():
+
+        await self._each(self.outbound, one)
+
+    async def flush_inbound(self) -> None:
+        async def one(entry: QueuedMail, host: str, spool: Spool) -> None:
+            async with self._slots:
                 result = await deliver_lmtp(
                     self.ctx, LOOPBACK, self.internal_ports["lmtp"], entry, lhlo=host
                 )
-                if result.delivered or result.refused:
-                    spool.remove(entry.qid)
+            if result.delivered or result.refused:
+                spool.remove(entry.qid)
+
+        for host, spool in self.inbound.items():
+            await self._each(spool, lambda e, h=host, s=spool: one(e, h, s))
+
+    async def _each(self, spool: Spool, job: Callable[[QueuedMail], Awaitable[None]]) -> None:
+        # Entries taken by a run still in flight are skipped, not sent twice.
+        entries = [e for e in spool.entries() if e.qid not in self._in_flight]
+        self._in_flight.update(e.qid for e in entries)
+        try:
+            results = await asyncio.gather(*(job(e) for e in entries), return_exceptions=True)
+        finally:
+            self._in_flight.difference_update(e.qid for e in entries)
+        for entry, outcome in zip(entries, results, strict=True):
+            if isinstance(outcome, Exception):
+                log.warning("queue entry %s stays queued: %s", entry.qid, outcome)
 
     # -- reset --------------------------------------------------------------
     def reset_mailboxes(self) -> int:

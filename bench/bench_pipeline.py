@@ -1,0 +1,113 @@
+"""Lab pipeline throughput: messages per second through submission on 587 (STARTTLS +
+AUTH), relay with MX lookup, LMTP and the Maildir, with concurrent clients, next to a
+bare aiosmtpd server doing the same STARTTLS + AUTH and discarding the message,
+measured in the same run with the same client.
+
+    .venv/bin/python bench/bench_pipeline.py --clients 20 --messages 400
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import aiosmtplib
+from common import free_port, start_process, wait_for_port
+
+from app.engines.tls import LabTLS
+
+MESSAGE = (
+    b"From: alice@a.example\r\nTo: bob@b.example\r\nSubject: bench\r\n\r\n"
+    + (b"x" * 76 + b"\r\n") * 26
+)
+
+
+async def send_all(port: int, ctx, clients: int, messages: int) -> float:
+    counter = iter(range(messages))
+
+    async def client() -> None:
+        for _ in counter:
+            smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, timeout=30)
+            await smtp.connect()
+            await smtp.starttls(tls_context=ctx, server_hostname="mail.a.example")
+            await smtp.login("alice@a.example", "alice-pass")
+            await smtp.sendmail("alice@a.example", ["bob@b.example"], MESSAGE)
+            await smtp.quit()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return time.perf_counter() - started
+
+
+def delivered(data: Path) -> int:
+    box = data / "lab" / "mail" / "bob@b.example"
+    return sum(len(os.listdir(box / sub)) for sub in ("new", "cur") if (box / sub).is_dir())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--messages", type=int, default=400)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        offset = free_port() - 587  # any offset whose submission port is free
+        web = free_port()
+        app = start_process(
+            ["-m", "app"],
+            {
+                "MAILFLOW_DATA_DIR": str(data),
+                "MAILFLOW_PORT": str(web),
+                "MAILFLOW_LAB_OFFSET": str(offset),
+            },
+        )
+        bare_port = free_port()
+        try:
+            wait_for_port(web)
+            tls = LabTLS.load(data / "tls")
+            bare = start_process(["bench/bare_smtpd.py", str(bare_port), str(data / "tls")])
+            wait_for_port(bare_port)
+            ctx = tls.client_context
+            bare_s = asyncio.run(send_all(bare_port, ctx, args.clients, args.messages))
+            started = time.perf_counter()
+            submit_s = asyncio.run(send_all(587 + offset, ctx, args.clients, args.messages))
+            deadline = time.perf_counter() + 120
+            while delivered(data) < args.messages and time.perf_counter() < deadline:
+                time.sleep(0.02)
+            pipeline_s = time.perf_counter() - started
+            count = delivered(data)
+        finally:
+            app.terminate()
+            app.wait(10)
+            if "bare" in locals():
+                bare.terminate()
+                bare.wait(10)
+    result = {
+        "clients": args.clients,
+        "messages": args.messages,
+        "bare_msgs_per_s": args.messages / bare_s,
+        "lab_accepted_msgs_per_s": args.messages / submit_s,
+        "lab_delivered_msgs_per_s": count / pipeline_s,
+        "delivered": count,
+    }
+    ratio = result["lab_delivered_msgs_per_s"] / result["bare_msgs_per_s"]
+    print(f"bare aiosmtpd (STARTTLS+AUTH, discard): {result['bare_msgs_per_s']:7.1f} msg/s")
+    print(f"lab submission accepted:                {result['lab_accepted_msgs_per_s']:7.1f} msg/s")
+    print(
+        f"lab full pipeline into the Maildir:     {result['lab_delivered_msgs_per_s']:7.1f} msg/s "
+        f"({count}/{args.messages} delivered)"
+    )
+    print(
+        f"ratio pipeline / bare = {ratio:.2f} (target >= 0.5): "
+        f"{'met' if ratio >= 0.5 else 'NOT met'}"
+    )
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
