@@ -119,12 +119,16 @@ def test_kill_9_right_after_250_loses_nothing(app: App) -> None:
     queued = list((app.data / "lab" / "queue").rglob("*.eml"))
     assert queued or inbox_files(app), "the accepted message is neither queued nor delivered"
     app.start()
+    queue = app.data / "lab" / "queue"
     deadline = time.monotonic() + 5
-    while not inbox_files(app) and time.monotonic() < deadline:
+    while (list(queue.rglob("*.eml")) or not inbox_files(app)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    [delivered] = inbox_files(app)
-    assert b"still here" in delivered.read_bytes()
-    assert not list((app.data / "lab" / "queue").rglob("*.eml"))
+    assert not list(queue.rglob("*.eml")), "the queue did not drain after the restart"
+    # At least once (RFC 5321 §6.1): a crash between the MDA's write and the queue's
+    # clean-up may deliver twice, but never zero times.
+    copies = inbox_files(app)
+    assert 1 <= len(copies) <= 2
+    assert all(b"still here" in c.read_bytes() for c in copies)
 
 
 def test_lab_page_certificate_mailbox_viewer_and_reset(app: App) -> None:
