@@ -9,6 +9,7 @@ import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 from app.scenarios.runner import Recording
 
@@ -21,6 +22,7 @@ class FlowSession:
     cursor: int = 0  # how many events are revealed
     speed: float = 1.0  # steps per second while playing
     last_seen: float = field(default_factory=time.monotonic)
+    predict: Any = None  # predict mode's progress (app.web.predict_game.PredictState)
 
     @property
     def total(self) -> int:
@@ -59,6 +61,7 @@ class SessionStore:
         """A fresh run under the same session id (the learner asked for a new mail)."""
         old.recording = recording
         old.cursor = 0
+        old.predict = None
         return old
 
     def prune(self) -> None:
