@@ -28,6 +28,7 @@ from app.web import i18n
 from app.web.flow_socket import router as socket_router
 from app.web.health import EngineHealth
 from app.web.pages import router as pages_router
+from app.web.predict import router as predict_router
 from app.web.service import FlowService
 from app.web.templating import make_templates
 
@@ -125,6 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(pages_router)
     app.include_router(socket_router)
+    app.include_router(predict_router)
     app.include_router(study_router)
     app.include_router(lab_router)
     app.include_router(lab_socket_router)

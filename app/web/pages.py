@@ -7,6 +7,8 @@ from fastapi.responses import Response
 
 from app.web import i18n
 from app.web.flow_view import hops, panels
+from app.web.predict import MODES, predict_page, unknown_mode
+from app.web.scenario_list import scenario_list
 from app.web.service import FlowService
 
 router = APIRouter()
@@ -35,12 +37,22 @@ async def index(request: Request) -> Response:
     )
 
 
+@router.get("/flow")
+async def flow_list(request: Request) -> Response:
+    return scenario_list(request)
+
+
 @router.get("/flow/{slug}")
 async def flow_page(request: Request, slug: str) -> Response:
     flow = _flow(request)
     scenario = flow.scenarios.get(slug)
     if scenario is None:
         raise HTTPException(404, detail="scenario")
+    mode = request.query_params.get("mode")
+    if mode == "predict":
+        return await predict_page(request, slug)
+    if mode and mode not in MODES:
+        return unknown_mode(request, mode)
     step = parse_step(request.query_params.get("step"))
     lang = i18n.current_lang.get()
     session = await flow.new_session(slug, lang)
