@@ -42,17 +42,19 @@ class Endpoint:
     implicit_tls: bool = False
     max_connections: int = 50
     idle_timeout: float = 300.0
-    _expected: deque[str] = field(default_factory=deque)
+    _expected: deque[tuple[str, int | None]] = field(default_factory=deque)
     active: int = 0
 
-    def expect_client(self, actor: str) -> None:
-        self._expected.append(actor)
+    def expect_client(self, actor: str, panel: int | None = None) -> None:
+        """The next connection is `actor`'s (shown in `panel` if given, e.g. an old
+        MUA submitting on port 25 belongs to the submission panel)."""
+        self._expected.append((actor, panel))
 
     def new_tap(self, sink: Sink) -> Tap:
-        actor = self._expected.popleft() if self._expected else self.client_actor
+        actor, panel = self._expected.popleft() if self._expected else (self.client_actor, None)
         return Tap(
             sink=sink,
-            panel=self.panel,
+            panel=panel or self.panel,
             client_actor=actor,
             server_actor=self.server_actor,
             protocol=self.protocol,

@@ -10,15 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+from collections.abc import Callable
 
 from app.engines.base import MAILBOX_ACTOR, Endpoint, EngineContext
 from app.engines.tls import describe_tls
+from app.events import Tap
 from app.protocols.pop3 import (
     Action,
     Exchange,
     MessageInfo,
     POP3Connection,
     Reply,
+    State,
     busy_reply,
     wire_size,
 )
@@ -29,6 +32,10 @@ READ_CHUNK = 4096
 FAILED_LOGIN_DELAY = 0.25  # seconds per failed login so far: guessing gets slower
 TLS_HANDSHAKE_TIMEOUT = 30.0
 CLOSE_TIMEOUT = 2.0
+
+# Called after each successful login with (user, peer address, the session's tap):
+# POP before SMTP opens relaying for that address here.
+LoginHook = Callable[[str, str, Tap], None]
 
 
 class MailStoreBackend:
@@ -70,13 +77,17 @@ class MailStoreBackend:
 
 
 async def start_pop3_server(
-    ctx: EngineContext, endpoint: Endpoint, host: str = "127.0.0.1", port: int = 0
+    ctx: EngineContext,
+    endpoint: Endpoint,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    on_login: LoginHook | None = None,
 ) -> asyncio.Server:
     """Listen for POP3 (STLS on a plain port, or implicit TLS when endpoint says so)."""
     backend = MailStoreBackend(ctx.store, ctx.accounts)
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _Session(ctx, endpoint, backend, reader, writer).run()
+        await _Session(ctx, endpoint, backend, reader, writer, on_login).run()
 
     # With ssl= the handshake is finished before on_connect runs.
     tls = ctx.tls.server_context if endpoint.implicit_tls else None
@@ -93,12 +104,14 @@ class _Session:
         backend: MailStoreBackend,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
+        on_login: LoginHook | None = None,
     ) -> None:
         self.ctx = ctx
         self.endpoint = endpoint
         self.backend = backend
         self.reader = reader
         self.writer = writer
+        self.on_login = on_login
         self.tap = endpoint.new_tap(ctx.sink)
         self.conn = POP3Connection(
             backend, hostname=endpoint.hostname, tls_active=endpoint.implicit_tls
@@ -126,8 +139,10 @@ class _Session:
             data = await self._read()
             if data is None:
                 return
+            was = self.conn.state
             for exchange in self.conn.receive_data(data):
-                await self._answer(exchange)
+                await self._answer(exchange, was)
+                was = self.conn.state
 
     async def _read(self) -> bytes | None:
         """The next chunk, or None after EOF or the idle timeout (already answered)."""
@@ -143,7 +158,7 @@ class _Session:
             return None
         return data
 
-    async def _answer(self, exchange: Exchange) -> None:
+    async def _answer(self, exchange: Exchange, was: State | None = None) -> None:
         command = exchange.command
         self.tap.client(command.text, command.key, command.detail)
         if exchange.login_failed:
@@ -151,6 +166,14 @@ class _Session:
         # Events are emitted before the bytes leave, so whoever reads the reply
         # can already find it (and the mailbox notes) in the recording.
         self.tap.server(exchange.reply.text, exchange.reply.key)
+        if (
+            self.on_login is not None
+            and was is State.AUTHORIZATION
+            and self.conn.state is State.TRANSACTION
+            and self.conn.user is not None
+        ):
+            peer = self.writer.get_extra_info("peername")
+            self.on_login(self.conn.user, peer[0] if peer else "", self.tap)
         if exchange.updated:
             self._note_update(exchange.removed)
         self.writer.write(exchange.reply.data)

@@ -7,7 +7,7 @@ client sees (DNS answers, a refused connection) is recorded here as notes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiosmtplib
 
@@ -25,10 +25,23 @@ class HopResult:
     delivered: list[str]
     refused: dict[str, str]  # recipient -> the server's permanent error reply
     deferred: dict[str, str]  # recipient -> why it could not be tried now
+    servers: dict[str, str] = field(default_factory=dict)  # recipient -> MX host that answered
 
 
 def _domain(address: str) -> str:
     return address.rpartition("@")[2].lower()
+
+
+def _connect_error(exc: BaseException) -> str:
+    # aiosmtplib names the real loopback port; the learner needs the simulated story.
+    text = str(exc).lower()
+    if "refused" in text or "errno 111" in text or "connect call failed" in text:
+        return "Connection refused (no server listening on port 25)"
+    if "timed out" in text or isinstance(exc, TimeoutError):
+        return "Connection timed out"
+    if isinstance(exc, aiosmtplib.SMTPServerDisconnected):
+        return "Server closed the connection"
+    return "Connection failed"
 
 
 def lookup_mx(dns: SimulatedDNS, domain: str, tap: Tap) -> list[str]:
@@ -61,8 +74,12 @@ async def relay(
     *,
     helo: str,
     client_actor: str = "mta-a",
+    source: tuple[str, int] | None = None,
 ) -> HopResult:
-    """Send one queued mail to the MX of each recipient domain (port 25)."""
+    """Send one queued mail to the MX of each recipient domain (port 25).
+
+    `source` is the local address to connect from (the MTA's simulated address in
+    the lab network, so the receiver can judge it, e.g. for SPF)."""
     result = HopResult([], {}, {})
     by_domain: dict[str, list[str]] = {}
     for rcpt in mail.rcpt_tos:
@@ -70,12 +87,25 @@ async def relay(
     for domain, rcpts in by_domain.items():
         dns_tap = Tap(ctx.sink, PANEL_RELAY, client_actor, "dns", "DNS", 53)
         sent = False
+        preference = {r.value: r.preference for r in dns.query(domain, "MX")}
+        failed: str | None = None
         # Try the exchanges in preference order; resolve each only when it is its turn.
         for host in lookup_mx(dns, domain, dns_tap):
+            if failed is not None:
+                # RFC 5321 §5.1: on failure, go on to the next-lowest preference.
+                dns_tap.note(
+                    f"{failed} (MX {preference.get(failed, 0)}) failed; trying {host} "
+                    f"(MX {preference.get(host, 0)})",
+                    "relay.next_mx",
+                    src=client_actor,
+                    dst=host,
+                    protocol="TCP",
+                )
+            failed = host
             for address in lookup_a(dns, host, dns_tap):
                 try:
                     real_host, real_port = network.resolve(address, 25)
-                    await _send(ctx, real_host, real_port, host, mail, rcpts, helo, result)
+                    await _send(ctx, real_host, real_port, host, mail, rcpts, helo, result, source)
                 except NotInLab as exc:
                     dns_tap.note(
                         f"{host} [{address}]:25 — {exc}",
@@ -91,7 +121,7 @@ async def relay(
                     aiosmtplib.SMTPServerDisconnected,
                 ) as exc:
                     dns_tap.note(
-                        f"connect {host} [{address}]:25 — {exc}",
+                        f"connect {host} [{address}]:25 — {_connect_error(exc)}",
                         "relay.connect_failed",
                         src=client_actor,
                         dst=host,
@@ -99,6 +129,8 @@ async def relay(
                     )
                     continue
                 sent = True
+                for rcpt in rcpts:
+                    result.servers[rcpt] = host
                 break
             if sent:
                 break
@@ -117,11 +149,13 @@ async def _send(
     rcpts: list[str],
     helo: str,
     result: HopResult,
+    source: tuple[str, int] | None = None,
 ) -> None:
     client = aiosmtplib.SMTP(
         hostname=host,
         port=port,
         local_hostname=helo,
+        source_address=source,
         timeout=CONNECT_TIMEOUT,
         start_tls=False,
         tls_context=ctx.tls.client_context,

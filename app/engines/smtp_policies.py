@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from email.utils import formatdate
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
@@ -17,6 +17,11 @@ from app.engines.base import MAILBOX_ACTOR
 from app.world.accounts import Accounts
 from app.world.mailstore import MailStore
 from app.world.spool import Spool, new_queue_id
+
+if TYPE_CHECKING:
+    from app.engines.dkim_keys import DkimKey
+    from app.engines.sender_auth import SenderAuth
+    from app.world.network import LabNetwork
 
 
 def received_header(
@@ -48,6 +53,17 @@ def _domain(address: str) -> str:
     return address.rpartition("@")[2].lower()
 
 
+def _simulated_ip(session: Session, network: LabNetwork | None) -> str:
+    """The peer's address in the simulated world (what SPF and relay rules judge)."""
+    ip = _peer_ip(session)
+    return network.simulated_peer(ip) if network is not None else ip
+
+
+def _wire_tap(server: Any) -> Any:
+    wire = getattr(server, "wire", None)
+    return wire.tap if wire is not None else None
+
+
 class SubmissionPolicy:
     """The MSA (RFC 6409): authenticated users only; queue for the relaying MTA."""
 
@@ -57,11 +73,16 @@ class SubmissionPolicy:
         outbound: Spool,
         hostname: str,
         on_queued: Callable[[], None] | None = None,
+        *,
+        signer: DkimKey | None = None,
+        network: LabNetwork | None = None,
     ) -> None:
         self.accounts = accounts
         self.outbound = outbound
         self.hostname = hostname
         self.on_queued = on_queued
+        self.signer = signer  # the domain's DKIM key: the MSA signs what it accepts
+        self.network = network
 
     def authenticator(
         self, server: Any, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
@@ -95,13 +116,19 @@ class SubmissionPolicy:
         rcpt = envelope.rcpt_tos[0] if len(envelope.rcpt_tos) == 1 else None
         trace = received_header(
             helo=session.host_name or "unknown",
-            peer_ip=_peer_ip(session),
+            peer_ip=_simulated_ip(session, self.network),
             by=self.hostname,
             with_=_with_protocol(session, "ESMTP"),
             qid=qid,
             rcpt=rcpt,
         )
         content = envelope.original_content or b""
+        if self.signer is not None and _domain(envelope.mail_from or "") == self.signer.domain:
+            signature = self.signer.sign(content)
+            content = signature + content
+            tap = _wire_tap(server)
+            if tap is not None:
+                tap.note(signature.decode().rstrip(), "dkim.sign", dst=tap.server_actor)
         self.outbound.put(envelope.mail_from or "", list(envelope.rcpt_tos), trace + content, qid)
         if self.on_queued:
             self.on_queued()
@@ -118,12 +145,22 @@ class InboundPolicy:
         inbound: Spool,
         hostname: str,
         on_queued: Callable[[], None] | None = None,
+        *,
+        network: LabNetwork | None = None,
+        sender_auth: SenderAuth | None = None,
+        relay_allowed: Callable[[str], bool] | None = None,
+        outbound: Spool | None = None,
     ) -> None:
         self.accounts = accounts
         self.local_domains = local_domains
         self.inbound = inbound
         self.hostname = hostname
         self.on_queued = on_queued
+        self.network = network
+        self.sender_auth = sender_auth  # SPF/DKIM/DMARC at end of DATA when set
+        # POP before SMTP: whether this (simulated) client IP may relay right now.
+        self.relay_allowed = relay_allowed
+        self.outbound = outbound  # where relayed mail waits for the relaying MTA
 
     async def handle_EHLO(
         self,
@@ -146,6 +183,14 @@ class InboundPolicy:
         rcpt_options: list[str],
     ) -> str:
         if _domain(address) not in self.local_domains:
+            client_ip = _simulated_ip(session, self.network)
+            if (
+                self.relay_allowed is not None
+                and self.outbound is not None
+                and self.relay_allowed(client_ip)
+            ):
+                envelope.rcpt_tos.append(address)
+                return "250 2.1.5 Ok"
             # Not ours: relaying it for a stranger would make us an open relay.
             return f"554 5.7.1 <{address}>: Relay access denied"
         if not self.accounts.exists(address):
@@ -158,14 +203,27 @@ class InboundPolicy:
         rcpt = envelope.rcpt_tos[0] if len(envelope.rcpt_tos) == 1 else None
         trace = received_header(
             helo=session.host_name or "unknown",
-            peer_ip=_peer_ip(session),
+            peer_ip=_simulated_ip(session, self.network),
             by=self.hostname,
             with_=_with_protocol(session, "ESMTP"),
             qid=qid,
             rcpt=rcpt,
         )
         content = envelope.original_content or b""
-        self.inbound.put(envelope.mail_from or "", list(envelope.rcpt_tos), trace + content, qid)
+        if self.sender_auth is not None:
+            tap = _wire_tap(server)
+            verdict = self.sender_auth.check(
+                tap, _simulated_ip(session, self.network), envelope.mail_from or "", content
+            )
+            if verdict.reject is not None:
+                return verdict.reject
+            content = verdict.header + content
+        local = [r for r in envelope.rcpt_tos if _domain(r) in self.local_domains]
+        remote = [r for r in envelope.rcpt_tos if _domain(r) not in self.local_domains]
+        if local:
+            self.inbound.put(envelope.mail_from or "", local, trace + content, qid)
+        if remote and self.outbound is not None:
+            self.outbound.put(envelope.mail_from or "", remote, trace + content, qid)
         if self.on_queued:
             self.on_queued()
         return f"250 2.0.0 Ok: queued as {qid}"
@@ -202,7 +260,8 @@ class DeliveryPolicy:
     async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
         replies = []
         content = envelope.original_content or b""
-        sender = envelope.mail_from or ""
+        # aiosmtpd keeps the null reverse path of a bounce as "<>" (RFC 5321 §4.5.5).
+        sender = (envelope.mail_from or "").strip("<>")
         for rcpt in envelope.rcpt_tos:
             qid = new_queue_id()
             # Final delivery records the envelope sender as Return-Path (RFC 5321 §4.4).

@@ -7,9 +7,6 @@ play the receiving MUA (run in a worker thread, since they block).
 
 from __future__ import annotations
 
-import asyncio
-import imaplib
-import poplib
 from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -17,19 +14,18 @@ from typing import Any
 
 import aiosmtplib
 
-from app.engines.relay import deliver_lmtp, relay
+from app.engines.relay import deliver_lmtp
+from app.events import PANEL_SUBMIT, Tap
+from app.mua import smime
+from app.mua.compose import compose
+from app.scenarios import mailbox_actions, mua_actions, smtp_actions
+from app.scenarios.context import RunContext
 from app.world.world import HOST_A, HOST_B, LOOPBACK, World
+
+__all__ = ["ACTIONS", "RunContext", "build_message"]
 
 CLIENT_TIMEOUT = 10.0
 ActionFn = Callable[[World, dict[str, Any], "RunContext"], Awaitable[None]]
-
-
-class RunContext:
-    """What a run knows beyond the world: the scenario's mail and the language."""
-
-    def __init__(self, mail: dict[str, Any], lang: str) -> None:
-        self.mail = mail
-        self.lang = lang
 
 
 def _localized(value: Any, lang: str) -> str:
@@ -51,12 +47,16 @@ def build_message(mail: dict[str, Any], lang: str, sender: str, rcpts: list[str]
 
 
 async def submit(world: World, params: dict[str, Any], run: RunContext) -> None:
-    """The sender's MUA submits on 587: STARTTLS, AUTH PLAIN, one transaction."""
-    mail = run.mail
-    sender = params.get("from", mail.get("from", "alice@a.example"))
-    rcpts = list(params.get("to", mail.get("to", ["bob@b.example"])))
+    """The sender's MUA submits on 587: STARTTLS, AUTH PLAIN, one transaction
+    (one RCPT TO per envelope recipient: To, Cc and Bcc)."""
+    mail = run.mail_for(params)
+    composed = compose(mail, run.lang, sender=params.get("from"), key_dir=world.tls.directory)
+    sender = composed.sender
+    rcpts = list(params.get("to", composed.rcpts))
     password = params.get("password") or world.accounts.password(sender) or ""
-    data = build_message(mail, run.lang, sender, rcpts)
+    data = composed.data
+    if mail.get("smime"):
+        _note_smime(world, sender, rcpts[0])
     client = aiosmtplib.SMTP(
         hostname=LOOPBACK,
         port=world.ports["submission"],
@@ -77,77 +77,36 @@ async def submit(world: World, params: dict[str, Any], run: RunContext) -> None:
     await client.quit()
 
 
-async def relay_outbound(world: World, params: dict[str, Any], run: RunContext) -> None:
-    """mail.a.example's MTA sends what the MSA queued to each recipient's MX."""
-    for entry in world.outbound.entries():
-        result = await relay(world.ctx, world.dns, world.network, entry, helo=HOST_A)
-        if not result.deferred:
-            world.outbound.remove(entry.qid)
+def _note_smime(world: World, sender: str, rcpt: str) -> None:
+    me = smime.identity(world.tls.directory, sender)
+    them = smime.identity(world.tls.directory, rcpt)
+    Tap(world.sink, PANEL_SUBMIT, "mua-alice", "mua-alice", "S/MIME", None).note(
+        f"signed with {me.cert.subject.rfc4514_string()} (SHA-256), "
+        f"encrypted for {them.cert.subject.rfc4514_string()} (RSA key transport, AES-CBC)",
+        "smime.encrypt",
+    )
 
 
 async def deliver_local(world: World, params: dict[str, Any], run: RunContext) -> None:
-    """mx.b.example hands what it accepted to the MDA over LMTP."""
+    """mx.b.example hands what it accepted to the MDA over LMTP (`via`: the actor
+    that hands it over, e.g. the backup MX mta-b2)."""
     for entry in world.inbound.entries():
+        if params.get("via"):
+            world.endpoints["lmtp-b"].expect_client(params["via"])
         await deliver_lmtp(world.ctx, LOOPBACK, world.ports["lmtp-b"], entry, lhlo=HOST_B)
         world.inbound.remove(entry.qid)
 
 
-def _pop3_session(port: int, ctx: Any, user: str, password: str, delete: bool) -> None:
-    pop = poplib.POP3(LOOPBACK, port, timeout=CLIENT_TIMEOUT)
-    try:
-        pop.stls(context=ctx)
-        pop.user(user)
-        pop.pass_(password)
-        count, _size = pop.stat()
-        pop.list()
-        for n in range(1, count + 1):
-            pop.retr(n)
-            if delete:
-                pop.dele(n)
-    finally:
-        pop.quit()
-
-
-async def pop3_fetch(world: World, params: dict[str, Any], run: RunContext) -> None:
-    """The recipient's MUA downloads over POP3 (STLS on 110); DELE if it does not keep mail."""
-    user = params.get("user", "bob@b.example")
-    password = params.get("password") or world.accounts.password(user) or ""
-    await asyncio.to_thread(
-        _pop3_session,
-        world.ports["pop3-b"],
-        world.tls.client_context,
-        user,
-        password,
-        bool(params.get("delete", True)),
-    )
-
-
-def _imap_session(port: int, ctx: Any, user: str, password: str) -> None:
-    imap = imaplib.IMAP4(LOOPBACK, port, timeout=CLIENT_TIMEOUT)
-    try:
-        imap.starttls(ssl_context=ctx)
-        imap.login(user, password)
-        imap.select("INBOX")
-        # PEEK reads without side effects, so marking it read is the explicit STORE below.
-        imap.fetch("1", "(BODY.PEEK[])")
-        imap.store("1", "+FLAGS", "(\\Seen)")
-    finally:
-        imap.logout()
-
-
-async def imap_fetch(world: World, params: dict[str, Any], run: RunContext) -> None:
-    """The recipient's MUA reads over IMAP (STARTTLS on 143); the mail stays on the server."""
-    user = params.get("user", "bob@b.example")
-    password = params.get("password") or world.accounts.password(user) or ""
-    await asyncio.to_thread(
-        _imap_session, world.ports["imap-b"], world.tls.client_context, user, password
-    )
-
-
 ACTIONS: dict[str, ActionFn] = {
     "submit": submit,
-    "relay": relay_outbound,
+    "smtp": smtp_actions.smtp_session,
+    "relay": smtp_actions.relay_outbound,
     "deliver": deliver_local,
-    "pop3_fetch": pop3_fetch,
-    "imap_fetch": imap_fetch,
+    "pop3_fetch": mailbox_actions.pop3_fetch,
+    "imap_fetch": mailbox_actions.imap_fetch,
+    "imap_idle": mailbox_actions.imap_idle,
+    "imap_idle_end": mailbox_actions.imap_idle_end,
+    "mime_decode": mua_actions.mime_decode,
+    "smime_open": mua_actions.smime_open,
+    "path_reader": mua_actions.path_reader,
 }

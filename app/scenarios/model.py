@@ -31,6 +31,10 @@ class Scenario:
     topics: tuple[str, ...]
     mail: dict[str, Any]
     actions: tuple[Action, ...]
+    # further mails by name ([mails.<name>]), picked by an action's `mail = "<name>"`
+    mails: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # what the world sets up beyond the default (app.world.world.WorldOptions)
+    world: dict[str, Any] = field(default_factory=dict)
 
     def text(self, part: str, lang: str) -> str:
         return getattr(self, part)[lang]
@@ -67,6 +71,8 @@ def load_scenario(path: Path) -> Scenario:
         topics=tuple(data.get("topics", ())),
         mail=dict(data.get("mail", {})),
         actions=tuple(actions),
+        mails={k: dict(v) for k, v in data.get("mails", {}).items()},
+        world=dict(data.get("world", {})),
     )
 
 

@@ -17,7 +17,7 @@ from app.engines.tls import LabTLS
 from app.events import Event, Recorder
 from app.scenarios.actions import ACTIONS, RunContext
 from app.scenarios.model import Scenario, ScenarioError
-from app.world.world import World
+from app.world.world import World, WorldOptions
 
 SETTLE_TIMEOUT = 5.0
 
@@ -34,10 +34,12 @@ class Recording:
         return len(self.events)
 
 
-async def _settle(world: World) -> None:
-    """Wait until no connection is open on any listener of the world."""
+async def _settle(world: World, held: dict[str, int] | None = None) -> None:
+    """Wait until no connection is open on any listener of the world, except those a
+    client keeps open on purpose (`held`, e.g. a device waiting in IMAP IDLE)."""
+    held = held or {}
     deadline = time.monotonic() + SETTLE_TIMEOUT
-    while any(ep.active for ep in world.endpoints.values()):
+    while any(ep.active > held.get(name, 0) for name, ep in world.endpoints.items()):
         if time.monotonic() > deadline:
             break
         await asyncio.sleep(0.005)
@@ -55,15 +57,21 @@ async def run_scenario(
         root=Path(tempfile.mkdtemp(prefix=f"{scenario.slug}-", dir=runs_dir)),
         tls=tls,
         sink=recorder.emit,
+        options=WorldOptions.from_table(scenario.world),
     )
     started = time.time()
     t0 = time.perf_counter()
     await world.start()
     try:
-        run = RunContext(scenario.mail, lang)
-        for action in scenario.actions:
-            await ACTIONS[action.do](world, action.params, run)
-            await _settle(world)
+        run = RunContext(scenario.mail, lang, mails=scenario.mails)
+        try:
+            for action in scenario.actions:
+                await ACTIONS[action.do](world, action.params, run)
+                await _settle(world, run.held)
+        finally:
+            # A client still waiting in the background is ended with its world.
+            for future in run.background.values():
+                future.cancel()
     finally:
         await world.close()
         world.discard()

@@ -19,15 +19,26 @@ WIRE_PROTOCOLS = ("SMTP", "LMTP", "POP3", "IMAP")
 # Left to right in each panel: the order in which the mail passes the actors.
 JOURNEY_ORDER = (
     "mua-alice",
+    "isp-fw",
+    "host-x",
+    "mta-evil",
     "msa-a",
     "mta-a",
+    "mda-a",
+    "pop3-a",
+    "imap-a",
     "dns",
+    "path-reader",
     "mta-b",
+    "mta-b2",
     "mda-b",
     "mailbox",
     "pop3-b",
     "imap-b",
     "mua-bob",
+    "mua-bob-pc",
+    "mua-bob-phone",
+    "mua-dave",
 )
 
 

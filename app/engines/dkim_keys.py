@@ -1,0 +1,77 @@
+"""DKIM keys and signing (RFC 6376) with dkimpy; keys made with `cryptography`.
+
+The private key is generated once into the lab's key directory (like the TLS
+certificates) and the public half is published in the simulated DNS as
+`selector._domainkey.domain` TXT, where the receiving MTA looks it up.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from pathlib import Path
+
+import dkim
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from app.world.dns import Record, SimulatedDNS
+
+SIGNED_HEADERS = [b"from", b"to", b"cc", b"subject", b"date", b"message-id", b"mime-version"]
+
+
+@dataclass(frozen=True)
+class DkimKey:
+    domain: str
+    selector: str
+    private_pem: bytes
+
+    @classmethod
+    def load(cls, directory: Path, domain: str, selector: str) -> DkimKey:
+        """The key for selector._domainkey.domain, generated on first use (RSA 2048)."""
+        path = Path(directory) / f"dkim-{selector}.{domain}.key"
+        if not path.exists():
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # dkimpy reads the traditional PKCS#1 "RSA PRIVATE KEY" form.
+            path.write_bytes(
+                key.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.TraditionalOpenSSL,
+                    serialization.NoEncryption(),
+                )
+            )
+            path.chmod(0o600)
+        return cls(domain, selector, path.read_bytes())
+
+    @property
+    def record_name(self) -> str:
+        return f"{self.selector}._domainkey.{self.domain}"
+
+    def txt_value(self) -> str:
+        key = serialization.load_pem_private_key(self.private_pem, password=None)
+        der = key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return f"v=DKIM1; k=rsa; p={base64.b64encode(der).decode()}"
+
+    def publish(self, dns: SimulatedDNS) -> None:
+        dns.remove(self.record_name, "TXT")
+        dns.add(Record(self.record_name, "TXT", self.txt_value()))
+
+    def sign(self, message: bytes, *, as_domain: str | None = None) -> bytes:
+        """The DKIM-Signature header (CRLF-terminated) for `message`. `as_domain` lets
+        a forger put someone else's d= on a signature made with this key."""
+        return dkim.sign(
+            message,
+            self.selector.encode(),
+            (as_domain or self.domain).encode(),
+            self.private_pem,
+            canonicalize=(b"relaxed", b"relaxed"),
+            include_headers=[h for h in SIGNED_HEADERS if _has_header(message, h)],
+        )
+
+
+def _has_header(message: bytes, name: bytes) -> bool:
+    head = message.split(b"\r\n\r\n", 1)[0].lower()
+    return head.startswith(name + b":") or (b"\n" + name + b":") in head

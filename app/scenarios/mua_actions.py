@@ -1,0 +1,129 @@
+"""What a mail program or an onlooker does with a message it holds: decode Base64,
+open S/MIME, read a PPAP pair off the path. Each result is a note computed from the
+bytes that really travelled (the MUA's download, a server's queue), never typed in."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import re
+from email.message import Message
+from email.policy import default as default_policy
+from typing import Any
+
+from app.events import PANEL_FETCH, PANEL_RELAY, Tap
+from app.mua import attachments, smime
+from app.scenarios.context import RunContext
+from app.world.world import World
+
+PATH_READER = "path-reader"
+_PASSWORD_LINE = re.compile(r"(?:パスワード|password)\s*[:：]\s*(\S+)", re.IGNORECASE)
+
+
+def _last_fetched(run: RunContext, actor: str) -> bytes:
+    got = run.fetched.get(actor)
+    if not got:
+        raise ValueError(f"{actor} has not downloaded any message yet")
+    return got[-1]
+
+
+def _note(world: World, panel: int, actor: str, text: str, key: str, protocol: str) -> None:
+    Tap(world.sink, panel, actor, actor, protocol, None).note(text, key)
+
+
+def base64_walkthrough(encoded_line: str) -> str:
+    """How the first 4 characters of a Base64 line come from 3 bytes (RFC 2045 §6.8)."""
+    import base64
+
+    chunk = encoded_line[:4]
+    raw = base64.b64decode(chunk)
+    bits = "".join(f"{b:08b}" for b in raw)
+    sextets = [bits[i : i + 6] for i in range(0, 24, 6)]
+    return (
+        f"{' '.join(f'0x{b:02X}' for b in raw)} = {' '.join(f'{b:08b}' for b in raw)}\n"
+        f"→ {' '.join(sextets)} = {' '.join(str(int(s, 2)) for s in sextets)}\n"
+        f"→ {' '.join(chunk)}  (3 bytes → 4 characters)"
+    )
+
+
+async def mime_decode(world: World, params: dict[str, Any], run: RunContext) -> None:
+    """The MUA decodes the first Base64 line of the downloaded attachment."""
+    actor = params.get("actor", "mua-bob")
+    msg = email.message_from_bytes(_last_fetched(run, actor), policy=default_policy)
+    part = next(
+        (p for p in msg.walk() if str(p.get("Content-Transfer-Encoding", "")).lower() == "base64"),
+        None,
+    )
+    if part is None:
+        raise ValueError("the downloaded message has no Base64 part")
+    payload = part.get_payload(decode=False)
+    lines = [line for line in str(payload).splitlines() if line]
+    data = part.get_payload(decode=True) or b""
+    name = part.get_filename() or part.get_content_type()
+    text = (
+        f"{name}: {len(data)} bytes → {sum(len(line) for line in lines)} Base64 characters "
+        f"in {len(lines)} lines (longest {max(len(line) for line in lines)} ≤ 76)\n"
+        f"line 1: {lines[0]}\n" + base64_walkthrough(lines[0])
+    )
+    _note(world, PANEL_FETCH, actor, text, "mime.base64.decode", "MIME")
+
+
+async def smime_open(world: World, params: dict[str, Any], run: RunContext) -> None:
+    """Bob's MUA decrypts with his private key, then checks Alice's signature."""
+    actor = params.get("actor", "mua-bob")
+    user = params.get("user", "bob@b.example")
+    raw = _last_fetched(run, actor)
+    me = smime.identity(world.tls.directory, user)
+    signed = smime.decrypt(raw, me)
+    inner = email.message_from_bytes(signed, policy=default_policy)
+    body = ""
+    signer = ""
+    for part in inner.walk():
+        if part.get_content_type() == "text/plain" and not body:
+            body = str(part.get_content()).strip()
+        if part.get_content_type().endswith("pkcs7-signature"):
+            der = part.get_payload(decode=True) or b""
+            certs = smime.pkcs7.load_der_pkcs7_certificates(der)
+            signer = ", ".join(c.subject.rfc4514_string() for c in certs)
+    _note(
+        world,
+        PANEL_FETCH,
+        actor,
+        f"decrypted with {user}'s private key ({inner.get_content_type()}):\n{body}",
+        "smime.decrypt",
+        "S/MIME",
+    )
+    verdict = await asyncio.to_thread(smime.verify, signed, world.tls.directory)
+    _note(world, PANEL_FETCH, actor, f"signer: {signer}\n{verdict}", "smime.verify", "S/MIME")
+
+
+def _zip_and_password(messages: list[Message]) -> tuple[tuple[str, bytes] | None, str | None]:
+    found_zip, password = None, None
+    for msg in messages:
+        for part in msg.walk():
+            if part.get_content_type() == "application/zip":
+                found_zip = (part.get_filename() or "attachment.zip", part.get_payload(decode=True))
+            elif part.get_content_type() == "text/plain":
+                match = _PASSWORD_LINE.search(str(part.get_content()))
+                if match:
+                    password = match.group(1)
+    return found_zip, password
+
+
+async def path_reader(world: World, params: dict[str, Any], run: RunContext) -> None:
+    """Someone who can read a server on the path (here the queue of mx.b.example,
+    where both mails wait after the relay hop) takes the ZIP from one and the
+    password from the other, and opens it."""
+    queued = world.inbound.entries()
+    messages = [email.message_from_bytes(e.data, policy=default_policy) for e in queued]
+    subjects = " / ".join(str(m.get("Subject", "")) for m in messages)
+    found_zip, password = _zip_and_password(messages)
+    lines = [f"{len(queued)} mails in the queue of mx.b.example: {subjects}"]
+    if found_zip and found_zip[1] is not None:
+        lines.append(f"ZIP: {found_zip[0]} ({len(found_zip[1])} bytes, AES-256)")
+    if password:
+        lines.append(f"password: {password}")
+    if found_zip and found_zip[1] is not None and password:
+        for name, text in attachments.open_zip(found_zip[1], password).items():
+            lines.append(f"unzipped {name}: {text.strip()}")
+    _note(world, PANEL_RELAY, PATH_READER, "\n".join(lines), "ppap.read", "ZIP")
