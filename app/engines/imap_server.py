@@ -33,6 +33,7 @@ from app.world.mailstore import Folder, MailStore, StoredMessage
 
 IDLE_POLL_SECONDS = 1.0
 READ_CHUNK = 64 * 1024
+CLOSE_GRACE = 5.0  # seconds a closing connection may take to flush its last bytes
 SUBSCRIPTIONS_FILE = "subscriptions"  # one name per line, like Dovecot's
 
 
@@ -248,16 +249,22 @@ class _Session:
             self.set_watch(None)
             self.writer.close()
             with contextlib.suppress(Exception):
-                await self.writer.wait_closed()
+                await asyncio.wait_for(self.writer.wait_closed(), CLOSE_GRACE)
+            if (
+                not self.writer.transport.is_closing()
+                or self.writer.transport.get_write_buffer_size()
+            ):
+                self.writer.transport.abort()
 
     async def send_and_close(self, line: bytes) -> None:
         self.writer.write(line)
         self.tap.server(wire_text(line), "imap.bye")
         with contextlib.suppress(Exception):
-            await self.writer.drain()
+            await asyncio.wait_for(self.writer.drain(), CLOSE_GRACE)
         self.writer.close()
         with contextlib.suppress(Exception):
-            await self.writer.wait_closed()
+            await asyncio.wait_for(self.writer.wait_closed(), CLOSE_GRACE)
+        self.writer.transport.abort()
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
@@ -309,7 +316,16 @@ class _Session:
                 self.tls_note()
             elif isinstance(out, Close):
                 self.closing = True
-        await self.writer.drain()
+        await self.drain()
+
+    async def drain(self) -> None:
+        # A client that never reads would block this write forever: give it the idle
+        # timeout to take the bytes, then cut the connection (its slot goes back).
+        try:
+            await asyncio.wait_for(self.writer.drain(), self.endpoint.idle_timeout)
+        except TimeoutError:
+            self.writer.transport.abort()
+            raise ConnectionError("client stopped reading") from None
 
     def tls_note(self) -> None:
         ssl_object = self.writer.get_extra_info("ssl_object")
@@ -344,4 +360,9 @@ async def start_imap_server(
         await _Session(ctx, endpoint, backend, reader, writer).run()
 
     ssl_ctx = ctx.tls.server_context if endpoint.implicit_tls else None
-    return await asyncio.start_server(handle, host, port, ssl=ssl_ctx)
+    if ssl_ctx is None:
+        return await asyncio.start_server(handle, host, port)
+    # A stalled handshake must not hold a connection slot for asyncio's default 60 s.
+    return await asyncio.start_server(
+        handle, host, port, ssl=ssl_ctx, ssl_handshake_timeout=min(endpoint.idle_timeout, 30.0)
+    )

@@ -13,6 +13,11 @@ from app.engines.smtp_tap import TappedLMTP, TappedSMTP
 # AUTH; the event stream already records every line, so only its errors are kept.
 logging.getLogger("mail.log").setLevel(logging.ERROR)
 
+
+def handshake_timeout(endpoint: Endpoint) -> float:
+    return min(endpoint.idle_timeout, 30.0)
+
+
 MAX_MESSAGE_SIZE = 10 * 1024 * 1024  # 10 MiB; larger DATA gets 552 (RFC 5321 §4.5.3.1.7)
 
 
@@ -52,5 +57,13 @@ async def start_smtp_server(
             kwargs.pop("authenticator")
         return cls(policy, **kwargs)
 
-    ssl_ctx = ctx.tls.server_context if implicit else None
-    return await loop.create_server(factory, host, port, ssl=ssl_ctx)
+    if not implicit:
+        return await loop.create_server(factory, host, port)
+    # A client that starts a handshake and stalls must not hold a slot for asyncio's 60 s.
+    return await loop.create_server(
+        factory,
+        host,
+        port,
+        ssl=ctx.tls.server_context,
+        ssl_handshake_timeout=handshake_timeout(endpoint),
+    )

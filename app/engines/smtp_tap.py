@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 from typing import Any
 
 from aiosmtpd.lmtp import LMTP
@@ -23,6 +24,7 @@ from app.events import Sink, Tap, wire_text
 
 MAX_SHOWN_LINE = 2048  # longer lines are shown cut; the engine still judges the whole line
 DATA_SHOWN_LIMIT = 64 * 1024  # a huge message is shown cut on screen, never in the mailbox
+CLOSE_GRACE = 5.0  # seconds a closing connection may take to flush before it is cut
 
 
 def show_nul(data: bytes) -> str:
@@ -189,6 +191,19 @@ class TappedMixin:
             text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
             self.wire.pushed(text)
         await super().push(status)  # type: ignore[misc]
+
+    def _timeout_cb(self) -> None:
+        # aiosmtpd's idle timer closes silently; RFC 5321 §4.5.3.2 servers say 421 first.
+        transport = self.transport  # type: ignore[attr-defined]
+        if transport is not None and self.wire is not None:
+            line = f"421 4.4.2 {self.endpoint.hostname} Error: timeout exceeded"
+            self.wire.pushed(line)
+            with contextlib.suppress(Exception):
+                transport.write(line.encode() + b"\r\n")
+        super()._timeout_cb()  # type: ignore[misc]
+        if transport is not None:
+            # A client that never reads would keep close() waiting on its buffer forever.
+            asyncio.get_running_loop().call_later(CLOSE_GRACE, transport.abort)
 
     async def smtp_AUTH(self, arg: str) -> None:
         await super().smtp_AUTH(arg)  # type: ignore[misc]

@@ -81,6 +81,7 @@ class LabWorld:
         *,
         host: str = LOOPBACK,
         ports: dict[str, int] | None = None,
+        idle_timeout: float | None = None,
     ) -> None:
         self.dir = Path(data_dir)
         self.host = host
@@ -107,6 +108,7 @@ class LabWorld:
         self._in_flight: set[str] = set()
         self._worker: asyncio.Task[None] | None = None
         self.internal_ports: dict[str, int] = {}
+        self.idle_timeout = idle_timeout  # overrides every service's timeout (tests)
 
     # -- policies -----------------------------------------------------------
     def _policy(self, service: Service) -> object | None:
@@ -175,7 +177,7 @@ class LabWorld:
             CLIENT,
             service.hostname,
             implicit_tls=service.implicit_tls,
-            idle_timeout=service.idle_timeout,
+            idle_timeout=self.idle_timeout or service.idle_timeout,
         )
         try:
             if service.protocol == "SMTP":
