@@ -135,16 +135,17 @@ def _open_imap(host: str, port: int, ctx: ssl.SSLContext, plan: ImapPlan) -> ima
     return imap
 
 
-def _read(imap: imaplib.IMAP4, plan: ImapPlan, which: str) -> None:
-    if plan.read == "flags":
+def _read(imap: imaplib.IMAP4, plan: ImapPlan, which: str, how: str | None = None) -> None:
+    how = how or plan.read
+    if how == "flags":
         imap.fetch(which, "(FLAGS)")
         return
-    part = "BODY.PEEK[]" if plan.read == "peek+store" else "BODY[]"
+    part = "BODY.PEEK[]" if how == "peek+store" else "BODY[]"
     _typ, data = imap.fetch(which, f"(FLAGS {part})")
     for item in data:
         if isinstance(item, tuple):
             plan.fetched.append(item[1])
-    if plan.read == "peek+store":
+    if how == "peek+store":
         # PEEK reads without side effects, so marking it read is this explicit STORE.
         imap.store(which, "+FLAGS", "(\\Seen)")
 
@@ -183,7 +184,7 @@ def _imap_steps(imap: imaplib.IMAP4, plan: ImapPlan) -> None:
         if plan.idle:
             pushed = _idle_until_exists(imap, plan)
             if pushed:
-                _read(imap, plan, pushed)
+                _read(imap, plan, pushed, "fetch")  # the new mail: read it, which sets \Seen
         if plan.delete:
             imap.store("1", "+FLAGS", "(\\Deleted)")
             imap.expunge()

@@ -17,7 +17,8 @@ from app.scenarios.context import RunContext
 from app.world.world import World
 
 PATH_READER = "path-reader"
-_PASSWORD_LINE = re.compile(r"(?:パスワード|password)\s*[:：]\s*(\S+)", re.IGNORECASE)
+# "パスワード: x" or "The password for the ZIP file: x", as a person would write it.
+_PASSWORD_LINE = re.compile(r"(?:パスワード|password)[^:：\n]*[:：]\s*(\S+)", re.IGNORECASE)
 
 
 def _last_fetched(run: RunContext, actor: str) -> bytes:
