@@ -250,11 +250,8 @@ class _Session:
             self.writer.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.writer.wait_closed(), CLOSE_GRACE)
-            if (
-                not self.writer.transport.is_closing()
-                or self.writer.transport.get_write_buffer_size()
-            ):
-                self.writer.transport.abort()
+            if self.writer.transport.get_write_buffer_size():
+                self.writer.transport.abort()  # unsent bytes must not keep the socket open
 
     async def send_and_close(self, line: bytes) -> None:
         self.writer.write(line)
@@ -264,7 +261,8 @@ class _Session:
         self.writer.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.writer.wait_closed(), CLOSE_GRACE)
-        self.writer.transport.abort()
+        if self.writer.transport.get_write_buffer_size():
+            self.writer.transport.abort()  # the client never took its last bytes
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()

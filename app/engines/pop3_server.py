@@ -91,7 +91,12 @@ async def start_pop3_server(
 
     # With ssl= the handshake is finished before on_connect runs.
     tls = ctx.tls.server_context if endpoint.implicit_tls else None
-    return await asyncio.start_server(on_connect, host, port, ssl=tls)
+    if tls is None:
+        return await asyncio.start_server(on_connect, host, port)
+    # A stalled handshake must not hold a connection slot for asyncio's default 60 s.
+    return await asyncio.start_server(
+        on_connect, host, port, ssl=tls, ssl_handshake_timeout=min(endpoint.idle_timeout, 30.0)
+    )
 
 
 class _Session:
@@ -177,7 +182,7 @@ class _Session:
         if exchange.updated:
             self._note_update(exchange.removed)
         self.writer.write(exchange.reply.data)
-        await self.writer.drain()
+        await self._drain()
         if exchange.action is Action.START_TLS:
             await self._start_tls()
 
@@ -210,9 +215,21 @@ class _Session:
         self.tap.server(reply.text, reply.key)
         self.writer.write(reply.data)
         with contextlib.suppress(ConnectionError):
-            await self.writer.drain()
+            await self._drain()
+
+    async def _drain(self) -> None:
+        # A client that never reads would block this write forever: it gets the idle
+        # timeout to take the bytes, then the connection is cut and its slot freed.
+        try:
+            await asyncio.wait_for(self.writer.drain(), self.endpoint.idle_timeout)
+        except TimeoutError:
+            self.writer.transport.abort()
+            raise ConnectionError("client stopped reading") from None
 
     async def _close(self) -> None:
         self.writer.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.writer.wait_closed(), timeout=CLOSE_TIMEOUT)
+        # Bytes a client never read must not keep the socket open after the timeout.
+        if self.writer.transport.get_write_buffer_size():
+            self.writer.transport.abort()
