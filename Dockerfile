@@ -19,7 +19,7 @@ COPY static ./static
 RUN pip install -e .
 
 USER mailflow
-EXPOSE 8000
+EXPOSE 8000 2025 2587 2465 2110 2995 2143 2993
 VOLUME ["/data"]
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
   CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status == 200 else 1)"
