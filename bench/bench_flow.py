@@ -17,16 +17,21 @@ import random
 import tempfile
 import time
 
-from websockets.asyncio.client import connect
-
 from common import free_port, percentile, rss_kib, start_process, wait_for_port
+from websockets.asyncio.client import connect
 
 STEP_INTERVAL = 0.5  # 2 steps per second per session
 RAMP_CONCURRENCY = 16
 
 
-async def flow_session(url: str, ready: asyncio.Event, go: asyncio.Event, steps: int,
-                       latencies: list[float], connections: list) -> None:
+async def flow_session(
+    url: str,
+    ready: asyncio.Event,
+    go: asyncio.Event,
+    steps: int,
+    latencies: list[float],
+    connections: list,
+) -> None:
     ws = await connect(url, max_size=2**20, open_timeout=120)
     connections.append(ws)
     await ws.send(json.dumps({"type": "hello", "slug": "basic-pop3", "lang": "ja"}))
@@ -46,8 +51,14 @@ async def flow_session(url: str, ready: asyncio.Event, go: asyncio.Event, steps:
         await asyncio.sleep(max(0.0, STEP_INTERVAL - (time.perf_counter() - started)))
 
 
-async def echo_session(url: str, ready: asyncio.Event, go: asyncio.Event, steps: int,
-                       latencies: list[float], connections: list) -> None:
+async def echo_session(
+    url: str,
+    ready: asyncio.Event,
+    go: asyncio.Event,
+    steps: int,
+    latencies: list[float],
+    connections: list,
+) -> None:
     ws = await connect(url, open_timeout=120)
     connections.append(ws)
     ready.set()
@@ -103,26 +114,44 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory() as data:
         app_port, echo_port = free_port(), free_port()
-        app = start_process(["-m", "app"], {"MAILFLOW_PORT": str(app_port),
-                                            "MAILFLOW_DATA_DIR": data, "MAILFLOW_LAB": "0"})
-        echo = start_process(["-m", "uvicorn", "bench.echo_app:app", "--port", str(echo_port),
-                              "--log-level", "warning"])
+        app = start_process(
+            ["-m", "app"],
+            {"MAILFLOW_PORT": str(app_port), "MAILFLOW_DATA_DIR": data, "MAILFLOW_LAB": "0"},
+        )
+        echo = start_process(
+            [
+                "-m",
+                "uvicorn",
+                "bench.echo_app:app",
+                "--port",
+                str(echo_port),
+                "--log-level",
+                "warning",
+            ]
+        )
         try:
             wait_for_port(app_port)
             wait_for_port(echo_port)
-            results["echo"] = asyncio.run(drive("echo", f"ws://127.0.0.1:{echo_port}/ws",
-                                                echo.pid, args.sessions, args.steps))
-            results["flow"] = asyncio.run(drive("flow", f"ws://127.0.0.1:{app_port}/ws/flow",
-                                                app.pid, args.sessions, args.steps))
+            results["echo"] = asyncio.run(
+                drive("echo", f"ws://127.0.0.1:{echo_port}/ws", echo.pid, args.sessions, args.steps)
+            )
+            results["flow"] = asyncio.run(
+                drive(
+                    "flow", f"ws://127.0.0.1:{app_port}/ws/flow", app.pid, args.sessions, args.steps
+                )
+            )
         finally:
             for proc in (app, echo):
                 proc.terminate()
                 proc.wait(timeout=10)
-    print(f"{'':8}{'sessions':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'KiB/sess':>10}"
-          f"{'ramp s':>8}")
+    print(
+        f"{'':8}{'sessions':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'KiB/sess':>10}{'ramp s':>8}"
+    )
     for name, r in results.items():
-        print(f"{name:8}{r['sessions']:>9}{r['p50_ms']:>9.2f}{r['p95_ms']:>9.2f}"
-              f"{r['p99_ms']:>9.2f}{r['kib_per_session']:>10.1f}{r['ramp_seconds']:>8.1f}")
+        print(
+            f"{name:8}{r['sessions']:>9}{r['p50_ms']:>9.2f}{r['p95_ms']:>9.2f}"
+            f"{r['p99_ms']:>9.2f}{r['kib_per_session']:>10.1f}{r['ramp_seconds']:>8.1f}"
+        )
     flow = results["flow"]
     ok = flow["p95_ms"] <= 50 and flow["kib_per_session"] <= 200
     print(f"target p95 <= 50 ms and <= 200 KiB/session: {'met' if ok else 'NOT met'}")
