@@ -250,8 +250,7 @@ class _Session:
             self.writer.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.writer.wait_closed(), CLOSE_GRACE)
-            if self.writer.transport.get_write_buffer_size():
-                self.writer.transport.abort()  # unsent bytes must not keep the socket open
+            _abort_if_unsent(self.writer)
 
     async def send_and_close(self, line: bytes) -> None:
         self.writer.write(line)
@@ -261,8 +260,7 @@ class _Session:
         self.writer.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.writer.wait_closed(), CLOSE_GRACE)
-        if self.writer.transport.get_write_buffer_size():
-            self.writer.transport.abort()  # the client never took its last bytes
+        _abort_if_unsent(self.writer)
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
@@ -346,6 +344,13 @@ class _Session:
         if key is not None:
             _watch(key, self.watcher)
         self.watching = key
+
+
+def _abort_if_unsent(writer: asyncio.StreamWriter) -> None:
+    """Unsent bytes (a client that never reads) must not keep the socket open."""
+    with contextlib.suppress(Exception):  # a closed TLS transport may refuse to answer
+        if writer.transport.get_write_buffer_size():
+            writer.transport.abort()
 
 
 async def start_imap_server(

@@ -182,9 +182,12 @@ class _Session:
         if exchange.updated:
             self._note_update(exchange.removed)
         self.writer.write(exchange.reply.data)
-        await self._drain()
         if exchange.action is Action.START_TLS:
+            # No await between the +OK and the switch: the client's ClientHello must
+            # reach the TLS layer, never the plaintext buffer that is cleared below.
             await self._start_tls()
+        else:
+            await self._drain()
 
     async def _start_tls(self) -> None:
         # Plaintext the client pipelined after STLS must not count as encrypted
@@ -231,5 +234,6 @@ class _Session:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.writer.wait_closed(), timeout=CLOSE_TIMEOUT)
         # Bytes a client never read must not keep the socket open after the timeout.
-        if self.writer.transport.get_write_buffer_size():
-            self.writer.transport.abort()
+        with contextlib.suppress(Exception):  # a closed TLS transport may refuse to answer
+            if self.writer.transport.get_write_buffer_size():
+                self.writer.transport.abort()
