@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from app.events import Event
@@ -22,6 +22,8 @@ from app.web.predict_mirror import MirrorWorld, deliveries, logins, to_bytes
 
 PROTOCOLS = ("SMTP", "LMTP", "POP3", "IMAP")
 MAX_LINE = 1000  # a learner's typed line; longer is refused before any core sees it
+# Refusals a policy gives (no such user, relay denied), never the order core's own codes.
+POLICY_CODES = ("450", "451", "452", "550", "551", "554")
 _UIDVALIDITY = re.compile(r"\[UIDVALIDITY (\d+)\]")
 _BANNER = re.compile(r"<[^<>\s]+@[^<>\s]+>\s*$")
 
@@ -60,11 +62,11 @@ def probe_at(events: Sequence[Event], index: int) -> Probe:
 
 def _role(session: list[Event]) -> Role:
     """The server's part, read from what it said: LMTP, TLS, AUTH offered, 587/465."""
-    if session[0].protocol == "LMTP":
-        return LMTP
-    replies = "\n".join(e.text for e in session if e.direction == "s2c" and ".ehlo." in e.key)
     greeting = next((e.text for e in session if e.direction == "s2c"), "220 localhost")
     hostname = greeting[4:].split(" ")[0] or "localhost"
+    if session[0].protocol == "LMTP":
+        return replace(LMTP, hostname=hostname)
+    replies = "\n".join(e.text for e in session if e.direction == "s2c" and ".ehlo." in e.key)
     submission = session[0].port in (587, 465)
     mechanisms = re.search(r"250[- ]AUTH ([A-Z0-9 -]+)", replies)
     return Role(
@@ -79,18 +81,52 @@ def _role(session: list[Event]) -> Role:
 
 
 class _SmtpProbe:
-    def __init__(self, core: SmtpOrder) -> None:
+    def __init__(self, core: SmtpOrder, refusals: dict[str, str]) -> None:
         self.core = core
+        self.refusals = refusals
 
     def ask(self, line: str) -> Answer:
         reply = self.core.command(line)
+        # Order allows it, but this server's policy said no to this very line in the
+        # recording (relay denied, no such user): answer with what it really said.
+        refused = self.refusals.get(_normal(line)) if reply.ok else None
+        if refused is not None:
+            return Answer(refused, False)
         return Answer(reply.text, reply.ok)
+
+
+def _normal(line: str) -> str:
+    return " ".join(line.upper().split())
+
+
+def _refusals(events: Sequence[Event], target: Event) -> dict[str, str]:
+    """MAIL and RCPT lines this server refused, with the reply. A policy can change
+    (POP before SMTP opens relaying), so the latest outcome counts: earlier sessions,
+    then this session's own lines; a later acceptance cancels a refusal."""
+    found: dict[str, str] = {}
+    for i, e in enumerate(events):
+        if e.direction != "c2s" or e.dst != target.dst or e.protocol != target.protocol:
+            continue
+        if e.text[:4].upper() not in ("MAIL", "RCPT"):
+            continue
+        if e.seq >= target.seq and e.session != target.session:
+            continue
+        reply = next(
+            (r for r in events[i + 1 :] if r.session == e.session and r.direction == "s2c"), None
+        )
+        if reply is None:
+            continue
+        if reply.text[:3] in POLICY_CODES:
+            found[_normal(e.text)] = reply.text
+        elif reply.text[:1] == "2":
+            found.pop(_normal(e.text), None)
+    return found
 
 
 def _smtp_probe(events: Sequence[Event], index: int) -> _SmtpProbe:
     target = events[index]
     session = [e for e in events if e.session == target.session and e.protocol != "TLS"]
-    world = MirrorWorld(logins(events[:index]))
+    world = MirrorWorld(logins(events))
     core = SmtpOrder(_role(session), world.authenticate)
     for i, e in enumerate(session):
         if e.seq >= target.seq:
@@ -107,7 +143,7 @@ def _smtp_probe(events: Sequence[Event], index: int) -> _SmtpProbe:
         core.replay(e.text, code)
         if e.text.strip().upper() == "STARTTLS" and code == 220:
             core.tls_started()  # the handshake happened for real; here we take it as done
-    return _SmtpProbe(core)
+    return _SmtpProbe(core, _refusals(events, target))
 
 
 # -- POP3 / IMAP ------------------------------------------------------------------------
@@ -148,7 +184,7 @@ def _mailbox_probe(events: Sequence[Event], index: int) -> Probe:
     validity = next(
         (m for e in events if e.protocol == "IMAP" and (m := _UIDVALIDITY.search(e.text))), None
     )
-    world = MirrorWorld(logins(events[:index]), int(validity.group(1)) if validity else 1)
+    world = MirrorWorld(logins(events), int(validity.group(1)) if validity else 1)
     arriving = {d.seq: d for d in deliveries(events)}
     cores: dict[str, POP3Connection | ImapConnection] = {}
     for e in events[:index]:

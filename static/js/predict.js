@@ -26,7 +26,9 @@ document.addEventListener("keydown", (event) => {
 });
 
 // htmx swaps the whole turn: put focus on the verdict (or the score at the end).
-document.body.addEventListener("htmx:afterSettle", () => {
+// On afterSwap (after htmx restored focus to the old field, before any key can come),
+// not afterSettle: 20 ms later it would steal focus from a quick key press.
+document.body.addEventListener("htmx:afterSwap", () => {
   const turn = document.getElementById("predict-turn");
   if (!turn) return;
   const target = turn.querySelector("#predict-error") || turn.querySelector("#predict-score-h") ||
