@@ -404,3 +404,27 @@ def test_api_questions_hide_answers_unless_asked(client: TestClient) -> None:
 def test_bench_route_is_not_mounted_normally(client: TestClient) -> None:
     r = client.post("/bench/quiz/ports/answer-nodb", data={"token": "x", "answer": "1"})
     assert r.status_code in (404, 405)
+
+
+@pytest.mark.parametrize(
+    ("path", "target"),
+    [
+        ("/quiz/ports/answer?lang=en", "/quiz/ports?lang=en"),
+        ("/me/import", "/me"),
+        ("/quiz/exam/start", "/quiz/exam"),
+        ("/quiz/speed/abc/answer", "/quiz/speed/abc"),
+        ("/quiz/exam/run/abc/answer?lang=ja", "/quiz/exam/run/abc?lang=ja"),
+    ],
+)
+def test_get_on_a_form_address_goes_back_to_the_page(
+    client: TestClient, path: str, target: str
+) -> None:
+    r = client.get(path, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == target
+
+
+def test_problems_come_as_fragments_for_htmx(client: TestClient) -> None:
+    r = client.post(
+        "/quiz/ports/answer", data={"token": "bad", "answer": "1"}, headers={"HX-Request": "true"}
+    )
+    assert r.status_code == 400 and "<html" not in r.text and "data-next" in r.text

@@ -28,7 +28,7 @@ class Chart:
 
 def accuracy_bars(rows: list[tuple[str, int, int]], width: int = 340) -> Chart:
     """Horizontal bars, one per port: rows are (label, correct, answered)."""
-    row_h, gap, left, right = 26, 8, 56, 64
+    row_h, gap, left, right = 26, 8, 40, 92
     plot = width - left - right
     bars = []
     for i, (label, correct, answered) in enumerate(rows):

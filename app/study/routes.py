@@ -6,12 +6,13 @@ import os
 
 from fastapi import APIRouter
 
-from app.study import routes_exam, routes_me, routes_ports
+from app.study import routes_exam, routes_get_back, routes_me, routes_ports
 
 router = APIRouter()
 router.include_router(routes_ports.router)
 router.include_router(routes_exam.router)
 router.include_router(routes_me.router)
+router.include_router(routes_get_back.router)
 
 if os.environ.get("MAILFLOW_BENCH") == "1":
     # Only the benchmark server gets the database-free twin of the answer endpoint.

@@ -24,7 +24,7 @@ from app.study.portquiz import (
     service_for_port,
 )
 from app.study.setup import Study
-from app.study.store import DAY_ZONE, utcnow
+from app.study.store import DAY_ZONE, CardDue, utcnow
 from app.study.web import is_htmx, lang, problem, render, study, until_text
 from app.web.i18n import gettext as _
 
@@ -32,10 +32,9 @@ router = APIRouter()
 
 
 def _pick(
-    st: Study, learner_id: str | None, now: datetime, practice: bool, avoid: str | None
+    dues: list[CardDue], now: datetime, practice: bool, avoid: str | None
 ) -> tuple[str, int] | None:
     """The card to ask next: overdue cards first (oldest due), then new ones in random order."""
-    dues = st.store.card_dues(learner_id, now)
     if practice:
         pool = [c for c in dues if c.card != avoid] or dues
         pick = random.choice(pool)
@@ -121,9 +120,7 @@ def _unreadable_message(code: str, q: PortQuestion) -> str:
     return _("That answer could not be read. Please try again.")
 
 
-def _session_ctx(st: Study, who_id: str | None, practice: bool) -> dict[str, Any]:
-    now = utcnow()
-    dues = st.store.card_dues(who_id, now)
+def _session_ctx(dues: list[CardDue], now: datetime, practice: bool) -> dict[str, Any]:
     due_now = sum(1 for c in dues if c.due <= now)
     upcoming = min((c.due for c in dues if c.due > now), default=None)
     return {
@@ -159,12 +156,18 @@ def quiz_home(request: Request) -> Response:
 
 
 @router.get("/quiz/ports")
-def ports(request: Request, practice: str = "", last: str = "") -> Response:
+async def ports(request: Request, practice: str = "", last: str = "") -> Response:
+    return await study(request).db.call(_ports, request, practice, last)
+
+
+def _ports(request: Request, practice: str, last: str) -> Response:
     st = study(request)
     who = st.cookies.read(request)
     is_practice = practice == "1"
-    ctx = _session_ctx(st, who.id, is_practice)
-    picked = _pick(st, who.id, utcnow(), is_practice, last or None)
+    now = utcnow()
+    dues = st.store.card_dues(who.id, now)
+    ctx = _session_ctx(dues, now, is_practice)
+    picked = _pick(dues, now, is_practice, last or None)
     if picked is None:
         return _ports_page(request, st, {**ctx, "stage": "done"})
     card_id, reps = picked
@@ -175,7 +178,11 @@ def ports(request: Request, practice: str = "", last: str = "") -> Response:
 
 
 @router.post("/quiz/ports/answer")
-def ports_answer(request: Request, token: str = Form(""), answer: str = Form("")) -> Response:
+async def ports_answer(request: Request, token: str = Form(""), answer: str = Form("")) -> Response:
+    return await study(request).db.call(_ports_answer, request, token, answer)
+
+
+def _ports_answer(request: Request, token: str, answer: str) -> Response:
     st = study(request)
     q = _read_question(st, token)
     if q is None or q.mode == "speed":
@@ -186,8 +193,9 @@ def ports_answer(request: Request, token: str = Form(""), answer: str = Form("")
         outcome = grade(st.content, q, answer)
     except Unreadable as exc:
         who = st.cookies.read(request)
+        now = utcnow()
         ctx = {
-            **_session_ctx(st, who.id, practice),
+            **_session_ctx(st.store.card_dues(who.id, now), now, practice),
             "stage": "ask",
             "q": {**question_view(st, q), "token": token},
             "error": _unreadable_message(str(exc), q),
@@ -195,7 +203,8 @@ def ports_answer(request: Request, token: str = Form(""), answer: str = Form("")
         }
         return _ports_page(request, st, ctx, status=422)
     who = st.cookies.for_write(request)
-    st.store.record_port_answer(
+    now = utcnow()
+    dues = st.store.record_port_answer(
         who.id or "",
         mode=q.mode,
         card=q.card,
@@ -204,10 +213,12 @@ def ports_answer(request: Request, token: str = Form(""), answer: str = Form("")
         correct=outcome.correct,
         ms=_elapsed(q),
         nonce=q.nonce,
-        now=utcnow(),
+        now=now,
     )
+    if dues is None:  # the same form again: already stored, show the same feedback
+        dues = st.store.card_dues(who.id, now)
     ctx = {
-        **_session_ctx(st, who.id, practice),
+        **_session_ctx(dues, now, practice),
         "stage": "feedback",
         "fb": feedback_view(st, q, outcome.correct, outcome.given),
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -40,6 +41,10 @@ def init_study(settings: Settings, *, fuzz: bool | None = None) -> Study:
     db = Database(engine)
     store = Store(db, make_scheduler(fuzz), list(data.cards))
     key = store.secret("signing-key")
+    # Everything loaded so far (content, templates, SQLAlchemy metadata) lives for the whole
+    # process: keep it out of the cyclic GC's full collections, which otherwise stalled
+    # every request for 100–500 ms at a time under load (see docs/benchmarks.md).
+    gc.freeze()
     return Study(
         content=data,
         db=db,

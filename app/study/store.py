@@ -10,14 +10,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from fsrs import Scheduler
-from sqlalchemy import Integer, cast, func, select
+from fsrs import Rating, Scheduler
+from sqlalchemy import Connection, Integer, cast, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.study import hot_sql as sql
 from app.study import srs
 from app.study.db import Database
-from app.study.models import Answer, CardState, ExamAnswer, ExamRun, Learner, Secret, SpeedRun
+from app.study.models import Answer, ExamAnswer, ExamRun, Learner, Secret, SpeedRun
 
 SPEED_SECONDS = 60
 SPEED_GRACE_S = 2  # the last click may arrive a moment after the clock hits zero
@@ -86,13 +87,13 @@ class Store:
             s.add(Learner(id=learner_id, created_at=utcnow()))
             s.flush()
 
-    # ---- port quiz ----
-    def card_dues(self, learner_id: str | None, now: datetime) -> list[CardDue]:
-        rows: dict[str, CardState] = {}
-        if learner_id:
-            with self.db.read() as s:
-                q = select(CardState).where(CardState.learner_id == learner_id)
-                rows = {r.card: r for r in s.scalars(q)}
+    # ---- port quiz (the hot path: Core statements, one transaction per answer) ----
+    def _dues(
+        self, conn: Connection | None, learner_id: str | None, now: datetime
+    ) -> list[CardDue]:
+        rows: dict[str, Any] = {}
+        if conn is not None and learner_id:
+            rows = {r.card: r for r in conn.execute(sql.DUES, {"lid": learner_id})}
         out = []
         for cid in self.card_ids:
             r = rows.get(cid)
@@ -100,6 +101,12 @@ class Store:
                 CardDue(cid, aware(r.due), r.reps, True) if r else CardDue(cid, now, 0, False)
             )
         return out
+
+    def card_dues(self, learner_id: str | None, now: datetime) -> list[CardDue]:
+        if not learner_id:
+            return self._dues(None, None, now)
+        with self.db.engine.connect() as conn:
+            return self._dues(conn, learner_id, now)
 
     def record_port_answer(
         self,
@@ -113,52 +120,72 @@ class Store:
         ms: int | None,
         nonce: str,
         now: datetime,
-    ) -> bool:
+    ) -> list[CardDue] | None:
         """Store the answer (and, in the spaced session, the new FSRS state).
 
-        Returns False when this exact question was already answered (a re-sent form).
+        Returns every card's due time after the answer, or None when this exact question
+        was already answered (a re-sent form) and nothing was stored.
         """
         with self.db.write() as s:
-            self._ensure(s, learner_id)
-            dup = s.scalar(
-                select(Answer.id).where(Answer.learner_id == learner_id, Answer.nonce == nonce)
-            )
-            if dup is not None:
-                return False
-            s.add(
-                Answer(
-                    learner_id=learner_id,
-                    mode=mode,
-                    item=card,
-                    kind=kind,
-                    given=given[:200],
-                    correct=correct,
-                    ms=ms,
-                    at=now,
-                    nonce=nonce,
-                )
+            conn = s.connection()
+            self._ensure_core(conn, learner_id, now)
+            if conn.execute(sql.ANSWER_DUP, {"lid": learner_id, "nonce": nonce}).first():
+                return None
+            conn.execute(
+                sql.ANSWER_INSERT,
+                {
+                    "learner_id": learner_id,
+                    "mode": mode,
+                    "item": card,
+                    "kind": kind,
+                    "given": given[:200],
+                    "correct": correct,
+                    "ms": ms,
+                    "at": now,
+                    "nonce": nonce,
+                },
             )
             if mode == "srs":
-                row = s.get(CardState, (learner_id, card))
-                fields = None
-                if row is not None:
-                    fields = srs.CardFields(
-                        row.state,
-                        row.step,
-                        row.stability,
-                        row.difficulty,
-                        aware(row.due),
-                        aware(row.last_review) if row.last_review else None,
-                    )
-                new = srs.review(self.scheduler, fields, srs.rating_for(correct, ms, kind), now)
-                if row is None:
-                    row = CardState(learner_id=learner_id, card=card, reps=0)
-                    s.add(row)
-                row.state, row.step = new.state, new.step
-                row.stability, row.difficulty = new.stability, new.difficulty
-                row.due, row.last_review = new.due, new.last_review
-                row.reps = (row.reps or 0) + 1
-            return True
+                self._review(conn, learner_id, card, srs.rating_for(correct, ms, kind), now)
+            return self._dues(conn, learner_id, now)
+
+    def _review(
+        self, conn: Connection, learner_id: str, card: str, rating: Rating, now: datetime
+    ) -> None:
+        row = conn.execute(sql.CARD_GET, {"lid": learner_id, "card": card}).first()
+        fields = None
+        if row is not None:
+            fields = srs.CardFields(
+                row.state,
+                row.step,
+                row.stability,
+                row.difficulty,
+                aware(row.due),
+                aware(row.last_review) if row.last_review else None,
+            )
+        new = srs.review(self.scheduler, fields, rating, now)
+        values = {
+            "state": new.state,
+            "step": new.step,
+            "stability": new.stability,
+            "difficulty": new.difficulty,
+            "due": new.due,
+            "last_review": new.last_review,
+        }
+        if row is None:
+            conn.execute(
+                sql.CARD_INSERT, {"learner_id": learner_id, "card": card, "reps": 1, **values}
+            )
+        else:
+            conn.execute(
+                sql.CARD_UPDATE,
+                {"lid": learner_id, "key_card": card, "reps": row.reps + 1, **values},
+            )
+
+    @staticmethod
+    def _ensure_core(conn: Connection, learner_id: str, now: datetime) -> None:
+        if conn.execute(sql.LEARNER_EXISTS, {"lid": learner_id}).first() is None:
+            conn.execute(sql.LEARNER_INSERT, {"lid": learner_id, "now": now})
 
     # ---- speed round ----
     def start_speed(self, learner_id: str, now: datetime) -> str:

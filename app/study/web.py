@@ -51,9 +51,10 @@ def problem(
     who: Who | None = None,
 ) -> Response:
     """A clear page for input we cannot use; nothing has been changed."""
+    template = "study/_problem.html" if is_htmx(request) else "study/problem.html"
     return render(
         request,
-        "study/problem.html",
+        template,
         {"message": message, "back": back, "status": status},
         status=status,
         who=who,

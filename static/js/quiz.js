@@ -40,6 +40,20 @@
     if (slot && slot.classList && slot.classList.contains("quiz-card")) settle(slot);
   });
 
+  // Our 400/422 answers are fragments meant for the card ("type a number", "try again"):
+  // show them. Anything else (a server error, a lost run) reloads the page from the server.
+  document.body.addEventListener("htmx:beforeSwap", (event) => {
+    const status = event.detail.xhr.status;
+    if (status === 400 || status === 422) {
+      event.detail.shouldSwap = true;
+      event.detail.isError = false;
+    }
+  });
+  document.body.addEventListener("htmx:responseError", (event) => {
+    const status = event.detail.xhr.status;
+    if (status !== 400 && status !== 422) window.location.reload();
+  });
+
   // Speed round: show the seconds left; when they run out, show the result.
   let timer = null;
   const startCountdown = (root) => {

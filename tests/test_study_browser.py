@@ -1,0 +1,97 @@
+"""The port quiz and a mini exam in Debian's Chromium, on a phone-sized screen, answered
+with the keyboard only (1–4 pick, Enter goes on)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+pytestmark = pytest.mark.browser
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 360, "height": 740}, color_scheme="dark")
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.set_default_timeout(10_000)
+    yield pg
+    context.close()
+    assert not errors, errors
+
+
+def progress(page: Page, base: str) -> dict[str, int]:
+    return json.loads(page.request.get(f"{base}/api/me/progress").text())
+
+
+def fits_the_screen(page: Page) -> bool:
+    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
+def test_port_quiz_with_the_keyboard_only(page: Page, live_url: str) -> None:
+    page.goto(f"{live_url}/quiz/ports?lang=ja")
+    before = progress(page, live_url)["answered"]
+    slot = page.locator("#quiz-slot")
+    for _ in range(4):
+        expect(slot.locator(".prompt")).to_be_visible()
+        assert fits_the_screen(page)
+        typed = slot.locator("input[name=answer]")
+        if typed.count():
+            expect(typed).to_be_focused()
+            page.keyboard.type("９９５")  # full-width digits, as a Japanese IME types them
+            page.keyboard.press("Enter")
+        else:
+            page.keyboard.press("2")
+        expect(slot.locator(".feedback")).to_be_visible()
+        expect(slot.locator("[data-next]")).to_be_focused()
+        assert fits_the_screen(page)
+        page.keyboard.press("Enter")
+        expect(slot.locator(".feedback")).to_have_count(0)
+    assert progress(page, live_url)["answered"] == before + 4
+    # The stats page shows the charts for this learner.
+    page.goto(f"{live_url}/quiz/stats")
+    expect(page.locator("svg.chart")).to_have_count(2)
+    assert fits_the_screen(page)
+
+
+def test_mini_exam_with_the_keyboard_only(page: Page, live_url: str) -> None:
+    page.goto(f"{live_url}/quiz/exam?lang=ja")
+    start = page.get_by_role("button", name="ミニテスト：ランダムに 10 問")
+    expect(start).to_be_focused()
+    page.keyboard.press("Enter")
+    slot = page.locator("#exam-slot")
+    for n in range(1, 11):
+        expect(slot.locator(".exam-progress")).to_contain_text(f"第 {n} 問／全 10 問")
+        assert fits_the_screen(page)
+        page.keyboard.press(str(1 + n % 4))
+        expect(slot.locator(".explained li")).to_have_count(4)
+        expect(slot.locator("[data-next]")).to_be_focused()
+        page.keyboard.press("Enter")
+    expect(page.locator(".score")).to_contain_text("10 問中")
+    expect(page.locator(".result-table tbody tr")).to_have_count(10)
+    assert fits_the_screen(page)
+
+
+def test_choices_work_as_plain_forms_without_javascript(browser: Browser, live_url: str) -> None:
+    context = browser.new_context(java_script_enabled=False, viewport={"width": 360, "height": 740})
+    page = context.new_page()
+    page.goto(f"{live_url}/quiz/exam?lang=en")
+    page.get_by_role("button", name="Mini exam: 10 random questions").click()
+    page.locator(".exam-choices button").first.click()
+    expect(page.locator(".feedback")).to_be_visible()
+    page.locator("[data-next]").click()
+    expect(page.locator(".exam-progress")).to_contain_text("Question 2 of 10")
+    context.close()
