@@ -116,14 +116,14 @@ def test_kill_9_right_after_250_loses_nothing(app: App) -> None:
         code, _ = c.data(b"Subject: durable\r\n\r\nstill here\r\n")
         assert code == 250
         app.kill()  # no clean shutdown: whatever the 250 promised must be on disk
-    queued = list((app.data / "lab" / "queue").rglob("*.eml"))
+    queued = list((app.data / "lab" / "queue").rglob("*.mail"))
     assert queued or inbox_files(app), "the accepted message is neither queued nor delivered"
     app.start()
     queue = app.data / "lab" / "queue"
     deadline = time.monotonic() + 5
-    while (list(queue.rglob("*.eml")) or not inbox_files(app)) and time.monotonic() < deadline:
+    while (list(queue.rglob("*.mail")) or not inbox_files(app)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not list(queue.rglob("*.eml")), "the queue did not drain after the restart"
+    assert not list(queue.rglob("*.mail")), "the queue did not drain after the restart"
     # At least once (RFC 5321 §6.1): a crash between the MDA's write and the queue's
     # clean-up may deliver twice, but never zero times.
     copies = inbox_files(app)

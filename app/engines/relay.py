@@ -7,6 +7,7 @@ client sees (DNS answers, a refused connection) is recorded here as notes.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import aiosmtplib
@@ -26,6 +27,50 @@ class HopResult:
     refused: dict[str, str]  # recipient -> the server's permanent error reply
     deferred: dict[str, str]  # recipient -> why it could not be tried now
     servers: dict[str, str] = field(default_factory=dict)  # recipient -> MX host that answered
+
+
+class ClientPool:
+    """Open SMTP/LMTP sessions kept for the next mail to the same server.
+
+    RFC 5321 §3.3 lets one session carry many transactions; a busy MTA reuses its
+    connections (Postfix's connection cache) instead of paying a TCP and TLS handshake
+    per message. Scenario runs pass no pool, so each of their hops is a whole session.
+    """
+
+    def __init__(self, idle_seconds: float = 2.0) -> None:
+        self.idle_seconds = idle_seconds
+        self._idle: dict[tuple[str, int], list[tuple[float, aiosmtplib.SMTP]]] = {}
+
+    def take(self, key: tuple[str, int]) -> aiosmtplib.SMTP | None:
+        clients = self._idle.get(key, [])
+        while clients:
+            _, client = clients.pop()
+            if client.is_connected:
+                return client
+        return None
+
+    def give(self, key: tuple[str, int], client: aiosmtplib.SMTP) -> None:
+        self._idle.setdefault(key, []).append((time.monotonic(), client))
+
+    async def expire(self, *, everything: bool = False) -> None:
+        """QUIT the sessions idle for longer than idle_seconds (all of them at shutdown)."""
+        limit = time.monotonic() - (0 if everything else self.idle_seconds)
+        for key, clients in list(self._idle.items()):
+            keep = [(t, c) for t, c in clients if t > limit and not everything]
+            for t, client in clients:
+                if (t, client) not in keep:
+                    await _quit(client)
+            self._idle[key] = keep
+
+    def __len__(self) -> int:
+        return sum(len(c) for c in self._idle.values())
+
+
+async def _quit(client: aiosmtplib.SMTP) -> None:
+    try:
+        await client.quit()
+    except (aiosmtplib.SMTPException, OSError):
+        client.close()
 
 
 def _domain(address: str) -> str:
@@ -75,6 +120,7 @@ async def relay(
     helo: str,
     client_actor: str = "mta-a",
     source: tuple[str, int] | None = None,
+    pool: ClientPool | None = None,
 ) -> HopResult:
     """Send one queued mail to the MX of each recipient domain (port 25).
 
@@ -105,7 +151,9 @@ async def relay(
             for address in lookup_a(dns, host, dns_tap):
                 try:
                     real_host, real_port = network.resolve(address, 25)
-                    await _send(ctx, real_host, real_port, host, mail, rcpts, helo, result, source)
+                    await _send(
+                        ctx, real_host, real_port, host, mail, rcpts, helo, result, source, pool
+                    )
                 except NotInLab as exc:
                     dns_tap.note(
                         f"{host} [{address}]:25 — {exc}",
@@ -150,23 +198,35 @@ async def _send(
     helo: str,
     result: HopResult,
     source: tuple[str, int] | None = None,
+    pool: ClientPool | None = None,
 ) -> None:
-    client = aiosmtplib.SMTP(
-        hostname=host,
-        port=port,
-        local_hostname=helo,
-        source_address=source,
-        timeout=CONNECT_TIMEOUT,
-        start_tls=False,
-        tls_context=ctx.tls.client_context,
-    )
-    await client.connect()
-    try:
-        await client.ehlo()
-        if client.supports_extension("starttls"):
-            # Opportunistic TLS between MTAs, as real servers do it; it protects this hop only.
-            await client.starttls(server_hostname=server_name, tls_context=ctx.tls.client_context)
+    key = (host, port)
+    client = pool.take(key) if pool is not None else None
+    if client is None:
+        client = aiosmtplib.SMTP(
+            hostname=host,
+            port=port,
+            local_hostname=helo,
+            source_address=source,
+            timeout=CONNECT_TIMEOUT,
+            start_tls=False,
+            tls_context=ctx.tls.client_context,
+        )
+        await client.connect()
+        try:
             await client.ehlo()
+            if client.supports_extension("starttls"):
+                # Opportunistic TLS between MTAs, as real servers do it; it protects this
+                # hop only.
+                await client.starttls(
+                    server_hostname=server_name, tls_context=ctx.tls.client_context
+                )
+                await client.ehlo()
+        except BaseException:
+            client.close()
+            raise
+    reusable = False
+    try:
         await client.mail(mail.mail_from)
         accepted = []
         for rcpt in rcpts:
@@ -180,24 +240,39 @@ async def _send(
             result.delivered.extend(accepted)
         else:
             await client.rset()
+        reusable = pool is not None
     finally:
-        try:
-            await client.quit()
-        except aiosmtplib.SMTPException:
-            client.close()
+        if reusable:
+            pool.give(key, client)  # type: ignore[union-attr]
+        else:
+            await _quit(client)
 
 
 async def deliver_lmtp(
-    ctx: EngineContext, host: str, port: int, mail: QueuedMail, *, lhlo: str
+    ctx: EngineContext,
+    host: str,
+    port: int,
+    mail: QueuedMail,
+    *,
+    lhlo: str,
+    pool: ClientPool | None = None,
 ) -> HopResult:
     """Hand a mail to the MDA over LMTP (RFC 2033); aiosmtplib speaks it through LHLO."""
     result = HopResult([], {}, {})
-    client = aiosmtplib.SMTP(hostname=host, port=port, timeout=CONNECT_TIMEOUT, start_tls=False)
-    await client.connect()
-    try:
-        response = await client.execute_command(b"LHLO", lhlo.encode())
+    key = (f"{host} as {lhlo}", port)  # a session greeted with another LHLO is another client
+    client = pool.take(key) if pool is not None else None
+    if client is None:
+        client = aiosmtplib.SMTP(hostname=host, port=port, timeout=CONNECT_TIMEOUT, start_tls=False)
+        await client.connect()
+        try:
+            response = await client.execute_command(b"LHLO", lhlo.encode())
+        except BaseException:
+            client.close()
+            raise
         # Record LHLO's answer as the EHLO answer so aiosmtplib knows the extensions.
         client.last_ehlo_response = response
+    reusable = False
+    try:
         # One transaction per recipient: aiosmtplib reads a single reply after DATA,
         # while LMTP sends one per accepted recipient (RFC 2033 §4.2).
         for rcpt in mail.rcpt_tos:
@@ -210,9 +285,10 @@ async def deliver_lmtp(
                 continue
             await client.data(mail.data)
             result.delivered.append(rcpt)
+        reusable = pool is not None
     finally:
-        try:
-            await client.quit()
-        except aiosmtplib.SMTPException:
-            client.close()
+        if reusable:
+            pool.give(key, client)  # type: ignore[union-attr]
+        else:
+            await _quit(client)
     return result

@@ -6,6 +6,7 @@ The engine (aiosmtpd) stays generic; every sandbox rule lives here.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from email.utils import formatdate
@@ -129,7 +130,13 @@ class SubmissionPolicy:
             tap = _wire_tap(server)
             if tap is not None:
                 tap.note(signature.decode().rstrip(), "dkim.sign", dst=tap.server_actor)
-        self.outbound.put(envelope.mail_from or "", list(envelope.rcpt_tos), trace + content, qid)
+        await asyncio.to_thread(
+            self.outbound.put,
+            envelope.mail_from or "",
+            list(envelope.rcpt_tos),
+            trace + content,
+            qid,
+        )
         if self.on_queued:
             self.on_queued()
         return f"250 2.0.0 Ok: queued as {qid}"
@@ -221,9 +228,13 @@ class InboundPolicy:
         local = [r for r in envelope.rcpt_tos if _domain(r) in self.local_domains]
         remote = [r for r in envelope.rcpt_tos if _domain(r) not in self.local_domains]
         if local:
-            self.inbound.put(envelope.mail_from or "", local, trace + content, qid)
+            await asyncio.to_thread(
+                self.inbound.put, envelope.mail_from or "", local, trace + content, qid
+            )
         if remote and self.outbound is not None:
-            self.outbound.put(envelope.mail_from or "", remote, trace + content, qid)
+            await asyncio.to_thread(
+                self.outbound.put, envelope.mail_from or "", remote, trace + content, qid
+            )
         if self.on_queued:
             self.on_queued()
         return f"250 2.0.0 Ok: queued as {qid}"
@@ -274,7 +285,7 @@ class DeliveryPolicy:
                 qid=qid,
                 rcpt=rcpt,
             )
-            stored = self.store.deliver(rcpt, head + trace + content)
+            stored = await self.store.deliver_async(rcpt, head + trace + content)
             wire = getattr(server, "wire", None)
             if wire is not None:
                 wire.tap.note(

@@ -20,7 +20,7 @@ from pathlib import Path
 from app.engines.base import Endpoint, EngineContext, close_server
 from app.engines.imap_server import notify_mailbox_changed, start_imap_server
 from app.engines.pop3_server import start_pop3_server
-from app.engines.relay import deliver_lmtp, relay
+from app.engines.relay import ClientPool, deliver_lmtp, relay
 from app.engines.smtp_policies import DeliveryPolicy, InboundPolicy, SubmissionPolicy
 from app.engines.smtp_server import start_smtp_server
 from app.engines.tls import LabTLS
@@ -106,6 +106,7 @@ class LabWorld:
         self._wake_local = asyncio.Event()
         self._slots = asyncio.Semaphore(PARALLEL_DELIVERIES)
         self._in_flight: set[str] = set()
+        self._pool = ClientPool()  # sessions to the MX and the MDA, reused while busy
         self._worker: asyncio.Task[None] | None = None
         self.internal_ports: dict[str, int] = {}
         self.idle_timeout = idle_timeout  # overrides every service's timeout (tests)
@@ -212,6 +213,7 @@ class LabWorld:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
             self._worker = None
+        await self._pool.expire(everything=True)
         for server in self._servers:
             await close_server(server)
         self._servers.clear()
@@ -231,11 +233,14 @@ class LabWorld:
 
     async def _stage(self, wake: asyncio.Event, flush: Callable[[], Awaitable[None]]) -> None:
         while True:
+            # While sessions are cached, wake often enough to QUIT the idle ones.
+            wait = self._pool.idle_seconds if len(self._pool) else RETRY_SECONDS
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), RETRY_SECONDS)
+                await asyncio.wait_for(wake.wait(), wait)
             wake.clear()
             try:
                 await flush()
+                await self._pool.expire()
             except Exception:  # a bad entry must not stop the queue for everyone
                 log.exception("lab queue run failed")
 
@@ -247,7 +252,9 @@ class LabWorld:
     async def flush_outbound(self) -> None:
         async def one(entry: QueuedMail) -> None:
             async with self._slots:
-                result = await relay(self.ctx, self.dns, self.network, entry, helo=HOST_A)
+                result = await relay(
+                    self.ctx, self.dns, self.network, entry, helo=HOST_A, pool=self._pool
+                )
             if not result.deferred:
                 self.outbound.remove(entry.qid)
 
@@ -257,7 +264,12 @@ class LabWorld:
         async def one(entry: QueuedMail, host: str, spool: Spool) -> None:
             async with self._slots:
                 result = await deliver_lmtp(
-                    self.ctx, LOOPBACK, self.internal_ports["lmtp"], entry, lhlo=host
+                    self.ctx,
+                    LOOPBACK,
+                    self.internal_ports["lmtp"],
+                    entry,
+                    lhlo=host,
+                    pool=self._pool,
                 )
             if result.delivered or result.refused:
                 spool.remove(entry.qid)

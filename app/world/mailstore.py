@@ -11,6 +11,7 @@ MDA, the POP3 and IMAP adapters) say what happened using the paths it returns.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import mailbox
 import os
@@ -198,7 +199,22 @@ class Folder:
         flags: frozenset[str] = frozenset(),
         internaldate: float | None = None,
     ) -> StoredMessage:
-        """Write a message durably: tmp/, fsync, rename into new/ (or cur/ with flags)."""
+        """Write a message durably and return it with its new UID."""
+        return self.find(self.write(data, host=host, flags=flags, internaldate=internaldate))
+
+    def write(
+        self,
+        data: bytes,
+        *,
+        host: str = "localhost",
+        flags: frozenset[str] = frozenset(),
+        internaldate: float | None = None,
+    ) -> str:
+        """tmp/, fsync, rename into new/ (or cur/ with flags); returns the unique name.
+
+        Only files with unique names are touched (no UID bookkeeping), so this slow,
+        fsync-bound part may run in a worker thread while the event loop goes on.
+        """
         name = _unique_name(host)
         tmp = self.path / "tmp" / name
         with open(tmp, "wb") as fh:
@@ -214,10 +230,13 @@ class Folder:
         if internaldate is not None:
             os.utime(final, (internaldate, internaldate))
         _fsync_dir(final.parent)
+        return name
+
+    def find(self, key: str) -> StoredMessage:
         for m in self.messages():
-            if m.key == name:
+            if m.key == key:
                 return m
-        raise RuntimeError("message vanished right after delivery")  # pragma: no cover
+        raise KeyError(key)
 
     def listing(self) -> list[str]:
         """Relative paths of the files in new/ and cur/, for showing the mailbox on screen."""
@@ -277,3 +296,12 @@ class MailStore:
     def deliver(self, address: str, data: bytes, folder: str = "INBOX") -> StoredMessage:
         self.ensure_account(address)
         return self.folder(address, folder).add(data, host=self.host)
+
+    async def deliver_async(
+        self, address: str, data: bytes, folder: str = "INBOX"
+    ) -> StoredMessage:
+        """deliver() with the fsync in a worker thread; UIDs are still assigned here."""
+        self.ensure_account(address)
+        box = self.folder(address, folder)
+        name = await asyncio.to_thread(box.write, data, host=self.host)
+        return box.find(name)

@@ -1,4 +1,4 @@
-"""A mail queue on disk: each entry is an envelope (JSON) beside the message (.eml).
+"""A mail queue on disk: one file per mail, a JSON envelope line and then the message.
 
 Written with fsync before the server says 250, so a crash right after the reply
 loses nothing (RFC 5321 §6.1: once accepted, the server is responsible for the mail).
@@ -26,7 +26,7 @@ def new_queue_id() -> str:
 
 
 def _write_synced(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f".{path.name}.tmp")  # hidden: never listed as an entry
     with open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()
@@ -35,37 +35,44 @@ def _write_synced(path: Path, data: bytes) -> None:
 
 
 class Spool:
+    """One file per queued mail: a JSON envelope line, then the message bytes.
+
+    One file means one fsync per mail; the rename into place makes it appear whole or
+    not at all. Writing touches only unique names, so puts may run in worker threads.
+    """
+
+    SUFFIX = ".mail"
+
     def __init__(self, directory: Path) -> None:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
 
     def put(self, mail_from: str, rcpt_tos: list[str], data: bytes, qid: str | None = None) -> str:
         qid = qid or new_queue_id()
-        # Message first, envelope last: an entry counts once its envelope exists.
-        _write_synced(self.dir / f"{qid}.eml", data)
-        envelope = {"mail_from": mail_from, "rcpt_tos": list(rcpt_tos)}
-        _write_synced(self.dir / f"{qid}.json", json.dumps(envelope).encode())
+        envelope = json.dumps({"mail_from": mail_from, "rcpt_tos": list(rcpt_tos)}).encode()
+        _write_synced(self.dir / f"{qid}{self.SUFFIX}", envelope + b"\n" + data)
         fd = os.open(self.dir, os.O_RDONLY)
         try:
-            os.fsync(fd)
+            os.fsync(fd)  # the rename itself must survive a crash too
         finally:
             os.close(fd)
         return qid
 
     def entries(self) -> list[QueuedMail]:
         out = []
-        for env_file in sorted(self.dir.glob("*.json"), key=lambda p: p.stat().st_mtime):
-            qid = env_file.stem
-            eml = self.dir / f"{qid}.eml"
-            if not eml.exists():
-                continue
-            env = json.loads(env_file.read_text("utf-8"))
-            out.append(QueuedMail(qid, env["mail_from"], tuple(env["rcpt_tos"]), eml.read_bytes()))
+        files = sorted(self.dir.glob(f"*{self.SUFFIX}"), key=lambda p: p.stat().st_mtime)
+        for path in files:
+            try:
+                raw = path.read_bytes()
+            except FileNotFoundError:
+                continue  # delivered and removed meanwhile
+            head, _, data = raw.partition(b"\n")
+            env = json.loads(head)
+            out.append(QueuedMail(path.stem, env["mail_from"], tuple(env["rcpt_tos"]), data))
         return out
 
     def remove(self, qid: str) -> None:
-        for suffix in (".json", ".eml"):
-            (self.dir / f"{qid}{suffix}").unlink(missing_ok=True)
+        (self.dir / f"{qid}{self.SUFFIX}").unlink(missing_ok=True)
 
     def __len__(self) -> int:
-        return len(list(self.dir.glob("*.json")))
+        return len(list(self.dir.glob(f"*{self.SUFFIX}")))
