@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import imaplib
-import os
 import re
 import shutil
 from collections.abc import AsyncIterator, Callable
@@ -365,7 +364,6 @@ async def _curl(lab: Lab, url: str, *extra: str) -> str:
     return out.decode()
 
 
-@pytest.mark.skipif(not os.path.exists("/usr/bin/curl"), reason="needs curl")
 async def test_curl_imap_starttls_and_imaps(lab: Lab, plain: int) -> None:
     lab.store.deliver(BOB, MESSAGE)
     listing = await _curl(lab, f"imap://127.0.0.1:{plain}/", "--ssl-reqd")

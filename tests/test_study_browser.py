@@ -43,6 +43,7 @@ def fits_the_screen(page: Page) -> bool:
 
 def test_port_quiz_with_the_keyboard_only(page: Page, live_url: str) -> None:
     page.goto(f"{live_url}/quiz/ports?lang=ja")
+    page.wait_for_function("window.htmx !== undefined")
     before = progress(page, live_url)["answered"]
     slot = page.locator("#quiz-slot")
     for _ in range(4):
@@ -69,6 +70,8 @@ def test_port_quiz_with_the_keyboard_only(page: Page, live_url: str) -> None:
 
 def test_mini_exam_with_the_keyboard_only(page: Page, live_url: str) -> None:
     page.goto(f"{live_url}/quiz/exam?lang=ja")
+    # Keys pressed before htmx has loaded fall back to full-page forms (tested below).
+    page.wait_for_function("window.htmx !== undefined")
     start = page.get_by_role("button", name="ミニテスト：ランダムに 10 問")
     expect(start).to_be_focused()
     page.keyboard.press("Enter")

@@ -127,8 +127,7 @@ def test_links_point_at_existing_scenarios() -> None:
 
 
 def test_links_land_on_the_step_they_describe(scenario_keys: dict[str, list[str] | None]) -> None:
-    if not any(scenario_keys.values()):
-        pytest.skip("no scenario runs right now (the runner's own tests say why)")
+    assert any(scenario_keys.values()), "no scenario runs (the runner's own tests say why)"
     checked = 0
     for owner, link in _links():
         keys = scenario_keys.get(link.scenario)

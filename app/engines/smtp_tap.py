@@ -125,7 +125,8 @@ class WireTap:
         text = "\n".join(self._reply)
         self._reply = []
         code = text[:3]
-        self.last_code = int(code) if code.isdigit() else 0
+        # isdigit() alone admits "¹" and other Unicode digits that int() refuses.
+        self.last_code = int(code) if code.isascii() and code.isdigit() else 0
         verb = self.last_verb
         if verb == "data" and code != "354":
             verb = "data"
