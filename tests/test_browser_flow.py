@@ -162,3 +162,23 @@ def test_reduced_motion_keeps_the_envelope_still(browser: Browser, live_url: str
     assert display == "none"
     expect(page.locator("#panel-1")).to_have_attribute("aria-current", "step")
     context.close()
+
+
+@pytest.mark.parametrize(
+    ("slug", "lang", "must_show"),
+    [
+        ("auth-failure", "ja", ["535 5.7.8", "538 5.7.11", "530 5.7.0"]),
+        ("imap-two-devices", "en", ["EXISTS", "EXPUNGE"]),
+    ],
+)
+def test_exam_scenarios_play_to_the_end(
+    page: Page, live_url: str, slug: str, lang: str, must_show: list[str]
+) -> None:
+    page.goto(f"{live_url}/flow/{slug}?lang={lang}")
+    expect(page.locator("section.panel")).to_have_count(4)
+    total = play_to_end(page, ["PageDown", "ArrowRight"])
+    expect(page.locator("#progress")).to_have_text(f"{total} / {total}")
+    expect(page.locator("#summary")).to_be_visible()
+    log_text = page.locator("#log").inner_text()
+    for text in must_show:
+        assert text in log_text, text

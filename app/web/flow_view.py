@@ -68,7 +68,21 @@ class PanelView:
     protocols: tuple[str, ...]
     ports: tuple[int, ...]
     tls: bool
-    first_step: int  # 1-based step of its first event
+    first_step: int  # 1-based step of its first event; 0 when the story skips this stage
+
+    @property
+    def used(self) -> bool:
+        return self.first_step > 0
+
+
+# The four stages of the journey, drawn even when a story does not reach one of them,
+# so the picture a learner builds stays the same from scenario to scenario.
+STAGE_ACTORS = {
+    1: ("mua-alice", "msa-a"),
+    2: ("mta-a", "dns", "mta-b"),
+    3: ("mta-b", "mda-b", "mailbox"),
+    4: ("mailbox", "mua-bob"),
+}
 
 
 def panels(events: tuple[Event, ...] | list[Event]) -> list[PanelView]:
@@ -87,7 +101,7 @@ def panels(events: tuple[Event, ...] | list[Event]) -> list[PanelView]:
                 p["ports"].append(e.port)
         if e.tls:
             p["tls"].append(True)
-    return [
+    views = [
         PanelView(
             n,
             tuple(sorted(p["actors"], key=journey_position)),
@@ -98,6 +112,13 @@ def panels(events: tuple[Event, ...] | list[Event]) -> list[PanelView]:
         )
         for n, p in sorted(found.items())
     ]
+    shown = {view.number for view in views}
+    views += [
+        PanelView(n, actors, (), (), False, 0)
+        for n, actors in STAGE_ACTORS.items()
+        if n not in shown
+    ]
+    return sorted(views, key=lambda view: view.number)
 
 
 @dataclass(frozen=True)
