@@ -285,11 +285,11 @@ class DeliveryPolicy:
                 qid=qid,
                 rcpt=rcpt,
             )
-            stored = await self.store.deliver_async(rcpt, head + trace + content)
+            relpath = await self.store.deliver_async(rcpt, head + trace + content)
             wire = getattr(server, "wire", None)
             if wire is not None:
                 wire.tap.note(
-                    stored.relpath,
+                    relpath,
                     "maildir.deliver",
                     src=wire.tap.server_actor,
                     dst=MAILBOX_ACTOR,

@@ -279,7 +279,9 @@ class LabWorld:
 
     async def _each(self, spool: Spool, job: Callable[[QueuedMail], Awaitable[None]]) -> None:
         # Entries taken by a run still in flight are skipped, not sent twice.
-        entries = [e for e in spool.entries() if e.qid not in self._in_flight]
+        # Only names are listed; mails already in flight are not even read again.
+        fresh = [qid for qid in spool.qids() if qid not in self._in_flight]
+        entries = [m for m in map(spool.get, fresh) if m is not None]
         self._in_flight.update(e.qid for e in entries)
         try:
             results = await asyncio.gather(*(job(e) for e in entries), return_exceptions=True)

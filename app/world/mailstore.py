@@ -297,11 +297,12 @@ class MailStore:
         self.ensure_account(address)
         return self.folder(address, folder).add(data, host=self.host)
 
-    async def deliver_async(
-        self, address: str, data: bytes, folder: str = "INBOX"
-    ) -> StoredMessage:
-        """deliver() with the fsync in a worker thread; UIDs are still assigned here."""
+    async def deliver_async(self, address: str, data: bytes, folder: str = "INBOX") -> str:
+        """Write a delivery with the fsync in a worker thread; returns its relative path.
+
+        No folder scan here: UIDs are given when a reader next lists the folder (as
+        Dovecot's uidlist does), so a delivery costs the same in a full mailbox."""
         self.ensure_account(address)
         box = self.folder(address, folder)
         name = await asyncio.to_thread(box.write, data, host=self.host)
-        return box.find(name)
+        return f"new/{name}"

@@ -58,18 +58,26 @@ class Spool:
             os.close(fd)
         return qid
 
+    def qids(self) -> list[str]:
+        """Queued ids, oldest first, without reading any mail."""
+        files = []
+        for entry in os.scandir(self.dir):
+            if entry.name.endswith(self.SUFFIX) and not entry.name.startswith("."):
+                files.append((entry.stat().st_mtime, entry.name[: -len(self.SUFFIX)]))
+        return [qid for _, qid in sorted(files)]
+
+    def get(self, qid: str) -> QueuedMail | None:
+        """One queued mail, or None when it was delivered and removed meanwhile."""
+        try:
+            raw = (self.dir / f"{qid}{self.SUFFIX}").read_bytes()
+        except FileNotFoundError:
+            return None
+        head, _, data = raw.partition(b"\n")
+        env = json.loads(head)
+        return QueuedMail(qid, env["mail_from"], tuple(env["rcpt_tos"]), data)
+
     def entries(self) -> list[QueuedMail]:
-        out = []
-        files = sorted(self.dir.glob(f"*{self.SUFFIX}"), key=lambda p: p.stat().st_mtime)
-        for path in files:
-            try:
-                raw = path.read_bytes()
-            except FileNotFoundError:
-                continue  # delivered and removed meanwhile
-            head, _, data = raw.partition(b"\n")
-            env = json.loads(head)
-            out.append(QueuedMail(path.stem, env["mail_from"], tuple(env["rcpt_tos"]), data))
-        return out
+        return [m for m in map(self.get, self.qids()) if m is not None]
 
     def remove(self, qid: str) -> None:
         (self.dir / f"{qid}{self.SUFFIX}").unlink(missing_ok=True)
