@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from app.events import Event
+from app.events import Event, renumber
 from app.lab.hub import Hub
 from app.web import i18n
 from app.web.messages import MAX_MESSAGE_BYTES
@@ -26,9 +26,7 @@ class LiveSink:
         self._seq = itertools.count(1)
 
     def __call__(self, event: Event) -> None:
-        data = event.to_json()
-        data["seq"] = next(self._seq)
-        self.hub.publish(Event(**data))  # type: ignore[arg-type]
+        self.hub.publish(renumber(event, next(self._seq)))
 
 
 def render_event(ws: WebSocket, event: Event, lang: str) -> str:

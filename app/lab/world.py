@@ -36,7 +36,7 @@ LOOPBACK = "127.0.0.1"
 HOST_A, HOST_B = "mail.a.example", "mx.b.example"
 CLIENT = "lab-client"
 RETRY_SECONDS = 30.0
-PARALLEL_DELIVERIES = 8
+PARALLEL_DELIVERIES = 16
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,9 @@ class LabWorld:
         self._servers: list[asyncio.AbstractServer] = []
         self._wake = asyncio.Event()
         self._wake_local = asyncio.Event()
-        self._slots = asyncio.Semaphore(PARALLEL_DELIVERIES)
+        # Each stage has its own slots, so a backlog of relays never starves delivery.
+        self._relay_slots = asyncio.Semaphore(PARALLEL_DELIVERIES)
+        self._local_slots = asyncio.Semaphore(PARALLEL_DELIVERIES)
         self._in_flight: set[str] = set()
         self._pool = ClientPool()  # sessions to the MX and the MDA, reused while busy
         self._worker: asyncio.Task[None] | None = None
@@ -251,7 +253,7 @@ class LabWorld:
 
     async def flush_outbound(self) -> None:
         async def one(entry: QueuedMail) -> None:
-            async with self._slots:
+            async with self._relay_slots:
                 result = await relay(
                     self.ctx, self.dns, self.network, entry, helo=HOST_A, pool=self._pool
                 )
@@ -262,7 +264,7 @@ class LabWorld:
 
     async def flush_inbound(self) -> None:
         async def one(entry: QueuedMail, host: str, spool: Spool) -> None:
-            async with self._slots:
+            async with self._local_slots:
                 result = await deliver_lmtp(
                     self.ctx,
                     LOOPBACK,
