@@ -255,17 +255,21 @@ class MailStore:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.host = socket.gethostname() or "localhost"
+        self._ensured: set[str] = set()
 
     def account_path(self, address: str) -> Path:
         safe = address.lower().replace("/", "_")
         return self.root / safe
 
     def ensure_account(self, address: str) -> None:
+        if address.lower() in self._ensured:
+            return  # checked once per process: a delivery should not list folders
         md = mailbox.Maildir(self.account_path(address), create=True)
         existing = set(md.list_folders())
         for name in FOLDERS[1:]:
             if name not in existing:
                 md.add_folder(name)
+        self._ensured.add(address.lower())
 
     def folder_names(self, address: str) -> list[str]:
         md = mailbox.Maildir(self.account_path(address), create=True)
