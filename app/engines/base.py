@@ -4,6 +4,7 @@ who talks to it, and the limits that keep one bad client from hurting the rest."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -76,3 +77,22 @@ class Endpoint:
 async def close_server(server: asyncio.AbstractServer) -> None:
     server.close()
     await server.wait_closed()
+
+
+async def drain_or_cut(writer: asyncio.StreamWriter, timeout: float) -> None:
+    """Wait for written bytes to leave; a client that never reads is cut after `timeout`.
+
+    Without the limit one such client would hold its connection slot forever.
+    """
+    try:
+        await asyncio.wait_for(writer.drain(), timeout)
+    except TimeoutError:
+        writer.transport.abort()
+        raise ConnectionError("client stopped reading") from None
+
+
+def abort_if_unsent(writer: asyncio.StreamWriter) -> None:
+    """After a close, bytes the client never took must not keep the socket open."""
+    with contextlib.suppress(Exception):  # a closed TLS transport may refuse to answer
+        if writer.transport.get_write_buffer_size():
+            writer.transport.abort()

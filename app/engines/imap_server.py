@@ -15,7 +15,13 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from app.engines.base import MAILBOX_ACTOR, Endpoint, EngineContext
+from app.engines.base import (
+    MAILBOX_ACTOR,
+    Endpoint,
+    EngineContext,
+    abort_if_unsent,
+    drain_or_cut,
+)
 from app.engines.tls import describe_tls
 from app.events import Tap, wire_text
 from app.protocols.imap import (
@@ -250,7 +256,7 @@ class _Session:
             self.writer.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.writer.wait_closed(), CLOSE_GRACE)
-            _abort_if_unsent(self.writer)
+            abort_if_unsent(self.writer)
 
     async def send_and_close(self, line: bytes) -> None:
         self.writer.write(line)
@@ -260,7 +266,7 @@ class _Session:
         self.writer.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.writer.wait_closed(), CLOSE_GRACE)
-        _abort_if_unsent(self.writer)
+        abort_if_unsent(self.writer)
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
@@ -315,13 +321,7 @@ class _Session:
         await self.drain()
 
     async def drain(self) -> None:
-        # A client that never reads would block this write forever: give it the idle
-        # timeout to take the bytes, then cut the connection (its slot goes back).
-        try:
-            await asyncio.wait_for(self.writer.drain(), self.endpoint.idle_timeout)
-        except TimeoutError:
-            self.writer.transport.abort()
-            raise ConnectionError("client stopped reading") from None
+        await drain_or_cut(self.writer, self.endpoint.idle_timeout)
 
     def tls_note(self) -> None:
         ssl_object = self.writer.get_extra_info("ssl_object")
@@ -344,13 +344,6 @@ class _Session:
         if key is not None:
             _watch(key, self.watcher)
         self.watching = key
-
-
-def _abort_if_unsent(writer: asyncio.StreamWriter) -> None:
-    """Unsent bytes (a client that never reads) must not keep the socket open."""
-    with contextlib.suppress(Exception):  # a closed TLS transport may refuse to answer
-        if writer.transport.get_write_buffer_size():
-            writer.transport.abort()
 
 
 async def start_imap_server(

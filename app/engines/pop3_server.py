@@ -12,7 +12,13 @@ import contextlib
 import ssl
 from collections.abc import Callable
 
-from app.engines.base import MAILBOX_ACTOR, Endpoint, EngineContext
+from app.engines.base import (
+    MAILBOX_ACTOR,
+    Endpoint,
+    EngineContext,
+    abort_if_unsent,
+    drain_or_cut,
+)
 from app.engines.tls import describe_tls
 from app.events import Tap
 from app.protocols.pop3 import (
@@ -221,19 +227,10 @@ class _Session:
             await self._drain()
 
     async def _drain(self) -> None:
-        # A client that never reads would block this write forever: it gets the idle
-        # timeout to take the bytes, then the connection is cut and its slot freed.
-        try:
-            await asyncio.wait_for(self.writer.drain(), self.endpoint.idle_timeout)
-        except TimeoutError:
-            self.writer.transport.abort()
-            raise ConnectionError("client stopped reading") from None
+        await drain_or_cut(self.writer, self.endpoint.idle_timeout)
 
     async def _close(self) -> None:
         self.writer.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.writer.wait_closed(), timeout=CLOSE_TIMEOUT)
-        # Bytes a client never read must not keep the socket open after the timeout.
-        with contextlib.suppress(Exception):  # a closed TLS transport may refuse to answer
-            if self.writer.transport.get_write_buffer_size():
-                self.writer.transport.abort()
+        abort_if_unsent(self.writer)

@@ -45,6 +45,21 @@ def _with_protocol(session: Session, base: str) -> str:
     return base + suffix
 
 
+def _esmtp_trace(
+    session: Session, envelope: Envelope, network: Any, hostname: str, qid: str
+) -> bytes:
+    """This hop's Received: line for mail that arrived over SMTP (MSA and MX alike)."""
+    rcpt = envelope.rcpt_tos[0] if len(envelope.rcpt_tos) == 1 else None
+    return received_header(
+        helo=session.host_name or "unknown",
+        peer_ip=_simulated_ip(session, network),
+        by=hostname,
+        with_=_with_protocol(session, "ESMTP"),
+        qid=qid,
+        rcpt=rcpt,
+    )
+
+
 def _peer_ip(session: Session) -> str:
     peer = session.peer
     return peer[0] if isinstance(peer, tuple) else "127.0.0.1"
@@ -114,15 +129,7 @@ class SubmissionPolicy:
 
     async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
         qid = new_queue_id()
-        rcpt = envelope.rcpt_tos[0] if len(envelope.rcpt_tos) == 1 else None
-        trace = received_header(
-            helo=session.host_name or "unknown",
-            peer_ip=_simulated_ip(session, self.network),
-            by=self.hostname,
-            with_=_with_protocol(session, "ESMTP"),
-            qid=qid,
-            rcpt=rcpt,
-        )
+        trace = _esmtp_trace(session, envelope, self.network, self.hostname, qid)
         content = envelope.original_content or b""
         if self.signer is not None and _domain(envelope.mail_from or "") == self.signer.domain:
             signature = self.signer.sign(content)
@@ -207,15 +214,7 @@ class InboundPolicy:
 
     async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
         qid = new_queue_id()
-        rcpt = envelope.rcpt_tos[0] if len(envelope.rcpt_tos) == 1 else None
-        trace = received_header(
-            helo=session.host_name or "unknown",
-            peer_ip=_simulated_ip(session, self.network),
-            by=self.hostname,
-            with_=_with_protocol(session, "ESMTP"),
-            qid=qid,
-            rcpt=rcpt,
-        )
+        trace = _esmtp_trace(session, envelope, self.network, self.hostname, qid)
         content = envelope.original_content or b""
         if self.sender_auth is not None:
             tap = _wire_tap(server)
