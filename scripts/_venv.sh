@@ -17,11 +17,14 @@ ensure_venv() {
   fi
   local stamp=".venv/.installed-${extras:-base}-$(sha256sum pyproject.toml | cut -c1-16)"
   if [ ! -f "$stamp" ]; then
+    echo "Installing MailFlow Lab into .venv (once; log: .venv/install.log)…"
     .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
-    if [ -n "$extras" ]; then
-      .venv/bin/python -m pip install --quiet -e ".[$extras]"
-    else
-      .venv/bin/python -m pip install --quiet -e .
+    local target="."
+    [ -n "$extras" ] && target=".[$extras]"
+    if ! .venv/bin/python -m pip install --quiet -e "$target" >.venv/install.log 2>&1; then
+      cat .venv/install.log >&2
+      echo "Installing the Python packages failed (see above)." >&2
+      exit 1
     fi
     touch "$stamp"
   fi
