@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 Direction = Literal["c2s", "s2c", "note"]
@@ -55,8 +55,13 @@ class Recorder:
 
 
 def renumber(event: Event, seq: int) -> Event:
-    # Event is frozen: a copy with the sink's number (replace() is 5x cheaper than asdict()).
-    return replace(event, seq=seq)
+    # Event is frozen: a copy with the sink's number. Spelled out, because replace()
+    # looks up the fields on every call and costs twice as much on the lab's hot path.
+    e = event
+    return Event(
+        seq, e.session, e.panel, e.src, e.dst, e.protocol, e.port, e.tls, e.direction,
+        e.text, e.key, e.detail,
+    )  # fmt: skip
 
 
 _session_ids = itertools.count(1)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import imaplib
+import os
 import poplib
+import signal
 import smtplib
 import socket
 import subprocess
@@ -209,3 +211,18 @@ async def test_reset_empties_and_uids_survive_a_restart(lab: LabWorld, lab_tls: 
         assert box.uidnext == first_uid + 1  # UIDs never go back (RFC 3501 §2.3.1.1)
     finally:
         await again.close()
+
+
+async def test_a_killed_internal_process_is_restarted_and_mail_flows(lab: LabWorld) -> None:
+    await asyncio.to_thread(submit, lab)
+    await wait_for_inbox(lab, "bob@b.example", 1)
+    first = lab.inner_pid
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while lab.inner_pid in (first, None) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert lab.inner_pid not in (first, None), "the internal process was not restarted"
+    # Both hops that live in it work again: relay to the MX, then LMTP into the Maildir.
+    assert await asyncio.to_thread(submit, lab) == {}
+    await wait_for_inbox(lab, "bob@b.example", 2, timeout=5.0)

@@ -3,7 +3,9 @@
 Public listeners (what a learner's own client connects to) sit on the standard port
 plus an offset. The hops inside the sandbox (relay to an MX, LMTP to the MDA) use
 internal listeners on ephemeral loopback ports, so the live view can tell "your
-client" from the sandbox's own servers by the listener alone.
+client" from the sandbox's own servers by the listener alone. Those listeners and
+the inbound queue run in a child process (app/lab/inner.py) so they use a second
+core; its events come back over a pipe into the same sink.
 """
 
 from __future__ import annotations
@@ -11,20 +13,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import json
 import logging
 import shutil
-from collections.abc import Awaitable, Callable
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from app.engines.base import Endpoint, EngineContext, close_server
 from app.engines.imap_server import notify_mailbox_changed, start_imap_server
 from app.engines.pop3_server import start_pop3_server
-from app.engines.relay import ClientPool, deliver_lmtp, relay
-from app.engines.smtp_policies import DeliveryPolicy, InboundPolicy, SubmissionPolicy
+from app.engines.relay import ClientPool, relay
+from app.engines.smtp_policies import InboundPolicy, SubmissionPolicy
 from app.engines.smtp_server import start_smtp_server
 from app.engines.tls import LabTLS
-from app.events import PANEL_DELIVER, PANEL_FETCH, PANEL_RELAY, PANEL_SUBMIT, Sink
+from app.events import PANEL_FETCH, PANEL_RELAY, PANEL_SUBMIT, Event, Sink
+from app.lab.stages import RETRY_SECONDS, Stage
 from app.world.accounts import Accounts
 from app.world.dns import SimulatedDNS
 from app.world.mailstore import MailStore
@@ -35,8 +40,9 @@ log = logging.getLogger("mailflow.lab")
 LOOPBACK = "127.0.0.1"
 HOST_A, HOST_B = "mail.a.example", "mx.b.example"
 CLIENT = "lab-client"
-RETRY_SECONDS = 30.0
-PARALLEL_DELIVERIES = 16
+ROOT = Path(__file__).resolve().parent.parent.parent
+INNER_START_SECONDS = 30.0
+INNER_READ_CHUNK = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -89,6 +95,7 @@ class LabWorld:
         self.ports: dict[str, int] = {}
         self.accounts = accounts
         self.tls = tls
+        self.sink = sink
         self.store = MailStore(self.dir / "mail")
         for user in accounts.users:
             self.store.ensure_account(user)
@@ -102,73 +109,142 @@ class LabWorld:
         self.ctx = EngineContext(self.store, accounts, tls, sink)
         self.endpoints: dict[str, Endpoint] = {}
         self._servers: list[asyncio.AbstractServer] = []
-        self._wake = asyncio.Event()
-        self._wake_local = asyncio.Event()
-        # Each stage has its own slots, so a backlog of relays never starves delivery.
-        self._relay_slots = asyncio.Semaphore(PARALLEL_DELIVERIES)
-        self._local_slots = asyncio.Semaphore(PARALLEL_DELIVERIES)
-        self._in_flight: set[str] = set()
-        self._pool = ClientPool()  # sessions to the MX and the MDA, reused while busy
+        self._relay = Stage(ClientPool())  # sessions to the MX, reused while busy
         self._worker: asyncio.Task[None] | None = None
         self.internal_ports: dict[str, int] = {}
         self.idle_timeout = idle_timeout  # overrides every service's timeout (tests)
+        self._inner: asyncio.subprocess.Process | None = None
+        self._inner_reader: asyncio.Task[None] | None = None
+        self._restarter: asyncio.Task[None] | None = None
+        self._inner_runs = 0
+        self._inner_started = 0.0
+        self._restart_delay = 0.1
+        self._closing = False
 
     # -- policies -----------------------------------------------------------
     def _policy(self, service: Service) -> object | None:
         if service.name in ("submission", "submissions"):
-            return SubmissionPolicy(self.accounts, self.outbound, HOST_A, self.wake)
+            return SubmissionPolicy(self.accounts, self.outbound, HOST_A, self._relay.wake.set)
         if service.name == "smtp":
             return InboundPolicy(
-                self.accounts, {"b.example"}, self.inbound[HOST_B], HOST_B, self.wake
+                self.accounts, {"b.example"}, self.inbound[HOST_B], HOST_B, self.wake_inner
             )
         return None
 
-    def _delivered(self, rcpt: str) -> None:
-        notify_mailbox_changed(self.store.account_path(rcpt))
-
     # -- life cycle ---------------------------------------------------------
     async def start(self) -> None:
-        await self._start_internal()
+        self._closing = False
         try:
+            # Public ports first: the child's ephemeral ports must not take one of them.
             for service in SERVICES:
                 await self._start_public(service)
+            await self._start_inner()
         except BaseException:
             await self.close()
             raise
-        self._worker = asyncio.create_task(self._work(), name="lab-queue")
+        self._worker = asyncio.create_task(self._relay.run(self.flush_outbound), name="lab-queue")
         self.wake()  # mail left in the queues by a previous run goes out now
 
-    async def _start_internal(self) -> None:
-        ctx = self.ctx
-        internal = {
-            "mx-b": (
-                Endpoint(PANEL_RELAY, "SMTP", 25, "mta-b", "mta-a", HOST_B),
-                InboundPolicy(
-                    self.accounts, {"b.example"}, self.inbound[HOST_B], HOST_B, self.wake
-                ),
-                False,
-            ),
-            "mx-a": (
-                Endpoint(PANEL_RELAY, "SMTP", 25, "mta-a-in", "mta-a", HOST_A),
-                InboundPolicy(
-                    self.accounts, {"a.example"}, self.inbound[HOST_A], HOST_A, self.wake
-                ),
-                False,
-            ),
-            "lmtp": (
-                Endpoint(PANEL_DELIVER, "LMTP", 24, "mda-b", "mta-b", "mda.lab.example"),
-                DeliveryPolicy(self.accounts, self.store, "mda.lab.example", self._delivered),
-                True,
-            ),
+    @property
+    def inner_pid(self) -> int | None:
+        return self._inner.pid if self._inner is not None else None
+
+    async def _start_inner(self) -> None:
+        """Start the internal process, learn its ports, route the MX hosts to them."""
+        self._inner_runs += 1
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "app.lab.inner",
+            cwd=ROOT,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        config = {
+            "data_dir": str(self.dir.resolve()),
+            "tls_dir": str(Path(self.tls.directory).resolve()),
+            "passwords": self.accounts.passwords,
+            "domains": sorted(self.accounts.domains),
+            "session_prefix": f"in{self._inner_runs}-",
         }
-        for name, (endpoint, policy, lmtp) in internal.items():
-            server = await start_smtp_server(ctx, endpoint, policy, host=LOOPBACK, lmtp=lmtp)
-            self._servers.append(server)
-            self.endpoints[name] = endpoint
-            self.internal_ports[name] = server.sockets[0].getsockname()[1]
+        proc.stdin.write(json.dumps(config).encode() + b"\n")
+        try:
+            first = await asyncio.wait_for(proc.stdout.readline(), INNER_START_SECONDS)
+            ports = json.loads(first)["ports"] if first else None
+        except BaseException:
+            proc.kill()
+            await proc.wait()
+            raise
+        if not ports:
+            await proc.wait()
+            raise RuntimeError(f"the lab's internal process exited ({proc.returncode})")
+        self._inner = proc
+        self._inner_started = time.monotonic()
+        self.internal_ports = {name: int(port) for name, port in ports.items()}
         for host, name in ((HOST_B, "mx-b"), (HOST_A, "mx-a")):
             for record in self.dns.query(host, "A"):
                 self.network.attach(record.value, 25, (LOOPBACK, self.internal_ports[name]))
+        self._inner_reader = asyncio.create_task(self._read_inner(proc), name="lab-inner")
+
+    async def _read_inner(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        pending = b""
+        # Whole chunks, split here: one read per burst of events, not one per line.
+        while chunk := await proc.stdout.read(INNER_READ_CHUNK):
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                self._from_inner(line)
+        if not self._closing:
+            self._restarter = asyncio.create_task(self._restart_inner(proc), name="lab-restart")
+
+    def _from_inner(self, line: bytes) -> None:
+        try:
+            message = json.loads(line)
+            if "e" in message:
+                self.sink(Event(**message["e"]))
+            elif "d" in message:
+                # IMAP IDLE sessions live in this process: tell them at once.
+                notify_mailbox_changed(self.store.account_path(message["d"]))
+        except Exception:  # one bad line must not stop the events that follow
+            log.exception("bad line from the lab's internal process")
+
+    async def _restart_inner(self, dead: asyncio.subprocess.Process) -> None:
+        code = await dead.wait()
+        log.warning("the lab's internal process %s exited (%s); restarting it", dead.pid, code)
+        # One that dies again soon after each start is retried less and less often.
+        lived = time.monotonic() - self._inner_started
+        self._restart_delay = 0.1 if lived > 10 else min(self._restart_delay * 2, RETRY_SECONDS)
+        while not self._closing:
+            await asyncio.sleep(self._restart_delay)
+            if self._closing:
+                return
+            try:
+                await self._start_inner()
+            except Exception:
+                log.exception("restarting the lab's internal process failed")
+                self._restart_delay = min(self._restart_delay * 2, RETRY_SECONDS)
+                continue
+            if self._closing:  # close() ran while it was starting
+                await self._stop_inner()
+            self._relay.wake.set()  # relays deferred while it was down go out now
+            return
+
+    async def _stop_inner(self) -> None:
+        proc, self._inner = self._inner, None
+        if proc is None:
+            return
+        assert proc.stdin is not None
+        proc.stdin.close()  # EOF: the child finishes and exits
+        try:
+            await asyncio.wait_for(proc.wait(), 5)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+        if self._inner_reader is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._inner_reader
+            self._inner_reader = None
 
     async def _start_public(self, service: Service) -> None:
         port = self.wanted_ports[service.name]
@@ -210,88 +286,47 @@ class LabWorld:
         self.ports[service.name] = server.sockets[0].getsockname()[1]
 
     async def close(self) -> None:
+        self._closing = True
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
             self._worker = None
-        await self._pool.expire(everything=True)
+        await self._relay.pool.expire(everything=True)
         for server in self._servers:
             await close_server(server)
         self._servers.clear()
+        if self._restarter is not None:
+            self._restarter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._restarter
+            self._restarter = None
+        await self._stop_inner()
 
     # -- the queue ----------------------------------------------------------
-    # Two stages, each its own worker, so relaying and local delivery overlap; within a
-    # stage several mails are in flight at once, as an MTA runs parallel deliveries.
+    # Two stages, so relaying and local delivery overlap: relaying here, delivery over
+    # LMTP in the internal process.
     def wake(self) -> None:
-        self._wake.set()
-        self._wake_local.set()
+        self._relay.wake.set()
+        self.wake_inner()
 
-    async def _work(self) -> None:
-        await asyncio.gather(
-            self._stage(self._wake, self.flush_outbound),
-            self._stage(self._wake_local, self.flush_inbound),
-        )
-
-    async def _stage(self, wake: asyncio.Event, flush: Callable[[], Awaitable[None]]) -> None:
-        while True:
-            # While sessions are cached, wake often enough to QUIT the idle ones.
-            wait = self._pool.idle_seconds if len(self._pool) else RETRY_SECONDS
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), wait)
-            wake.clear()
-            try:
-                await flush()
-                await self._pool.expire()
-            except Exception:  # a bad entry must not stop the queue for everyone
-                log.exception("lab queue run failed")
-
-    async def flush(self) -> None:
-        """Relay everything queued, then deliver everything accepted (RFC 5321 §4.5.4)."""
-        await self.flush_outbound()
-        await self.flush_inbound()
+    def wake_inner(self) -> None:
+        """Mail waits in an inbound queue: the internal process delivers it now."""
+        proc = self._inner
+        if proc is not None and proc.stdin is not None and not proc.stdin.is_closing():
+            proc.stdin.write(b"wake\n")
 
     async def flush_outbound(self) -> None:
         async def one(entry: QueuedMail) -> None:
-            async with self._relay_slots:
+            async with self._relay.slots:
                 result = await relay(
-                    self.ctx, self.dns, self.network, entry, helo=HOST_A, pool=self._pool
+                    self.ctx, self.dns, self.network, entry, helo=HOST_A, pool=self._relay.pool
                 )
             if not result.deferred:
-                self.outbound.remove(entry.qid)
+                # An unlink can take longer than a whole SMTP reply; not on the loop.
+                await asyncio.to_thread(self.outbound.remove, entry.qid)
 
-        await self._each(self.outbound, one)
-
-    async def flush_inbound(self) -> None:
-        async def one(entry: QueuedMail, host: str, spool: Spool) -> None:
-            async with self._local_slots:
-                result = await deliver_lmtp(
-                    self.ctx,
-                    LOOPBACK,
-                    self.internal_ports["lmtp"],
-                    entry,
-                    lhlo=host,
-                    pool=self._pool,
-                )
-            if result.delivered or result.refused:
-                spool.remove(entry.qid)
-
-        for host, spool in self.inbound.items():
-            await self._each(spool, lambda e, h=host, s=spool: one(e, h, s))
-
-    async def _each(self, spool: Spool, job: Callable[[QueuedMail], Awaitable[None]]) -> None:
-        # Entries taken by a run still in flight are skipped, not sent twice.
-        # Only names are listed; mails already in flight are not even read again.
-        fresh = [qid for qid in spool.qids() if qid not in self._in_flight]
-        entries = [m for m in map(spool.get, fresh) if m is not None]
-        self._in_flight.update(e.qid for e in entries)
-        try:
-            results = await asyncio.gather(*(job(e) for e in entries), return_exceptions=True)
-        finally:
-            self._in_flight.difference_update(e.qid for e in entries)
-        for entry, outcome in zip(entries, results, strict=True):
-            if isinstance(outcome, Exception):
-                log.warning("queue entry %s stays queued: %s", entry.qid, outcome)
+        await self._relay.each(self.outbound, one)
 
     # -- reset --------------------------------------------------------------
     def reset_mailboxes(self) -> int:

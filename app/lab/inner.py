@@ -1,0 +1,174 @@
+"""The sandbox's internal hops in a process of their own: `python -m app.lab.inner`.
+
+The app's event loop runs the public listeners and the relaying MTA; this process runs
+the receiving end of the relay hop (the MX listeners of both domains), the MDA behind
+LMTP and the inbound queue that feeds it, so a second core does that work.
+
+Line-delimited JSON over stdin/stdout (started and watched by `LabWorld`):
+
+- stdin, first line: {"data_dir", "tls_dir", "passwords", "domains", "session_prefix"}
+  (on stdin rather than the command line, where `ps` would show the passwords);
+  then "wake" lines whenever the app queued inbound mail. EOF means the app is gone:
+  this process exits.
+- stdout, first line: {"ports": {"mx-b": port, "mx-a": port, "lmtp": port}}; then
+  {"e": <Event fields>} for every event and {"d": <recipient>} after each delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from app.engines.base import Endpoint, EngineContext, close_server
+from app.engines.relay import ClientPool, deliver_lmtp
+from app.engines.smtp_policies import DeliveryPolicy, InboundPolicy
+from app.engines.smtp_server import start_smtp_server
+from app.engines.tls import LabTLS
+from app.events import PANEL_DELIVER, PANEL_RELAY, Event
+from app.lab.stages import Stage
+from app.world.accounts import Accounts
+from app.world.mailstore import MailStore
+from app.world.spool import QueuedMail, Spool
+
+log = logging.getLogger("mailflow.lab.inner")
+LOOPBACK = "127.0.0.1"
+HOST_A, HOST_B = "mail.a.example", "mx.b.example"
+MDA_HOST = "mda.lab.example"
+_FIELDS = tuple(f.name for f in dataclasses.fields(Event))
+
+
+class Output:
+    """stdout to the app: lines written in one batch per loop turn, never blocking."""
+
+    def __init__(self, transport: asyncio.WriteTransport) -> None:
+        self.transport = transport
+        self._lines: list[bytes] = []
+
+    def send(self, message: dict[str, Any]) -> None:
+        if not self._lines:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._lines.append(json.dumps(message).encode() + b"\n")
+
+    def _flush(self) -> None:
+        lines, self._lines = self._lines, []
+        if not self.transport.is_closing():
+            self.transport.write(b"".join(lines))
+
+
+class Inner:
+    def __init__(self, config: dict[str, Any], out: Output) -> None:
+        data_dir = Path(config["data_dir"])
+        self.out = out
+        self.prefix = str(config.get("session_prefix", "in-"))
+        self.accounts = Accounts(
+            dict(config["passwords"]), frozenset(config.get("domains", Accounts().domains))
+        )
+        self.store = MailStore(data_dir / "mail")
+        self.inbound = {
+            HOST_A: Spool(data_dir / "queue" / "inbound-a"),
+            HOST_B: Spool(data_dir / "queue" / "inbound-b"),
+        }
+        self.ctx = EngineContext(
+            self.store, self.accounts, LabTLS.load(Path(config["tls_dir"])), self.sink
+        )
+        self.stage = Stage(ClientPool())
+        self.ports: dict[str, int] = {}
+        self._servers: list[asyncio.AbstractServer] = []
+
+    def sink(self, event: Event) -> None:
+        fields = {name: getattr(event, name) for name in _FIELDS}
+        # Session ids are counted per process; the prefix keeps them apart from the app's.
+        fields["session"] = self.prefix + event.session
+        self.out.send({"e": fields})
+
+    def delivered(self, rcpt: str) -> None:
+        self.out.send({"d": rcpt})
+
+    def wake(self) -> None:
+        self.stage.wake.set()
+
+    async def start(self) -> None:
+        internal = {
+            "mx-b": (
+                Endpoint(PANEL_RELAY, "SMTP", 25, "mta-b", "mta-a", HOST_B),
+                InboundPolicy(
+                    self.accounts, {"b.example"}, self.inbound[HOST_B], HOST_B, self.wake
+                ),
+                False,
+            ),
+            "mx-a": (
+                Endpoint(PANEL_RELAY, "SMTP", 25, "mta-a-in", "mta-a", HOST_A),
+                InboundPolicy(
+                    self.accounts, {"a.example"}, self.inbound[HOST_A], HOST_A, self.wake
+                ),
+                False,
+            ),
+            "lmtp": (
+                Endpoint(PANEL_DELIVER, "LMTP", 24, "mda-b", "mta-b", MDA_HOST),
+                DeliveryPolicy(self.accounts, self.store, MDA_HOST, self.delivered),
+                True,
+            ),
+        }
+        for name, (endpoint, policy, lmtp) in internal.items():
+            server = await start_smtp_server(self.ctx, endpoint, policy, host=LOOPBACK, lmtp=lmtp)
+            self._servers.append(server)
+            self.ports[name] = server.sockets[0].getsockname()[1]
+
+    async def flush_inbound(self) -> None:
+        async def one(entry: QueuedMail, host: str, spool: Spool) -> None:
+            async with self.stage.slots:
+                result = await deliver_lmtp(
+                    self.ctx, LOOPBACK, self.ports["lmtp"], entry, lhlo=host, pool=self.stage.pool
+                )
+            if result.delivered or result.refused:
+                spool.remove(entry.qid)
+
+        for host, spool in self.inbound.items():
+            await self.stage.each(spool, lambda e, h=host, s=spool: one(e, h, s))
+
+    async def close(self) -> None:
+        await self.stage.pool.expire(everything=True)
+        for server in self._servers:
+            await close_server(server)
+
+
+async def main() -> int:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 20)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    transport, _ = await loop.connect_write_pipe(asyncio.Protocol, sys.stdout)
+    out = Output(transport)
+    first = await reader.readline()
+    if not first:
+        return 0
+    inner = Inner(json.loads(first), out)
+    await inner.start()
+    out.send({"ports": inner.ports})
+    worker = asyncio.create_task(inner.stage.run(inner.flush_inbound), name="lab-inbound")
+    inner.wake()  # mail left in the inbound queues by a previous run goes out now
+    try:
+        while line := await reader.readline():
+            if line.strip() == b"wake":
+                inner.wake()
+    finally:
+        # stdin closed: the app stopped or died, and this process must not outlive it.
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
+        await inner.close()
+    return 0
+
+
+if __name__ == "__main__":
+    # Ctrl-C reaches the whole process group; this process stops when the app does.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    logging.getLogger("mail.log").setLevel(logging.ERROR)
+    raise SystemExit(asyncio.run(main()))
