@@ -12,7 +12,7 @@ from app.study.content import LETTERS, Question
 from app.study.models import ExamAnswer, ExamRun
 from app.study.setup import Study
 from app.study.store import utcnow
-from app.study.web import is_htmx, lang, problem, render, study
+from app.study.web import is_htmx, lang, problem, recent_runs, render, study
 from app.web.i18n import gettext as _
 
 router = APIRouter()
@@ -30,21 +30,7 @@ def exam_home(request: Request) -> Response:
         lv: sum(1 for q in st.content.questions.values() if q.level == lv)
         for lv in ("FE", "SG", "AP")
     }
-    runs = []
-    for run in st.store.recent_exam_runs(who.id):
-        found = st.store.exam_run(who.id, run.id)
-        answers = found[1] if found else {}
-        runs.append(
-            {
-                "run": run,
-                "done": len(answers),
-                "total": len(run.questions.split()),
-                "correct": sum(1 for a in answers.values() if a.correct),
-                "topic": st.content.topics[run.topic].name[lg]
-                if run.topic in st.content.topics
-                else "",
-            }
-        )
+    runs = recent_runs(st, who.id, lg)
     return render(
         request,
         "study/exam_home.html",

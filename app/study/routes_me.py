@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.study import transfer
 from app.study.store import utcnow
-from app.study.web import lang, render, study
+from app.study.web import lang, recent_runs, render, study
 from app.web.i18n import gettext as _
 
 router = APIRouter()
@@ -37,21 +37,7 @@ def _me_page(
     now = utcnow()
     progress = st.store.progress(who.id, now)
     lg = lang()
-    runs = []
-    for run in st.store.recent_exam_runs(who.id):
-        found = st.store.exam_run(who.id, run.id)
-        answers = found[1] if found else {}
-        runs.append(
-            {
-                "run": run,
-                "done": len(answers),
-                "total": len(run.questions.split()),
-                "correct": sum(1 for a in answers.values() if a.correct),
-                "topic": st.content.topics[run.topic].name[lg]
-                if run.topic in st.content.topics
-                else "",
-            }
-        )
+    runs = recent_runs(st, who.id, lg)
     return render(
         request,
         "study/me.html",

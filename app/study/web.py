@@ -70,3 +70,22 @@ def until_text(seconds: float) -> str:
     if hours < 48:
         return _("%(n)s h") % {"n": hours}
     return _("%(n)s days") % {"n": round(hours / 24)}
+
+
+def recent_runs(st: Study, learner_id: str | None, lg: str) -> list[dict[str, Any]]:
+    """The learner's latest exam runs with their scores, for the exam and progress pages."""
+    runs = []
+    for run in st.store.recent_exam_runs(learner_id):
+        found = st.store.exam_run(learner_id, run.id)
+        answers = found[1] if found else {}
+        topic = st.content.topics.get(run.topic)
+        runs.append(
+            {
+                "run": run,
+                "done": len(answers),
+                "total": len(run.questions.split()),
+                "correct": sum(1 for a in answers.values() if a.correct),
+                "topic": topic.name[lg] if topic else "",
+            }
+        )
+    return runs
