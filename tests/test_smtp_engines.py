@@ -285,3 +285,37 @@ async def test_swaks_submits_with_starttls_and_auth(lab: Lab) -> None:
     out, _ = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, out.decode()
     assert len(lab.outbound) == 1
+
+
+async def test_a_held_multi_line_reply_reaches_the_client_and_the_view_whole(lab: Lab) -> None:
+    # The tap holds "250-" lines back to write them with the last one: none may be lost,
+    # reordered or shown apart in the view.
+    def talk() -> bytes:
+        with socket.create_connection(("127.0.0.1", lab.ports["mx"]), timeout=10) as s:
+            s.recv(1024)
+            s.sendall(b"EHLO client.example\r\n")
+            return s.recv(4096)
+
+    reply = await asyncio.to_thread(talk)
+    lines = reply.split(b"\r\n")
+    assert lines[0].startswith(b"250-mx.b.example") and lines[-2].startswith(b"250 ")
+    assert lines[-1] == b"" and len(lines) >= 4
+    shown = [e.text for e in lab.recorder.events if e.key == "smtp.ehlo.250"]
+    assert shown == [reply.decode().rstrip("\r\n").replace("\r\n", "\n")]
+
+
+async def test_pipelined_commands_after_a_multi_line_reply_are_answered_in_order(
+    lab: Lab,
+) -> None:
+    def talk() -> bytes:
+        with socket.create_connection(("127.0.0.1", lab.ports["mx"]), timeout=10) as s:
+            s.recv(1024)
+            s.sendall(b"EHLO c.example\r\nNOOP\r\nEHLO d.example\r\nQUIT\r\n")
+            got = b""
+            while chunk := s.recv(4096):
+                got += chunk
+            return got
+
+    reply = (await asyncio.to_thread(talk)).decode()
+    codes = [line[:4] for line in reply.split("\r\n") if line and line[3] == " "]
+    assert codes == ["250 ", "250 ", "250 ", "221 "]

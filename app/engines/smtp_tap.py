@@ -13,6 +13,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import re
 from typing import Any
 
 from aiosmtpd.lmtp import LMTP
@@ -25,6 +26,13 @@ from app.events import Sink, Tap, wire_text
 MAX_SHOWN_LINE = 2048  # longer lines are shown cut; the engine still judges the whole line
 DATA_SHOWN_LIMIT = 64 * 1024  # a huge message is shown cut on screen, never in the mailbox
 CLOSE_GRACE = 5.0  # seconds a closing connection may take to flush before it is cut
+
+# "<dot-atom@dot-atom>" and optional parameters after one space: the addresses nearly
+# every client sends. Everything else (quoted local parts, comments, <>, source
+# routes, non-ASCII) still goes through aiosmtpd's full RFC 5322 parser.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_DOT_ATOM = rf"{_ATOM}(?:\.{_ATOM})*"
+_SIMPLE_PATH = re.compile(rf"<({_DOT_ATOM})@({_DOT_ATOM})>(?: ([!-'*-~][ -~]*))?")
 
 
 def show_nul(data: bytes) -> str:
@@ -152,6 +160,7 @@ class TappedMixin:
     def _tap_init(self, endpoint: Endpoint, sink: Sink) -> None:
         self.endpoint = endpoint
         self.sink = sink
+        self._held: list[bytes] = []  # continuation lines of a reply not yet written
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self.wire is None:
@@ -191,6 +200,16 @@ class TappedMixin:
         if self.wire is not None:
             text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
             self.wire.pushed(text)
+        if isinstance(status, str):
+            status = status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii")  # type: ignore[attr-defined]
+        # aiosmtpd pushes a multi-line reply line by line, each its own write (and TLS
+        # record); the "250-" lines wait here and leave with the last one in one write.
+        if status[3:4] == b"-" and b"\n" not in status:
+            self._held.append(status + b"\r\n")
+            return
+        if self._held:
+            status = b"".join(self._held) + status
+            self._held = []
         await super().push(status)  # type: ignore[misc]
 
     def _timeout_cb(self) -> None:
@@ -205,6 +224,17 @@ class TappedMixin:
         if transport is not None:
             # A client that never reads would keep close() waiting on its buffer forever.
             asyncio.get_running_loop().call_later(CLOSE_GRACE, transport.abort)
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        # aiosmtpd builds a parse tree (and a class) for every address; most need neither.
+        match = _SIMPLE_PATH.fullmatch(arg)
+        if match is None:
+            return super()._getaddr(arg)  # type: ignore[misc]
+        local, domain, rest = match.groups()
+        limit = self.local_part_limit  # type: ignore[attr-defined]
+        if limit and len(local) > limit:
+            return None, None
+        return f"{local}@{domain}", rest or ""
 
     async def smtp_AUTH(self, arg: str) -> None:
         await super().smtp_AUTH(arg)  # type: ignore[misc]
