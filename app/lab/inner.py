@@ -4,24 +4,28 @@ The app's event loop runs the public listeners and the relaying MTA; this proces
 the receiving end of the relay hop (the MX listeners of both domains), the MDA behind
 LMTP and the inbound queue that feeds it, so a second core does that work.
 
-Line-delimited JSON over stdin/stdout (started and watched by `LabWorld`):
+Over stdin/stdout (started and watched by `LabWorld`):
 
-- stdin, first line: {"data_dir", "tls_dir", "passwords", "domains", "session_prefix"}
-  (on stdin rather than the command line, where `ps` would show the passwords);
-  then "wake" lines whenever the app queued inbound mail. EOF means the app is gone:
-  this process exits.
-- stdout, first line: {"ports": {"mx-b": port, "mx-a": port, "lmtp": port}}; then
-  {"e": <Event fields>} for every event and {"d": <recipient>} after each delivery.
+- stdin, first line, JSON: {"data_dir", "tls_dir", "passwords", "domains",
+  "session_prefix"} (on stdin rather than the command line, where `ps` would show the
+  passwords); then "wake" lines whenever the app queued inbound mail. EOF means the
+  app is gone: this process exits.
+- stdout, first line, JSON: {"ports": {"mx-b": port, "mx-a": port, "lmtp": port}};
+  then one frame per loop turn that had news: a 4-byte big-endian length and a pickle
+  of (events, deliveries) — each event as the tuple of its fields, each delivery as
+  the recipient's address. Pickle, not JSON: both ends are this same program, and a
+  JSON line per event cost the two processes 15 µs per line against 2.5.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import logging
+import pickle
 import signal
+import struct
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,25 +45,45 @@ log = logging.getLogger("mailflow.lab.inner")
 LOOPBACK = "127.0.0.1"
 HOST_A, HOST_B = "mail.a.example", "mx.b.example"
 MDA_HOST = "mda.lab.example"
-_FIELDS = tuple(f.name for f in dataclasses.fields(Event))
+
+
+FRAME_HEADER = struct.Struct(">I")
+
+
+def encode_frame(events: list[tuple[Any, ...]], deliveries: list[str]) -> bytes:
+    body = pickle.dumps((events, deliveries), protocol=pickle.HIGHEST_PROTOCOL)
+    return FRAME_HEADER.pack(len(body)) + body
 
 
 class Output:
-    """stdout to the app: lines written in one batch per loop turn, never blocking."""
+    """stdout to the app: one frame per loop turn, never blocking."""
 
     def __init__(self, transport: asyncio.WriteTransport) -> None:
         self.transport = transport
-        self._lines: list[bytes] = []
+        self._events: list[tuple[Any, ...]] = []
+        self._deliveries: list[str] = []
 
-    def send(self, message: dict[str, Any]) -> None:
-        if not self._lines:
+    def line(self, message: dict[str, Any]) -> None:
+        """The JSON line that starts the stream (the ports)."""
+        self.transport.write(json.dumps(message).encode() + b"\n")
+
+    def event(self, fields: tuple[Any, ...]) -> None:
+        self._soon()
+        self._events.append(fields)
+
+    def delivered(self, rcpt: str) -> None:
+        self._soon()
+        self._deliveries.append(rcpt)
+
+    def _soon(self) -> None:
+        if not self._events and not self._deliveries:
             asyncio.get_running_loop().call_soon(self._flush)
-        self._lines.append(json.dumps(message).encode() + b"\n")
 
     def _flush(self) -> None:
-        lines, self._lines = self._lines, []
+        frame = encode_frame(self._events, self._deliveries)
+        self._events, self._deliveries = [], []
         if not self.transport.is_closing():
-            self.transport.write(b"".join(lines))
+            self.transport.write(frame)
 
 
 class Inner:
@@ -82,14 +106,15 @@ class Inner:
         self.ports: dict[str, int] = {}
         self._servers: list[asyncio.AbstractServer] = []
 
-    def sink(self, event: Event) -> None:
-        fields = {name: getattr(event, name) for name in _FIELDS}
+    def sink(self, e: Event) -> None:
         # Session ids are counted per process; the prefix keeps them apart from the app's.
-        fields["session"] = self.prefix + event.session
-        self.out.send({"e": fields})
+        self.out.event(
+            (e.seq, self.prefix + e.session, e.panel, e.src, e.dst, e.protocol, e.port,
+             e.tls, e.direction, e.text, e.key, e.detail)
+        )  # fmt: skip
 
     def delivered(self, rcpt: str) -> None:
-        self.out.send({"d": rcpt})
+        self.out.delivered(rcpt)
 
     def wake(self) -> None:
         self.stage.wake.set()
@@ -150,7 +175,7 @@ async def main() -> int:
         return 0
     inner = Inner(json.loads(first), out)
     await inner.start()
-    out.send({"ports": inner.ports})
+    out.line({"ports": inner.ports})
     worker = asyncio.create_task(inner.stage.run(inner.flush_inbound), name="lab-inbound")
     inner.wake()  # mail left in the inbound queues by a previous run goes out now
     try:

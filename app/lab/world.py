@@ -15,6 +15,7 @@ import contextlib
 import errno
 import json
 import logging
+import pickle
 import shutil
 import sys
 import time
@@ -29,6 +30,7 @@ from app.engines.smtp_policies import InboundPolicy, SubmissionPolicy
 from app.engines.smtp_server import start_smtp_server
 from app.engines.tls import LabTLS
 from app.events import PANEL_FETCH, PANEL_RELAY, PANEL_SUBMIT, Event, Sink
+from app.lab.inner import FRAME_HEADER
 from app.lab.stages import RETRY_SECONDS, Stage
 from app.world.accounts import Accounts
 from app.world.dns import SimulatedDNS
@@ -42,7 +44,6 @@ HOST_A, HOST_B = "mail.a.example", "mx.b.example"
 CLIENT = "lab-client"
 ROOT = Path(__file__).resolve().parent.parent.parent
 INNER_START_SECONDS = 30.0
-INNER_READ_CHUNK = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -189,25 +190,24 @@ class LabWorld:
 
     async def _read_inner(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
-        pending = b""
-        # Whole chunks, split here: one read per burst of events, not one per line.
-        while chunk := await proc.stdout.read(INNER_READ_CHUNK):
-            *lines, pending = (pending + chunk).split(b"\n")
-            for line in lines:
-                self._from_inner(line)
+        with contextlib.suppress(asyncio.IncompleteReadError):
+            while True:
+                (size,) = FRAME_HEADER.unpack(await proc.stdout.readexactly(FRAME_HEADER.size))
+                self._from_inner(await proc.stdout.readexactly(size))
         if not self._closing:
             self._restarter = asyncio.create_task(self._restart_inner(proc), name="lab-restart")
 
-    def _from_inner(self, line: bytes) -> None:
-        try:
-            message = json.loads(line)
-            if "e" in message:
-                self.sink(Event(**message["e"]))
-            elif "d" in message:
-                # IMAP IDLE sessions live in this process: tell them at once.
-                notify_mailbox_changed(self.store.account_path(message["d"]))
-        except Exception:  # one bad line must not stop the events that follow
-            log.exception("bad line from the lab's internal process")
+    def _from_inner(self, frame: bytes) -> None:
+        # The child is this same program (app/lab/inner.py), so its pickles are trusted.
+        events, deliveries = pickle.loads(frame)
+        for fields in events:
+            try:
+                self.sink(Event(*fields))
+            except Exception:  # one bad event must not stop the ones that follow
+                log.exception("bad event from the lab's internal process")
+        for rcpt in deliveries:
+            # IMAP IDLE sessions live in this process: tell them at once.
+            notify_mailbox_changed(self.store.account_path(rcpt))
 
     async def _restart_inner(self, dead: asyncio.subprocess.Process) -> None:
         code = await dead.wait()
