@@ -6,7 +6,6 @@ The engine (aiosmtpd) stays generic; every sandbox rule lives here.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from email.utils import formatdate
@@ -137,12 +136,8 @@ class SubmissionPolicy:
             tap = _wire_tap(server)
             if tap is not None:
                 tap.note(signature.decode().rstrip(), "dkim.sign", dst=tap.server_actor)
-        await asyncio.to_thread(
-            self.outbound.put,
-            envelope.mail_from or "",
-            list(envelope.rcpt_tos),
-            trace + content,
-            qid,
+        await self.outbound.put_async(
+            envelope.mail_from or "", list(envelope.rcpt_tos), trace + content, qid
         )
         if self.on_queued:
             self.on_queued()
@@ -227,13 +222,9 @@ class InboundPolicy:
         local = [r for r in envelope.rcpt_tos if _domain(r) in self.local_domains]
         remote = [r for r in envelope.rcpt_tos if _domain(r) not in self.local_domains]
         if local:
-            await asyncio.to_thread(
-                self.inbound.put, envelope.mail_from or "", local, trace + content, qid
-            )
+            await self.inbound.put_async(envelope.mail_from or "", local, trace + content, qid)
         if remote and self.outbound is not None:
-            await asyncio.to_thread(
-                self.outbound.put, envelope.mail_from or "", remote, trace + content, qid
-            )
+            await self.outbound.put_async(envelope.mail_from or "", remote, trace + content, qid)
         if self.on_queued:
             self.on_queued()
         return f"250 2.0.0 Ok: queued as {qid}"

@@ -153,7 +153,7 @@ class Inner:
                     self.ctx, LOOPBACK, self.ports["lmtp"], entry, lhlo=host, pool=self.stage.pool
                 )
             if result.delivered or result.refused:
-                spool.remove(entry.qid)
+                await spool.remove_async(entry.qid)
 
         for host, spool in self.inbound.items():
             await self.stage.each(spool, lambda e, h=host, s=spool: one(e, h, s))

@@ -323,8 +323,7 @@ class LabWorld:
                     self.ctx, self.dns, self.network, entry, helo=HOST_A, pool=self._relay.pool
                 )
             if not result.deferred:
-                # An unlink can take longer than a whole SMTP reply; not on the loop.
-                await asyncio.to_thread(self.outbound.remove, entry.qid)
+                await self.outbound.remove_async(entry.qid)
 
         await self._relay.each(self.outbound, one)
 

@@ -11,7 +11,6 @@ MDA, the POP3 and IMAP adapters) say what happened using the paths it returns.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import mailbox
 import os
@@ -20,6 +19,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from app.world.durable import COMMITS, fsync_dir, write_durably
 
 FOLDERS = ("INBOX", "Sent", "Trash")
 UID_FILE = "mailflow-uids.json"
@@ -49,21 +50,8 @@ def _unique_name(host: str) -> str:
     return f"{sec}.M{usec}P{os.getpid()}Q{n}.{host}"
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_durably(path.with_name(path.name + ".tmp"), path, data)
 
 
 @dataclass(slots=True)
@@ -187,8 +175,8 @@ class Folder:
             f.unlink()
             removed.append(f"{f.parent.name}/{f.name}")
         if removed:
-            _fsync_dir(self.path / "cur")
-            _fsync_dir(self.path / "new")
+            fsync_dir(self.path / "cur")
+            fsync_dir(self.path / "new")
         return removed
 
     def add(
@@ -216,20 +204,18 @@ class Folder:
         fsync-bound part may run in a worker thread while the event loop goes on.
         """
         name = _unique_name(host)
-        tmp = self.path / "tmp" / name
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
         if flags:
             letters = "".join(sorted(FLAG_LETTERS[f] for f in flags if f in FLAG_LETTERS))
             final = self.path / "cur" / f"{name}:2,{letters}"
         else:
             final = self.path / "new" / name
-        os.replace(tmp, final)
-        if internaldate is not None:
-            os.utime(final, (internaldate, internaldate))
-        _fsync_dir(final.parent)
+        write_durably(self.path / "tmp" / name, final, data, mtime=internaldate)
+        return name
+
+    async def write_async(self, data: bytes, *, host: str = "localhost") -> str:
+        """`write` of a new, unflagged message through the process's group commit."""
+        name = _unique_name(host)
+        await COMMITS.write(self.path / "tmp" / name, self.path / "new" / name, data)
         return name
 
     def find(self, key: str) -> StoredMessage:
@@ -302,11 +288,11 @@ class MailStore:
         return self.folder(address, folder).add(data, host=self.host)
 
     async def deliver_async(self, address: str, data: bytes, folder: str = "INBOX") -> str:
-        """Write a delivery with the fsync in a worker thread; returns its relative path.
+        """Write a delivery through the group commit; returns its relative path.
 
         No folder scan here: UIDs are given when a reader next lists the folder (as
         Dovecot's uidlist does), so a delivery costs the same in a full mailbox."""
         self.ensure_account(address)
         box = self.folder(address, folder)
-        name = await asyncio.to_thread(box.write, data, host=self.host)
+        name = await box.write_async(data, host=self.host)
         return f"new/{name}"

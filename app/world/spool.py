@@ -12,6 +12,8 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.world.durable import COMMITS, write_durably
+
 
 @dataclass(frozen=True, slots=True)
 class QueuedMail:
@@ -25,13 +27,9 @@ def new_queue_id() -> str:
     return secrets.token_hex(5).upper()
 
 
-def _write_synced(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")  # hidden: never listed as an entry
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+def _entry(mail_from: str, rcpt_tos: list[str], data: bytes) -> bytes:
+    envelope = json.dumps({"mail_from": mail_from, "rcpt_tos": list(rcpt_tos)}).encode()
+    return envelope + b"\n" + data
 
 
 class Spool:
@@ -49,14 +47,16 @@ class Spool:
 
     def put(self, mail_from: str, rcpt_tos: list[str], data: bytes, qid: str | None = None) -> str:
         qid = qid or new_queue_id()
-        envelope = json.dumps({"mail_from": mail_from, "rcpt_tos": list(rcpt_tos)}).encode()
-        _write_synced(self.dir / f"{qid}{self.SUFFIX}", envelope + b"\n" + data)
-        fd = os.open(self.dir, os.O_RDONLY)
-        try:
-            os.fsync(fd)  # the rename itself must survive a crash too
-        finally:
-            os.close(fd)
+        write_durably(*self._paths(qid), _entry(mail_from, rcpt_tos, data))
         return qid
+
+    async def put_async(self, mail_from: str, rcpt_tos: list[str], data: bytes, qid: str) -> None:
+        """`put` through the process's group commit: the event loop goes on meanwhile."""
+        await COMMITS.write(*self._paths(qid), _entry(mail_from, rcpt_tos, data))
+
+    def _paths(self, qid: str) -> tuple[Path, Path]:
+        # The temporary name is hidden: never listed as an entry.
+        return self.dir / f".{qid}{self.SUFFIX}.tmp", self.dir / f"{qid}{self.SUFFIX}"
 
     def qids(self) -> list[str]:
         """Queued ids, oldest first, without reading any mail."""
@@ -81,6 +81,10 @@ class Spool:
 
     def remove(self, qid: str) -> None:
         (self.dir / f"{qid}{self.SUFFIX}").unlink(missing_ok=True)
+
+    async def remove_async(self, qid: str) -> None:
+        # An unlink can take longer than a whole SMTP reply; not on the event loop.
+        await COMMITS.unlink(self.dir / f"{qid}{self.SUFFIX}")
 
     def __len__(self) -> int:
         return len(list(self.dir.glob(f"*{self.SUFFIX}")))
