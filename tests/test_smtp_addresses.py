@@ -52,3 +52,16 @@ def test_the_common_forms_take_the_fast_path() -> None:
         assert _SIMPLE_PATH.fullmatch(arg)
     for arg in ("<>", '<"a b"@c>', "<a@b> (comment)", "<@r:a@b>", "<ä@b>"):
         assert not _SIMPLE_PATH.fullmatch(arg)
+
+
+def test_the_tapped_server_finds_the_commands_and_mechanisms_aiosmtpd_would() -> None:
+    # The tap shortens dir() to the smtp_*/auth_* names aiosmtpd looks for; what aiosmtpd
+    # builds from it must not change.
+    class Plain(SMTP):
+        async def smtp_AUTH(self, arg: str) -> None:  # TappedSMTP overrides it too
+            await super().smtp_AUTH(arg)
+
+    plain = Plain(object(), hostname="h", loop=_loop)
+    assert TAPPED._smtp_methods.keys() == plain._smtp_methods.keys()
+    assert TAPPED._auth_methods.keys() == plain._auth_methods.keys() == {"LOGIN", "PLAIN"}
+    assert "smtp_STARTTLS" in dir(TAPPED) and "auth_PLAIN" in dir(TAPPED)

@@ -157,6 +157,18 @@ class TappedMixin:
     _login_fail_delay = 0.5  # seconds; grows with each failure
     _acquired = False
 
+    def __dir__(self) -> list[str]:
+        # aiosmtpd's __init__ runs inspect.getmembers(self) and dir(self) for every new
+        # connection to find its smtp_* and auth_* methods: ~200 getattrs, most of the
+        # cost of accepting a connection. They are the same for every instance of a
+        # class, so dir() lists only them, found once per class.
+        cls = type(self)
+        names = cls.__dict__.get("_protocol_names")
+        if names is None:
+            names = [n for n in object.__dir__(self) if n.startswith(("smtp_", "auth_"))]
+            cls._protocol_names = names  # type: ignore[attr-defined]
+        return list(names)
+
     def _tap_init(self, endpoint: Endpoint, sink: Sink) -> None:
         self.endpoint = endpoint
         self.sink = sink
