@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.world.durable import GroupCommit, write_durably
+from app.world.durable import GroupCommit
 from app.world.mailstore import MailStore
 from app.world.spool import Spool
 
@@ -43,13 +43,13 @@ async def test_a_failed_write_fails_its_caller_only(tmp_path: Path) -> None:
     assert (tmp_path / "d").read_bytes() == b"d"
 
 
-async def test_unlink_removes_and_a_missing_file_is_no_error(tmp_path: Path) -> None:
+async def test_call_runs_in_the_writer_thread_and_reports_errors(tmp_path: Path) -> None:
     commits = GroupCommit()
-    target = tmp_path / "entry"
-    write_durably(tmp_path / ".entry.tmp", target, b"x")
-    await commits.unlink(target)
-    assert not target.exists()
-    await commits.unlink(target)  # already gone: fine
+    seen: list[str] = []
+    await commits.call(lambda: seen.append(threading.current_thread().name))
+    assert seen == ["group-commit"]
+    with pytest.raises(FileNotFoundError):
+        await commits.call(lambda: (tmp_path / "missing").unlink())
 
 
 def test_writers_on_two_event_loops_each_get_their_own_answer(tmp_path: Path) -> None:
@@ -103,3 +103,50 @@ async def test_maildir_delivery_through_the_group_commit_is_visible_to_readers(
     assert len(messages) == count
     assert all(p.startswith("new/") for p in paths)
     assert not list((store.account_path("bob@b.example") / "tmp").iterdir())
+
+
+async def test_a_removed_entry_s_file_is_reused_without_its_old_bytes(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "queue")
+    await spool.put_async("a@a.example", ["b@b.example"], b"L" * 5000, "Q1")
+    inode = (spool.dir / "Q1.mail").stat().st_ino
+    await spool.remove_async("Q1")
+    assert spool.qids() == [] and len(spool) == 0  # the free file is not an entry
+    await spool.put_async("a@a.example", ["c@b.example"], b"short", "Q2")
+    assert (spool.dir / "Q2.mail").stat().st_ino == inode  # no new file was made
+    [entry] = spool.entries()
+    assert (entry.qid, entry.rcpt_tos, entry.data) == ("Q2", ("c@b.example",), b"short")
+    assert sorted(p.name for p in spool.dir.iterdir()) == ["Q2.mail"]
+
+
+def test_two_writers_on_one_queue_never_claim_the_same_free_file(tmp_path: Path) -> None:
+    # The app and the lab's internal process both write the inbound queue of b.example.
+    first, second = Spool(tmp_path / "q"), Spool(tmp_path / "q")
+    for i in range(30):
+        first.put("a@a.example", ["b@b.example"], b"old", f"OLD{i}")
+        first.remove(f"OLD{i}")
+
+    def write(spool: Spool, tag: str) -> None:
+        for i in range(40):
+            spool.put("a@a.example", ["b@b.example"], f"{tag}{i}".encode(), f"{tag}{i}")
+
+    threads = [
+        threading.Thread(target=write, args=(s, t)) for s, t in ((first, "A"), (second, "B"))
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    entries = {e.qid: e.data for e in Spool(tmp_path / "q").entries()}
+    assert entries == {f"{t}{i}": f"{t}{i}".encode() for t in "AB" for i in range(40)}
+
+
+def test_free_files_beyond_the_limit_are_deleted(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "q")
+    count = Spool.KEEP_FREE + 10
+    for i in range(count):
+        spool.put("a@a.example", ["b@b.example"], b"x", f"Q{i}")
+    for i in range(count):
+        spool.remove(f"Q{i}")
+    free = [p for p in spool.dir.iterdir() if p.name.startswith(Spool.FREE)]
+    assert len(free) == Spool.KEEP_FREE
+    spool.remove("Q0")  # already removed: no error

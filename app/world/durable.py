@@ -16,6 +16,7 @@ import logging
 import os
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,9 +63,11 @@ def write_durably(tmp: Path, final: Path, data: bytes, *, mtime: float | None = 
 class _Job:
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[None]
-    tmp: Path | None  # None: an unlink of `final`
-    final: Path
+    tmp: Path | None  # None: not a write; `action` is run instead
+    final: Path | None = None
     data: bytes = b""
+    prepare: Callable[[Path], None] | None = None  # e.g. turn a recycled file into tmp
+    action: Callable[[], None] | None = None
     error: BaseException | None = field(default=None)
 
 
@@ -81,17 +84,28 @@ class GroupCommit:
         self.batches = 0  # how many commits, and how many jobs they held (for the tests)
         self.jobs = 0
 
-    async def write(self, tmp: Path, final: Path, data: bytes) -> None:
-        await self._submit(tmp, final, data)
+    async def write(
+        self, tmp: Path, final: Path, data: bytes, prepare: Callable[[Path], None] | None = None
+    ) -> None:
+        """Durably `data` at `final`; `prepare(tmp)` runs first in the writer thread."""
+        await self._submit(tmp, final, data, prepare)
 
-    async def unlink(self, path: Path) -> None:
-        """Remove a file (no fsync: a queue entry that comes back after a crash is only
-        sent again, which RFC 5321 §6.1 allows; losing one is what it forbids)."""
-        await self._submit(None, path, b"")
+    async def call(self, action: Callable[[], None]) -> None:
+        """Run a file operation that needs no fsync (removing a delivered queue entry:
+        one that comes back after a crash is only sent again, which RFC 5321 §6.1
+        allows) in the writer thread, off the event loop."""
+        await self._submit(None, None, b"", None, action)
 
-    def _submit(self, tmp: Path | None, final: Path, data: bytes) -> asyncio.Future[None]:
+    def _submit(
+        self,
+        tmp: Path | None,
+        final: Path | None,
+        data: bytes,
+        prepare: Callable[[Path], None] | None = None,
+        action: Callable[[], None] | None = None,
+    ) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()
-        job = _Job(loop, loop.create_future(), tmp, final, data)
+        job = _Job(loop, loop.create_future(), tmp, final, data, prepare, action)
         self._jobs.put(job)
         if self._thread is None:
             self._start()
@@ -125,6 +139,8 @@ def _commit(batch: list[_Job]) -> None:
     writes = [job for job in batch if job.tmp is not None]
     for job in writes:
         try:
+            if job.prepare is not None:
+                job.prepare(job.tmp)  # type: ignore[arg-type]
             _write_synced(job.tmp, job.data)  # type: ignore[arg-type]
         except OSError as exc:
             job.error = exc
@@ -133,7 +149,7 @@ def _commit(batch: list[_Job]) -> None:
         if job.error is None:
             try:
                 os.replace(job.tmp, job.final)  # type: ignore[arg-type]
-                directories.setdefault(job.final.parent, []).append(job)
+                directories.setdefault(job.final.parent, []).append(job)  # type: ignore[union-attr]
             except OSError as exc:
                 job.error = exc
         if job.error is not None:
@@ -146,11 +162,9 @@ def _commit(batch: list[_Job]) -> None:
             for job in jobs:
                 job.error = exc
     for job in batch:
-        if job.tmp is None:
+        if job.action is not None:
             try:
-                os.unlink(job.final)
-            except FileNotFoundError:
-                pass  # already gone: what the caller wanted
+                job.action()
             except OSError as exc:
                 job.error = exc
 
