@@ -164,3 +164,19 @@ def test_the_smtp_wire_tap_never_raises(chunks: list[bytes], replies: list[str])
     for event in recorder.events:
         assert event.key.startswith(("smtp.", "tls."))
         assert event.direction in ("c2s", "s2c", "note")
+
+
+async def test_a_client_that_keeps_talking_is_not_cut(lab: LabWorld) -> None:
+    # The idle timer moves with every command; only silence for IDLE seconds ends a session.
+    def chatty() -> list[bytes]:
+        with socket.create_connection(("127.0.0.1", lab.ports["submission"]), timeout=5) as s:
+            s.recv(200)
+            replies = []
+            for _ in range(6):  # 1.8 s in all, longer than IDLE
+                time.sleep(0.3)
+                s.sendall(b"NOOP\r\n")
+                replies.append(s.recv(200))
+            return replies
+
+    replies = await asyncio.to_thread(chatty)
+    assert all(r.startswith(b"250") for r in replies), replies

@@ -156,6 +156,7 @@ class TappedMixin:
     _login_failures = 0
     _login_fail_delay = 0.5  # seconds; grows with each failure
     _acquired = False
+    _idle_deadline = 0.0
 
     def __dir__(self) -> list[str]:
         # aiosmtpd's __init__ runs inspect.getmembers(self) and dir(self) for every new
@@ -223,6 +224,26 @@ class TappedMixin:
             status = b"".join(self._held) + status
             self._held = []
         await super().push(status)  # type: ignore[misc]
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        # aiosmtpd cancels its idle timer and makes a new one for every command. One
+        # timer and a moving deadline do the same: when the timer fires early it is set
+        # again for the time left (timers set at lower cost, like nginx's).
+        loop = self.loop  # type: ignore[attr-defined]
+        wait = duration or self._timeout_duration  # type: ignore[attr-defined]
+        self._idle_deadline = loop.time() + wait
+        handle = self._timeout_handle  # type: ignore[has-type]
+        if handle is None or handle.cancelled() or handle.when() > self._idle_deadline:
+            if handle is not None:
+                handle.cancel()
+            self._timeout_handle = loop.call_at(self._idle_deadline, self._idle_check)
+
+    def _idle_check(self) -> None:
+        loop = self.loop  # type: ignore[attr-defined]
+        if loop.time() < self._idle_deadline:
+            self._timeout_handle = loop.call_at(self._idle_deadline, self._idle_check)
+        else:
+            self._timeout_cb()
 
     def _timeout_cb(self) -> None:
         # aiosmtpd's idle timer closes silently; RFC 5321 §4.5.3.2 servers say 421 first.
