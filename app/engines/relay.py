@@ -256,13 +256,24 @@ async def deliver_lmtp(
     *,
     lhlo: str,
     pool: ClientPool | None = None,
+    socket_path: str | None = None,
 ) -> HopResult:
-    """Hand a mail to the MDA over LMTP (RFC 2033); aiosmtplib speaks it through LHLO."""
+    """Hand a mail to the MDA over LMTP (RFC 2033); aiosmtplib speaks it through LHLO.
+
+    The MDA listens on host:port, or on the Unix socket `socket_path`."""
     result = HopResult([], {}, {})
-    key = (f"{host} as {lhlo}", port)  # a session greeted with another LHLO is another client
+    where = socket_path or host
+    key = (f"{where} as {lhlo}", port)  # a session greeted with another LHLO is another client
     client = pool.take(key) if pool is not None else None
     if client is None:
-        client = aiosmtplib.SMTP(hostname=host, port=port, timeout=CONNECT_TIMEOUT, start_tls=False)
+        if socket_path is not None:
+            client = aiosmtplib.SMTP(
+                socket_path=socket_path, timeout=CONNECT_TIMEOUT, start_tls=False
+            )
+        else:
+            client = aiosmtplib.SMTP(
+                hostname=host, port=port, timeout=CONNECT_TIMEOUT, start_tls=False
+            )
         await client.connect()
         try:
             response = await client.execute_command(b"LHLO", lhlo.encode())

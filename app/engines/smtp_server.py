@@ -30,7 +30,9 @@ async def start_smtp_server(
     port: int = 0,
     require_auth: bool = False,
     lmtp: bool = False,
+    path: str | None = None,
 ) -> asyncio.Server:
+    """Listen on host:port, or on the Unix socket `path` (as an MDA's LMTP often does)."""
     loop = asyncio.get_running_loop()
     implicit = endpoint.implicit_tls
     authenticator = getattr(policy, "authenticator", None)
@@ -57,6 +59,8 @@ async def start_smtp_server(
             kwargs.pop("authenticator")
         return cls(policy, **kwargs)
 
+    if path is not None:
+        return await loop.create_unix_server(factory, path)
     if not implicit:
         return await loop.create_server(factory, host, port)
     # A client that starts a handshake and stalls must not hold a slot for asyncio's 60 s.

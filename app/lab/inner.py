@@ -7,10 +7,11 @@ LMTP and the inbound queue that feeds it, so a second core does that work.
 Over stdin/stdout (started and watched by `LabWorld`):
 
 - stdin, first line, JSON: {"data_dir", "tls_dir", "passwords", "domains",
-  "session_prefix"} (on stdin rather than the command line, where `ps` would show the
+  "session_prefix", "lmtp_socket"} (on stdin rather than the command line, where `ps` would show the
   passwords); then "wake" lines whenever the app queued inbound mail. EOF means the
   app is gone: this process exits.
-- stdout, first line, JSON: {"ports": {"mx-b": port, "mx-a": port, "lmtp": port}};
+- stdout, first line, JSON: {"ports": {"mx-b": port, "mx-a": port}} (the MDA listens on
+  the Unix socket "lmtp_socket", in a private directory the app owns);
   then a frame every few ms that had news: a 4-byte big-endian length and a pickle
   of (events, deliveries) — each event as the tuple of its fields, each delivery as
   the recipient's address. Pickle, not JSON: both ends are this same program, and a
@@ -23,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import pickle
 import signal
 import struct
@@ -108,6 +110,7 @@ class Inner:
         self.stage = Stage(ClientPool())
         self.ports: dict[str, int] = {}
         self._servers: list[asyncio.AbstractServer] = []
+        self.lmtp_socket = str(config["lmtp_socket"])
 
     def sink(self, e: Event) -> None:
         # Session ids are counted per process; the prefix keeps them apart from the app's.
@@ -145,15 +148,31 @@ class Inner:
             ),
         }
         for name, (endpoint, policy, lmtp) in internal.items():
-            server = await start_smtp_server(self.ctx, endpoint, policy, host=LOOPBACK, lmtp=lmtp)
+            if lmtp:
+                # The MTA hands mail to the MDA over a Unix socket, as Postfix does to
+                # Dovecot's LMTP: cheaper than loopback TCP, and nobody else can reach it.
+                # A socket left by a previous run of this process (killed) is replaced.
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.lmtp_socket)
+                server = await start_smtp_server(
+                    self.ctx, endpoint, policy, lmtp=True, path=self.lmtp_socket
+                )
+            else:
+                server = await start_smtp_server(self.ctx, endpoint, policy, host=LOOPBACK)
+                self.ports[name] = server.sockets[0].getsockname()[1]
             self._servers.append(server)
-            self.ports[name] = server.sockets[0].getsockname()[1]
 
     async def flush_inbound(self) -> None:
         async def one(entry: QueuedMail, host: str, spool: Spool) -> None:
             async with self.stage.slots:
                 result = await deliver_lmtp(
-                    self.ctx, LOOPBACK, self.ports["lmtp"], entry, lhlo=host, pool=self.stage.pool
+                    self.ctx,
+                    LOOPBACK,
+                    24,
+                    entry,
+                    lhlo=host,
+                    pool=self.stage.pool,
+                    socket_path=self.lmtp_socket,
                 )
             if result.delivered or result.refused:
                 await spool.remove_async(entry.qid)

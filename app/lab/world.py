@@ -15,9 +15,11 @@ import contextlib
 import errno
 import json
 import logging
+import os
 import pickle
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,6 +123,7 @@ class LabWorld:
         self._inner_started = 0.0
         self._restart_delay = 0.1
         self._closing = False
+        self._socket_dir: str | None = None
 
     # -- policies -----------------------------------------------------------
     def _policy(self, service: Service) -> object | None:
@@ -168,6 +171,7 @@ class LabWorld:
             "passwords": self.accounts.passwords,
             "domains": sorted(self.accounts.domains),
             "session_prefix": f"in{self._inner_runs}-",
+            "lmtp_socket": self._lmtp_socket(),
         }
         proc.stdin.write(json.dumps(config).encode() + b"\n")
         try:
@@ -187,6 +191,17 @@ class LabWorld:
             for record in self.dns.query(host, "A"):
                 self.network.attach(record.value, 25, (LOOPBACK, self.internal_ports[name]))
         self._inner_reader = asyncio.create_task(self._read_inner(proc), name="lab-inner")
+
+    def _lmtp_socket(self) -> str:
+        """Where the MDA listens: a private directory in the data dir, kept across
+        restarts; a temporary one if that path is too long for a Unix socket (107 bytes)."""
+        path = self.dir / "run" / "lmtp"
+        if len(os.fsencode(path.resolve())) < 100:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            return str(path.resolve())
+        if self._socket_dir is None:
+            self._socket_dir = tempfile.mkdtemp(prefix="mailflow-mda-")
+        return os.path.join(self._socket_dir, "lmtp")
 
     async def _read_inner(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
@@ -302,6 +317,9 @@ class LabWorld:
                 await self._restarter
             self._restarter = None
         await self._stop_inner()
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+            self._socket_dir = None
 
     # -- the queue ----------------------------------------------------------
     # Two stages, so relaying and local delivery overlap: relaying here, delivery over
