@@ -68,6 +68,8 @@ def notify_mailbox_changed(path: Path) -> None:
     """Tell IMAP sessions in this process that the Maildir folder at `path` changed
     (new mail delivered, flags changed, messages removed). INBOX is the account's
     Maildir root; other folders are its `.Name` subdirectories."""
+    if not _watchers:
+        return  # nobody is in IDLE or has a folder selected: skip resolving the path
     with _watchers_lock:
         targets = list(_watchers.get(_path_key(path), ()))
     for watcher in targets:
