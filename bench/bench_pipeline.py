@@ -82,7 +82,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--messages", type=int, default=400, help="timed messages per round")
-    parser.add_argument("--rounds", type=int, default=3, help="bare/lab pairs, alternating")
+    parser.add_argument("--rounds", type=int, default=5, help="bare/lab pairs, alternating")
     parser.add_argument("--warmup", type=int, default=40, help="untimed messages to each first")
     args = parser.parse_args()
     rounds = []
