@@ -1,5 +1,6 @@
 """The sending side of a hop: the relaying MTA (MX lookup, then SMTP on port 25)
-and the receiving MTA's hand-off to the MDA over LMTP. Both are aiosmtplib clients.
+and the receiving MTA's hand-off to the MDA over LMTP, both on app/engines/smtp_client.py
+(which pipelines where the server offers PIPELINING).
 
 The lines they exchange are recorded by the listening server's tap; what only the
 client sees (DNS answers, a refused connection) is recorded here as notes.
@@ -10,9 +11,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import aiosmtplib
-
 from app.engines.base import EngineContext
+from app.engines.smtp_client import Disconnected, SMTPClient, Transaction
 from app.events import PANEL_RELAY, Tap
 from app.world.dns import SimulatedDNS
 from app.world.network import LabNetwork, NotInLab
@@ -39,9 +39,9 @@ class ClientPool:
 
     def __init__(self, idle_seconds: float = 2.0) -> None:
         self.idle_seconds = idle_seconds
-        self._idle: dict[tuple[str, int], list[tuple[float, aiosmtplib.SMTP]]] = {}
+        self._idle: dict[tuple[str, int], list[tuple[float, SMTPClient]]] = {}
 
-    def take(self, key: tuple[str, int]) -> aiosmtplib.SMTP | None:
+    def take(self, key: tuple[str, int]) -> SMTPClient | None:
         clients = self._idle.get(key, [])
         while clients:
             _, client = clients.pop()
@@ -49,7 +49,7 @@ class ClientPool:
                 return client
         return None
 
-    def give(self, key: tuple[str, int], client: aiosmtplib.SMTP) -> None:
+    def give(self, key: tuple[str, int], client: SMTPClient) -> None:
         self._idle.setdefault(key, []).append((time.monotonic(), client))
 
     async def expire(self, *, everything: bool = False) -> None:
@@ -59,18 +59,11 @@ class ClientPool:
             keep = [(t, c) for t, c in clients if t > limit and not everything]
             for t, client in clients:
                 if (t, client) not in keep:
-                    await _quit(client)
+                    await client.quit()
             self._idle[key] = keep
 
     def __len__(self) -> int:
         return sum(len(c) for c in self._idle.values())
-
-
-async def _quit(client: aiosmtplib.SMTP) -> None:
-    try:
-        await client.quit()
-    except (aiosmtplib.SMTPException, OSError):
-        client.close()
 
 
 def _domain(address: str) -> str:
@@ -78,13 +71,13 @@ def _domain(address: str) -> str:
 
 
 def _connect_error(exc: BaseException) -> str:
-    # aiosmtplib names the real loopback port; the learner needs the simulated story.
+    # The error names the real loopback port; the learner needs the simulated story.
     text = str(exc).lower()
     if "refused" in text or "errno 111" in text or "connect call failed" in text:
         return "Connection refused (no server listening on port 25)"
     if "timed out" in text or isinstance(exc, TimeoutError):
         return "Connection timed out"
-    if isinstance(exc, aiosmtplib.SMTPServerDisconnected):
+    if isinstance(exc, Disconnected):
         return "Server closed the connection"
     return "Connection failed"
 
@@ -163,11 +156,7 @@ async def relay(
                         protocol="TCP",
                     )
                     continue
-                except (
-                    OSError,
-                    aiosmtplib.SMTPConnectError,
-                    aiosmtplib.SMTPServerDisconnected,
-                ) as exc:
+                except OSError as exc:  # refused, timed out, or closed on us
                     dns_tap.note(
                         f"connect {host} [{address}]:25 — {_connect_error(exc)}",
                         "relay.connect_failed",
@@ -203,49 +192,56 @@ async def _send(
     key = (host, port)
     client = pool.take(key) if pool is not None else None
     if client is None:
-        client = aiosmtplib.SMTP(
-            hostname=host,
-            port=port,
-            local_hostname=helo,
-            source_address=source,
-            timeout=CONNECT_TIMEOUT,
-            start_tls=False,
-            tls_context=ctx.tls.client_context,
-        )
-        await client.connect()
+        client, _ = await SMTPClient.open(host, port, source=source, timeout=CONNECT_TIMEOUT)
         try:
-            await client.ehlo()
-            if client.supports_extension("starttls"):
+            await _greet(client, helo)
+            if "STARTTLS" in client.extensions:
                 # Opportunistic TLS between MTAs, as real servers do it; it protects this
                 # hop only.
-                await client.starttls(
-                    server_hostname=server_name, tls_context=ctx.tls.client_context
-                )
-                await client.ehlo()
+                reply = await client.starttls(ctx.tls.client_context, server_name)
+                if reply.code == 220:
+                    await _greet(client, helo)
         except BaseException:
             client.close()
             raise
     reusable = False
     try:
-        await client.mail(mail.mail_from)
-        accepted = []
-        for rcpt in rcpts:
-            try:
-                await client.rcpt(rcpt)
-                accepted.append(rcpt)
-            except aiosmtplib.SMTPRecipientRefused as exc:
-                result.refused[rcpt] = f"{exc.code} {exc.message}"
-        if accepted:
-            await client.data(mail.data)
-            result.delivered.extend(accepted)
-        else:
-            await client.rset()
+        transaction = await client.send(mail.mail_from, rcpts, mail.data)
+        _judge(transaction, result)
         reusable = pool is not None
     finally:
         if reusable:
             pool.give(key, client)  # type: ignore[union-attr]
         else:
-            await _quit(client)
+            await client.quit()
+
+
+async def _greet(client: SMTPClient, name: str, *, lmtp: bool = False) -> None:
+    reply = await client.hello(name, lmtp=lmtp)
+    if reply.code != 250:
+        raise Disconnected(f"{'LHLO' if lmtp else 'EHLO'} refused: {reply}")
+
+
+def _judge(transaction: Transaction, result: HopResult) -> None:
+    """Sort the recipients of one transaction by the reply that decided each: delivered
+    on 250, deferred on 4xx (the queue tries again), refused otherwise (the sender gets
+    a bounce). A refused MAIL decides for everyone; LMTP answers DATA per recipient."""
+    t = transaction
+    if t.mail.code != 250:
+        decided = dict.fromkeys(t.rcpts, t.mail)
+    else:
+        decided = {rcpt: reply for rcpt, reply in t.rcpts.items() if not reply.ok}
+        accepted = t.accepted
+        if accepted and t.data:
+            per_rcpt = t.data if len(t.data) == len(accepted) else [t.data[0]] * len(accepted)
+            decided.update(zip(accepted, per_rcpt, strict=True))
+    for rcpt, reply in decided.items():
+        if reply.code == 250:
+            result.delivered.append(rcpt)
+        elif 400 <= reply.code < 500:
+            result.deferred[rcpt] = str(reply)
+        else:
+            result.refused[rcpt] = str(reply)
 
 
 async def deliver_lmtp(
@@ -258,7 +254,7 @@ async def deliver_lmtp(
     pool: ClientPool | None = None,
     socket_path: str | None = None,
 ) -> HopResult:
-    """Hand a mail to the MDA over LMTP (RFC 2033); aiosmtplib speaks it through LHLO.
+    """Hand a mail to the MDA over LMTP (RFC 2033).
 
     The MDA listens on host:port, or on the Unix socket `socket_path`."""
     result = HopResult([], {}, {})
@@ -266,40 +262,23 @@ async def deliver_lmtp(
     key = (f"{where} as {lhlo}", port)  # a session greeted with another LHLO is another client
     client = pool.take(key) if pool is not None else None
     if client is None:
-        if socket_path is not None:
-            client = aiosmtplib.SMTP(
-                socket_path=socket_path, timeout=CONNECT_TIMEOUT, start_tls=False
-            )
-        else:
-            client = aiosmtplib.SMTP(
-                hostname=host, port=port, timeout=CONNECT_TIMEOUT, start_tls=False
-            )
-        await client.connect()
+        client, _ = await SMTPClient.open(host, port, path=socket_path, timeout=CONNECT_TIMEOUT)
         try:
-            response = await client.execute_command(b"LHLO", lhlo.encode())
+            await _greet(client, lhlo, lmtp=True)
         except BaseException:
             client.close()
             raise
-        # Record LHLO's answer as the EHLO answer so aiosmtplib knows the extensions.
-        client.last_ehlo_response = response
     reusable = False
     try:
-        # One transaction per recipient: aiosmtplib reads a single reply after DATA,
-        # while LMTP sends one per accepted recipient (RFC 2033 §4.2).
+        # One transaction per recipient, so each delivery reads as its own short
+        # exchange in the panels.
         for rcpt in mail.rcpt_tos:
-            await client.mail(mail.mail_from)
-            try:
-                await client.rcpt(rcpt)
-            except aiosmtplib.SMTPRecipientRefused as exc:
-                result.refused[rcpt] = f"{exc.code} {exc.message}"
-                await client.rset()
-                continue
-            await client.data(mail.data)
-            result.delivered.append(rcpt)
+            transaction = await client.send(mail.mail_from, [rcpt], mail.data, lmtp=True)
+            _judge(transaction, result)
         reusable = pool is not None
     finally:
         if reusable:
             pool.give(key, client)  # type: ignore[union-attr]
         else:
-            await _quit(client)
+            await client.quit()
     return result

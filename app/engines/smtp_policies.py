@@ -44,6 +44,14 @@ def _with_protocol(session: Session, base: str) -> str:
     return base + suffix
 
 
+def _offer_pipelining(responses: list[str], offer: bool) -> list[str]:
+    """Add PIPELINING (RFC 2920) before the last EHLO/LHLO line. The tap answers a group
+    of pipelined commands in one write (RFC 2920 §3.1 lets a server buffer replies)."""
+    if not offer or not responses:
+        return responses
+    return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+
 def _esmtp_trace(
     session: Session, envelope: Envelope, network: Any, hostname: str, qid: str
 ) -> bytes:
@@ -159,8 +167,10 @@ class InboundPolicy:
         sender_auth: SenderAuth | None = None,
         relay_allowed: Callable[[str], bool] | None = None,
         outbound: Spool | None = None,
+        pipelining: bool = False,
     ) -> None:
         self.accounts = accounts
+        self.pipelining = pipelining  # offer RFC 2920 PIPELINING (the lab's own MX)
         self.local_domains = local_domains
         self.inbound = inbound
         self.hostname = hostname
@@ -181,7 +191,7 @@ class InboundPolicy:
     ) -> list[str]:
         # An MX takes no logins; aiosmtpd would still print an empty "250-AUTH ".
         session.host_name = hostname
-        return [r for r in responses if r.strip() != "250-AUTH"]
+        return _offer_pipelining([r for r in responses if r.strip() != "250-AUTH"], self.pipelining)
 
     async def handle_RCPT(
         self,
@@ -239,11 +249,25 @@ class DeliveryPolicy:
         store: MailStore,
         hostname: str,
         on_delivered: Callable[[str], None] | None = None,
+        *,
+        pipelining: bool = False,
     ) -> None:
         self.accounts = accounts
         self.store = store
         self.hostname = hostname
         self.on_delivered = on_delivered
+        self.pipelining = pipelining
+
+    async def handle_EHLO(
+        self,
+        server: Any,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname  # aiosmtpd leaves this to a handler that has the hook
+        return _offer_pipelining(responses, self.pipelining)
 
     async def handle_RCPT(
         self,

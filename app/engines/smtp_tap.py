@@ -26,6 +26,7 @@ from app.events import Sink, Tap, wire_text
 MAX_SHOWN_LINE = 2048  # longer lines are shown cut; the engine still judges the whole line
 DATA_SHOWN_LIMIT = 64 * 1024  # a huge message is shown cut on screen, never in the mailbox
 CLOSE_GRACE = 5.0  # seconds a closing connection may take to flush before it is cut
+_NEVER_HELD = (b"221", b"334", b"354", b"421")
 
 # "<dot-atom@dot-atom>" and optional parameters after one space: the addresses nearly
 # every client sends. Everything else (quoted local parts, comments, <>, source
@@ -217,7 +218,15 @@ class TappedMixin:
             status = status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii")  # type: ignore[attr-defined]
         # aiosmtpd pushes a multi-line reply line by line, each its own write (and TLS
         # record); the "250-" lines wait here and leave with the last one in one write.
-        if status[3:4] == b"-" and b"\n" not in status:
+        # Likewise the replies to pipelined commands (RFC 2920 §3.1): while another
+        # whole command waits in the input, its reply will follow at once. Replies the
+        # client must see before it goes on (334, 354) or that end the session are
+        # never held.
+        reader = getattr(self, "_reader", None)
+        pending = reader is not None and b"\n" in reader._buffer
+        if (status[3:4] == b"-" and b"\n" not in status) or (
+            pending and status[:3] not in _NEVER_HELD
+        ):
             self._held.append(status + b"\r\n")
             return
         if self._held:

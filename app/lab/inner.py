@@ -130,20 +130,32 @@ class Inner:
             "mx-b": (
                 Endpoint(PANEL_RELAY, "SMTP", 25, "mta-b", "mta-a", HOST_B),
                 InboundPolicy(
-                    self.accounts, {"b.example"}, self.inbound[HOST_B], HOST_B, self.wake
+                    self.accounts,
+                    {"b.example"},
+                    self.inbound[HOST_B],
+                    HOST_B,
+                    self.wake,
+                    pipelining=True,
                 ),
                 False,
             ),
             "mx-a": (
                 Endpoint(PANEL_RELAY, "SMTP", 25, "mta-a-in", "mta-a", HOST_A),
                 InboundPolicy(
-                    self.accounts, {"a.example"}, self.inbound[HOST_A], HOST_A, self.wake
+                    self.accounts,
+                    {"a.example"},
+                    self.inbound[HOST_A],
+                    HOST_A,
+                    self.wake,
+                    pipelining=True,
                 ),
                 False,
             ),
             "lmtp": (
                 Endpoint(PANEL_DELIVER, "LMTP", 24, "mda-b", "mta-b", MDA_HOST),
-                DeliveryPolicy(self.accounts, self.store, MDA_HOST, self.delivered),
+                DeliveryPolicy(
+                    self.accounts, self.store, MDA_HOST, self.delivered, pipelining=True
+                ),
                 True,
             ),
         }
