@@ -92,6 +92,18 @@ async def test_submitted_mail_travels_the_pipeline_within_a_second(lab: LabWorld
     await wait_for_inbox(lab, "alice@a.example", 1)
 
 
+async def test_mail_to_the_public_port_25_reaches_the_maildir(lab: LabWorld) -> None:
+    # The app's port 25 queues into the inbound queue the internal process delivers from;
+    # that process did not queue it, so it must be told to look.
+    def deliver() -> dict:
+        with smtplib.SMTP("127.0.0.1", lab.ports["smtp"], timeout=10) as c:
+            c.ehlo("mta.example")
+            return c.sendmail("carol@c.example", ["bob@b.example"], MESSAGE)
+
+    assert await asyncio.to_thread(deliver) == {}
+    await wait_for_inbox(lab, "bob@b.example", 1, timeout=5.0)
+
+
 async def test_live_events_cover_all_four_panels(lab: LabWorld) -> None:
     hub: Hub = lab.hub  # type: ignore[attr-defined]
     queue = hub.subscribe()

@@ -16,7 +16,7 @@ from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 from app.engines.base import MAILBOX_ACTOR
 from app.world.accounts import Accounts
 from app.world.mailstore import MailStore
-from app.world.spool import Spool, new_queue_id
+from app.world.spool import QueuedMail, Spool, new_queue_id
 
 if TYPE_CHECKING:
     from app.engines.dkim_keys import DkimKey
@@ -95,7 +95,7 @@ class SubmissionPolicy:
         accounts: Accounts,
         outbound: Spool,
         hostname: str,
-        on_queued: Callable[[], None] | None = None,
+        on_queued: Callable[[QueuedMail], None] | None = None,
         *,
         signer: DkimKey | None = None,
         network: LabNetwork | None = None,
@@ -144,11 +144,10 @@ class SubmissionPolicy:
             tap = _wire_tap(server)
             if tap is not None:
                 tap.note(signature.decode().rstrip(), "dkim.sign", dst=tap.server_actor)
-        await self.outbound.put_async(
-            envelope.mail_from or "", list(envelope.rcpt_tos), trace + content, qid
-        )
+        entry = QueuedMail(qid, envelope.mail_from or "", tuple(envelope.rcpt_tos), trace + content)
+        await self.outbound.put_async(entry.mail_from, list(entry.rcpt_tos), entry.data, qid)
         if self.on_queued:
-            self.on_queued()
+            self.on_queued(entry)
         return f"250 2.0.0 Ok: queued as {qid}"
 
 
@@ -161,7 +160,7 @@ class InboundPolicy:
         local_domains: set[str],
         inbound: Spool,
         hostname: str,
-        on_queued: Callable[[], None] | None = None,
+        on_queued: Callable[[QueuedMail], None] | None = None,
         *,
         network: LabNetwork | None = None,
         sender_auth: SenderAuth | None = None,
@@ -231,12 +230,13 @@ class InboundPolicy:
             content = verdict.header + content
         local = [r for r in envelope.rcpt_tos if _domain(r) in self.local_domains]
         remote = [r for r in envelope.rcpt_tos if _domain(r) not in self.local_domains]
-        if local:
-            await self.inbound.put_async(envelope.mail_from or "", local, trace + content, qid)
         if remote and self.outbound is not None:
             await self.outbound.put_async(envelope.mail_from or "", remote, trace + content, qid)
-        if self.on_queued:
-            self.on_queued()
+        if local:
+            entry = QueuedMail(qid, envelope.mail_from or "", tuple(local), trace + content)
+            await self.inbound.put_async(entry.mail_from, local, entry.data, qid)
+            if self.on_queued:
+                self.on_queued(entry)
         return f"250 2.0.0 Ok: queued as {qid}"
 
 

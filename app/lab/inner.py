@@ -123,7 +123,9 @@ class Inner:
         self.out.delivered(rcpt)
 
     def wake(self) -> None:
-        self.stage.wake.set()
+        """Mail may wait that this process did not queue itself (the app's port 25, a
+        previous run): list the inbound queues."""
+        self.stage.rescan()
 
     async def start(self) -> None:
         internal = {
@@ -134,7 +136,7 @@ class Inner:
                     {"b.example"},
                     self.inbound[HOST_B],
                     HOST_B,
-                    self.wake,
+                    lambda e, s=self.inbound[HOST_B]: self.stage.offer(s, e),
                     pipelining=True,
                 ),
                 False,
@@ -146,7 +148,7 @@ class Inner:
                     {"a.example"},
                     self.inbound[HOST_A],
                     HOST_A,
-                    self.wake,
+                    lambda e, s=self.inbound[HOST_A]: self.stage.offer(s, e),
                     pipelining=True,
                 ),
                 False,

@@ -7,7 +7,6 @@ LMTP stage in the internal process (app/lab/inner.py).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -20,21 +19,40 @@ PARALLEL_DELIVERIES = 16
 
 
 class Stage:
-    """Several mails in flight at once, as an MTA runs parallel deliveries."""
+    """Several mails in flight at once, as an MTA runs parallel deliveries.
+
+    A mail queued by this process is offered to the stage as it is (the queue file is
+    the copy that survives a crash), so a busy queue is not listed and read back for
+    every mail; the directory is listed at start, when asked (mail another process
+    queued), and on the retry timer."""
 
     def __init__(self, pool: ClientPool) -> None:
         self.pool = pool
         self.wake = asyncio.Event()
         self.slots = asyncio.Semaphore(PARALLEL_DELIVERIES)
         self._in_flight: set[str] = set()
+        self._offered: dict[Spool, list[QueuedMail]] = {}
+        self._scan_requested = True  # the first run lists what a previous run left
+        self._scanning = False
+
+    def offer(self, spool: Spool, entry: QueuedMail) -> None:
+        self._offered.setdefault(spool, []).append(entry)
+        self.wake.set()
+
+    def rescan(self) -> None:
+        self._scan_requested = True
+        self.wake.set()
 
     async def run(self, flush: Callable[[], Awaitable[None]]) -> None:
         while True:
             # While sessions are cached, wake often enough to QUIT the idle ones.
             wait = self.pool.idle_seconds if len(self.pool) else RETRY_SECONDS
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self.wake.wait(), wait)
+            except TimeoutError:
+                self._scan_requested = True  # the retry timer: deferred mail goes again
             self.wake.clear()
+            self._scanning, self._scan_requested = self._scan_requested, False
             try:
                 await flush()
                 await self.pool.expire()
@@ -43,14 +61,20 @@ class Stage:
 
     async def each(self, spool: Spool, job: Callable[[QueuedMail], Awaitable[None]]) -> None:
         # Entries taken by a run still in flight are skipped, not sent twice.
-        # Only names are listed; mails already in flight are not even read again.
-        fresh = [qid for qid in spool.qids() if qid not in self._in_flight]
-        entries = [m for m in map(spool.get, fresh) if m is not None]
-        self._in_flight.update(e.qid for e in entries)
+        entries = {e.qid: e for e in self._offered.pop(spool, [])}
+        if self._scanning:
+            # Only names are listed; mails already in flight are not even read again.
+            for qid in spool.qids():
+                if qid not in entries and qid not in self._in_flight:
+                    entry = spool.get(qid)
+                    if entry is not None:
+                        entries[qid] = entry
+        todo = [e for qid, e in entries.items() if qid not in self._in_flight]
+        self._in_flight.update(e.qid for e in todo)
         try:
-            results = await asyncio.gather(*(job(e) for e in entries), return_exceptions=True)
+            results = await asyncio.gather(*(job(e) for e in todo), return_exceptions=True)
         finally:
-            self._in_flight.difference_update(e.qid for e in entries)
-        for entry, outcome in zip(entries, results, strict=True):
+            self._in_flight.difference_update(e.qid for e in todo)
+        for entry, outcome in zip(todo, results, strict=True):
             if isinstance(outcome, Exception):
                 log.warning("queue entry %s stays queued: %s", entry.qid, outcome)

@@ -128,10 +128,16 @@ class LabWorld:
     # -- policies -----------------------------------------------------------
     def _policy(self, service: Service) -> object | None:
         if service.name in ("submission", "submissions"):
-            return SubmissionPolicy(self.accounts, self.outbound, HOST_A, self._relay.wake.set)
+            return SubmissionPolicy(
+                self.accounts, self.outbound, HOST_A, lambda e: self._relay.offer(self.outbound, e)
+            )
         if service.name == "smtp":
             return InboundPolicy(
-                self.accounts, {"b.example"}, self.inbound[HOST_B], HOST_B, self.wake_inner
+                self.accounts,
+                {"b.example"},
+                self.inbound[HOST_B],
+                HOST_B,
+                lambda _entry: self.wake_inner(),
             )
         return None
 
@@ -242,7 +248,7 @@ class LabWorld:
                 continue
             if self._closing:  # close() ran while it was starting
                 await self._stop_inner()
-            self._relay.wake.set()  # relays deferred while it was down go out now
+            self._relay.rescan()  # relays deferred while it was down go out now
             return
 
     async def _stop_inner(self) -> None:
@@ -325,7 +331,7 @@ class LabWorld:
     # Two stages, so relaying and local delivery overlap: relaying here, delivery over
     # LMTP in the internal process.
     def wake(self) -> None:
-        self._relay.wake.set()
+        self._relay.rescan()
         self.wake_inner()
 
     def wake_inner(self) -> None:
