@@ -44,12 +44,29 @@ def _with_protocol(session: Session, base: str) -> str:
     return base + suffix
 
 
-def _offer_pipelining(responses: list[str], offer: bool) -> list[str]:
-    """Add PIPELINING (RFC 2920) before the last EHLO/LHLO line. The tap answers a group
-    of pipelined commands in one write (RFC 2920 §3.1 lets a server buffer replies)."""
-    if not offer or not responses:
+class _Hello:
+    """The EHLO/LHLO hook of the MX and the MDA: optionally offers PIPELINING (RFC 2920)
+    before the last line; the tap then answers a group of pipelined commands in one
+    write (RFC 2920 §3.1 lets a server buffer its replies)."""
+
+    pipelining = False
+
+    def _hello_lines(self, responses: list[str]) -> list[str]:
         return responses
-    return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+    async def handle_EHLO(
+        self,
+        server: Any,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname  # aiosmtpd leaves this to a handler that has the hook
+        lines = self._hello_lines(responses)
+        if not self.pipelining or not lines:
+            return lines
+        return [*lines[:-1], "250-PIPELINING", lines[-1]]
 
 
 def _esmtp_trace(
@@ -151,7 +168,7 @@ class SubmissionPolicy:
         return f"250 2.0.0 Ok: queued as {qid}"
 
 
-class InboundPolicy:
+class InboundPolicy(_Hello):
     """An MTA on port 25: accepts mail for its own domains only (no open relay)."""
 
     def __init__(
@@ -180,17 +197,9 @@ class InboundPolicy:
         self.relay_allowed = relay_allowed
         self.outbound = outbound  # where relayed mail waits for the relaying MTA
 
-    async def handle_EHLO(
-        self,
-        server: Any,
-        session: Session,
-        envelope: Envelope,
-        hostname: str,
-        responses: list[str],
-    ) -> list[str]:
+    def _hello_lines(self, responses: list[str]) -> list[str]:
         # An MX takes no logins; aiosmtpd would still print an empty "250-AUTH ".
-        session.host_name = hostname
-        return _offer_pipelining([r for r in responses if r.strip() != "250-AUTH"], self.pipelining)
+        return [r for r in responses if r.strip() != "250-AUTH"]
 
     async def handle_RCPT(
         self,
@@ -240,7 +249,7 @@ class InboundPolicy:
         return f"250 2.0.0 Ok: queued as {qid}"
 
 
-class DeliveryPolicy:
+class DeliveryPolicy(_Hello):
     """The MDA behind LMTP (RFC 2033): writes each recipient's copy into its Maildir."""
 
     def __init__(
@@ -257,17 +266,6 @@ class DeliveryPolicy:
         self.hostname = hostname
         self.on_delivered = on_delivered
         self.pipelining = pipelining
-
-    async def handle_EHLO(
-        self,
-        server: Any,
-        session: Session,
-        envelope: Envelope,
-        hostname: str,
-        responses: list[str],
-    ) -> list[str]:
-        session.host_name = hostname  # aiosmtpd leaves this to a handler that has the hook
-        return _offer_pipelining(responses, self.pipelining)
 
     async def handle_RCPT(
         self,

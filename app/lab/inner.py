@@ -129,38 +129,28 @@ class Inner:
 
     async def start(self) -> None:
         internal = {
-            "mx-b": (
-                Endpoint(PANEL_RELAY, "SMTP", 25, "mta-b", "mta-a", HOST_B),
+            name: (
+                Endpoint(PANEL_RELAY, "SMTP", 25, actor, "mta-a", host),
                 InboundPolicy(
                     self.accounts,
-                    {"b.example"},
-                    self.inbound[HOST_B],
-                    HOST_B,
-                    lambda e, s=self.inbound[HOST_B]: self.stage.offer(s, e),
+                    {domain},
+                    self.inbound[host],
+                    host,
+                    lambda e, s=self.inbound[host]: self.stage.offer(s, e),
                     pipelining=True,
                 ),
                 False,
-            ),
-            "mx-a": (
-                Endpoint(PANEL_RELAY, "SMTP", 25, "mta-a-in", "mta-a", HOST_A),
-                InboundPolicy(
-                    self.accounts,
-                    {"a.example"},
-                    self.inbound[HOST_A],
-                    HOST_A,
-                    lambda e, s=self.inbound[HOST_A]: self.stage.offer(s, e),
-                    pipelining=True,
-                ),
-                False,
-            ),
-            "lmtp": (
-                Endpoint(PANEL_DELIVER, "LMTP", 24, "mda-b", "mta-b", MDA_HOST),
-                DeliveryPolicy(
-                    self.accounts, self.store, MDA_HOST, self.delivered, pipelining=True
-                ),
-                True,
-            ),
+            )
+            for name, actor, host, domain in (
+                ("mx-b", "mta-b", HOST_B, "b.example"),
+                ("mx-a", "mta-a-in", HOST_A, "a.example"),
+            )
         }
+        internal["lmtp"] = (
+            Endpoint(PANEL_DELIVER, "LMTP", 24, "mda-b", "mta-b", MDA_HOST),
+            DeliveryPolicy(self.accounts, self.store, MDA_HOST, self.delivered, pipelining=True),
+            True,
+        )
         for name, (endpoint, policy, lmtp) in internal.items():
             if lmtp:
                 # The MTA hands mail to the MDA over a Unix socket, as Postfix does to
