@@ -147,6 +147,12 @@ async def test_with_pipelining_the_group_goes_out_at_once(servers: Servers) -> N
     assert lines[start : start + 5] == ["c2s MAIL", "c2s RCPT", "c2s RCPT", "c2s RCPT", "c2s DATA"]
     # Unknown user 550, not a domain of this MX 554 (no open relay), then 354.
     assert lines[start + 5 : start + 10] == ["s2c 250", "s2c 250", "s2c 550", "s2c 554", "s2c 354"]
+    # Each reply is explained as the answer to its own command, not to the last one sent.
+    keys = [e.key for e in servers.recorder.events if e.session == session and e.direction == "s2c"]
+    start = keys.index("smtp.mail.250")
+    assert keys[start : start + 5] == [
+        "smtp.mail.250", "smtp.rcpt.250", "smtp.rcpt.550", "smtp.rcpt.554", "smtp.data.354",
+    ]  # fmt: skip
     # Nobody accepted: DATA is refused and the transaction is reset, nothing is queued.
     t = await client.send("alice@a.example", ["nobody@b.example"], MESSAGE)
     assert t.accepted == [] and t.data[0].code in (503, 554)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import collections
 import contextlib
 import re
 from typing import Any
@@ -58,6 +59,9 @@ class WireTap:
         self._data: list[bytes] = []
         self._data_size = 0
         self._reply: list[str] = []
+        # Replies come in the order of the commands (RFC 2920 §3.1), so with pipelining
+        # the reply being shown answers the oldest command still waiting, not the last.
+        self._awaiting: collections.deque[str] = collections.deque()
         self.last_verb = "greeting"
         self.last_code = 0
         self._auth_mech = ""
@@ -70,7 +74,7 @@ class WireTap:
             if idx < 0:
                 if len(self._inbuf) > MAX_SHOWN_LINE * 4 and self._mode != "data":
                     # A client that never ends its line: show what came, keep memory bounded.
-                    self._client_line(self._inbuf[:MAX_SHOWN_LINE] + b"...")
+                    self._client_line(self._inbuf[:MAX_SHOWN_LINE] + b"...", awaits=False)
                     self._inbuf = b""
                 return
             line, self._inbuf = self._inbuf[: idx + 1], self._inbuf[idx + 1 :]
@@ -89,6 +93,7 @@ class WireTap:
                 self._data, self._data_size = [], 0
                 self._mode = "command"
                 self.last_verb = "data.end"
+                self._awaiting.append("data.end")
             else:
                 self._data_size += len(line)
                 if self._data_size <= DATA_SHOWN_LIMIT:
@@ -98,10 +103,13 @@ class WireTap:
             line = line[:MAX_SHOWN_LINE] + b"..."
         self._client_line(line)
 
-    def _client_line(self, line: bytes) -> None:
+    def _client_line(self, line: bytes, *, awaits: bool = True) -> None:
+        # awaits=False: the shown start of a line that has not ended yet; its reply
+        # will answer the rest.
         text = wire_text(line).rstrip("\r\n")
         if self._mode == "auth":
             self._mode = "command"
+            self._awaiting.append("auth")
             detail = {"masked": "****"}
             decoded = decode_sasl(text)
             if decoded is not None:
@@ -120,6 +128,8 @@ class WireTap:
                 if decoded is not None:
                     detail["decoded"] = decoded
         self.last_verb = key_verb
+        if awaits:
+            self._awaiting.append(key_verb)
         self.tap.client(text, f"{self.prefix}.{key_verb}", detail)
 
     # -- server side -------------------------------------------------------
@@ -136,9 +146,10 @@ class WireTap:
         code = text[:3]
         # isdigit() alone admits "¹" and other Unicode digits that int() refuses.
         self.last_code = int(code) if code.isascii() and code.isdigit() else 0
-        verb = self.last_verb
-        if verb == "data" and code != "354":
-            verb = "data"
+        # A reply with no command waiting (the greeting, a timeout's 421, LMTP's second
+        # and later answers to one DATA) belongs to the last one answered.
+        verb = self._awaiting.popleft() if self._awaiting else self.last_verb
+        self.last_verb = verb
         self.tap.server(text, f"{self.prefix}.{verb}.{code}")
         if code == "354":
             self._mode = "data"
