@@ -10,7 +10,7 @@ import pytest
 
 from app.world.durable import GroupCommit
 from app.world.mailstore import MailStore
-from app.world.spool import Spool
+from app.world.spool import QueuedMail, Spool
 
 
 async def test_concurrent_writes_land_whole_and_share_commits(tmp_path: Path) -> None:
@@ -79,7 +79,9 @@ def test_writers_on_two_event_loops_each_get_their_own_answer(tmp_path: Path) ->
 
 async def test_spool_put_async_is_read_back_like_put(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "queue")
-    await spool.put_async("alice@a.example", ["bob@b.example"], b"Subject: hi\r\n\r\nx\r\n", "Q1")
+    await spool.put_async(
+        QueuedMail("Q1", "alice@a.example", ("bob@b.example",), b"Subject: hi\r\n\r\nx\r\n")
+    )
     spool.put("alice@a.example", ["carol@b.example"], b"Subject: ho\r\n\r\ny\r\n", "Q2")
     entries = {e.qid: e for e in spool.entries()}
     assert entries["Q1"].rcpt_tos == ("bob@b.example",)
@@ -107,11 +109,11 @@ async def test_maildir_delivery_through_the_group_commit_is_visible_to_readers(
 
 async def test_a_removed_entry_s_file_is_reused_without_its_old_bytes(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "queue")
-    await spool.put_async("a@a.example", ["b@b.example"], b"L" * 5000, "Q1")
+    await spool.put_async(QueuedMail("Q1", "a@a.example", ("b@b.example",), b"L" * 5000))
     inode = (spool.dir / "Q1.mail").stat().st_ino
     await spool.remove_async("Q1")
     assert spool.qids() == [] and len(spool) == 0  # the free file is not an entry
-    await spool.put_async("a@a.example", ["c@b.example"], b"short", "Q2")
+    await spool.put_async(QueuedMail("Q2", "a@a.example", ("c@b.example",), b"short"))
     assert (spool.dir / "Q2.mail").stat().st_ino == inode  # no new file was made
     [entry] = spool.entries()
     assert (entry.qid, entry.rcpt_tos, entry.data) == ("Q2", ("c@b.example",), b"short")

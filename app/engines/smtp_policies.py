@@ -162,7 +162,7 @@ class SubmissionPolicy:
             if tap is not None:
                 tap.note(signature.decode().rstrip(), "dkim.sign", dst=tap.server_actor)
         entry = QueuedMail(qid, envelope.mail_from or "", tuple(envelope.rcpt_tos), trace + content)
-        await self.outbound.put_async(entry.mail_from, list(entry.rcpt_tos), entry.data, qid)
+        await self.outbound.put_async(entry)
         if self.on_queued:
             self.on_queued(entry)
         return f"250 2.0.0 Ok: queued as {qid}"
@@ -239,11 +239,12 @@ class InboundPolicy(_Hello):
             content = verdict.header + content
         local = [r for r in envelope.rcpt_tos if _domain(r) in self.local_domains]
         remote = [r for r in envelope.rcpt_tos if _domain(r) not in self.local_domains]
+        sender = envelope.mail_from or ""
         if remote and self.outbound is not None:
-            await self.outbound.put_async(envelope.mail_from or "", remote, trace + content, qid)
+            await self.outbound.put_async(QueuedMail(qid, sender, tuple(remote), trace + content))
         if local:
-            entry = QueuedMail(qid, envelope.mail_from or "", tuple(local), trace + content)
-            await self.inbound.put_async(entry.mail_from, local, entry.data, qid)
+            entry = QueuedMail(qid, sender, tuple(local), trace + content)
+            await self.inbound.put_async(entry)
             if self.on_queued:
                 self.on_queued(entry)
         return f"250 2.0.0 Ok: queued as {qid}"

@@ -69,9 +69,10 @@ class Spool:
         write_durably(tmp, final, _entry(mail_from, rcpt_tos, data))
         return qid
 
-    async def put_async(self, mail_from: str, rcpt_tos: list[str], data: bytes, qid: str) -> None:
+    async def put_async(self, mail: QueuedMail) -> None:
         """`put` through the process's group commit: the event loop goes on meanwhile."""
-        await COMMITS.write(*self._paths(qid), _entry(mail_from, rcpt_tos, data), self._claim)
+        entry = _entry(mail.mail_from, list(mail.rcpt_tos), mail.data)
+        await COMMITS.write(*self._paths(mail.qid), entry, self._claim)
 
     def _paths(self, qid: str) -> tuple[Path, Path]:
         # The temporary name is hidden: never listed as an entry.
