@@ -299,3 +299,94 @@ async def test_ppap_path_reader_opens_the_zip(lab_tls: LabTLS, tmp_path: Path) -
     read = find(ev, "ppap.read")[0]
     assert "password: Mf7-kT2q" in read.text and "1,200,000 yen" in read.text
     assert sum(e.key == "maildir.deliver" for e in ev) == 2
+
+
+# -- the summary card and the actors, for every scenario ------------------------------
+def sessions_of(events: tuple[Event, ...]) -> dict[str, list[Event]]:
+    found: dict[str, list[Event]] = {}
+    for e in events:
+        found.setdefault(e.session, []).append(e)
+    return found
+
+
+@pytest.mark.parametrize("slug", sorted(SCENARIOS))
+async def test_summary_rows_are_real_sessions(slug: str, lab_tls: LabTLS, tmp_path: Path) -> None:
+    from app.web.flow_view import actor_role, hops
+
+    ev = (await record(slug, lab_tls, tmp_path)).events
+    real = set()
+    for lines in sessions_of(ev).values():
+        said = [e for e in lines if e.direction == "c2s"]
+        if not said:
+            continue
+        first = said[0]
+        tls = any(e.tls for e in lines)
+        real.add((first.panel, first.src, first.dst, first.protocol, first.port, tls))
+    rows = hops(ev)
+    assert rows
+    for row in rows:
+        key = (row.panel, row.client, row.server, row.protocol, row.port, row.tls)
+        assert key in real, f"{slug}: {row} is no session of the recording"
+        assert not row.server.startswith("mailbox") and not row.client.startswith("mailbox")
+        if row.panel == 4:
+            assert actor_role(row.client) == "MUA", row
+    # Every real session has its row.
+    assert real == {(r.panel, r.client, r.server, r.protocol, r.port, r.tls) for r in rows}
+
+
+async def test_each_account_has_its_own_mailbox(lab_tls: LabTLS, tmp_path: Path) -> None:
+    from app.web.flow_view import actor_label
+
+    ev = (await record("bcc-envelope", lab_tls, tmp_path)).events
+    boxes = [e.dst for e in find(ev, "maildir.deliver")]
+    assert boxes == ["mailbox:bob@b.example", "mailbox:carol@b.example", "mailbox:dave@b.example"]
+    assert [actor_label(b, "ja") for b in boxes] == [
+        "ボブのメールボックス",
+        "キャロルのメールボックス",
+        "デイブのメールボックス",
+    ]
+    removed = find(ev, "maildir.remove")
+    assert {e.src for e in removed} == {"mailbox:carol@b.example", "mailbox:dave@b.example"}
+    # The bounce lands in Alice's mailbox, and her IMAP session reads from it.
+    ev = (await record("unknown-recipient", lab_tls, tmp_path)).events
+    bounce = find(ev, "maildir.deliver")[0]
+    assert bounce.dst == "mailbox:alice@a.example" and bounce.src == "mda-a"
+    assert actor_label(bounce.dst, "ja") == "アリスのメールボックス"
+    assert actor_label(bounce.dst, "en") == "Alice's mailbox"
+    assert all(e.src == "mailbox:alice@a.example" for e in find(ev, "maildir.state"))
+    # An account the content does not name still gets a truthful label.
+    assert actor_label("mailbox:zoe@b.example", "en") == "Mailbox of zoe@b.example"
+
+
+async def test_bcc_leaves_no_trace_in_the_other_copies(lab_tls: LabTLS, tmp_path: Path) -> None:
+    ev = (await record("bcc-envelope", lab_tls, tmp_path)).events
+    carol = next(e for e in ev if e.key == "pop3.retr.ok" and e.dst == "mua-carol")
+    assert "dave" not in carol.text.lower()
+    copy = retrieved(carol)
+    assert copy["Delivered-To"] == "carol@b.example" and copy["Cc"] == "carol@b.example"
+    # Dave's own copy names him only in the trace fields of his delivery.
+    dave = retrieved(next(e for e in ev if e.key == "pop3.retr.ok" and e.dst == "mua-dave"))
+    assert dave["Delivered-To"] == "dave@b.example"
+    assert any("for <dave@b.example>" in r for r in dave.get_all("Received"))
+    for lang in LANGS:
+        text = SCENARIOS["bcc-envelope"].text("intro", lang)
+        assert "nowhere in the header" not in text and "ヘッダに自分の名前がない" not in text
+
+
+@pytest.mark.parametrize("slug", sorted(SCENARIOS))
+async def test_mail_programs_connect_from_the_home_network(
+    slug: str, lab_tls: LabTLS, tmp_path: Path
+) -> None:
+    from app.world.network import HOME_IP
+
+    ev = (await record(slug, lab_tls, tmp_path)).events
+    for e in ev:
+        for peer in re.findall(r"Received: from alice-laptop\.a\.example \(\[([^\]]+)\]\)", e.text):
+            assert peer == HOME_IP, (slug, e.seq, peer)
+
+
+async def test_mx_fallback_connection_notes_are_port_25(lab_tls: LabTLS, tmp_path: Path) -> None:
+    ev = (await record("mx-fallback", lab_tls, tmp_path)).events
+    for key in ("relay.connect_failed", "relay.next_mx"):
+        note = find(ev, key)[0]
+        assert note.protocol == "TCP" and note.port == 25, note

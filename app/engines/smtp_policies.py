@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
-from app.engines.base import MAILBOX_ACTOR
+from app.engines.base import mailbox_actor
 from app.world.accounts import Accounts
 from app.world.mailstore import MailStore
 from app.world.spool import QueuedMail, Spool, new_queue_id
@@ -305,7 +305,7 @@ class DeliveryPolicy(_Hello):
                     relpath,
                     "maildir.deliver",
                     src=wire.tap.server_actor,
-                    dst=MAILBOX_ACTOR,
+                    dst=mailbox_actor(rcpt),
                     protocol="MAILDIR",
                     detail={"mailbox": rcpt},
                 )

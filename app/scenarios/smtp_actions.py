@@ -17,7 +17,7 @@ from app.events import PANEL_RELAY, Tap
 from app.mua.compose import compose
 from app.scenarios.context import RunContext
 from app.world.firewall import FirewallRefused
-from app.world.network import NotInLab
+from app.world.network import HOME_IP, NotInLab
 from app.world.spool import QueuedMail, new_queue_id
 from app.world.world import HOST_A, LOOPBACK, World
 
@@ -42,7 +42,8 @@ async def smtp_session(world: World, params: dict[str, Any], run: RunContext) ->
         raise ValueError(f"unknown SMTP steps {sorted(unknown)}")
     endpoint = world.endpoints[server]
     actor = params.get("actor", endpoint.client_actor)
-    source_ip = params.get("source")
+    # A mail program connects from the home network; other hosts say where they are.
+    source_ip = params.get("source") or (HOME_IP if actor.startswith("mua-") else None)
     try:
         host, port = world.route(server, source=source_ip, actor=actor)
     except (FirewallRefused, NotInLab):

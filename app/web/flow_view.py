@@ -38,11 +38,19 @@ JOURNEY_ORDER = (
     "mua-bob",
     "mua-bob-pc",
     "mua-bob-phone",
+    "mua-carol",
     "mua-dave",
 )
+MAILBOX = "mailbox"  # app.engines.base.MAILBOX_ACTOR; one account's is "mailbox:<address>"
+
+
+def _kind(actor: str) -> str:
+    """The actor an account's mailbox stands in for: every mailbox sits where "mailbox" sits."""
+    return MAILBOX if actor.startswith(MAILBOX + ":") else actor
 
 
 def journey_position(actor: str) -> int:
+    actor = _kind(actor)
     return JOURNEY_ORDER.index(actor) if actor in JOURNEY_ORDER else len(JOURNEY_ORDER)
 
 
@@ -53,11 +61,17 @@ def actor_labels() -> dict[str, dict[str, str]]:
 
 def actor_label(actor: str, lang: str) -> str:
     info = actor_labels().get(actor)
-    return info.get(lang, actor) if info else actor
+    if info:
+        return info.get(lang, actor)
+    if _kind(actor) == MAILBOX:
+        # An account the content does not name (the lab's own accounts).
+        template = actor_labels()[MAILBOX].get(f"of_{lang}", "{address}")
+        return template.format(address=actor.partition(":")[2])
+    return actor
 
 
 def actor_role(actor: str) -> str:
-    info = actor_labels().get(actor)
+    info = actor_labels().get(actor) or actor_labels().get(_kind(actor))
     return info.get("role", actor) if info else actor
 
 
@@ -134,19 +148,28 @@ class Hop:
 
 
 def hops(events: tuple[Event, ...] | list[Event]) -> list[Hop]:
+    """One row per distinct real session: who opened it, who answered, over what.
+
+    Only lines that crossed the wire (c2s, s2c) say who is client and server; notes
+    (a TLS handshake, a Maildir change, a firewall's verdict) belong to a session
+    but are not a conversation, so they never decide a row. TLS is on when any line
+    of the session travelled inside TLS.
+    """
     rows: dict[str, Hop] = {}
+    tls: set[str] = set()
     for e in events:
-        if e.protocol not in WIRE_PROTOCOLS and e.protocol != "DNS":
+        if e.tls:
+            tls.add(e.session)
+        if e.direction == "note" or (e.protocol not in WIRE_PROTOCOLS and e.protocol != "DNS"):
             continue
-        client, server = (e.src, e.dst) if e.direction == "c2s" else (e.dst, e.src)
-        prev = rows.get(e.session)
-        rows[e.session] = Hop(
-            e.panel, client, server, e.protocol, e.port, e.tls or (prev.tls if prev else False)
-        )
+        if e.session not in rows:
+            client, server = (e.src, e.dst) if e.direction == "c2s" else (e.dst, e.src)
+            rows[e.session] = Hop(e.panel, client, server, e.protocol, e.port, False)
     # One row per distinct hop, not per connection.
     unique: dict[tuple, Hop] = {}
-    for hop in rows.values():
-        unique.setdefault((hop.panel, hop.client, hop.server, hop.protocol, hop.port), hop)
+    for session, hop in rows.items():
+        hop = Hop(hop.panel, hop.client, hop.server, hop.protocol, hop.port, session in tls)
+        unique.setdefault((hop.panel, hop.client, hop.server, hop.protocol, hop.port, hop.tls), hop)
     return list(unique.values())
 
 
