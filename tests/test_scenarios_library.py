@@ -390,3 +390,103 @@ async def test_mx_fallback_connection_notes_are_port_25(lab_tls: LabTLS, tmp_pat
     for key in ("relay.connect_failed", "relay.next_mx"):
         note = find(ev, key)[0]
         assert note.protocol == "TCP" and note.port == 25, note
+
+
+# -- what the scenarios and explanations teach -------------------------------------------
+def test_op25b_defines_ip25b_as_refusing_other_isps_dynamic_ranges() -> None:
+    summary = SCENARIOS["op25b"].summary
+    assert "他のプロバイダの動的 IP アドレス" in summary["ja"] and "25 番" in summary["ja"]
+    assert "other ISPs' dynamic address ranges" in summary["en"]
+    assert "server-to-server mail on port 25 is not blocked" in summary["en"]
+    assert "外部から自網の 25 番への通信を止める" not in summary["ja"]
+    assert "inbound port 25 from outside" not in summary["en"]
+
+
+def test_auth_failure_says_the_password_leaked() -> None:
+    from app.explanations import default_catalog
+
+    s = SCENARIOS["auth-failure"].summary
+    assert "漏れた" in s["ja"] and "変更" in s["ja"] and "EHLO の応答に AUTH が出るまで" in s["ja"]
+    assert "leaked" in s["en"] and "changed" in s["en"]
+    assert "never sends AUTH before the EHLO reply advertises it" in s["en"]
+    exp = default_catalog().entries["smtp.auth.538"].text
+    assert "漏れた" in exp["ja"] and "変更" in exp["ja"]
+    assert "leaked" in exp["en"] and "advertises" in exp["en"]
+
+
+def test_smime_protects_the_body_only() -> None:
+    from app.explanations import default_catalog
+
+    texts = [*SCENARIOS["smime"].summary.values()]
+    texts += [*default_catalog().entries["smime.encrypt"].text.values()]
+    for text in texts:
+        assert "servers need it to deliver" not in text and "配送に必要" not in text
+    assert "header protection" in texts[1] and "envelope" in texts[1]
+    assert "ヘッダ保護" in texts[0] and "封筒" in texts[0]
+    assert "header protection" in texts[3] and "ヘッダ保護" in texts[2]
+
+
+def test_exam_words() -> None:
+    assert "送信ドメイン認証" in SCENARIOS["spoofing"].summary["ja"]
+    assert "送信ドメイン認証" in SCENARIOS["spoofing"].title["ja"]
+    for lang in LANGS:
+        assert "submissions" in SCENARIOS["tls-ports"].summary[lang]
+        assert "SMTPS" in SCENARIOS["tls-ports"].summary[lang]
+
+
+async def test_dmarc_reject_has_its_own_explanation(lab_tls: LabTLS, tmp_path: Path) -> None:
+    from app.explanations import default_catalog
+
+    ev = (await record("spoofing", lab_tls, tmp_path)).events
+    reject = next(e for e in ev if e.text.startswith("550 5.7.1"))
+    assert reject.key == "dmarc.reject"
+    catalog = default_catalog()
+    assert catalog.lookup("dmarc.reject").rfc == "RFC 7489 §10.3"
+    # Any other 550 after DATA is not explained as DMARC.
+    generic = catalog.lookup("smtp.data.end.550").text
+    assert "DMARC" not in generic["ja"] + generic["en"]
+    # Each TXT lookup cites the standard it belongs to.
+    cited = {e.key: catalog.lookup(e.key).rfc for e in ev if e.key.startswith("dns.query.txt")}
+    assert cited == {
+        "dns.query.txt": "RFC 7208 §4.4",
+        "dns.query.txt.dkim": "RFC 6376 §3.6.2.2",
+        "dns.query.txt.dmarc": "RFC 7489 §6.1",
+    }
+
+
+async def test_explanations_cite_the_protocol_of_their_session(
+    lab_tls: LabTLS, tmp_path: Path
+) -> None:
+    from app.explanations import default_catalog
+    from app.web.flow_view import explain
+
+    catalog = default_catalog()
+    ev = (await record("tls-ports", lab_tls, tmp_path)).events
+    handshakes = {e.port: explain(catalog, e).rfc for e in ev if e.key == "tls.handshake"}
+    assert handshakes == {
+        587: "RFC 3207 §6",
+        465: "RFC 8314 §3",
+        995: "RFC 8314 §3",
+        143: "RFC 9051 §6.2.1",
+        993: "RFC 8314 §3",
+        25: "RFC 3207 §6",
+    }
+    stls = find((await record("basic-pop3", lab_tls, tmp_path)).events, "tls.handshake")
+    assert [explain(catalog, e).rfc for e in stls if e.port == 110] == ["RFC 2595 §4"]
+    ev = (await record("imap-two-devices", lab_tls, tmp_path)).events
+    removed = find(ev, "maildir.remove")[0]
+    assert removed.protocol == "IMAP" and explain(catalog, removed).rfc == "RFC 3501 §6.4.3"
+    ev = (await record("pop3-keep", lab_tls, tmp_path)).events
+    state = find(ev, "maildir.state")[0]
+    assert explain(catalog, state).rfc == "RFC 1939 §6"
+    for e in ev:
+        assert "RFC 1939" not in explain(catalog, e).rfc or e.protocol == "POP3", e
+
+
+def test_pop_before_smtp_is_not_attributed_to_an_rfc() -> None:
+    from app.explanations import default_catalog
+
+    entry = default_catalog().entries["popbsmtp.open"]
+    assert entry.rfc != "RFC 4954 §1"
+    assert "No RFC defines" in entry.text["en"] and "定めたRFCはなく" in entry.text["ja"]
+    assert "今はSMTP-AUTHです" not in entry.text["ja"]

@@ -235,6 +235,10 @@ class InboundPolicy(_Hello):
                 tap, _simulated_ip(session, self.network), envelope.mail_from or "", content
             )
             if verdict.reject is not None:
+                wire = getattr(server, "wire", None)
+                if wire is not None:
+                    # Explained as what it is (a DMARC policy), not as any 550 after DATA.
+                    wire.explain_next_reply(verdict.reject_key)
                 return verdict.reject
             content = verdict.header + content
         local = [r for r in envelope.rcpt_tos if _domain(r) in self.local_domains]

@@ -173,5 +173,29 @@ def hops(events: tuple[Event, ...] | list[Event]) -> list[Hop]:
     return list(unique.values())
 
 
+# A TLS handshake is explained by what started it, known from the standard port the
+# conversation plays: STARTTLS for SMTP (RFC 3207, the key itself), STLS for POP3
+# (RFC 2595), STARTTLS for IMAP (RFC 9051), or a port that is TLS from the first byte
+# (RFC 8314).
+_TLS_BY_PORT = {
+    110: "tls.handshake.pop3",
+    143: "tls.handshake.imap",
+    465: "tls.handshake.implicit",
+    993: "tls.handshake.implicit",
+    995: "tls.handshake.implicit",
+}
+
+
+def explanation_key(event: Event) -> str:
+    """The most specific explanation for an event: its key, refined by the protocol
+    and port it belongs to where one key serves several (a Maildir change made by an
+    IMAP session cites IMAP, not POP3)."""
+    if event.key == "tls.handshake" and event.port is not None:
+        return _TLS_BY_PORT.get(event.port, event.key)
+    if event.key.startswith("maildir.") and event.protocol == "IMAP":
+        return f"{event.key}.imap"
+    return event.key
+
+
 def explain(catalog: Catalog, event: Event) -> Explanation | None:
-    return catalog.lookup(event.key)
+    return catalog.lookup(explanation_key(event)) or catalog.lookup(event.key)

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.templating import Jinja2Templates
 
 from app.web import i18n
-from app.web.flow_view import actor_label, actor_role
+from app.web.flow_view import actor_label, actor_role, explain
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent.parent / "templates"
 
@@ -32,6 +32,7 @@ def make_templates() -> Jinja2Templates:
     env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)  # type: ignore[attr-defined]
     env.globals["actor_label"] = lambda actor: actor_label(actor, i18n.current_lang.get())
     env.globals["actor_role"] = actor_role
+    env.globals["explain"] = explain
     env.globals["current_lang"] = i18n.current_lang.get
     env.globals["lang_query"] = lang_query
     env.globals["HTMX"] = "vendor/htmx-2.0.11/htmx.min.js"
