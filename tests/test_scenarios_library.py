@@ -490,3 +490,32 @@ def test_pop_before_smtp_is_not_attributed_to_an_rfc() -> None:
     assert entry.rfc != "RFC 4954 §1"
     assert "No RFC defines" in entry.text["en"] and "定めたRFCはなく" in entry.text["ja"]
     assert "今はSMTP-AUTHです" not in entry.text["ja"]
+
+
+APP_NOTES = {
+    "op25b": ("firewall.block.25", "firewall.pass.587"),
+    "pop-before-smtp": ("popbsmtp.open",),
+    "unknown-recipient": ("dsn.create",),
+    "mime-attachment": ("mime.base64.decode",),
+    "smime": ("smime.encrypt", "smime.decrypt", "smime.verify"),
+    "ppap": ("ppap.read",),
+}
+JAPANESE = re.compile(r"[\u3040-\u309f\u30a0-\u30ff\u4e00-\u9fff]")
+
+
+@pytest.mark.parametrize("slug", sorted(APP_NOTES))
+async def test_notes_the_app_writes_are_localized(
+    slug: str, lab_tls: LabTLS, tmp_path: Path
+) -> None:
+    from app.notes import localized
+
+    ev = (await record(slug, lab_tls, tmp_path)).events  # recorded in English
+    for key in APP_NOTES[slug]:
+        notes = find(ev, key)
+        assert notes, key
+        for e in notes:
+            ja = localized(e, "ja")
+            assert localized(e, "en") == e.text, key
+            # Every line of the Japanese note is the app's sentence in Japanese, except the
+            # lines that are only values (bits, a body, a Base64 line).
+            assert JAPANESE.search(ja.splitlines()[0]) and ja != e.text, (key, ja)

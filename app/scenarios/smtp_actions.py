@@ -15,6 +15,7 @@ from app.engines.dsn import build_dsn
 from app.engines.relay import deliver_lmtp, relay
 from app.events import PANEL_RELAY, Tap
 from app.mua.compose import compose
+from app.notes import note
 from app.scenarios.context import RunContext
 from app.world.firewall import FirewallRefused
 from app.world.network import HOME_IP, NotInLab
@@ -153,13 +154,13 @@ async def _bounce(
     )
     dsn = build_dsn(entry, refused, reporting_mta=HOST_A, remote_mta=remote, arrival=time.time())
     tap = Tap(world.sink, PANEL_RELAY, "mta-a", "mta-a", "DSN", None)
-    rcpt_list = ", ".join(refused)
-    tap.note(
-        f"MAIL FROM:<> RCPT TO:<{entry.mail_from}> — DSN for {rcpt_list} "
-        f"(multipart/report; report-type=delivery-status, {len(dsn)} octets)",
-        "dsn.create",
-        dst="mda-a",
+    text, detail = note(
+        (
+            "dsn.create",
+            {"sender": entry.mail_from, "rcpts": ", ".join(refused), "octets": len(dsn)},
+        )
     )
+    tap.note(text, "dsn.create", dst="mda-a", detail=detail)
     bounce = QueuedMail(new_queue_id(), "", (entry.mail_from,), dsn)
     if "lmtp-a" in world.ports and entry.mail_from.endswith("@a.example"):
         # The sender is local to mail.a.example: its MDA takes the bounce directly.

@@ -9,6 +9,7 @@ import jinja2
 from starlette.requests import Request
 from starlette.templating import Jinja2Templates
 
+from app.notes import localized
 from app.web import i18n
 from app.web.flow_view import actor_label, actor_role, explain
 
@@ -33,6 +34,8 @@ def make_templates() -> Jinja2Templates:
     env.globals["actor_label"] = lambda actor: actor_label(actor, i18n.current_lang.get())
     env.globals["actor_role"] = actor_role
     env.globals["explain"] = explain
+    # A note the app wrote is shown in the page's language; a protocol line as exchanged.
+    env.globals["shown_text"] = lambda event: localized(event, i18n.current_lang.get())
     env.globals["current_lang"] = i18n.current_lang.get
     env.globals["lang_query"] = lang_query
     env.globals["HTMX"] = "vendor/htmx-2.0.11/htmx.min.js"

@@ -13,6 +13,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from app.events import PANEL_SUBMIT, Sink, Tap
+from app.notes import note
 
 FIREWALL_ACTOR = "isp-fw"
 
@@ -35,12 +36,11 @@ class Firewall:
         dynamic = any(src in net for net in self.dynamic_pool)
         outside = not any(dst in net for net in self.inside)
         tap = Tap(self.sink, self.panel, actor or source, FIREWALL_ACTOR, "TCP", port)
+        where = {"source": source, "address": address, "port": port}
         if dynamic and outside and port in self.blocked_ports:
-            tap.note(
-                f"DROP tcp {source} -> {address}:{port} (OP25B: dynamic address to port 25)",
-                f"firewall.block.{port}",
-                dst=actor or source,
-            )
+            text, detail = note(("firewall.drop", where))
+            tap.note(text, f"firewall.block.{port}", dst=actor or source, detail=detail)
             raise FirewallRefused(f"{address}:{port} refused by the ISP firewall (OP25B)")
         if dynamic:
-            tap.note(f"ACCEPT tcp {source} -> {address}:{port}", f"firewall.pass.{port}")
+            text, detail = note(("firewall.accept", where))
+            tap.note(text, f"firewall.pass.{port}", detail=detail)
