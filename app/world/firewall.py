@@ -2,7 +2,7 @@
 
 A home ISP refuses connections from its dynamic address pool to port 25 outside
 its own network, so an infected PC cannot spray mail straight at other MX hosts;
-587 (submission with SMTP-AUTH) stays open (RFC 5068 §4.1: providers must not
+587 (submission with SMTP-AUTH) stays open (RFC 5068 §3.1: providers must not
 block it). The lab network asks this firewall before every routed connection, so
 the refusal is the client's connection really failing, not a line on screen.
 """
