@@ -493,6 +493,8 @@ def test_pop_before_smtp_is_not_attributed_to_an_rfc() -> None:
     assert entry.rfc != "RFC 4954 §1"
     assert "No RFC defines" in entry.text["en"] and "定めたRFCはなく" in entry.text["ja"]
     assert "今はSMTP-AUTHです" not in entry.text["ja"]
+    summary = SCENARIOS["pop-before-smtp"].summary
+    assert "定めた RFC はありません" in summary["ja"] and "defined by no RFC" in summary["en"]
 
 
 APP_NOTES = {
