@@ -66,3 +66,21 @@ def test_scenario_topics_are_exam_topic_ids() -> None:
     }
     for s in load_all().values():
         assert set(s.topics) <= ids, s.slug
+
+
+def test_notes_the_app_writes_exist_in_both_languages() -> None:
+    import re
+    import string
+
+    from app.notes import templates
+
+    japanese = re.compile(r"[\u3040-\u309f\u30a0-\u30ff\u4e00-\u9fff]")
+    for key, entry in templates().items():
+        fields = {
+            lang: {f for _t, f, _s, _c in string.Formatter().parse(entry[lang]) if f}
+            for lang in LANGS
+        }
+        assert fields["ja"] == fields["en"], key  # the same values in both languages
+        words = re.sub(r"\{\w+\}", "", entry["en"])
+        if re.search(r"[A-Za-z]{3,}", words):
+            assert japanese.search(entry["ja"]), f"{key}: English words but no Japanese"

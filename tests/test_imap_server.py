@@ -153,7 +153,11 @@ async def test_starttls_login_fetch_store_logout_leaves_seen_on_disk(lab: Lab, p
     assert login.detail == {"masked": f"{login.text.split()[0]} LOGIN {BOB} ****"}
     assert login.direction == "c2s" and login.src == "mua-bob" and login.dst == "imap-b"
     flags_note = next(e for e in events if e.key == "maildir.flags")
-    assert flags_note.text == name and flags_note.src == "mailbox" and flags_note.dst == "imap-b"
+    assert (
+        flags_note.text == name
+        and flags_note.src == f"mailbox:{BOB}"
+        and flags_note.dst == "imap-b"
+    )
     assert keys.index("imap.fetch.ok") < keys.index("maildir.flags")
     state = events[-1]
     assert state.key == "maildir.state" and state.text == f"INBOX: 1 message — {name}"

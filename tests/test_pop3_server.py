@@ -155,7 +155,7 @@ async def test_stls_session_deletes_on_quit(
     tail = events[-4:]
     assert keys(tail) == ["pop3.quit.ok", "maildir.remove", "maildir.remove", "maildir.state"]
     assert all(e.text.startswith(("removed cur/", "removed new/")) for e in tail[1:3])
-    assert tail[1].src == "mailbox" and tail[1].dst == "pop3-b"
+    assert tail[1].src == "mailbox:bob@b.example" and tail[1].dst == "pop3-b"
     assert tail[3].text == "INBOX: 0 messages — new/: 0, cur/: 0"
 
 

@@ -299,3 +299,228 @@ async def test_ppap_path_reader_opens_the_zip(lab_tls: LabTLS, tmp_path: Path) -
     read = find(ev, "ppap.read")[0]
     assert "password: Mf7-kT2q" in read.text and "1,200,000 yen" in read.text
     assert sum(e.key == "maildir.deliver" for e in ev) == 2
+
+
+# -- the summary card and the actors, for every scenario ------------------------------
+def sessions_of(events: tuple[Event, ...]) -> dict[str, list[Event]]:
+    found: dict[str, list[Event]] = {}
+    for e in events:
+        found.setdefault(e.session, []).append(e)
+    return found
+
+
+@pytest.mark.parametrize("slug", sorted(SCENARIOS))
+async def test_summary_rows_are_real_sessions(slug: str, lab_tls: LabTLS, tmp_path: Path) -> None:
+    from app.web.flow_view import actor_role, hops
+
+    ev = (await record(slug, lab_tls, tmp_path)).events
+    real = set()
+    for lines in sessions_of(ev).values():
+        said = [e for e in lines if e.direction == "c2s"]
+        if not said:
+            continue
+        first = said[0]
+        tls = any(e.tls for e in lines)
+        real.add((first.panel, first.src, first.dst, first.protocol, first.port, tls))
+    rows = hops(ev)
+    assert rows
+    for row in rows:
+        key = (row.panel, row.client, row.server, row.protocol, row.port, row.tls)
+        assert key in real, f"{slug}: {row} is no session of the recording"
+        assert not row.server.startswith("mailbox") and not row.client.startswith("mailbox")
+        if row.panel == 4:
+            assert actor_role(row.client) == "MUA", row
+    # Every real session has its row.
+    assert real == {(r.panel, r.client, r.server, r.protocol, r.port, r.tls) for r in rows}
+
+
+async def test_each_account_has_its_own_mailbox(lab_tls: LabTLS, tmp_path: Path) -> None:
+    from app.web.flow_view import actor_label
+
+    ev = (await record("bcc-envelope", lab_tls, tmp_path)).events
+    boxes = [e.dst for e in find(ev, "maildir.deliver")]
+    assert boxes == ["mailbox:bob@b.example", "mailbox:carol@b.example", "mailbox:dave@b.example"]
+    assert [actor_label(b, "ja") for b in boxes] == [
+        "ボブのメールボックス",
+        "キャロルのメールボックス",
+        "デイブのメールボックス",
+    ]
+    removed = find(ev, "maildir.remove")
+    assert {e.src for e in removed} == {"mailbox:carol@b.example", "mailbox:dave@b.example"}
+    # The bounce lands in Alice's mailbox, and her IMAP session reads from it.
+    ev = (await record("unknown-recipient", lab_tls, tmp_path)).events
+    bounce = find(ev, "maildir.deliver")[0]
+    assert bounce.dst == "mailbox:alice@a.example" and bounce.src == "mda-a"
+    assert actor_label(bounce.dst, "ja") == "アリスのメールボックス"
+    assert actor_label(bounce.dst, "en") == "Alice's mailbox"
+    assert all(e.src == "mailbox:alice@a.example" for e in find(ev, "maildir.state"))
+    # An account the content does not name still gets a truthful label.
+    assert actor_label("mailbox:zoe@b.example", "en") == "Mailbox of zoe@b.example"
+
+
+async def test_bcc_leaves_no_trace_in_the_other_copies(lab_tls: LabTLS, tmp_path: Path) -> None:
+    ev = (await record("bcc-envelope", lab_tls, tmp_path)).events
+    carol = next(e for e in ev if e.key == "pop3.retr.ok" and e.dst == "mua-carol")
+    assert "dave" not in carol.text.lower()
+    copy = retrieved(carol)
+    assert copy["Delivered-To"] == "carol@b.example" and copy["Cc"] == "carol@b.example"
+    # Dave's own copy names him only in the trace fields of his delivery.
+    dave = retrieved(next(e for e in ev if e.key == "pop3.retr.ok" and e.dst == "mua-dave"))
+    assert dave["Delivered-To"] == "dave@b.example"
+    assert any("for <dave@b.example>" in r for r in dave.get_all("Received"))
+    for lang in LANGS:
+        text = SCENARIOS["bcc-envelope"].text("intro", lang)
+        assert "nowhere in the header" not in text and "ヘッダに自分の名前がない" not in text
+
+
+@pytest.mark.parametrize("slug", sorted(SCENARIOS))
+async def test_mail_programs_connect_from_the_home_network(
+    slug: str, lab_tls: LabTLS, tmp_path: Path
+) -> None:
+    from app.world.network import HOME_IP
+
+    ev = (await record(slug, lab_tls, tmp_path)).events
+    pattern = r"Received: from alice-laptop\.a\.example \(\[([^\]]+)\]\)"
+    peers = [(e.seq, peer) for e in ev for peer in re.findall(pattern, e.text)]
+    # Every story where a mail of Alice's is relayed shows the MSA's Received line.
+    assert peers or not any(a.do == "relay" for a in SCENARIOS[slug].actions)
+    for seq, peer in peers:
+        assert peer == HOME_IP, (slug, seq, peer)
+
+
+async def test_mx_fallback_connection_notes_are_port_25(lab_tls: LabTLS, tmp_path: Path) -> None:
+    ev = (await record("mx-fallback", lab_tls, tmp_path)).events
+    for key in ("relay.connect_failed", "relay.next_mx"):
+        note = find(ev, key)[0]
+        assert note.protocol == "TCP" and note.port == 25, note
+
+
+# -- what the scenarios and explanations teach -------------------------------------------
+def test_op25b_defines_ip25b_as_refusing_other_isps_dynamic_ranges() -> None:
+    summary = SCENARIOS["op25b"].summary
+    assert "他のプロバイダの動的 IP アドレス" in summary["ja"] and "25 番" in summary["ja"]
+    assert "other ISPs' dynamic address ranges" in summary["en"]
+    assert "server-to-server mail on port 25 is not blocked" in summary["en"]
+    assert "外部から自網の 25 番への通信を止める" not in summary["ja"]
+    assert "inbound port 25 from outside" not in summary["en"]
+
+
+def test_auth_failure_says_the_password_leaked() -> None:
+    from app.explanations import default_catalog
+
+    s = SCENARIOS["auth-failure"].summary
+    assert "漏れた" in s["ja"] and "変更" in s["ja"] and "EHLO の応答に AUTH が出るまで" in s["ja"]
+    assert "leaked" in s["en"] and "changed" in s["en"]
+    assert "never sends AUTH before the EHLO reply advertises it" in s["en"]
+    exp = default_catalog().entries["smtp.auth.538"].text
+    assert "漏れた" in exp["ja"] and "変更" in exp["ja"]
+    assert "leaked" in exp["en"] and "advertises" in exp["en"]
+
+
+def test_smime_protects_the_body_only() -> None:
+    from app.explanations import default_catalog
+
+    texts = [*SCENARIOS["smime"].summary.values()]
+    texts += [*default_catalog().entries["smime.encrypt"].text.values()]
+    for text in texts:
+        assert "servers need it to deliver" not in text and "配送に必要" not in text
+    assert "header protection" in texts[1] and "envelope" in texts[1]
+    assert "ヘッダ保護" in texts[0] and "封筒" in texts[0]
+    assert "header protection" in texts[3] and "ヘッダ保護" in texts[2]
+
+
+def test_exam_words() -> None:
+    assert "送信ドメイン認証" in SCENARIOS["spoofing"].summary["ja"]
+    assert "送信ドメイン認証" in SCENARIOS["spoofing"].title["ja"]
+    for lang in LANGS:
+        assert "submissions" in SCENARIOS["tls-ports"].summary[lang]
+        assert "SMTPS" in SCENARIOS["tls-ports"].summary[lang]
+
+
+async def test_dmarc_reject_has_its_own_explanation(lab_tls: LabTLS, tmp_path: Path) -> None:
+    from app.explanations import default_catalog
+
+    ev = (await record("spoofing", lab_tls, tmp_path)).events
+    reject = next(e for e in ev if e.text.startswith("550 5.7.1"))
+    assert reject.key == "dmarc.reject"
+    catalog = default_catalog()
+    assert catalog.lookup("dmarc.reject").rfc == "RFC 7489 §10.3"
+    # Any other 550 after DATA is not explained as DMARC.
+    generic = catalog.lookup("smtp.data.end.550").text
+    assert "DMARC" not in generic["ja"] + generic["en"]
+    # Each TXT lookup cites the standard it belongs to.
+    cited = {e.key: catalog.lookup(e.key).rfc for e in ev if e.key.startswith("dns.query.txt")}
+    assert cited == {
+        "dns.query.txt": "RFC 7208 §4.4",
+        "dns.query.txt.dkim": "RFC 6376 §3.6.2.2",
+        "dns.query.txt.dmarc": "RFC 7489 §6.1",
+    }
+
+
+async def test_explanations_cite_the_protocol_of_their_session(
+    lab_tls: LabTLS, tmp_path: Path
+) -> None:
+    from app.explanations import default_catalog
+    from app.web.flow_view import explain
+
+    catalog = default_catalog()
+    ev = (await record("tls-ports", lab_tls, tmp_path)).events
+    handshakes = {e.port: explain(catalog, e).rfc for e in ev if e.key == "tls.handshake"}
+    assert handshakes == {
+        587: "RFC 3207 §6",
+        465: "RFC 8314 §3",
+        995: "RFC 8314 §3",
+        143: "RFC 9051 §6.2.1",
+        993: "RFC 8314 §3",
+        25: "RFC 3207 §6",
+    }
+    stls = find((await record("basic-pop3", lab_tls, tmp_path)).events, "tls.handshake")
+    assert [explain(catalog, e).rfc for e in stls if e.port == 110] == ["RFC 2595 §4"]
+    ev = (await record("imap-two-devices", lab_tls, tmp_path)).events
+    removed = find(ev, "maildir.remove")[0]
+    assert removed.protocol == "IMAP" and explain(catalog, removed).rfc == "RFC 3501 §6.4.3"
+    ev = (await record("pop3-keep", lab_tls, tmp_path)).events
+    state = find(ev, "maildir.state")[0]
+    assert explain(catalog, state).rfc == "RFC 1939 §6"
+    for e in ev:
+        assert "RFC 1939" not in explain(catalog, e).rfc or e.protocol == "POP3", e
+
+
+def test_pop_before_smtp_is_not_attributed_to_an_rfc() -> None:
+    from app.explanations import default_catalog
+
+    entry = default_catalog().entries["popbsmtp.open"]
+    assert entry.rfc != "RFC 4954 §1"
+    assert "No RFC defines" in entry.text["en"] and "定めたRFCはなく" in entry.text["ja"]
+    assert "今はSMTP-AUTHです" not in entry.text["ja"]
+    summary = SCENARIOS["pop-before-smtp"].summary
+    assert "定めた RFC はありません" in summary["ja"] and "defined by no RFC" in summary["en"]
+
+
+APP_NOTES = {
+    "op25b": ("firewall.block.25", "firewall.pass.587"),
+    "pop-before-smtp": ("popbsmtp.open",),
+    "unknown-recipient": ("dsn.create",),
+    "mime-attachment": ("mime.base64.decode",),
+    "smime": ("smime.encrypt", "smime.decrypt", "smime.verify"),
+    "ppap": ("ppap.read",),
+}
+JAPANESE = re.compile(r"[\u3040-\u309f\u30a0-\u30ff\u4e00-\u9fff]")
+
+
+@pytest.mark.parametrize("slug", sorted(APP_NOTES))
+async def test_notes_the_app_writes_are_localized(
+    slug: str, lab_tls: LabTLS, tmp_path: Path
+) -> None:
+    from app.notes import localized
+
+    ev = (await record(slug, lab_tls, tmp_path)).events  # recorded in English
+    for key in APP_NOTES[slug]:
+        notes = find(ev, key)
+        assert notes, key
+        for e in notes:
+            ja = localized(e, "ja")
+            assert localized(e, "en") == e.text, key
+            # Every line of the Japanese note is the app's sentence in Japanese, except the
+            # lines that are only values (bits, a body, a Base64 line).
+            assert JAPANESE.search(ja.splitlines()[0]) and ja != e.text, (key, ja)

@@ -116,3 +116,13 @@ def test_mail_text_is_always_escaped() -> None:
         i18n.current_lang.reset(token)
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert "<b>x</b>" not in html and "&lt;b&gt;x&lt;/b&gt;" in html
+
+
+def test_a_note_the_app_writes_is_shown_in_the_page_language(http: httpx.Client) -> None:
+    # Step 1 of op25b: the ISP firewall drops Alice's connection to port 25.
+    ja = http.get("/flow/op25b?step=1&lang=ja").text
+    assert "DROP tcp 198.51.100.23 -&gt; 192.0.2.20:25" in ja
+    assert "動的 IP アドレスから外部の 25 番への接続は遮断" in ja
+    assert "dynamic address to port 25" not in ja
+    en = http.get("/flow/op25b?step=1&lang=en").text
+    assert "(OP25B: dynamic address to port 25)" in en and "遮断" not in en.split('id="log"')[1]

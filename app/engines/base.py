@@ -16,6 +16,12 @@ from app.world.mailstore import MailStore
 MAILBOX_ACTOR = "mailbox"
 
 
+def mailbox_actor(address: str | None) -> str:
+    """The actor of one account's mailbox ("mailbox:bob@b.example"): each account is its
+    own mailbox on screen, so a bounce to Alice never lands in "Bob's mailbox"."""
+    return f"{MAILBOX_ACTOR}:{address.lower()}" if address else MAILBOX_ACTOR
+
+
 @dataclass
 class EngineContext:
     """The world an engine serves: mail on disk, logins, certificates, the event sink."""

@@ -16,11 +16,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from app.engines.base import (
-    MAILBOX_ACTOR,
     Endpoint,
     EngineContext,
     abort_if_unsent,
     drain_or_cut,
+    mailbox_actor,
 )
 from app.engines.tls import describe_tls
 from app.events import Tap, wire_text
@@ -309,7 +309,8 @@ class _Session:
             elif isinstance(out, ClientSent):
                 self.tap.client(wire_text(out.data), out.key, out.detail or None)
             elif isinstance(out, MailboxNote):
-                self.tap.note(out.text, out.key, src=MAILBOX_ACTOR, dst=self.endpoint.server_actor)
+                mailbox = mailbox_actor(self.conn.user)
+                self.tap.note(out.text, out.key, src=mailbox, dst=self.endpoint.server_actor)
             elif isinstance(out, MailboxChanged):
                 with contextlib.suppress(KeyError):
                     name = _safe_name(out.mailbox)

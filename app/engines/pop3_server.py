@@ -13,11 +13,11 @@ import ssl
 from collections.abc import Callable
 
 from app.engines.base import (
-    MAILBOX_ACTOR,
     Endpoint,
     EngineContext,
     abort_if_unsent,
     drain_or_cut,
+    mailbox_actor,
 )
 from app.engines.tls import describe_tls
 from app.events import Tap
@@ -214,11 +214,12 @@ class _Session:
 
     def _note_update(self, removed: tuple[str, ...]) -> None:
         server = self.endpoint.server_actor
+        mailbox = mailbox_actor(self.conn.user)
         for relpath in removed:
-            self.tap.note(f"removed {relpath}", "maildir.remove", src=MAILBOX_ACTOR, dst=server)
+            self.tap.note(f"removed {relpath}", "maildir.remove", src=mailbox, dst=server)
         if self.conn.user is not None:
             state = self.backend.inbox_state(self.conn.user)
-            self.tap.note(state, "maildir.state", src=MAILBOX_ACTOR, dst=server)
+            self.tap.note(state, "maildir.state", src=mailbox, dst=server)
 
     async def _send(self, reply: Reply) -> None:
         self.tap.server(reply.text, reply.key)

@@ -125,6 +125,8 @@ async def relay(
         by_domain.setdefault(_domain(rcpt), []).append(rcpt)
     for domain, rcpts in by_domain.items():
         dns_tap = Tap(ctx.sink, PANEL_RELAY, client_actor, "dns", "DNS", 53)
+        # What happened to a connection attempt to an exchanger's port 25 (not DNS's 53).
+        tcp_tap = Tap(ctx.sink, PANEL_RELAY, client_actor, "dns", "TCP", 25)
         sent = False
         preference = {r.value: r.preference for r in dns.query(domain, "MX")}
         failed: str | None = None
@@ -132,7 +134,7 @@ async def relay(
         for host in lookup_mx(dns, domain, dns_tap):
             if failed is not None:
                 # RFC 5321 §5.1: on failure, go on to the next-lowest preference.
-                dns_tap.note(
+                tcp_tap.note(
                     f"{failed} (MX {preference.get(failed, 0)}) failed; trying {host} "
                     f"(MX {preference.get(host, 0)})",
                     "relay.next_mx",
@@ -148,7 +150,7 @@ async def relay(
                         ctx, real_host, real_port, host, mail, rcpts, helo, result, source, pool
                     )
                 except NotInLab as exc:
-                    dns_tap.note(
+                    tcp_tap.note(
                         f"{host} [{address}]:25 — {exc}",
                         "relay.unreachable",
                         src=client_actor,
@@ -157,7 +159,7 @@ async def relay(
                     )
                     continue
                 except OSError as exc:  # refused, timed out, or closed on us
-                    dns_tap.note(
+                    tcp_tap.note(
                         f"connect {host} [{address}]:25 — {_connect_error(exc)}",
                         "relay.connect_failed",
                         src=client_actor,

@@ -24,6 +24,17 @@ from app.world.dns import SimulatedDNS
 class AuthVerdict:
     header: bytes  # Authentication-Results: ... CRLF
     reject: str | None  # the SMTP reply when DMARC says reject
+    reject_key: str = "dmarc.reject"  # the explanation of that reply
+
+
+def _txt_purpose(name: str) -> str:
+    """Which standard a TXT name belongs to, so each lookup cites its own RFC: a DKIM
+    key (RFC 6376 §3.6.2.2), a DMARC record (RFC 7489 §6.1), else SPF (RFC 7208)."""
+    if "._domainkey." in f".{name}":
+        return ".dkim"
+    if name.startswith("_dmarc."):
+        return ".dmarc"
+    return ""
 
 
 class SenderAuth:
@@ -35,10 +46,11 @@ class SenderAuth:
 
     def _lookup(self, tap: Tap, name: str, rtype: str) -> list[str]:
         name = name.lower().rstrip(".")
-        tap.client(f"{name}. IN {rtype} ?", f"dns.query.{rtype.lower()}")
+        kind = rtype.lower() + _txt_purpose(name) if rtype == "TXT" else rtype.lower()
+        tap.client(f"{name}. IN {rtype} ?", f"dns.query.{kind}")
         answers = self.dns.query(name, rtype)
         if answers:
-            tap.server("\n".join(r.zone_line() for r in answers), f"dns.answer.{rtype.lower()}")
+            tap.server("\n".join(r.zone_line() for r in answers), f"dns.answer.{kind}")
         else:
             tap.server(f"{name}. IN {rtype}: NXDOMAIN", "dns.answer.nxdomain")
         return [r.value for r in answers]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
-from app.engines.base import MAILBOX_ACTOR
+from app.engines.base import mailbox_actor
 from app.world.accounts import Accounts
 from app.world.mailstore import MailStore
 from app.world.spool import QueuedMail, Spool, new_queue_id
@@ -235,6 +235,10 @@ class InboundPolicy(_Hello):
                 tap, _simulated_ip(session, self.network), envelope.mail_from or "", content
             )
             if verdict.reject is not None:
+                wire = getattr(server, "wire", None)
+                if wire is not None:
+                    # Explained as what it is (a DMARC policy), not as any 550 after DATA.
+                    wire.explain_next_reply(verdict.reject_key)
                 return verdict.reject
             content = verdict.header + content
         local = [r for r in envelope.rcpt_tos if _domain(r) in self.local_domains]
@@ -305,7 +309,7 @@ class DeliveryPolicy(_Hello):
                     relpath,
                     "maildir.deliver",
                     src=wire.tap.server_actor,
-                    dst=MAILBOX_ACTOR,
+                    dst=mailbox_actor(rcpt),
                     protocol="MAILDIR",
                     detail={"mailbox": rcpt},
                 )

@@ -65,6 +65,12 @@ class WireTap:
         self.last_verb = "greeting"
         self.last_code = 0
         self._auth_mech = ""
+        self._next_reply_key: str | None = None
+
+    def explain_next_reply(self, key: str) -> None:
+        """A policy that knows why it answers as it does (a DMARC reject, say) names the
+        explanation of its next reply; otherwise the key follows the command and code."""
+        self._next_reply_key = key
 
     # -- client side -------------------------------------------------------
     def received(self, data: bytes) -> None:
@@ -150,7 +156,8 @@ class WireTap:
         # and later answers to one DATA) belongs to the last one answered.
         verb = self._awaiting.popleft() if self._awaiting else self.last_verb
         self.last_verb = verb
-        self.tap.server(text, f"{self.prefix}.{verb}.{code}")
+        key, self._next_reply_key = self._next_reply_key or f"{self.prefix}.{verb}.{code}", None
+        self.tap.server(text, key)
         if code == "354":
             self._mode = "data"
         elif code == "334":

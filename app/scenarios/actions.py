@@ -18,8 +18,10 @@ from app.engines.relay import deliver_lmtp
 from app.events import PANEL_SUBMIT, Tap
 from app.mua import smime
 from app.mua.compose import compose
+from app.notes import note
 from app.scenarios import mailbox_actions, mua_actions, smtp_actions
 from app.scenarios.context import RunContext
+from app.world.network import HOME_IP
 from app.world.world import HOST_A, HOST_B, LOOPBACK, World
 
 __all__ = ["ACTIONS", "RunContext", "build_message"]
@@ -57,9 +59,13 @@ async def submit(world: World, params: dict[str, Any], run: RunContext) -> None:
     data = composed.data
     if mail.get("smime"):
         _note_smime(world, sender, rcpts[0])
+    # From Alice's PC on the home network, the way any MUA of the sandbox connects.
+    source = str(params.get("source", HOME_IP))
+    host, port = world.route("submission", source=source, actor="mua-alice")
     client = aiosmtplib.SMTP(
-        hostname=LOOPBACK,
-        port=world.ports["submission"],
+        hostname=host,
+        port=port,
+        source_address=world.source(source),
         local_hostname=params.get("helo", "alice-laptop.a.example"),
         timeout=CLIENT_TIMEOUT,
         start_tls=False,
@@ -80,10 +86,17 @@ async def submit(world: World, params: dict[str, Any], run: RunContext) -> None:
 def _note_smime(world: World, sender: str, rcpt: str) -> None:
     me = smime.identity(world.tls.directory, sender)
     them = smime.identity(world.tls.directory, rcpt)
+    text, detail = note(
+        (
+            "smime.sealed",
+            {
+                "signer": me.cert.subject.rfc4514_string(),
+                "recipient": them.cert.subject.rfc4514_string(),
+            },
+        )
+    )
     Tap(world.sink, PANEL_SUBMIT, "mua-alice", "mua-alice", "S/MIME", None).note(
-        f"signed with {me.cert.subject.rfc4514_string()} (SHA-256), "
-        f"encrypted for {them.cert.subject.rfc4514_string()} (RSA key transport, AES-CBC)",
-        "smime.encrypt",
+        text, "smime.encrypt", detail=detail
     )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from app.events import PANEL_FETCH, PANEL_RELAY, Tap
 from app.mua import attachments, smime
+from app.notes import Line, note
 from app.scenarios.context import RunContext
 from app.world.world import World
 
@@ -28,11 +29,12 @@ def _last_fetched(run: RunContext, actor: str) -> bytes:
     return got[-1]
 
 
-def _note(world: World, panel: int, actor: str, text: str, key: str, protocol: str) -> None:
-    Tap(world.sink, panel, actor, actor, protocol, None).note(text, key)
+def _note(world: World, panel: int, actor: str, lines: list[Line], key: str, protocol: str) -> None:
+    text, detail = note(*lines)
+    Tap(world.sink, panel, actor, actor, protocol, None).note(text, key, detail=detail)
 
 
-def base64_walkthrough(encoded_line: str) -> str:
+def base64_walkthrough(encoded_line: str) -> list[Line]:
     """How the first 4 characters of a Base64 line come from 3 bytes (RFC 2045 §6.8)."""
     import base64
 
@@ -40,11 +42,17 @@ def base64_walkthrough(encoded_line: str) -> str:
     raw = base64.b64decode(chunk)
     bits = "".join(f"{b:08b}" for b in raw)
     sextets = [bits[i : i + 6] for i in range(0, 24, 6)]
-    return (
-        f"{' '.join(f'0x{b:02X}' for b in raw)} = {' '.join(f'{b:08b}' for b in raw)}\n"
-        f"→ {' '.join(sextets)} = {' '.join(str(int(s, 2)) for s in sextets)}\n"
-        f"→ {' '.join(chunk)}  (3 bytes → 4 characters)"
-    )
+    return [
+        (
+            "mime.bits",
+            {"hex": " ".join(f"0x{b:02X}" for b in raw), "bits": " ".join(f"{b:08b}" for b in raw)},
+        ),
+        (
+            "mime.sextets",
+            {"sextets": " ".join(sextets), "values": " ".join(str(int(s, 2)) for s in sextets)},
+        ),
+        ("mime.chars", {"chars": " ".join(chunk)}),
+    ]
 
 
 async def mime_decode(world: World, params: dict[str, Any], run: RunContext) -> None:
@@ -61,12 +69,22 @@ async def mime_decode(world: World, params: dict[str, Any], run: RunContext) -> 
     lines = [line for line in str(payload).splitlines() if line]
     data = part.get_payload(decode=True) or b""
     name = part.get_filename() or part.get_content_type()
-    text = (
-        f"{name}: {len(data)} bytes → {sum(len(line) for line in lines)} Base64 characters "
-        f"in {len(lines)} lines (longest {max(len(line) for line in lines)} ≤ 76)\n"
-        f"line 1: {lines[0]}\n" + base64_walkthrough(lines[0])
+    summary = {
+        "name": name,
+        "size": len(data),
+        "chars": sum(len(line) for line in lines),
+        "lines": len(lines),
+        "longest": max(len(line) for line in lines),
+    }
+    shown: list[Line] = [("mime.summary", summary), ("mime.line1", {"line": lines[0]})]
+    _note(
+        world,
+        PANEL_FETCH,
+        actor,
+        shown + base64_walkthrough(lines[0]),
+        "mime.base64.decode",
+        "MIME",
     )
-    _note(world, PANEL_FETCH, actor, text, "mime.base64.decode", "MIME")
 
 
 async def smime_open(world: World, params: dict[str, Any], run: RunContext) -> None:
@@ -86,16 +104,14 @@ async def smime_open(world: World, params: dict[str, Any], run: RunContext) -> N
             der = part.get_payload(decode=True) or b""
             certs = smime.pkcs7.load_der_pkcs7_certificates(der)
             signer = ", ".join(c.subject.rfc4514_string() for c in certs)
-    _note(
-        world,
-        PANEL_FETCH,
-        actor,
-        f"decrypted with {user}'s private key ({inner.get_content_type()}):\n{body}",
-        "smime.decrypt",
-        "S/MIME",
-    )
+    opened = {"user": user, "type": inner.get_content_type(), "body": body}
+    _note(world, PANEL_FETCH, actor, [("smime.opened", opened)], "smime.decrypt", "S/MIME")
     verdict = await asyncio.to_thread(smime.verify, signed, world.tls.directory)
-    _note(world, PANEL_FETCH, actor, f"signer: {signer}\n{verdict}", "smime.verify", "S/MIME")
+    lines: list[Line] = [
+        ("smime.signer", {"signer": signer}),
+        ("smime.verdict", {"verdict": verdict}),
+    ]
+    _note(world, PANEL_FETCH, actor, lines, "smime.verify", "S/MIME")
 
 
 def _zip_and_password(messages: list[Message]) -> tuple[tuple[str, bytes] | None, str | None]:
@@ -119,12 +135,14 @@ async def path_reader(world: World, params: dict[str, Any], run: RunContext) -> 
     messages = [email.message_from_bytes(e.data, policy=default_policy) for e in queued]
     subjects = " / ".join(str(m.get("Subject", "")) for m in messages)
     found_zip, password = _zip_and_password(messages)
-    lines = [f"{len(queued)} mails in the queue of mx.b.example: {subjects}"]
+    lines: list[Line] = [
+        ("ppap.queue", {"count": len(queued), "host": "mx.b.example", "subjects": subjects})
+    ]
     if found_zip and found_zip[1] is not None:
-        lines.append(f"ZIP: {found_zip[0]} ({len(found_zip[1])} bytes, AES-256)")
+        lines.append(("ppap.zip", {"name": found_zip[0], "size": len(found_zip[1])}))
     if password:
-        lines.append(f"password: {password}")
+        lines.append(("ppap.password", {"password": password}))
     if found_zip and found_zip[1] is not None and password:
         for name, text in attachments.open_zip(found_zip[1], password).items():
-            lines.append(f"unzipped {name}: {text.strip()}")
-    _note(world, PANEL_RELAY, PATH_READER, "\n".join(lines), "ppap.read", "ZIP")
+            lines.append(("ppap.unzipped", {"name": name, "text": text.strip()}))
+    _note(world, PANEL_RELAY, PATH_READER, lines, "ppap.read", "ZIP")

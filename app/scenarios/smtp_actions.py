@@ -15,9 +15,10 @@ from app.engines.dsn import build_dsn
 from app.engines.relay import deliver_lmtp, relay
 from app.events import PANEL_RELAY, Tap
 from app.mua.compose import compose
+from app.notes import note
 from app.scenarios.context import RunContext
 from app.world.firewall import FirewallRefused
-from app.world.network import NotInLab
+from app.world.network import HOME_IP, NotInLab
 from app.world.spool import QueuedMail, new_queue_id
 from app.world.world import HOST_A, LOOPBACK, World
 
@@ -42,7 +43,8 @@ async def smtp_session(world: World, params: dict[str, Any], run: RunContext) ->
         raise ValueError(f"unknown SMTP steps {sorted(unknown)}")
     endpoint = world.endpoints[server]
     actor = params.get("actor", endpoint.client_actor)
-    source_ip = params.get("source")
+    # A mail program connects from the home network; other hosts say where they are.
+    source_ip = params.get("source") or (HOME_IP if actor.startswith("mua-") else None)
     try:
         host, port = world.route(server, source=source_ip, actor=actor)
     except (FirewallRefused, NotInLab):
@@ -152,13 +154,13 @@ async def _bounce(
     )
     dsn = build_dsn(entry, refused, reporting_mta=HOST_A, remote_mta=remote, arrival=time.time())
     tap = Tap(world.sink, PANEL_RELAY, "mta-a", "mta-a", "DSN", None)
-    rcpt_list = ", ".join(refused)
-    tap.note(
-        f"MAIL FROM:<> RCPT TO:<{entry.mail_from}> — DSN for {rcpt_list} "
-        f"(multipart/report; report-type=delivery-status, {len(dsn)} octets)",
-        "dsn.create",
-        dst="mda-a",
+    text, detail = note(
+        (
+            "dsn.create",
+            {"sender": entry.mail_from, "rcpts": ", ".join(refused), "octets": len(dsn)},
+        )
     )
+    tap.note(text, "dsn.create", dst="mda-a", detail=detail)
     bounce = QueuedMail(new_queue_id(), "", (entry.mail_from,), dsn)
     if "lmtp-a" in world.ports and entry.mail_from.endswith("@a.example"):
         # The sender is local to mail.a.example: its MDA takes the bounce directly.

@@ -38,11 +38,19 @@ JOURNEY_ORDER = (
     "mua-bob",
     "mua-bob-pc",
     "mua-bob-phone",
+    "mua-carol",
     "mua-dave",
 )
+MAILBOX = "mailbox"  # app.engines.base.MAILBOX_ACTOR; one account's is "mailbox:<address>"
+
+
+def _kind(actor: str) -> str:
+    """The actor an account's mailbox stands in for: every mailbox sits where "mailbox" sits."""
+    return MAILBOX if actor.startswith(MAILBOX + ":") else actor
 
 
 def journey_position(actor: str) -> int:
+    actor = _kind(actor)
     return JOURNEY_ORDER.index(actor) if actor in JOURNEY_ORDER else len(JOURNEY_ORDER)
 
 
@@ -53,11 +61,17 @@ def actor_labels() -> dict[str, dict[str, str]]:
 
 def actor_label(actor: str, lang: str) -> str:
     info = actor_labels().get(actor)
-    return info.get(lang, actor) if info else actor
+    if info:
+        return info.get(lang, actor)
+    if _kind(actor) == MAILBOX:
+        # An account the content does not name (the lab's own accounts).
+        template = actor_labels()[MAILBOX].get(f"of_{lang}", "{address}")
+        return template.format(address=actor.partition(":")[2])
+    return actor
 
 
 def actor_role(actor: str) -> str:
-    info = actor_labels().get(actor)
+    info = actor_labels().get(actor) or actor_labels().get(_kind(actor))
     return info.get("role", actor) if info else actor
 
 
@@ -134,21 +148,54 @@ class Hop:
 
 
 def hops(events: tuple[Event, ...] | list[Event]) -> list[Hop]:
+    """One row per distinct real session: who opened it, who answered, over what.
+
+    Only lines that crossed the wire (c2s, s2c) say who is client and server; notes
+    (a TLS handshake, a Maildir change, a firewall's verdict) belong to a session
+    but are not a conversation, so they never decide a row. TLS is on when any line
+    of the session travelled inside TLS.
+    """
     rows: dict[str, Hop] = {}
+    tls: set[str] = set()
     for e in events:
-        if e.protocol not in WIRE_PROTOCOLS and e.protocol != "DNS":
+        if e.tls:
+            tls.add(e.session)
+        if e.direction == "note" or (e.protocol not in WIRE_PROTOCOLS and e.protocol != "DNS"):
             continue
-        client, server = (e.src, e.dst) if e.direction == "c2s" else (e.dst, e.src)
-        prev = rows.get(e.session)
-        rows[e.session] = Hop(
-            e.panel, client, server, e.protocol, e.port, e.tls or (prev.tls if prev else False)
-        )
+        if e.session not in rows:
+            client, server = (e.src, e.dst) if e.direction == "c2s" else (e.dst, e.src)
+            rows[e.session] = Hop(e.panel, client, server, e.protocol, e.port, False)
     # One row per distinct hop, not per connection.
     unique: dict[tuple, Hop] = {}
-    for hop in rows.values():
-        unique.setdefault((hop.panel, hop.client, hop.server, hop.protocol, hop.port), hop)
+    for session, hop in rows.items():
+        hop = Hop(hop.panel, hop.client, hop.server, hop.protocol, hop.port, session in tls)
+        unique.setdefault((hop.panel, hop.client, hop.server, hop.protocol, hop.port, hop.tls), hop)
     return list(unique.values())
 
 
+# A TLS handshake is explained by what started it, known from the standard port the
+# conversation plays: STARTTLS for SMTP (RFC 3207, the key itself), STLS for POP3
+# (RFC 2595), STARTTLS for IMAP (RFC 9051), or a port that is TLS from the first byte
+# (RFC 8314).
+_TLS_BY_PORT = {
+    110: "tls.handshake.pop3",
+    143: "tls.handshake.imap",
+    465: "tls.handshake.implicit",
+    993: "tls.handshake.implicit",
+    995: "tls.handshake.implicit",
+}
+
+
+def explanation_key(event: Event) -> str:
+    """The most specific explanation for an event: its key, refined by the protocol
+    and port it belongs to where one key serves several (a Maildir change made by an
+    IMAP session cites IMAP, not POP3)."""
+    if event.key == "tls.handshake" and event.port is not None:
+        return _TLS_BY_PORT.get(event.port, event.key)
+    if event.key.startswith("maildir.") and event.protocol == "IMAP":
+        return f"{event.key}.imap"
+    return event.key
+
+
 def explain(catalog: Catalog, event: Event) -> Explanation | None:
-    return catalog.lookup(event.key)
+    return catalog.lookup(explanation_key(event)) or catalog.lookup(event.key)

@@ -9,8 +9,9 @@ import jinja2
 from starlette.requests import Request
 from starlette.templating import Jinja2Templates
 
+from app.notes import localized
 from app.web import i18n
-from app.web.flow_view import actor_label, actor_role
+from app.web.flow_view import actor_label, actor_role, explain
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent.parent / "templates"
 
@@ -32,6 +33,9 @@ def make_templates() -> Jinja2Templates:
     env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)  # type: ignore[attr-defined]
     env.globals["actor_label"] = lambda actor: actor_label(actor, i18n.current_lang.get())
     env.globals["actor_role"] = actor_role
+    env.globals["explain"] = explain
+    # A note the app wrote is shown in the page's language; a protocol line as exchanged.
+    env.globals["shown_text"] = lambda event: localized(event, i18n.current_lang.get())
     env.globals["current_lang"] = i18n.current_lang.get
     env.globals["lang_query"] = lang_query
     env.globals["HTMX"] = "vendor/htmx-2.0.11/htmx.min.js"

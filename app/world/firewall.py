@@ -2,7 +2,7 @@
 
 A home ISP refuses connections from its dynamic address pool to port 25 outside
 its own network, so an infected PC cannot spray mail straight at other MX hosts;
-587 (submission with SMTP-AUTH) stays open (RFC 5068 §4.1: providers must not
+587 (submission with SMTP-AUTH) stays open (RFC 5068 §3.1: providers must not
 block it). The lab network asks this firewall before every routed connection, so
 the refusal is the client's connection really failing, not a line on screen.
 """
@@ -13,6 +13,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from app.events import PANEL_SUBMIT, Sink, Tap
+from app.notes import note
 
 FIREWALL_ACTOR = "isp-fw"
 
@@ -35,12 +36,11 @@ class Firewall:
         dynamic = any(src in net for net in self.dynamic_pool)
         outside = not any(dst in net for net in self.inside)
         tap = Tap(self.sink, self.panel, actor or source, FIREWALL_ACTOR, "TCP", port)
+        where = {"source": source, "address": address, "port": port}
         if dynamic and outside and port in self.blocked_ports:
-            tap.note(
-                f"DROP tcp {source} -> {address}:{port} (OP25B: dynamic address to port 25)",
-                f"firewall.block.{port}",
-                dst=actor or source,
-            )
+            text, detail = note(("firewall.drop", where))
+            tap.note(text, f"firewall.block.{port}", dst=actor or source, detail=detail)
             raise FirewallRefused(f"{address}:{port} refused by the ISP firewall (OP25B)")
         if dynamic:
-            tap.note(f"ACCEPT tcp {source} -> {address}:{port}", f"firewall.pass.{port}")
+            text, detail = note(("firewall.accept", where))
+            tap.note(text, f"firewall.pass.{port}", detail=detail)

@@ -18,6 +18,14 @@ if TYPE_CHECKING:
     from app.world.firewall import Firewall
 
 
+# The home network of the sandbox's people: their ISP's dynamic pool (RFC 5737
+# documentation range) and the one address Alice's PC gets there. Every MUA of a
+# scenario connects from it, so a Received line or a relay rule always shows the same
+# simulated address, never the loopback address the socket really used.
+HOME_NETWORK = "198.51.100.0/24"
+HOME_IP = "198.51.100.23"
+
+
 class NotInLab(ConnectionRefusedError):
     """The address is not part of the sandbox; the connection is refused locally."""
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 
 from app.events import Tap
+from app.notes import note
 
 DEFAULT_WINDOW = 600.0  # seconds a login keeps the door open (commonly 5-10 minutes)
 
@@ -24,6 +25,7 @@ class PopBeforeSmtp:
     translate: Callable[[str], str] = lambda ip: ip  # loopback peer -> simulated address
     clock: Callable[[], float] = time.time
     relay_actor: str = "mta-a"
+    relay_host: str = "mail.a.example"
     _open: dict[str, float] = field(default_factory=dict)  # ip -> until
 
     def logged_in(self, user: str, peer: str, tap: Tap) -> None:
@@ -31,12 +33,19 @@ class PopBeforeSmtp:
         ip = self.translate(peer)
         until = self.clock() + self.window
         self._open[ip] = until
-        tap.note(
-            f"{ip} ({user}) may relay through {self.relay_actor} until "
-            f"{formatdate(until, localtime=False)} ({int(self.window // 60)} min)",
-            "popbsmtp.open",
-            dst=self.relay_actor,
+        text, detail = note(
+            (
+                "popbsmtp.open",
+                {
+                    "ip": ip,
+                    "user": user,
+                    "relay": self.relay_host,
+                    "until": formatdate(until, localtime=False),
+                    "minutes": int(self.window // 60),
+                },
+            )
         )
+        tap.note(text, "popbsmtp.open", dst=self.relay_actor, detail=detail)
 
     def allowed(self, ip: str) -> bool:
         until = self._open.get(ip)

@@ -24,7 +24,7 @@ from app.world.accounts import Accounts
 from app.world.dns import SimulatedDNS
 from app.world.firewall import Firewall
 from app.world.mailstore import MailStore
-from app.world.network import LabNetwork
+from app.world.network import HOME_NETWORK, LabNetwork
 from app.world.pop_before_smtp import PopBeforeSmtp
 from app.world.spool import Spool
 
@@ -33,7 +33,7 @@ HOST_B = "mx.b.example"
 HOST_B2 = "mx2.b.example"
 LOOPBACK = "127.0.0.1"
 DKIM_SELECTOR = "mf2025"
-ISP_DYNAMIC_POOL = "198.51.100.0/24"  # alice's home ISP hands these out (RFC 5737 range)
+ISP_DYNAMIC_POOL = HOME_NETWORK  # alice's home ISP hands these out (RFC 5737 range)
 
 
 def default_endpoints() -> dict[str, Endpoint]:
