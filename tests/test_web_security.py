@@ -183,9 +183,7 @@ def test_the_refusal_speaks_the_learners_language_and_json_to_the_api(
     r = client.post("/quiz/exam/start?lang=en", headers={"Origin": FOREIGN})
     assert r.status_code == 403 and "text/html" in r.headers["content-type"]
     assert "accepted only from MailFlow Lab's own page" in r.text
-    r = client.post(
-        "/quiz/exam/start", headers={"Origin": FOREIGN, "Accept": "application/json"}
-    )
+    r = client.post("/quiz/exam/start", headers={"Origin": FOREIGN, "Accept": "application/json"})
     body = r.json()
     assert r.status_code == 403 and body["error"] == "origin" and body["message"]
 
@@ -216,9 +214,7 @@ def test_every_websocket_refuses_a_foreign_origin(served: Served) -> None:
 
 def test_websockets_from_this_site_or_a_script_open(served: Served) -> None:
     for headers in ({"Origin": served.url}, {"Origin": PUBLIC_URL}, {}):
-        with connect(
-            _ws_url(served, "/ws/lab"), additional_headers=headers, open_timeout=10
-        ) as ws:
+        with connect(_ws_url(served, "/ws/lab"), additional_headers=headers, open_timeout=10) as ws:
             assert json.loads(ws.recv(timeout=10))["code"] == "lab_off"
 
 
