@@ -2,39 +2,17 @@
 
 from __future__ import annotations
 
-import smtplib
-import ssl
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from served import Served
+from served import Served, inbox_files, send_one
 
 from app.config import Settings
 from app.web.teacher import COOKIE, TeacherGate, TryLimiter
 
 PASSWORD = "correct horse battery staple"
-
-
-def inbox_files(s: Served) -> list[Path]:
-    box = s.settings.data_dir / "lab" / "mail" / "bob@b.example"
-    return [p for sub in ("new", "cur") for p in (box / sub).glob("*")]
-
-
-def send_one(s: Served, subject: str = "hello") -> None:
-    """A real submission over implicit TLS; returns once the MDA has written the file."""
-    before = len(inbox_files(s))
-    ctx = ssl.create_default_context(cafile=str(s.settings.data_dir / "tls" / "ca.pem"))
-    port = s.app.state.lab.ports["submissions"]
-    with smtplib.SMTP_SSL("127.0.0.1", port, context=ctx, timeout=10) as c:
-        c.login("alice@a.example", "alice-pass")
-        c.sendmail("alice@a.example", ["bob@b.example"], f"Subject: {subject}\r\n\r\nhi\r\n")
-    deadline = time.monotonic() + 10  # a bound on a wait for the file, not a guess at it
-    while len(inbox_files(s)) == before:
-        assert time.monotonic() < deadline, "the message was not delivered"
-        time.sleep(0.02)
 
 
 def serve(tmp: Path, **settings: object) -> Iterator[Served]:
