@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 
 class ConfigError(ValueError):
@@ -39,6 +41,8 @@ class Settings:
     database_url: str = ""
     session_ttl: float = 2 * 3600.0  # idle browser sessions are forgotten after this
     max_sessions: int = 5000
+    public_url: str = ""  # e.g. https://mail.school.example behind a reverse proxy
+    teacher_password: str = ""  # empty: teacher-only pages are off in public mode
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -50,11 +54,26 @@ class Settings:
             lab_offset=_int("MAILFLOW_LAB_OFFSET", 2000),
             public=_flag("MAILFLOW_PUBLIC", False),
             database_url=os.environ.get("MAILFLOW_DATABASE_URL", ""),
+            public_url=os.environ.get("MAILFLOW_PUBLIC_URL", "").strip(),
+            teacher_password=os.environ.get("MAILFLOW_TEACHER_PASSWORD", ""),
         )
 
     @property
     def is_loopback(self) -> bool:
-        return self.host in ("127.0.0.1", "::1", "localhost") or self.host.startswith("127.")
+        # An address, not a prefix: "127.0.0.1.example" is a name anywhere on the Internet.
+        if self.host.lower() == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host.strip("[]")).is_loopback
+        except ValueError:
+            return False
+
+    @property
+    def public_origin(self) -> str | None:
+        """The origin of MAILFLOW_PUBLIC_URL (scheme://host:port), or None when unset."""
+        from app.web.security import origin_of  # the one place origins are normalised
+
+        return origin_of(self.public_url) if self.public_url else None
 
     def check(self) -> None:
         """Refuse settings that would expose the lab's well-known passwords by accident."""
@@ -63,6 +82,13 @@ class Settings:
                 f"MAILFLOW_HOST={self.host} would serve beyond this machine. The lab accounts "
                 "have well-known passwords (alice-pass, bob-pass): set MAILFLOW_PUBLIC=1 "
                 "if you really want that, or keep MAILFLOW_HOST=127.0.0.1."
+            )
+        if self.public_url and (
+            self.public_origin is None or urlsplit(self.public_url).path not in ("", "/")
+        ):
+            raise ConfigError(
+                f"MAILFLOW_PUBLIC_URL={self.public_url!r} must be the address people open, "
+                "scheme and host only, e.g. https://mail.school.example"
             )
         if not 0 <= self.lab_offset <= 60000:
             raise ConfigError(f"MAILFLOW_LAB_OFFSET={self.lab_offset} must be 0..60000")

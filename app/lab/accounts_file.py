@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 
@@ -22,7 +23,12 @@ def load_accounts(path: Path) -> Accounts:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         lines = "\n".join(f'"{user}" = "{pw}"' for user, pw in DEFAULT_ACCOUNTS.items())
-        path.write_text(TEMPLATE.format(lines=lines), "utf-8")
+        # Owner-only from the first byte: the file holds the accounts' passwords.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(TEMPLATE.format(lines=lines))
+    if path.stat().st_mode & 0o077:
+        os.chmod(path, 0o600)  # one an earlier version wrote 0644 is tightened
     try:
         data = tomllib.loads(path.read_text("utf-8"))
     except tomllib.TOMLDecodeError as exc:

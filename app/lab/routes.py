@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from email import message_from_bytes, policy
 from email.utils import parsedate_to_datetime
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
@@ -12,6 +11,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from app.lab.commands import commands_for
 from app.lab.world import SERVICES, LabWorld
 from app.web import i18n
+from app.web.teacher import teacher_gate
 
 router = APIRouter()
 PREVIEW_LIMIT = 256 * 1024  # a huge message is shown cut, never loaded whole into a page
@@ -38,6 +38,9 @@ async def lab_page(request: Request) -> Response:
         context["commands"] = commands_for(host, lab.ports)
         context["fingerprint"] = lab.tls.fingerprint_sha256
         context["accounts"] = lab.accounts.passwords
+        gate = request.app.state.teacher
+        # Public mode: the viewer and reset are the teacher's (see app/web/teacher.py).
+        context["teacher_only"] = gate.public and not gate.is_teacher(request)
     return request.app.state.templates.TemplateResponse(request, "lab.html", context)
 
 
@@ -76,6 +79,8 @@ def _summaries(lab: LabWorld, account: str, folder: str) -> list[dict[str, objec
 @router.get("/lab/mailbox/{account}/{folder}")
 async def mailbox(request: Request, account: str, folder: str) -> Response:
     lab = _lab(request)
+    if (refused := teacher_gate(request)) is not None:
+        return refused
     if not lab.accounts.exists(account) or folder not in lab.store.folder_names(account):
         raise HTTPException(404, detail="mailbox")
     context = {
@@ -92,8 +97,11 @@ async def mailbox(request: Request, account: str, folder: str) -> Response:
 @router.get("/lab/mailbox/{account}/{folder}/{uid}")
 async def message(request: Request, account: str, folder: str, uid: str) -> Response:
     lab = _lab(request)
+    if (refused := teacher_gate(request)) is not None:
+        return refused
     if (
-        not uid.isdigit()
+        # isdigit() alone admits "²" and other Unicode digits that int() refuses.
+        not (uid.isascii() and uid.isdigit())
         or not lab.accounts.exists(account)
         or folder not in lab.store.folder_names(account)
     ):
@@ -117,20 +125,12 @@ async def message(request: Request, account: str, folder: str, uid: str) -> Resp
     return request.app.state.templates.TemplateResponse(request, "lab_message.html", context)
 
 
-def _same_origin(request: Request) -> bool:
-    """A form POST must come from this site's own page (Origin, else Referer)."""
-    source = request.headers.get("origin") or request.headers.get("referer")
-    if not source:
-        return False
-    parts = urlsplit(source)
-    return parts.scheme in ("http", "https") and parts.netloc == request.headers.get("host")
-
-
 @router.post("/lab/reset")
 async def reset(request: Request) -> Response:
     lab = _lab(request)
-    if not _same_origin(request):
-        raise HTTPException(403, detail="origin")
+    # Cross-site posts never get here: app/web/security.py refuses them for every route.
+    if (refused := teacher_gate(request)) is not None:
+        return refused
     removed = lab.reset_mailboxes()
     request.app.state.hub.clear()
     return RedirectResponse(f"/lab?reset={removed}", status_code=303)

@@ -8,6 +8,7 @@ back-off, which would otherwise dominate the latency tail.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,12 +27,26 @@ T = TypeVar("T")
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
+def private_sqlite_file(path: Path) -> None:
+    """Create the database file owner-only (0600), and tighten one that exists.
+
+    It holds the cookie signing key: anyone who can read it can sign in as any learner.
+    SQLite gives its -wal and -shm files the database file's mode when it creates them;
+    ones left from an earlier, looser run are tightened too.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if p.exists() and p.stat().st_mode & 0o077:
+            os.chmod(p, 0o600)
+
+
 def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
     if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        private_sqlite_file(Path(parsed.database))
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": 30},

@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp
 
 from app.config import Settings
 from app.engines.tls import LabTLS
@@ -29,11 +30,26 @@ from app.web.flow_socket import router as socket_router
 from app.web.health import EngineHealth
 from app.web.pages import router as pages_router
 from app.web.predict import router as predict_router
+from app.web.security import SecurityMiddleware
 from app.web.service import FlowService
+from app.web.teacher import TeacherGate
+from app.web.teacher import router as teacher_router
 from app.web.templating import make_templates
 
 STATIC_DIR = Path(__file__).resolve().parent.parent.parent / "static"
 log = logging.getLogger("mailflow")
+
+
+class MailFlowApp(FastAPI):
+    """FastAPI with the security middleware outermost.
+
+    Starlette puts user middleware inside its ServerErrorMiddleware, so a 500 would leave
+    without the security headers; wrapping the whole stack covers every response.
+    """
+
+    def build_middleware_stack(self) -> ASGIApp:
+        settings: Settings = self.state.settings
+        return SecurityMiddleware(super().build_middleware_stack(), settings.public_origin)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -55,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.health = EngineHealth(tls, settings.runs_dir)
         await app.state.health.check()
         app.state.study = init_study(settings)
+        app.state.teacher = TeacherGate(settings, app.state.study.store.secret("teacher-key"))
         app.state.lab = None
         if settings.lab:
             app.state.hub = Hub()
@@ -74,7 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if app.state.lab is not None:
                 await app.state.lab.close()
 
-    app = FastAPI(title="MailFlow Lab", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = MailFlowApp(title="MailFlow Lab", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.templates = make_templates()
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -130,4 +147,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(study_router)
     app.include_router(lab_router)
     app.include_router(lab_socket_router)
+    app.include_router(teacher_router)
     return app
