@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from app.digits import is_digits
+
 EXPLANATION_DIR = Path(__file__).resolve().parent / "content" / "explanations"
 LANGS = ("ja", "en")
 _RFC = re.compile(r"RFC\s*(\d+)(?:\s*§\s*([\w.]+))?")
@@ -47,7 +49,7 @@ def candidates(key: str) -> Iterator[str]:
         if len(parts) >= 3:
             status = parts[-1]
             yield f"{parts[0]}.reply.{status}"
-            if len(status) == 3 and status.isdigit():
+            if len(status) == 3 and is_digits(status):
                 yield f"{parts[0]}.reply.{status[0]}xx"
 
 

@@ -108,3 +108,34 @@ def test_language_links_still_point_at_the_same_page(
     with httpx.Client() as c:
         r = c.send(c.build_request("GET", live_url, extensions={"target": target.encode()}))
     assert f'<a href="{expected}"' in r.text
+
+
+# "²".isdigit() is True but int("²") raises: every number typed from outside must be
+# refused as a typo, never turned into a 500.
+SUPERSCRIPT_TWO = "\u00b2"
+
+
+def test_unicode_digits_in_a_step_are_a_clear_400(live_url: str) -> None:
+    r = httpx.get(f"{live_url}/flow/basic-pop3", params={"step": SUPERSCRIPT_TWO})
+    assert r.status_code == 400
+
+
+def test_unicode_digits_in_study_forms_are_refused_cleanly(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from app.web.app import create_app
+
+    with TestClient(create_app(Settings(data_dir=tmp_path, lab=False))) as c:
+        r = c.post("/quiz/exam/start", data={"mode": "mini"}, follow_redirects=False)
+        run_url = r.headers["location"]
+        page = c.get(run_url).text
+        qid = re.search(r'name="question" value="([^"]+)"', page).group(1)
+        r = c.post(
+            f"{run_url}/answer",
+            data={"position": SUPERSCRIPT_TWO, "question": qid, "choice": "0"},
+        )
+        assert 400 <= r.status_code < 500, r.status_code
+        page = c.get("/quiz/ports").text
+        token = re.search(r'name="token" value="([^"]+)"', page).group(1)
+        r = c.post("/quiz/ports/answer", data={"token": token, "answer": SUPERSCRIPT_TWO})
+        assert r.status_code < 500, r.status_code

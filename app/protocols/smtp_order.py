@@ -21,6 +21,8 @@ from email._header_value_parser import get_addr_spec, get_angle_addr
 from email.errors import HeaderParseError
 from enum import Enum
 
+from app.digits import is_digits
+
 COMMAND_LIMIT = 512  # RFC 5321 §4.5.3.1.4, aiosmtpd's command_size_limit
 MAIL_LIMIT = 512 + 26  # aiosmtpd allows SIZE=... on MAIL once EHLO announced it
 ALLOWED_LOGIN = ("PLAIN", "LOGIN")
@@ -297,7 +299,7 @@ class SmtpOrder:
         if utf8:
             return _reply("501 Error: SMTPUTF8 disabled")
         size = options.pop("SIZE", None)
-        if size is not None and (isinstance(size, bool) or not size.isdigit()):
+        if size is not None and (isinstance(size, bool) or not is_digits(size)):
             return _reply(syntax)
         if size is not None and int(size) > MAX_MESSAGE_SIZE:
             return _reply("552 Error: message size exceeds fixed maximum message size")

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
+from app.digits import is_digits
 from app.study.content import LETTERS, Question
 from app.study.models import ExamAnswer, ExamRun
 from app.study.setup import Study
@@ -179,7 +180,7 @@ def exam_answer(
 ) -> Response:
     st = study(request)
     run, questions, answers = _load(st, request, run_id)
-    if not position.isdigit() or int(position) >= len(questions):
+    if not is_digits(position) or len(position) > 4 or int(position) >= len(questions):
         return problem(
             request,
             _("That answer did not match a question of this exam."),

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from itsdangerous import BadSignature
 
+from app.digits import is_digits
 from app.study import charts
 from app.study.learner import Who
 from app.study.portquiz import (
@@ -78,7 +79,7 @@ def feedback_view(st: Study, q: PortQuestion, correct: bool, given: str) -> dict
     lg = lang()
     card = st.content.cards[q.card]
     shown = given
-    if q.kind in CHOICE and given.isdigit():
+    if q.kind in CHOICE and is_digits(given) and len(given) <= 5:
         port = int(given)
         shown = (
             label_for_port(st.content, port, lg)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 
+from app.digits import is_digits
 from app.web import i18n
 from app.web.flow_view import hops, panels
 from app.web.predict import MODES, predict_page, unknown_mode
@@ -22,7 +23,7 @@ def parse_step(raw: str | None) -> int:
     """?step=N: a whole number ≥ 0; anything else is the learner's typo, told plainly."""
     if raw is None or raw == "":
         return 0
-    if not raw.isdigit() or len(raw) > 6:
+    if not is_digits(raw) or len(raw) > 6:
         raise HTTPException(400, detail="step")
     return int(raw)
 

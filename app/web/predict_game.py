@@ -13,6 +13,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from app.digits import is_digits
 from app.events import Event
 from app.web.predict_replay import MAX_LINE, Answer, is_command, probe_at
 
@@ -197,7 +198,7 @@ def read_guess(choice: str | None, typed: str | None, offered: list[str]) -> tup
         if len(text) > MAX_LINE:
             raise BadGuess("too_long")
         return text, True
-    if choice and choice.isdigit() and 1 <= int(choice) <= len(offered):
+    if choice and is_digits(choice) and len(choice) < 4 and 1 <= int(choice) <= len(offered):
         return offered[int(choice) - 1], False
     raise BadGuess("empty" if not choice else "choice")
 

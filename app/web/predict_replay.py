@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from app.digits import is_digits
 from app.events import Event
 from app.protocols.imap import ImapConnection, Send
 from app.protocols.pop3 import Action, POP3Connection
@@ -139,7 +140,7 @@ def _smtp_probe(events: Sequence[Event], index: int) -> _SmtpProbe:
             core.end_data()
             continue
         reply = next((r for r in session[i + 1 :] if r.direction == "s2c"), None)
-        code = int(reply.text[:3]) if reply and reply.text[:3].isdigit() else None
+        code = int(reply.text[:3]) if reply and is_digits(reply.text[:3]) else None
         core.replay(e.text, code)
         if e.text.strip().upper() == "STARTTLS" and code == 220:
             core.tls_started()  # the handshake happened for real; here we take it as done
