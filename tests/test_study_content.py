@@ -120,6 +120,52 @@ def test_sending_despite_op25b_never_offers_465_as_wrong() -> None:
             assert C.right_ports(u) == {u.port}, u.id
 
 
+# -- the answer is not the longest choice -------------------------------------------------
+
+LONG_CHOICES = 12  # characters per choice, on average, from which length can give it away
+
+
+def key_longest_share(lang: str) -> tuple[int, int]:
+    """(questions whose key is strictly longer than each other choice, questions counted)."""
+    longest = counted = 0
+    for q in C.questions.values():
+        choices = q.choices[lang]
+        if sum(len(c) for c in choices) / 4 < LONG_CHOICES:
+            continue
+        counted += 1
+        key = len(choices[q.answer])
+        if all(key > len(c) for i, c in enumerate(choices) if i != q.answer):
+            longest += 1
+    return longest, counted
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_the_longest_choice_is_the_answer_at_most_a_third_of_the_time(lang: str) -> None:
+    longest, counted = key_longest_share(lang)
+    assert counted >= 30, counted
+    assert longest * 3 <= counted, f"{lang}: the key is the longest choice in {longest}/{counted}"
+
+
+# -- IPA punctuation in the exam text ------------------------------------------------------
+
+JA = r"[\u3000-\u30ff\u3400-\u9fff\uff00-\uffef]"
+LATIN = r"[A-Za-z0-9]"
+SPACED = re.compile(rf"{JA} +{LATIN}|{LATIN} +{JA}")
+
+
+def test_stems_and_choices_follow_the_ipa_papers_punctuation() -> None:
+    for q in C.questions.values():
+        for text in (q.stem["ja"], *q.choices["ja"]):
+            assert "、" not in text, (q.id, text)
+            assert not SPACED.search(text), (q.id, SPACED.search(text), text)
+
+
+def test_the_punctuation_check_catches_the_old_style() -> None:
+    assert SPACED.search("SMTP-AUTH の説明として") and SPACED.search("587 番")
+    assert not SPACED.search("SMTP-AUTHの説明として，適切なものはどれか。")
+    assert not SPACED.search("AUTH PLAINで送る")
+
+
 # -- links name an event, and the flow page opens on it -------------------------------------
 
 
