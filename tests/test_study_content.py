@@ -87,6 +87,16 @@ def test_port_cards_and_use_cases() -> None:
     assert any("スマホと PC" in u["ja"] and u["port"] == 993 for u in raw["usecases"])
 
 
+def test_the_two_submission_cards_cannot_be_mistaken_for_each_other() -> None:
+    # "Submission with authentication" fits 465 as well: 587's label says STARTTLS.
+    for lang in LANGS:
+        assert "STARTTLS" in C.cards["587"].label[lang]
+        assert "STARTTLS" not in C.cards["465"].label[lang]
+        assert "submissions" in C.cards["465"].label[lang]  # RFC 8314's name
+        assert "SMTPS" in C.cards["465"].label[lang]  # the name exams use
+        assert "RFC 8314" in C.cards["465"].explain[lang]
+
+
 def test_our_mnemonics_are_not_the_source_articles() -> None:
     # Facts carry over from the seed article; its sentences and 語呂合わせ do not.
     for phrase in ("にこにこ", "こわいな", "J-POP", "九九", "いい読み", "居間"):
@@ -103,12 +113,15 @@ def test_no_use_case_offers_another_right_answer_as_a_distractor() -> None:
         right = C.right_ports(case)
         assert case.port in right, case.id
         card = C.cards[str(case.port)]
-        for _ in range(200):
+        asked = 0
+        for _ in range(400):
             q = make_question(C, card, "srs", reps=5, rng=rng)
             if q.usecase != case.id:
                 continue
+            asked += 1
             wrong = set(q.options) - {case.port}
             assert len(wrong) == 3 and not wrong & right, (case.id, q.options, right)
+        assert asked >= 10, (case.id, asked)
 
 
 def test_sending_despite_op25b_never_offers_465_as_wrong() -> None:
