@@ -197,6 +197,14 @@ def test_links_name_scenarios_and_events() -> None:
         ), owner
 
 
+def test_each_question_links_a_scenario_about_its_topic() -> None:
+    # A dedicated scenario, not basic-pop3 by default: they share an exam topic.
+    scenarios = load_all()
+    for q in C.questions.values():
+        shown = set(scenarios[q.link.scenario].topics)
+        assert shown & set(q.topics), (q.id, q.link.scenario, q.topics)
+
+
 def test_a_link_with_a_step_number_is_refused(tmp_path: Path) -> None:
     quiz = tmp_path / "quiz"
     quiz.mkdir()
