@@ -84,7 +84,7 @@ def test_port_cards_and_use_cases() -> None:
             assert card.explain[lang] and card.mnemonic[lang] and card.label[lang]
         assert any(u.port == card.port for u in C.usecases), card.port
     raw = tomllib.loads((QUIZ_DIR / "ports.toml").read_text("utf-8"))
-    assert any("スマホと PC" in u["ja"] and u["port"] == 993 for u in raw["usecases"])
+    assert any("スマホとPC" in u["ja"] and u["port"] == 993 for u in raw["usecases"])
 
 
 def test_the_two_submission_cards_cannot_be_mistaken_for_each_other() -> None:
@@ -171,6 +171,12 @@ def test_stems_and_choices_follow_the_ipa_papers_punctuation() -> None:
         for text in (q.stem["ja"], *q.choices["ja"]):
             assert "、" not in text, (q.id, text)
             assert not SPACED.search(text), (q.id, SPACED.search(text), text)
+
+
+def test_port_quiz_situations_follow_the_same_style() -> None:
+    for case in C.usecases:
+        assert "、" not in case.text["ja"], case.id
+        assert not SPACED.search(case.text["ja"]), (case.id, SPACED.search(case.text["ja"]))
 
 
 def test_the_punctuation_check_catches_the_old_style() -> None:
