@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ import uvicorn
 
 from app.config import Settings
 from app.engines.tls import LabTLS
+from app.scenarios.model import load_all
+from app.scenarios.runner import Recording, run_scenario
 from app.web.app import create_app
 
 
@@ -52,3 +55,20 @@ def live_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = live.start()
     yield url
     live.stop()
+
+
+@pytest.fixture(scope="session")
+def scenario_recording(
+    lab_tls: LabTLS, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[[str], Recording]:
+    """A real recording of a scenario by slug, each scenario run at most once per session."""
+    scenarios = load_all()
+    cache: dict[str, Recording] = {}
+
+    def get(slug: str) -> Recording:
+        if slug not in cache:
+            runs = tmp_path_factory.mktemp(f"rec-{slug}")
+            cache[slug] = asyncio.run(run_scenario(scenarios[slug], lab_tls, runs, "ja"))
+        return cache[slug]
+
+    return get

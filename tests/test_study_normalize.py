@@ -66,7 +66,14 @@ def test_plain_protocol_is_not_its_secure_variant() -> None:
     assert not matches_service("SMTP", C.cards["465"])
     assert not matches_service("IMAP", C.cards["993"])
     assert not matches_service("IMAPS", C.cards["143"])
-    assert not matches_service("SMTP", C.cards["587"])  # 587 is *submission*
+
+
+def test_smtp_is_right_for_587_but_not_for_465() -> None:
+    # Submission on 587 is SMTP (RFC 6409); 465 is SMTP inside TLS, so plain "SMTP" is not it.
+    assert matches_service("SMTP", C.cards["587"])
+    assert matches_service("ｓｍｔｐ 587", C.cards["587"])
+    assert not matches_service("SMTP", C.cards["465"])
+    assert not matches_service("SMTPS", C.cards["587"])
 
 
 @pytest.mark.parametrize(

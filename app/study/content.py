@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 CONTENT = Path(__file__).resolve().parent.parent / "content"
 QUIZ_DIR = CONTENT / "quiz"
@@ -14,6 +15,8 @@ QUESTION_DIR = CONTENT / "questions"
 LANGS = ("ja", "en")
 LETTERS = ("ア", "イ", "ウ", "エ")
 LEVELS = ("FE", "SG", "AP")
+ROLES = ("relay", "submit", "download", "sync")  # what a mail port is for
+TLS_MODES = ("starttls", "implicit")
 
 
 class ContentError(ValueError):
@@ -22,14 +25,20 @@ class ContentError(ValueError):
 
 @dataclass(frozen=True)
 class Link:
+    """A scenario and the event that shows the point: the `occurrence`-th event with `key`.
+
+    Step numbers shift whenever a scenario gains a line, so a link names the event and the
+    flow page finds its step in the recording it actually shows (app/web/pages.py).
+    """
+
     scenario: str
-    step: int
     key: str
-    closest: bool = False  # no scenario shows this exactly yet; the nearest step
+    occurrence: int = 1
 
     @property
     def href(self) -> str:
-        return f"/flow/{self.scenario}?step={self.step}"
+        query = urlencode({"event": self.key, "occurrence": self.occurrence})
+        return f"/flow/{self.scenario}?{query}"
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,7 @@ class PortCard:
     label: dict[str, str]
     names: tuple[str, ...]
     implicit_tls: bool
+    role: str  # one of ROLES
     explain: dict[str, str]
     mnemonic: dict[str, str]
     link: Link
@@ -46,6 +56,10 @@ class PortCard:
     @property
     def id(self) -> str:
         return str(self.port)
+
+    @property
+    def tls(self) -> str:
+        return "implicit" if self.implicit_tls else "starttls"
 
 
 @dataclass(frozen=True)
@@ -57,9 +71,17 @@ class Distractor:
 
 @dataclass(frozen=True)
 class UseCase:
+    """A situation; the answer is `port`. `role` and `tls` say what the situation asks for,
+    so every card that fits it is known to be right and is never offered as a distractor."""
+
     id: str
     port: int
     text: dict[str, str]
+    role: str
+    tls: str | None  # None: the situation does not say how TLS starts
+
+    def fits(self, card: PortCard) -> bool:
+        return card.role == self.role and (self.tls is None or card.tls == self.tls)
 
 
 @dataclass(frozen=True)
@@ -106,6 +128,10 @@ class Content:
     def card_by_port(self, port: int) -> PortCard | None:
         return self.cards.get(str(port))
 
+    def right_ports(self, usecase: UseCase) -> set[int]:
+        """Every port that answers the use case (its key and any other that fits it)."""
+        return {c.port for c in self.cards.values() if usecase.fits(c)}
+
     def questions_in(self, topic: str) -> list[Question]:
         return [q for q in self.questions.values() if topic in q.topics]
 
@@ -116,13 +142,41 @@ def _bi(raw: Any, where: str) -> dict[str, str]:
     return {lang: str(raw[lang]).strip() for lang in LANGS}
 
 
+LINK_FIELDS = {"scenario", "key", "occurrence"}
+
+
 def _link(raw: Any, where: str) -> Link:
     if not isinstance(raw, dict) or not raw.get("scenario") or not raw.get("key"):
-        raise ContentError(f"{where}: link needs scenario, step and key")
-    step = raw.get("step")
-    if not isinstance(step, int) or step < 1:
-        raise ContentError(f"{where}: link step must be a whole number ≥ 1")
-    return Link(str(raw["scenario"]), step, str(raw["key"]), bool(raw.get("closest", False)))
+        raise ContentError(f"{where}: link needs scenario and key (and optionally occurrence)")
+    extra = set(raw) - LINK_FIELDS
+    if extra:
+        # e.g. an old `step = N`: steps shift when a scenario changes, events do not.
+        raise ContentError(f"{where}: link has unknown fields {sorted(extra)}")
+    occurrence = raw.get("occurrence", 1)
+    if not isinstance(occurrence, int) or isinstance(occurrence, bool) or occurrence < 1:
+        raise ContentError(f"{where}: link occurrence must be a whole number ≥ 1")
+    return Link(str(raw["scenario"]), str(raw["key"]), occurrence)
+
+
+def _choice(value: Any, allowed: tuple[str, ...], where: str) -> str:
+    if value not in allowed:
+        raise ContentError(f"{where}: must be one of {allowed}, not {value!r}")
+    return str(value)
+
+
+def _usecase(raw: dict[str, Any]) -> UseCase:
+    where = f"use case {raw.get('id')}"
+    needs = raw.get("needs")
+    if not isinstance(needs, dict):
+        raise ContentError(f"{where}: needs = {{ role = ..., tls = ... }} says what it asks for")
+    tls = needs.get("tls")
+    return UseCase(
+        id=str(raw["id"]),
+        port=int(raw["port"]),
+        text=_bi(raw, where),
+        role=_choice(needs.get("role"), ROLES, f"{where} role"),
+        tls=None if tls is None else _choice(tls, TLS_MODES, f"{where} tls"),
+    )
 
 
 def _question(raw: dict[str, Any], where: str, topic_ids: set[str]) -> Question:
@@ -179,6 +233,7 @@ def load_content(quiz_dir: Path = QUIZ_DIR, question_dir: Path = QUESTION_DIR) -
             label=_bi(raw.get("label"), where),
             names=tuple(raw.get("names", ())),
             implicit_tls=bool(raw.get("implicit_tls", False)),
+            role=_choice(raw.get("role"), ROLES, f"{where} role"),
             explain=_bi(raw.get("explain"), where),
             mnemonic=_bi(raw.get("mnemonic"), where),
             link=_link(raw.get("link"), where),
@@ -188,13 +243,13 @@ def load_content(quiz_dir: Path = QUIZ_DIR, question_dir: Path = QUESTION_DIR) -
         Distractor(int(d["port"]), str(d["service"]), _bi(d.get("label"), f"port {d['port']}"))
         for d in ports.get("distractors", ())
     )
-    usecases = tuple(
-        UseCase(str(u["id"]), int(u["port"]), _bi(u, f"use case {u['id']}"))
-        for u in ports.get("usecases", ())
-    )
+    usecases = tuple(_usecase(u) for u in ports.get("usecases", ()))
     for u in usecases:
-        if str(u.port) not in cards:
+        card = cards.get(str(u.port))
+        if card is None:
             raise ContentError(f"use case {u.id}: port {u.port} has no card")
+        if not u.fits(card):
+            raise ContentError(f"use case {u.id}: port {u.port} does not fit its own needs")
 
     questions: dict[str, Question] = {}
     for path in sorted(question_dir.glob("*.toml")):

@@ -7,7 +7,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from app.study.content import Content, PortCard
+from app.study.content import Content, PortCard, UseCase
 from app.study.normalize import matches_service, parse_port
 
 TYPED = ("port2svc", "svc2port")
@@ -86,25 +86,29 @@ def make_question(
 ) -> PortQuestion:
     rng = rng or random.Random()
     kind = _kind_for(reps, rng, speed=mode == "speed")
-    usecase = None
+    usecase: UseCase | None = None
     if kind == "usecase":
         cases = [u for u in content.usecases if u.port == card.port]
         if cases:
-            usecase = rng.choice(cases).id
+            usecase = rng.choice(cases)
         else:
             kind = "mc_svc2port"
     options: tuple[int, ...] = ()
     if kind in CHOICE:
         others = [c.port for c in content.cards.values() if c.port != card.port]
-        if kind == "usecase":
-            picked = rng.sample(others, 3)
+        if usecase is not None:
+            # A port that fits the situation just as well (465 for "send despite OP25B")
+            # would be graded wrong although it is right: it is never a distractor.
+            right = content.right_ports(usecase)
+            picked = rng.sample([p for p in others if p not in right], 3)
         else:
             # Two confusable mail ports and one non-mail distractor.
             picked = [*rng.sample(others, 2), rng.choice(content.distractors).port]
         opts = [card.port, *picked]
         rng.shuffle(opts)
         options = tuple(opts)
-    return PortQuestion(card.id, kind, options, usecase, mode, now_ms(), secrets.token_hex(8))
+    case_id = usecase.id if usecase else None
+    return PortQuestion(card.id, kind, options, case_id, mode, now_ms(), secrets.token_hex(8))
 
 
 def grade(content: Content, q: PortQuestion, answer: str) -> Outcome:

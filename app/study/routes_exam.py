@@ -13,7 +13,7 @@ from app.study.content import LETTERS, Question
 from app.study.models import ExamAnswer, ExamRun
 from app.study.setup import Study
 from app.study.store import utcnow
-from app.study.web import is_htmx, lang, problem, recent_runs, render, study
+from app.study.web import is_htmx, lang, missed_questions, problem, recent_runs, render, study
 from app.web.i18n import gettext as _
 
 router = APIRouter()
@@ -39,7 +39,7 @@ def exam_home(request: Request) -> Response:
             "topics": topics,
             "levels": levels,
             "total": len(st.content.questions),
-            "misses": len(st.store.last_misses(who.id)),
+            "misses": len(missed_questions(st, who.id)),
             "runs": runs,
             "mini_size": MINI_SIZE,
         },
@@ -58,7 +58,7 @@ def exam_start(request: Request, mode: str = Form(""), topic: str = Form("")) ->
     elif mode == "mini":
         ids = random.sample(list(st.content.questions), MINI_SIZE)
     elif mode == "review":
-        ids = st.store.last_misses(who.id if not who.issue else None)[:REVIEW_MAX]
+        ids = missed_questions(st, who.id if not who.issue else None)[:REVIEW_MAX]
         if not ids:
             return problem(
                 request,
@@ -83,16 +83,23 @@ def exam_start(request: Request, mode: str = Form(""), topic: str = Form("")) ->
 
 def _load(
     st: Study, request: Request, run_id: str
-) -> tuple[ExamRun, list[Question], dict[int, ExamAnswer]]:
+) -> tuple[ExamRun, list[Question], dict[int, ExamAnswer], list[int]]:
+    """The run, its questions still in the bank, their answers by index into that list, and
+    each one's position in the run as stored (a question removed from the bank is skipped,
+    so the two numberings differ once one is gone)."""
     who = st.cookies.read(request)
     found = st.store.exam_run(who.id, run_id)
     if found is None:
         raise HTTPException(404, detail="exam run")
-    run, answers = found
-    questions = [
-        st.content.questions[qid] for qid in run.questions.split() if qid in st.content.questions
+    run, stored = found
+    kept = [
+        (pos, st.content.questions[qid])
+        for pos, qid in enumerate(run.questions.split())
+        if qid in st.content.questions
     ]
-    return run, questions, answers
+    positions = [pos for pos, _ in kept]
+    answers = {i: stored[pos] for i, pos in enumerate(positions) if pos in stored}
+    return run, [q for _, q in kept], answers, positions
 
 
 def _question_ctx(
@@ -163,7 +170,7 @@ def _page(request: Request, ctx: dict[str, Any], status: int = 200) -> Response:
 @router.get("/quiz/exam/run/{run_id}")
 def exam_run(request: Request, run_id: str) -> Response:
     st = study(request)
-    run, questions, answers = _load(st, request, run_id)
+    run, questions, answers, _ = _load(st, request, run_id)
     position = next((i for i in range(len(questions)) if i not in answers), None)
     if position is None:
         return render(request, "study/exam_result.html", _result_ctx(st, run, questions, answers))
@@ -179,7 +186,7 @@ def exam_answer(
     choice: str = Form(""),
 ) -> Response:
     st = study(request)
-    run, questions, answers = _load(st, request, run_id)
+    run, questions, answers, positions = _load(st, request, run_id)
     if not is_digits(position) or len(position) > 4 or int(position) >= len(questions):
         return problem(
             request,
@@ -207,8 +214,13 @@ def exam_answer(
         return _page(request, ctx, status=422)
     picked = int(choice)
     st.store.record_exam_answer(
-        st.cookies.read(request).id or "", run_id, pos, q.id, picked, picked == q.answer, utcnow()
+        st.cookies.read(request).id or "",
+        run_id,
+        positions[pos],
+        q.id,
+        picked,
+        picked == q.answer,
+        utcnow(),
     )
-    found = st.store.exam_run(st.cookies.read(request).id, run_id)
-    answer = found[1].get(pos) if found else None
+    answer = _load(st, request, run_id)[2].get(pos)
     return _page(request, _question_ctx(st, run, questions, pos, answer))

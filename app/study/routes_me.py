@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.study import transfer
 from app.study.store import utcnow
-from app.study.web import lang, recent_runs, render, study
+from app.study.web import lang, missed_questions, recent_runs, render, study
 from app.web.i18n import gettext as _
 
 router = APIRouter()
@@ -47,7 +47,7 @@ def _me_page(
             if progress.answered
             else 0,
             "best": st.store.speed_best(who.id),
-            "misses": len(st.store.last_misses(who.id)),
+            "misses": len(missed_questions(st, who.id)),
             "runs": runs,
             "known": who.id is not None,
             "message": message,

@@ -26,7 +26,7 @@ from app.study.portquiz import (
 )
 from app.study.setup import Study
 from app.study.store import DAY_ZONE, CardDue, utcnow
-from app.study.web import is_htmx, lang, problem, render, study, until_text
+from app.study.web import is_htmx, lang, missed_questions, problem, render, study, until_text
 from app.web.i18n import gettext as _
 
 router = APIRouter()
@@ -150,7 +150,7 @@ def quiz_home(request: Request) -> Response:
         {
             "progress": st.store.progress(who.id, now),
             "best": st.store.speed_best(who.id),
-            "misses": len(st.store.last_misses(who.id)),
+            "misses": len(missed_questions(st, who.id)),
             "question_count": len(st.content.questions),
         },
     )

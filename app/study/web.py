@@ -61,6 +61,11 @@ def problem(
     )
 
 
+def missed_questions(st: Study, learner_id: str | None) -> list[str]:
+    """The learner's last misses that are still in the bank (a removed question is dropped)."""
+    return [q for q in st.store.last_misses(learner_id) if q in st.content.questions]
+
+
 def until_text(seconds: float) -> str:
     """A short, translated "in how long" for the next review."""
     minutes = max(1, round(seconds / 60))
@@ -77,13 +82,16 @@ def recent_runs(st: Study, learner_id: str | None, lg: str) -> list[dict[str, An
     runs = []
     for run in st.store.recent_exam_runs(learner_id):
         found = st.store.exam_run(learner_id, run.id)
-        answers = found[1] if found else {}
+        # Only the questions still in the bank count, as on the run's own pages.
+        kept = [pos for pos, qid in enumerate(run.questions.split()) if qid in st.content.questions]
+        stored = found[1] if found else {}
+        answers = {pos: stored[pos] for pos in kept if pos in stored}
         topic = st.content.topics.get(run.topic)
         runs.append(
             {
                 "run": run,
                 "done": len(answers),
-                "total": len(run.questions.split()),
+                "total": len(kept),
                 "correct": sum(1 for a in answers.values() if a.correct),
                 "topic": topic.name[lg] if topic else "",
             }

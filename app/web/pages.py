@@ -6,6 +6,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 
 from app.digits import is_digits
+from app.events import Event
 from app.web import i18n
 from app.web.flow_view import hops, panels
 from app.web.predict import MODES, predict_page, unknown_mode
@@ -26,6 +27,30 @@ def parse_step(raw: str | None) -> int:
     if not is_digits(raw) or len(raw) > 6:
         raise HTTPException(400, detail="step")
     return int(raw)
+
+
+def step_of_event(events: tuple[Event, ...], key: str, occurrence: int = 1) -> int | None:
+    """The 1-based step of the `occurrence`-th event with `key`, or None if there is none.
+
+    Links from the study pages name an event, not a step number, because a scenario that
+    gains a line shifts every step after it; the event is found in the recording shown.
+    """
+    seen = 0
+    for step, event in enumerate(events, start=1):
+        if event.key == key:
+            seen += 1
+            if seen == occurrence:
+                return step
+    return None
+
+
+def _start(query: dict[str, str]) -> tuple[int, str | None, int]:
+    """(step, event key, occurrence) asked for. ?step=N wins: the page keeps it current
+    while the learner moves. Typos are a 400 before any scenario runs."""
+    step = parse_step(query.get("step"))
+    occurrence = max(parse_step(query.get("occurrence")), 1)
+    key = query.get("event") or None
+    return step, (None if query.get("step") else key), occurrence
 
 
 @router.get("/")
@@ -54,11 +79,14 @@ async def flow_page(request: Request, slug: str) -> Response:
         return await predict_page(request, slug)
     if mode and mode not in MODES:
         return unknown_mode(request, mode)
-    step = parse_step(request.query_params.get("step"))
+    step, key, occurrence = _start(dict(request.query_params))
     lang = i18n.current_lang.get()
     session = await flow.new_session(slug, lang)
-    step = session.move_to(step)
     events = session.recording.events
+    if key is not None:
+        # The event in the recording shown; the start if this run lacks it.
+        step = step_of_event(events, key, occurrence) or 0
+    step = session.move_to(step)
     return request.app.state.templates.TemplateResponse(
         request,
         "flow.html",
