@@ -258,11 +258,11 @@ def test_replay_keeps_a_policy_refusal() -> None:
     core.replay(PLAIN_OK, 235)
     core.replay("MAIL FROM:<alice@a.example>", 250)
     core.replay("RCPT TO:<nobody@b.example>", 550)  # the policy said no: no recipient yet
-    assert core.command("DATA").text == "503 Error: need RCPT command"
+    assert core.command("DATA").text == "503 5.5.1 Error: need RCPT command"
     core.replay("RCPT TO:<bob@b.example>", 250)
     assert core.command("DATA").code == 354
     core.end_data()
-    assert core.command("RCPT TO:<bob@b.example>").text == "503 Error: need MAIL command"
+    assert core.command("RCPT TO:<bob@b.example>").text == "503 5.5.1 Error: need MAIL command"
 
 
 def test_auth_login_and_cancel() -> None:
@@ -286,5 +286,5 @@ def test_auth_login_and_cancel() -> None:
 
 def test_after_quit_nothing_answers() -> None:
     core = SmtpOrder(MX)
-    assert core.command("QUIT").text == "221 Bye"
+    assert core.command("QUIT").text == "221 2.0.0 Bye"
     assert core.command("NOOP").code == 421

@@ -23,6 +23,14 @@ from aiosmtpd.smtp import SMTP
 from app.engines.base import Endpoint
 from app.engines.tls import describe_tls
 from app.events import Sink, Tap, wire_text
+from app.protocols.smtp_replies import (
+    BARE_EOL_REPLY,
+    ESC_KEYWORD,
+    MAX_RECIPIENTS,
+    TOO_MANY_RECIPIENTS,
+    enhance,
+    has_bare_eol,
+)
 
 MAX_SHOWN_LINE = 2048  # longer lines are shown cut; the engine still judges the whole line
 DATA_SHOWN_LIMIT = 64 * 1024  # a huge message is shown cut on screen, never in the mailbox
@@ -101,12 +109,20 @@ class WireTap:
             return
         if len(line) > MAX_SHOWN_LINE:
             line = line[:MAX_SHOWN_LINE] + b"..."
-        self._client_line(line)
+        self._client_line(line, bare_eol=self._mode == "command" and has_bare_eol(line))
 
-    def _client_line(self, line: bytes, *, awaits: bool = True) -> None:
+    def _client_line(self, line: bytes, *, awaits: bool = True, bare_eol: bool = False) -> None:
         # awaits=False: the shown start of a line that has not ended yet; its reply
         # will answer the rest.
         text = wire_text(line).rstrip("\r\n")
+        if bare_eol:
+            # The server refuses the whole line (501 5.5.2); a CR inside it is shown as
+            # a visible sign, since a raw CR would overwrite the line on screen.
+            text = text.replace("\r", "␍")
+            self.last_verb = "bare_eol"
+            self._awaiting.append("bare_eol")
+            self.tap.client(text, f"{self.prefix}.bare_eol")
+            return
         if self._mode == "auth":
             self._mode = "command"
             self._awaiting.append("auth")
@@ -158,6 +174,42 @@ class WireTap:
             self.last_verb = "auth"
 
 
+class CommandLineReader(asyncio.StreamReader):
+    """aiosmtpd's stream reader, refusing command lines with a bare CR or LF.
+
+    aiosmtpd splits commands at LF alone and keeps a CR inside the argument, so
+    "EHLO evil\rX-Injected: yes" reached the handlers whole and a bare-LF line passed as
+    a command. Both are the stuff of header injection and SMTP smuggling, so every
+    command line must end in CRLF and hold no other CR or LF (RFC 5321 §2.3.8). The
+    command loop reads with readuntil(b"\n"); DATA reads with readuntil(b"\r\n") and
+    SASL answers with readline(), both passed through unchanged. The reader also notes
+    the verb of the command being answered, for the reply table in `push`.
+    """
+
+    refuse: Any = None  # async callable(reply) the protocol sets
+    verb = ""  # the command now being answered; "" before the first (the greeting)
+    _raw = False
+
+    async def readuntil(self, separator: bytes = b"\n") -> bytes:
+        while True:
+            line = await super().readuntil(separator)
+            if separator != b"\n" or self._raw:
+                return line
+            # "?" for a line with no verb: "" stands for the greeting in the table.
+            verb = line.split(b" ", 1)[0].strip().upper().decode("ascii", "replace")
+            self.verb = verb or "?"
+            if not has_bare_eol(line) or self.refuse is None:
+                return line
+            await self.refuse(BARE_EOL_REPLY)
+
+    async def readline(self) -> bytes:
+        self._raw = True
+        try:
+            return await super().readline()
+        finally:
+            self._raw = False
+
+
 class TappedMixin:
     """Shared by the SMTP and LMTP servers below; see the module docstring."""
 
@@ -186,6 +238,13 @@ class TappedMixin:
         self.endpoint = endpoint
         self.sink = sink
         self._held: list[bytes] = []  # continuation lines of a reply not yet written
+
+    def _checked_reader(self) -> None:
+        # aiosmtpd builds its StreamReader inside __init__ with no way to pass another
+        # class; CommandLineReader only adds methods, so the instance changes class.
+        reader = self._stream_reader  # type: ignore[attr-defined]
+        reader.__class__ = CommandLineReader
+        reader.refuse = self.push
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self.wire is None:
@@ -222,6 +281,7 @@ class TappedMixin:
         super().data_received(data)  # type: ignore[misc]
 
     async def push(self, status: Any) -> None:
+        status = self._enhanced(status)
         if self.wire is not None:
             text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
             self.wire.pushed(text)
@@ -244,6 +304,31 @@ class TappedMixin:
             status = b"".join(self._held) + status
             self._held = []
         await super().push(status)  # type: ignore[misc]
+
+    def _enhanced(self, status: Any) -> Any:
+        """The reply as the listener sends it: with its RFC 3463 code (the one table in
+        app/protocols/smtp_replies.py), and with ENHANCEDSTATUSCODES offered in the
+        EHLO/LHLO reply just before its last line (RFC 2034 §2)."""
+        reader = getattr(self, "_reader", None)
+        verb = getattr(reader, "verb", "")
+        text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
+        lines = [enhance(verb, line) for line in text.split("\r\n")]
+        if verb in ("EHLO", "LHLO") and len(lines) == 1 and lines[0].startswith("250 "):
+            lines.insert(0, f"250-{ESC_KEYWORD}")
+        out = "\r\n".join(lines)
+        return out if out != text else status
+
+    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+        if command == "RCPT":
+            # Every listener: one copy per recipient, at most MAX_RECIPIENTS of them.
+            rcpts = self.envelope.rcpt_tos  # type: ignore[attr-defined]
+            address = str(args[0])
+            if any(_same_mailbox(address, r) for r in rcpts):
+                # RFC 5321 §3.3 lets a repeated recipient be accepted; it gets one copy.
+                return "250 2.1.5 Ok"
+            if len(rcpts) >= MAX_RECIPIENTS:
+                return TOO_MANY_RECIPIENTS
+        return await super()._call_handler_hook(command, *args)  # type: ignore[misc]
 
     def _reset_timeout(self, duration: float | None = None) -> None:
         # aiosmtpd cancels its idle timer and makes a new one for every command. One
@@ -300,12 +385,19 @@ class TappedMixin:
                 self.transport.close()  # type: ignore[attr-defined]
 
 
+def _same_mailbox(a: str, b: str) -> bool:
+    # The local part is the receiving host's to interpret (RFC 5321 §2.4); the lab's
+    # mailboxes ignore its case, and a domain never has case.
+    return a.casefold() == b.casefold()
+
+
 class TappedSMTP(TappedMixin, SMTP):
     key_prefix = "smtp"
 
     def __init__(self, handler: Any, *, endpoint: Endpoint, sink: Sink, **kwargs: Any) -> None:
         self._tap_init(endpoint, sink)
         super().__init__(handler, **kwargs)
+        self._checked_reader()
 
 
 class TappedLMTP(TappedMixin, LMTP):
@@ -314,3 +406,4 @@ class TappedLMTP(TappedMixin, LMTP):
     def __init__(self, handler: Any, *, endpoint: Endpoint, sink: Sink, **kwargs: Any) -> None:
         self._tap_init(endpoint, sink)
         super().__init__(handler, **kwargs)
+        self._checked_reader()
