@@ -45,6 +45,9 @@ _DOT_ATOM = rf"{_ATOM}(?:\.{_ATOM})*"
 _SIMPLE_PATH = re.compile(rf"<({_DOT_ATOM})@({_DOT_ATOM})>(?: ([!-'*-~][ -~]*))?")
 
 
+_PIPELINING = re.compile(r"^250[- ]PIPELINING$", re.MULTILINE | re.IGNORECASE)
+
+
 def show_nul(data: bytes) -> str:
     return data.decode("utf-8", errors="replace").replace("\0", "␀")
 
@@ -166,7 +169,10 @@ class WireTap:
         # and later answers to one DATA) belongs to the last one answered.
         verb = self._awaiting.popleft() if self._awaiting else self.last_verb
         self.last_verb = verb
-        self.tap.server(text, f"{self.prefix}.{verb}.{code}")
+        key = f"{self.prefix}.{verb}.{code}"
+        if verb in ("ehlo", "lhlo") and _PIPELINING.search(text):
+            key += ".pipelining"  # explained only where the reply really offers it
+        self.tap.server(text, key)
         if code == "354":
             self._mode = "data"
         elif code == "334":
