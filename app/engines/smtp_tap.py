@@ -318,10 +318,12 @@ class TappedMixin:
         reader = getattr(self, "_reader", None)
         verb = getattr(reader, "verb", "")
         text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
-        lines = [enhance(verb, line) for line in text.split("\r\n")]
-        if verb in ("EHLO", "LHLO") and len(lines) == 1 and lines[0].startswith("250 "):
-            lines.insert(0, f"250-{ESC_KEYWORD}")
-        out = "\r\n".join(lines)
+        if "\r\n" not in text:  # nearly every reply: one line
+            if verb in ("EHLO", "LHLO") and text.startswith("250 "):
+                return f"250-{ESC_KEYWORD}\r\n{text}"
+            out = enhance(verb, text)
+            return status if out is text else out
+        out = "\r\n".join(enhance(verb, line) for line in text.split("\r\n"))
         return out if out != text else status
 
     async def _call_handler_hook(self, command: str, *args: Any) -> Any:
