@@ -529,3 +529,25 @@ async def test_every_reply_after_the_greeting_carries_an_enhanced_code(lab: Lab)
             continue
         if e.text[:1] in "245":
             assert all(ENHANCED.match(line) for line in e.text.split("\n")), e.text
+
+
+async def test_a_bare_lf_dot_does_not_end_the_message_on_screen_either(lab: Lab) -> None:
+    def talk() -> list[str]:
+        c = Raw(lab.ports["mx"])
+        try:
+            c.send(b"EHLO c.example\r\n")
+            c.send(b"MAIL FROM:<alice@a.example>\r\n")
+            c.send(b"RCPT TO:<bob@b.example>\r\n")
+            c.send(b"DATA\r\n")
+            # "\n.\n" ends nothing (RFC 5321 §4.1.1.4 wants CRLF.CRLF): smuggling fails.
+            return c.send(b"Subject: x\r\n\r\nhi\n.\nRSET\nbye\r\n.\r\n")
+        finally:
+            c.close()
+
+    [reply] = await asyncio.to_thread(talk)
+    assert reply.startswith("250 2.0.0 Ok: queued as ")
+    [entry] = lab.inbound.entries()
+    assert entry.data.endswith(b"hi\n.\nRSET\nbye\r\n")
+    [content] = [e for e in lab.recorder.events if e.key == "smtp.data.content"]
+    assert content.text.endswith("hi\n.\nRSET\nbye")
+    assert [e.key for e in lab.recorder.events if e.text == "."] == ["smtp.data.end"]

@@ -81,7 +81,13 @@ class WireTap:
     def received(self, data: bytes) -> None:
         self._inbuf += data
         while True:
-            idx = self._inbuf.find(b"\n")
+            # The message content ends its lines with CRLF only, as aiosmtpd reads it: a
+            # bare LF inside is not a line end, so "\n.\n" cannot end the message here
+            # while the server goes on reading (the SMTP smuggling trick).
+            sep = b"\r\n" if self._mode == "data" else b"\n"
+            idx = self._inbuf.find(sep)
+            if idx >= 0:
+                idx += len(sep) - 1
             if idx < 0:
                 if len(self._inbuf) > MAX_SHOWN_LINE * 4 and self._mode != "data":
                     # A client that never ends its line: show what came, keep memory bounded.
@@ -93,7 +99,7 @@ class WireTap:
 
     def _line(self, line: bytes) -> None:
         if self._mode == "data":
-            if line in (b".\r\n", b".\n"):
+            if line == b".\r\n":
                 content = b"".join(self._data)
                 shown = wire_text(content)
                 detail = {}
