@@ -191,10 +191,11 @@ def _event(seq: int, direction: str, text: str, key: str) -> Event:
 
 
 def test_a_recorded_line_the_server_refused_still_counts_as_predicted() -> None:
+    KEY = "smtp.ehlo.250"  # noqa: N806
     events = (
         _event(1, "s2c", "220 mx.b.example MailFlow Lab", "smtp.greeting.220"),
         _event(2, "c2s", "EHLO mail.a.example", "smtp.ehlo"),
-        _event(3, "s2c", "250-mx.b.example\n250-STARTTLS\n250-ENHANCEDSTATUSCODES\n250 HELP", "smtp.ehlo.250"),
+        _event(3, "s2c", "250-mx.b.example\n250-STARTTLS\n250-ENHANCEDSTATUSCODES\n250 HELP", KEY),
         _event(4, "c2s", "RCPT TO:<bob@b.example>", "smtp.rcpt"),
         _event(5, "s2c", "503 5.5.1 Error: need MAIL command", "smtp.rcpt.503"),
         _event(6, "c2s", "QUIT", "smtp.quit"),
