@@ -191,7 +191,7 @@ def _event(seq: int, direction: str, text: str, key: str) -> Event:
 
 
 def test_a_recorded_line_the_server_refused_still_counts_as_predicted() -> None:
-    KEY = "smtp.ehlo.250"  # noqa: N806
+    KEY = "smtp.ehlo.250"
     events = (
         _event(1, "s2c", "220 mx.b.example MailFlow Lab", "smtp.greeting.220"),
         _event(2, "c2s", "EHLO mail.a.example", "smtp.ehlo"),
