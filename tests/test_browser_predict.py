@@ -57,7 +57,7 @@ def test_play_predict_mode_to_the_score_with_the_keyboard(browser: Browser, live
     # A wrong command typed in the field: the SMTP core's real 503.
     _type_instead(page, "MAIL FROM:<alice@a.example>")
     feedback = page.locator("#predict-feedback")
-    expect(feedback).to_contain_text("503 Error: send HELO first")
+    expect(feedback).to_contain_text("503 5.5.1 Error: send HELO first")
     expect(feedback).to_be_focused()
     expect(page.locator("#log > li")).to_have_count(3)  # the real EHLO and its reply joined
     pop3_wrong_done = False

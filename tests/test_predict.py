@@ -115,7 +115,7 @@ def test_smtp_order_replies_at_recorded_points(runs: dict[str, Recording]) -> No
     events = runs["basic-pop3"].events
     first_ehlo = _point(events, "EHLO", "SMTP")
     assert probe_at(events, first_ehlo).ask("MAIL FROM:<alice@a.example>").text == (
-        "503 Error: send HELO first"
+        "503 5.5.1 Error: send HELO first"
     )
     starttls = _point(events, "STARTTLS", "SMTP")
     auth = "AUTH PLAIN AGFsaWNlQGEuZXhhbXBsZQBhbGljZS1wYXNz"
@@ -125,7 +125,7 @@ def test_smtp_order_replies_at_recorded_points(runs: dict[str, Recording]) -> No
         "530 5.7.0 Authentication required"
     )
     rcpt = _point(events, "RCPT", "SMTP")
-    assert probe_at(events, rcpt).ask("DATA").text == "503 Error: need RCPT command"
+    assert probe_at(events, rcpt).ask("DATA").text == "503 5.5.1 Error: need RCPT command"
     lmtp = _point(events, "LHLO", "LMTP")
     assert probe_at(events, lmtp).ask("EHLO x").text == '500 Error: command "EHLO" not recognized'
 
@@ -179,7 +179,7 @@ def test_answers_are_judged_by_the_core_not_the_recording(runs: dict[str, Record
     events = runs["basic-pop3"].events
     state = new_state(events)
     turn = answer(state, events, "RSET", typed=True)  # at the first EHLO: valid, not recorded
-    assert turn.right and not turn.matched and turn.answer and turn.answer.text == "250 OK"
+    assert turn.right and not turn.matched and turn.answer and turn.answer.text == "250 2.0.0 Ok"
     turn = answer(state, events, "DATA", typed=True)  # at STARTTLS, before AUTH on 587
     assert not turn.right and turn.answer
     assert turn.answer.text == "530 5.7.0 Authentication required"
@@ -191,22 +191,23 @@ def _event(seq: int, direction: str, text: str, key: str) -> Event:
 
 
 def test_a_recorded_line_the_server_refused_still_counts_as_predicted() -> None:
+    KEY = "smtp.ehlo.250"
     events = (
         _event(1, "s2c", "220 mx.b.example MailFlow Lab", "smtp.greeting.220"),
         _event(2, "c2s", "EHLO mail.a.example", "smtp.ehlo"),
-        _event(3, "s2c", "250-mx.b.example\n250-STARTTLS\n250 HELP", "smtp.ehlo.250"),
+        _event(3, "s2c", "250-mx.b.example\n250-STARTTLS\n250-ENHANCEDSTATUSCODES\n250 HELP", KEY),
         _event(4, "c2s", "RCPT TO:<bob@b.example>", "smtp.rcpt"),
-        _event(5, "s2c", "503 Error: need MAIL command", "smtp.rcpt.503"),
+        _event(5, "s2c", "503 5.5.1 Error: need MAIL command", "smtp.rcpt.503"),
         _event(6, "c2s", "QUIT", "smtp.quit"),
-        _event(7, "s2c", "221 Bye", "smtp.quit.221"),
+        _event(7, "s2c", "221 2.0.0 Bye", "smtp.quit.221"),
     )
     state = new_state(events)
     assert state.points == (1, 3, 5)
     answer(state, events, "EHLO mail.a.example", typed=False)
     turn = answer(state, events, "RCPT TO:<bob@b.example>", typed=False)
     assert turn.matched and turn.right  # what the client really did, mistake and all
-    assert turn.answer and turn.answer.text == "503 Error: need MAIL command"
-    assert probe_at(events, 5).ask("DATA").text == "503 Error: need RCPT command"
+    assert turn.answer and turn.answer.text == "503 5.5.1 Error: need MAIL command"
+    assert probe_at(events, 5).ask("DATA").text == "503 5.5.1 Error: need RCPT command"
 
 
 def test_read_guess() -> None:
@@ -261,7 +262,7 @@ def test_plain_post_answers_and_redirects_back(http: httpx.Client) -> None:
     assert r.status_code == 303
     page = http.get(r.headers["location"])
     assert "Not this one." in page.text
-    assert "503 Error: send HELO first" in page.text
+    assert "503 5.5.1 Error: send HELO first" in page.text
     assert page.text.count('<li class="ev') == 3  # greeting, the real EHLO and its reply
     # The same form again (a double submit) answers nothing twice.
     again = http.post("/flow/basic-pop3/predict?lang=en", data={**form, "choice": "1"})
@@ -285,7 +286,7 @@ def test_htmx_answer_returns_the_turn_and_the_new_lines(http: httpx.Client) -> N
     assert r.text.startswith('<section id="predict-turn"')
     assert "<script>alert" not in r.text and "&lt;script&gt;alert(1)&lt;/script&gt;" in r.text
     assert (
-        "500 Error: command &#34;&lt;SCRIPT&gt;ALERT(1)&lt;/SCRIPT&gt;&#34; not recognized"
+        "500 5.5.1 Error: command &#34;&lt;SCRIPT&gt;ALERT(1)&lt;/SCRIPT&gt;&#34; not recognized"
         in r.text
     )
     assert 'hx-swap-oob="beforeend:#log"' in r.text

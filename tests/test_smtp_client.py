@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 
 from app.engines.base import Endpoint, EngineContext
+from app.engines.relay import deliver_lmtp
 from app.engines.smtp_client import Disconnected, SMTPClient
 from app.engines.smtp_policies import DeliveryPolicy, InboundPolicy
 from app.engines.smtp_server import start_smtp_server
 from app.engines.tls import LabTLS
 from app.events import Recorder
+from app.lab.stages import settle
 from app.protocols.smtp_client import (
     ProtocolError,
     Reply,
@@ -24,7 +26,7 @@ from app.protocols.smtp_client import (
 )
 from app.world.accounts import Accounts
 from app.world.mailstore import MailStore
-from app.world.spool import Spool
+from app.world.spool import QueuedMail, Spool
 
 MESSAGE = b"From: alice@a.example\r\nTo: bob@b.example\r\nSubject: hi\r\n\r\n.dot line\r\n"
 
@@ -189,3 +191,41 @@ async def test_a_server_that_does_not_speak_smtp_is_a_clear_error() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_one_lmtp_transaction_and_each_recipient_judged_on_its_own(
+    servers: Servers, tmp_path: Path
+) -> None:
+    for name in ("carol@b.example", "dave@b.example"):
+        servers.accounts.passwords[name] = "x"
+    # Carol's mailbox cannot be written (a file stands where its directory should be):
+    # the MDA defers her alone with 451 after ".", as RFC 2033 §4.2 lets it.
+    servers.store.account_path("carol@b.example").write_bytes(b"not a Maildir")
+    queue = Spool(tmp_path / "queue")
+    rcpts = ("bob@b.example", "carol@b.example", "ghost@b.example", "dave@b.example")
+    entry = QueuedMail("Q1", "alice@a.example", (*rcpts, "bob@b.example"), MESSAGE, "8BITMIME")
+    await queue.put_async(entry)
+    result = await deliver_lmtp(servers.ctx, "127.0.0.1", servers.ports["lmtp"], entry, lhlo="mx")
+    assert result.delivered == ["bob@b.example", "dave@b.example"]
+    assert list(result.deferred) == ["carol@b.example"] and "451 4.3.0" in result.deferred[
+        "carol@b.example"
+    ]
+    assert list(result.refused) == ["ghost@b.example"]
+    # One transaction: one MAIL (with the BODY the mail came with), one DATA, and a reply
+    # per accepted recipient after ".", in RCPT order.
+    texts = [e.text for e in servers.recorder.events if e.protocol == "LMTP"]
+    assert [t for t in texts if t.startswith("MAIL")] == [
+        "MAIL FROM:<alice@a.example> BODY=8BITMIME"
+    ]
+    assert texts.count("DATA") == 1
+    after = texts[texts.index(".") + 1 :][:3]
+    assert [t.split()[:3] for t in after] == [
+        ["250", "2.0.0", "<bob@b.example>"],
+        ["451", "4.3.0", "<carol@b.example>"],
+        ["250", "2.0.0", "<dave@b.example>"],
+    ]
+    assert len(servers.store.folder("bob@b.example").messages()) == 1  # named twice, one copy
+    # The queue keeps the deferred recipient only, so the retry serves nobody twice.
+    await settle(queue, entry, result)
+    [left] = queue.entries()
+    assert left.rcpt_tos == ("carol@b.example",) and left.body == "8BITMIME"

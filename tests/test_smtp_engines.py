@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import smtplib
 import socket
 import subprocess
@@ -14,7 +15,13 @@ from pathlib import Path
 import pytest
 
 from app.engines.base import Endpoint, EngineContext
-from app.engines.smtp_policies import DeliveryPolicy, InboundPolicy, SubmissionPolicy
+from app.engines.relay import deliver_lmtp
+from app.engines.smtp_policies import (
+    DeliveryPolicy,
+    InboundPolicy,
+    SubmissionPolicy,
+    received_header,
+)
 from app.engines.smtp_server import start_smtp_server
 from app.engines.tls import LabTLS
 from app.events import Recorder
@@ -319,3 +326,228 @@ async def test_pipelined_commands_after_a_multi_line_reply_are_answered_in_order
     reply = (await asyncio.to_thread(talk)).decode()
     codes = [line[:4] for line in reply.split("\r\n") if line and line[3] == " "]
     assert codes == ["250 ", "250 ", "250 ", "221 "]
+
+
+# -- command lines, recipients and reply codes ---------------------------------------
+ENHANCED = re.compile(r"^[245]\d\d[ -][245]\.\d{1,3}\.\d{1,3} ")
+
+
+class Raw:
+    """A client on a plain socket that sends exactly the bytes it is given."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.reader = self.sock.makefile("rb")
+        self.greeting = self.reply()
+
+    def reply(self) -> str:
+        lines = []
+        while True:
+            line = self.reader.readline().decode().rstrip("\r\n")
+            lines.append(line)
+            if len(line) < 4 or line[3] != "-":
+                return "\n".join(lines)
+
+    def send(self, raw: bytes, replies: int = 1) -> list[str]:
+        self.sock.sendall(raw)
+        return [self.reply() for _ in range(replies)]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+async def _deliver_inbound(lab: Lab) -> None:
+    """The MX's queue goes to the MDA over LMTP, as the world's deliver step does."""
+    for entry in lab.inbound.entries():
+        await deliver_lmtp(lab.ctx, "127.0.0.1", lab.ports["lmtp"], entry, lhlo="mx.b.example")
+        lab.inbound.remove(entry.qid)
+
+
+def _delivered(lab: Lab, rcpt: str = "bob@b.example") -> list[bytes]:
+    lab.store.ensure_account(rcpt)  # an empty mailbox when nothing came
+    folder = lab.store.folder(rcpt)
+    return [folder.read(m.key) for m in folder.messages()]
+
+
+async def test_a_bare_cr_in_ehlo_is_refused_and_never_reaches_a_header(lab: Lab) -> None:
+    def attack() -> list[str]:
+        # The attacker goes on as if the EHLO had been taken.
+        c = Raw(lab.ports["mx"])
+        try:
+            replies = c.send(b"EHLO evil\rX-Injected: yes\r\n")
+            replies += c.send(b"MAIL FROM:<alice@a.example>\r\n")
+            replies += c.send(b"RCPT TO:<bob@b.example>\r\n")
+            replies += c.send(b"DATA\r\n")
+            if replies[-1].startswith("354"):
+                replies += c.send(MESSAGE + b".\r\n")
+            return replies
+        finally:
+            c.close()
+
+    replies = await asyncio.to_thread(attack)
+    assert replies[0].startswith("501 5.5.2 ") and "bare <CR> or <LF>" in replies[0]
+    assert replies[1] == "503 5.5.1 Error: send HELO first"
+    await _deliver_inbound(lab)
+    assert all(b"X-Injected" not in mail for mail in _delivered(lab))
+    shown = next(e for e in lab.recorder.events if e.key == "smtp.bare_eol")
+    assert shown.text == "EHLO evil␍X-Injected: yes"
+    assert any(e.key == "smtp.bare_eol.501" for e in lab.recorder.events)
+
+
+async def test_a_bare_lf_ends_no_command_on_any_listener(lab: Lab) -> None:
+    def talk(port: int, hello: bytes) -> list[str]:
+        c = Raw(port)
+        try:
+            # "NOOP\n": one line with a bare LF; then the same command done right.
+            return c.send(hello + b"NOOP\nNOOP\r\n", replies=3)
+        finally:
+            c.close()
+
+    for name, hello in (("mx", b"EHLO c.example\r\n"), ("lmtp", b"LHLO c.example\r\n")):
+        replies = await asyncio.to_thread(talk, lab.ports[name], hello)
+        assert replies[1].startswith("501 5.5.2 "), (name, replies)
+        assert replies[2] == "250 2.0.0 Ok", (name, replies)
+
+
+async def test_a_helo_name_that_is_no_domain_is_quoted_in_received(lab: Lab) -> None:
+    def talk() -> None:
+        with smtplib.SMTP("127.0.0.1", lab.ports["mx"], timeout=10) as c:
+            c.ehlo('evil"(X-Injected:yes)')
+            c.sendmail("alice@a.example", ["bob@b.example"], MESSAGE)
+
+    await asyncio.to_thread(talk)
+    await _deliver_inbound(lab)
+    [mail] = _delivered(lab)
+    head = mail.split(b"\r\n\r\n")[0]
+    assert b'Received: from unknown ([127.0.0.1] helo="evil\\"\\(X-Injected:yes\\)")' in head
+    # Every header line is a field or its continuation; no client text stands alone.
+    for line in head.split(b"\r\n"):
+        assert b"\r" not in line and b"\n" not in line
+        assert line[:1] in (b" ", b"\t") or re.match(rb"^[!-9;-~]+:", line), line
+
+
+def test_received_never_copies_a_line_break() -> None:
+    header = received_header(
+        helo="evil\rX-Injected: yes",
+        peer_ip="192.0.2.1",
+        by="mx.b.example",
+        with_="ESMTP",
+        qid="ABC",
+        rcpt="bob@b.example\r\nX-Injected: yes",
+    )
+    lines = header.split(b"\r\n")
+    assert not any(line.startswith(b"X-Injected") for line in lines)
+    assert b"\r" not in b"".join(lines) and b"\n" not in b"".join(lines)
+    assert lines[0] == b'Received: from unknown ([192.0.2.1] helo="evil?X-Injected: yes")'
+
+
+async def test_a_repeated_recipient_is_accepted_and_delivered_once(lab: Lab) -> None:
+    def talk() -> list[str]:
+        c = Raw(lab.ports["mx"])
+        try:
+            c.send(b"EHLO c.example\r\n")
+            c.send(b"MAIL FROM:<alice@a.example>\r\n")
+            # 1,000 identical RCPT lines in one write: the amplification attempt.
+            replies = c.send(b"RCPT TO:<bob@b.example>\r\n" * 1000, replies=1000)
+            replies += c.send(b"DATA\r\n")
+            replies += c.send(MESSAGE + b".\r\n")
+            return replies
+        finally:
+            c.close()
+
+    replies = await asyncio.to_thread(talk)
+    assert set(replies[:1000]) == {"250 2.1.5 Ok"}
+    assert replies[-1].startswith("250 2.0.0 Ok: queued as ")
+    [entry] = lab.inbound.entries()
+    assert entry.rcpt_tos == ("bob@b.example",)
+    await _deliver_inbound(lab)
+    assert len(_delivered(lab)) == 1
+
+
+async def test_a_transaction_takes_at_most_100_recipients(lab: Lab) -> None:
+    def talk() -> list[tuple[int, bytes]]:
+        with smtplib.SMTP("127.0.0.1", lab.ports["submission"], timeout=10) as c:
+            c.ehlo("client.a.example")
+            c.starttls(context=lab.tls.client_context)
+            c.ehlo("client.a.example")
+            c.login("alice@a.example", "alice-pass")
+            c.mail("alice@a.example")
+            got = [c.rcpt(f"user{i}@b.example") for i in range(101)]
+            got.append(c.rcpt("user7@b.example"))  # already in: still taken, once
+            got.append(c.data(MESSAGE))
+            return got
+
+    got = await asyncio.to_thread(talk)
+    assert all(reply == (250, b"2.1.5 Ok") for reply in got[:100])
+    assert got[100] == (452, b"4.5.3 Too many recipients")
+    assert got[101] == (250, b"2.1.5 Ok")
+    assert got[102][0] == 250
+    [entry] = lab.outbound.entries()
+    assert entry.rcpt_tos == tuple(f"user{i}@b.example" for i in range(100))
+
+
+async def test_every_reply_after_the_greeting_carries_an_enhanced_code(lab: Lab) -> None:
+    def talk() -> dict[str, object]:
+        out: dict[str, object] = {}
+        with smtplib.SMTP("127.0.0.1", lab.ports["mx"], timeout=10) as c:
+            c.ehlo("client.example")
+            out["esc"] = c.has_extn("enhancedstatuscodes")
+            out["rcpt_first"] = c.rcpt("bob@b.example")
+            out["starttls"] = c.starttls(context=lab.tls.client_context)
+            c.ehlo("client.example")
+            out["esc_tls"] = c.has_extn("enhancedstatuscodes")
+            out["mail"] = c.mail("alice@a.example")
+            out["nested"] = c.mail("alice@a.example")
+            out["rcpt"] = c.rcpt("bob@b.example")
+            out["data"] = c.data(MESSAGE)
+            out["noop"] = c.noop()
+            out["rset"] = c.rset()
+            out["vrfy"] = c.verify("bob@b.example")
+            out["bogus"] = c.docmd("BOGUS")
+            out["quit"] = c.docmd("QUIT")
+        with smtplib.LMTP("127.0.0.1", lab.ports["lmtp"], timeout=10) as c:
+            _code, text = c.docmd("LHLO", "mx.b.example")
+            out["lhlo"] = text
+        return out
+
+    out = await asyncio.to_thread(talk)
+    assert out["esc"] and out["esc_tls"] and b"ENHANCEDSTATUSCODES" in out["lhlo"]  # type: ignore[operator]
+    assert out["rcpt_first"] == (503, b"5.5.1 Error: need MAIL command")
+    assert out["starttls"] == (220, b"2.0.0 Ready to start TLS")
+    assert out["mail"] == (250, b"2.1.0 Ok")
+    assert out["nested"] == (503, b"5.5.1 Error: nested MAIL command")
+    assert out["rcpt"] == (250, b"2.1.5 Ok")
+    assert out["data"][1].startswith(b"2.0.0 Ok: queued as ")  # type: ignore[index]
+    assert out["noop"] == out["rset"] == (250, b"2.0.0 Ok")
+    assert out["vrfy"][0] == 252 and out["vrfy"][1].startswith(b"2.0.0 ")  # type: ignore[index]
+    assert out["bogus"] == (500, b'5.5.1 Error: command "BOGUS" not recognized')
+    assert out["quit"] == (221, b"2.0.0 Bye")
+    # What the view shows is what went out: every 2xx/4xx/5xx reply but the greeting
+    # and the answers to EHLO/LHLO carries its RFC 3463 code.
+    for e in lab.recorder.events:
+        if e.direction != "s2c" or e.key.split(".")[1] in ("greeting", "ehlo", "lhlo"):
+            continue
+        if e.text[:1] in "245":
+            assert all(ENHANCED.match(line) for line in e.text.split("\n")), e.text
+
+
+async def test_a_bare_lf_dot_does_not_end_the_message_on_screen_either(lab: Lab) -> None:
+    def talk() -> list[str]:
+        c = Raw(lab.ports["mx"])
+        try:
+            c.send(b"EHLO c.example\r\n")
+            c.send(b"MAIL FROM:<alice@a.example>\r\n")
+            c.send(b"RCPT TO:<bob@b.example>\r\n")
+            c.send(b"DATA\r\n")
+            # "\n.\n" ends nothing (RFC 5321 §4.1.1.4 wants CRLF.CRLF): smuggling fails.
+            return c.send(b"Subject: x\r\n\r\nhi\n.\nRSET\nbye\r\n.\r\n")
+        finally:
+            c.close()
+
+    [reply] = await asyncio.to_thread(talk)
+    assert reply.startswith("250 2.0.0 Ok: queued as ")
+    [entry] = lab.inbound.entries()
+    assert entry.data.endswith(b"hi\n.\nRSET\nbye\r\n")
+    [content] = [e for e in lab.recorder.events if e.key == "smtp.data.content"]
+    assert content.text.endswith("hi\n.\nRSET\nbye")
+    assert [e.key for e in lab.recorder.events if e.text == "."] == ["smtp.data.end"]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from app.engines.base import EngineContext
 from app.engines.smtp_client import Disconnected, SMTPClient, Transaction
 from app.events import PANEL_RELAY, Tap
+from app.protocols.smtp_replies import MAX_RECIPIENTS
 from app.world.dns import SimulatedDNS
 from app.world.network import LabNetwork, NotInLab
 from app.world.spool import QueuedMail
@@ -208,8 +209,12 @@ async def _send(
             raise
     reusable = False
     try:
-        transaction = await client.send(mail.mail_from, rcpts, mail.data)
-        _judge(transaction, result)
+        # At most MAX_RECIPIENTS per transaction (RFC 5321 §4.5.3.1.8); the rest follow
+        # in the next one instead of being deferred with 452.
+        for start in range(0, len(rcpts), MAX_RECIPIENTS):
+            chunk = rcpts[start : start + MAX_RECIPIENTS]
+            transaction = await client.send(mail.mail_from, chunk, mail.data, body=mail.body)
+            _judge(transaction, result)
         reusable = pool is not None
     finally:
         if reusable:
@@ -235,6 +240,8 @@ def _judge(transaction: Transaction, result: HopResult) -> None:
         decided = {rcpt: reply for rcpt, reply in t.rcpts.items() if not reply.ok}
         accepted = t.accepted
         if accepted and t.data:
+            # LMTP: one reply per accepted recipient, in RCPT order; SMTP (or a refused
+            # DATA): one reply that decides for all of them.
             per_rcpt = t.data if len(t.data) == len(accepted) else [t.data[0]] * len(accepted)
             decided.update(zip(accepted, per_rcpt, strict=True))
     for rcpt, reply in decided.items():
@@ -272,10 +279,15 @@ async def deliver_lmtp(
             raise
     reusable = False
     try:
-        # One transaction per recipient, so each delivery reads as its own short
-        # exchange in the panels.
-        for rcpt in mail.rcpt_tos:
-            transaction = await client.send(mail.mail_from, [rcpt], mail.data, lmtp=True)
+        # All recipients in one transaction: the message travels once and the MDA
+        # answers the final "." once per accepted recipient, in RCPT order (RFC 2033
+        # §4.2), so each recipient is delivered, deferred or refused on its own.
+        rcpts = list(dict.fromkeys(mail.rcpt_tos))
+        for start in range(0, len(rcpts), MAX_RECIPIENTS):
+            chunk = rcpts[start : start + MAX_RECIPIENTS]
+            transaction = await client.send(
+                mail.mail_from, chunk, mail.data, lmtp=True, body=mail.body
+            )
             _judge(transaction, result)
         reusable = pool is not None
     finally:

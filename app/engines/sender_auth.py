@@ -15,6 +15,7 @@ from email.utils import getaddresses
 
 import dkim
 
+from app.engines.header_text import printable
 from app.events import PANEL_RELAY, Sink, Tap
 from app.protocols import dmarc, spf
 from app.world.dns import SimulatedDNS
@@ -110,17 +111,21 @@ class SenderAuth:
         )
         note.note(dmarc_text, f"dmarc.result.{verdict.result}")
 
+        # Every value below came from the client (MAIL FROM, the message's headers):
+        # printable ASCII only, so none can end the field and start another.
+        sender = printable(mail_from or "<>")
+        signer, author = printable(dkim_domain), printable(from_domain)
         header = (
             f"Authentication-Results: {self.authserv_id};\r\n"
-            f"\tspf={spf_result} smtp.mailfrom={mail_from or '<>'};\r\n"
+            f"\tspf={spf_result} smtp.mailfrom={sender};\r\n"
             f"\tdkim={dkim_result}"
-            + (f" header.d={dkim_domain}" if dkim_domain else "")
-            + f";\r\n\tdmarc={verdict.result} header.from={from_domain}\r\n"
+            + (f" header.d={signer}" if signer else "")
+            + f";\r\n\tdmarc={verdict.result} header.from={author}\r\n"
         ).encode()
         reject = None
         if verdict.result == "fail" and verdict.policy == "reject":
             reject = (
-                f"550 5.7.1 Rejected by DMARC policy of {from_domain} (p=reject): "
+                f"550 5.7.1 Rejected by DMARC policy of {author} (p=reject): "
                 "SPF and DKIM both failed alignment"
             )
         return AuthVerdict(header, reject)

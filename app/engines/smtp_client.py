@@ -102,12 +102,22 @@ class SMTPClient(asyncio.Protocol):
 
     # -- a mail transaction -------------------------------------------------
     async def send(
-        self, mail_from: str, rcpts: list[str], message: bytes, *, lmtp: bool = False
+        self,
+        mail_from: str,
+        rcpts: list[str],
+        message: bytes,
+        *,
+        lmtp: bool = False,
+        body: str = "",
     ) -> Transaction:
         """MAIL, RCPT for each recipient, DATA and the message. Pipelined when the
         server offers PIPELINING (RFC 2920 §3.1: DATA ends the group, the message waits
-        for 354); RSET when nobody was accepted or DATA was refused."""
-        lines = [command("MAIL", f"FROM:<{mail_from}>")]
+        for 354); RSET when nobody was accepted or DATA was refused. `body` is the
+        BODY= the mail came with ("8BITMIME"); it is declared when the server offers
+        8BITMIME (RFC 6152 §3). A recipient named twice is sent once."""
+        rcpts = list(dict.fromkeys(rcpts))
+        params = f" BODY={body}" if body and body in self.extensions else ""
+        lines = [command("MAIL", f"FROM:<{mail_from}>{params}")]
         lines += [command("RCPT", f"TO:<{rcpt}>") for rcpt in rcpts]
         lines.append(command("DATA"))
         if "PIPELINING" in self.extensions:

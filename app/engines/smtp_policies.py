@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
 from app.engines.base import mailbox_actor
+from app.engines.header_text import helo_part, printable
 from app.world.accounts import Accounts
 from app.world.mailstore import MailStore
 from app.world.spool import QueuedMail, Spool, new_queue_id
@@ -25,15 +26,26 @@ if TYPE_CHECKING:
 
 
 def received_header(
-    *, helo: str, peer_ip: str, by: str, with_: str, qid: str, rcpt: str | None
+    *, helo: str | None, peer_ip: str, by: str, with_: str, qid: str, rcpt: str | None
 ) -> bytes:
-    """A trace header as RFC 5321 §4.4 describes it; each hop puts one on top."""
-    for_part = f"\r\n\tfor <{rcpt}>" if rcpt else ""
+    """A trace header as RFC 5321 §4.4 describes it; each hop puts one on top. The HELO
+    name and the recipient come from the client: checked, never copied raw."""
+    for_part = f"\r\n\tfor <{printable(rcpt)}>" if rcpt else ""
     line = (
-        f"Received: from {helo} ([{peer_ip}])\r\n\tby {by} (MailFlow Lab) with {with_} id {qid}"
-        f"{for_part};\r\n\t{formatdate(time.time(), localtime=False)}\r\n"
+        f"Received: from {helo_part(helo, peer_ip)}\r\n\tby {by} (MailFlow Lab) with {with_}"
+        f" id {qid}{for_part};\r\n\t{formatdate(time.time(), localtime=False)}\r\n"
     )
     return line.encode("ascii")
+
+
+def body_type(envelope: Envelope) -> str:
+    """The MAIL command's BODY= value ("8BITMIME" or ""), kept with the queued mail so
+    the next hop declares it too (RFC 6152 §3)."""
+    for option in envelope.mail_options:
+        key, _, value = option.upper().partition("=")
+        if key == "BODY" and value == "8BITMIME":
+            return value
+    return ""
 
 
 def _with_protocol(session: Session, base: str) -> str:
@@ -75,7 +87,7 @@ def _esmtp_trace(
     """This hop's Received: line for mail that arrived over SMTP (MSA and MX alike)."""
     rcpt = envelope.rcpt_tos[0] if len(envelope.rcpt_tos) == 1 else None
     return received_header(
-        helo=session.host_name or "unknown",
+        helo=session.host_name,
         peer_ip=_simulated_ip(session, network),
         by=hostname,
         with_=_with_protocol(session, "ESMTP"),
@@ -161,7 +173,13 @@ class SubmissionPolicy:
             tap = _wire_tap(server)
             if tap is not None:
                 tap.note(signature.decode().rstrip(), "dkim.sign", dst=tap.server_actor)
-        entry = QueuedMail(qid, envelope.mail_from or "", tuple(envelope.rcpt_tos), trace + content)
+        entry = QueuedMail(
+            qid,
+            envelope.mail_from or "",
+            tuple(envelope.rcpt_tos),
+            trace + content,
+            body_type(envelope),
+        )
         await self.outbound.put_async(entry)
         if self.on_queued:
             self.on_queued(entry)
@@ -244,10 +262,13 @@ class InboundPolicy(_Hello):
         local = [r for r in envelope.rcpt_tos if _domain(r) in self.local_domains]
         remote = [r for r in envelope.rcpt_tos if _domain(r) not in self.local_domains]
         sender = envelope.mail_from or ""
+        body = body_type(envelope)
         if remote and self.outbound is not None:
-            await self.outbound.put_async(QueuedMail(qid, sender, tuple(remote), trace + content))
+            await self.outbound.put_async(
+                QueuedMail(qid, sender, tuple(remote), trace + content, body)
+            )
         if local:
-            entry = QueuedMail(qid, sender, tuple(local), trace + content)
+            entry = QueuedMail(qid, sender, tuple(local), trace + content, body)
             await self.inbound.put_async(entry)
             if self.on_queued:
                 self.on_queued(entry)
@@ -289,20 +310,26 @@ class DeliveryPolicy(_Hello):
         replies = []
         content = envelope.original_content or b""
         # aiosmtpd keeps the null reverse path of a bounce as "<>" (RFC 5321 §4.5.5).
-        sender = (envelope.mail_from or "").strip("<>")
+        sender = printable((envelope.mail_from or "").strip("<>"))
         for rcpt in envelope.rcpt_tos:
             qid = new_queue_id()
             # Final delivery records the envelope sender as Return-Path (RFC 5321 §4.4).
-            head = f"Return-Path: <{sender}>\r\nDelivered-To: {rcpt}\r\n".encode()
+            head = f"Return-Path: <{sender}>\r\nDelivered-To: {printable(rcpt)}\r\n".encode()
             trace = received_header(
-                helo=session.host_name or "unknown",
+                helo=session.host_name,
                 peer_ip=_peer_ip(session),
                 by=self.hostname,
                 with_="LMTP",
                 qid=qid,
                 rcpt=rcpt,
             )
-            relpath = await self.store.deliver_async(rcpt, head + trace + content)
+            try:
+                relpath = await self.store.deliver_async(rcpt, head + trace + content)
+            except OSError:
+                # This mailbox could not be written now: only its recipient is deferred,
+                # the others keep their copies (RFC 2033 §4.2).
+                replies.append(f"451 4.3.0 <{rcpt}> {qid} Could not save, try again later")
+                continue
             wire = getattr(server, "wire", None)
             if wire is not None:
                 wire.tap.note(

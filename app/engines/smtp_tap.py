@@ -23,6 +23,14 @@ from aiosmtpd.smtp import SMTP
 from app.engines.base import Endpoint
 from app.engines.tls import describe_tls
 from app.events import Sink, Tap, wire_text
+from app.protocols.smtp_replies import (
+    BARE_EOL_REPLY,
+    ESC_KEYWORD,
+    MAX_RECIPIENTS,
+    TOO_MANY_RECIPIENTS,
+    enhance,
+    has_bare_eol,
+)
 
 MAX_SHOWN_LINE = 2048  # longer lines are shown cut; the engine still judges the whole line
 DATA_SHOWN_LIMIT = 64 * 1024  # a huge message is shown cut on screen, never in the mailbox
@@ -35,6 +43,9 @@ _NEVER_HELD = (b"221", b"334", b"354", b"421")
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _DOT_ATOM = rf"{_ATOM}(?:\.{_ATOM})*"
 _SIMPLE_PATH = re.compile(rf"<({_DOT_ATOM})@({_DOT_ATOM})>(?: ([!-'*-~][ -~]*))?")
+
+
+_PIPELINING = re.compile(r"^250[- ]PIPELINING$", re.MULTILINE | re.IGNORECASE)
 
 
 def show_nul(data: bytes) -> str:
@@ -76,7 +87,13 @@ class WireTap:
     def received(self, data: bytes) -> None:
         self._inbuf += data
         while True:
-            idx = self._inbuf.find(b"\n")
+            # The message content ends its lines with CRLF only, as aiosmtpd reads it: a
+            # bare LF inside is not a line end, so "\n.\n" cannot end the message here
+            # while the server goes on reading (the SMTP smuggling trick).
+            sep = b"\r\n" if self._mode == "data" else b"\n"
+            idx = self._inbuf.find(sep)
+            if idx >= 0:
+                idx += len(sep) - 1
             if idx < 0:
                 if len(self._inbuf) > MAX_SHOWN_LINE * 4 and self._mode != "data":
                     # A client that never ends its line: show what came, keep memory bounded.
@@ -88,7 +105,7 @@ class WireTap:
 
     def _line(self, line: bytes) -> None:
         if self._mode == "data":
-            if line in (b".\r\n", b".\n"):
+            if line == b".\r\n":
                 content = b"".join(self._data)
                 shown = wire_text(content)
                 detail = {}
@@ -107,12 +124,20 @@ class WireTap:
             return
         if len(line) > MAX_SHOWN_LINE:
             line = line[:MAX_SHOWN_LINE] + b"..."
-        self._client_line(line)
+        self._client_line(line, bare_eol=self._mode == "command" and has_bare_eol(line))
 
-    def _client_line(self, line: bytes, *, awaits: bool = True) -> None:
+    def _client_line(self, line: bytes, *, awaits: bool = True, bare_eol: bool = False) -> None:
         # awaits=False: the shown start of a line that has not ended yet; its reply
         # will answer the rest.
         text = wire_text(line).rstrip("\r\n")
+        if bare_eol:
+            # The server refuses the whole line (501 5.5.2); a CR inside it is shown as
+            # a visible sign, since a raw CR would overwrite the line on screen.
+            text = text.replace("\r", "␍")
+            self.last_verb = "bare_eol"
+            self._awaiting.append("bare_eol")
+            self.tap.client(text, f"{self.prefix}.bare_eol")
+            return
         if self._mode == "auth":
             self._mode = "command"
             self._awaiting.append("auth")
@@ -156,13 +181,52 @@ class WireTap:
         # and later answers to one DATA) belongs to the last one answered.
         verb = self._awaiting.popleft() if self._awaiting else self.last_verb
         self.last_verb = verb
-        key, self._next_reply_key = self._next_reply_key or f"{self.prefix}.{verb}.{code}", None
+        key = self._next_reply_key or f"{self.prefix}.{verb}.{code}"
+        self._next_reply_key = None
+        if verb in ("ehlo", "lhlo") and _PIPELINING.search(text):
+            key += ".pipelining"  # explained only where the reply really offers it
         self.tap.server(text, key)
         if code == "354":
             self._mode = "data"
         elif code == "334":
             self._mode = "auth"
             self.last_verb = "auth"
+
+
+class CommandLineReader(asyncio.StreamReader):
+    """aiosmtpd's stream reader, refusing command lines with a bare CR or LF.
+
+    aiosmtpd splits commands at LF alone and keeps a CR inside the argument, so
+    "EHLO evil\rX-Injected: yes" reached the handlers whole and a bare-LF line passed as
+    a command. Both are the stuff of header injection and SMTP smuggling, so every
+    command line must end in CRLF and hold no other CR or LF (RFC 5321 §2.3.8). The
+    command loop reads with readuntil(b"\n"); DATA reads with readuntil(b"\r\n") and
+    SASL answers with readline(), both passed through unchanged. The reader also notes
+    the verb of the command being answered, for the reply table in `push`.
+    """
+
+    refuse: Any = None  # async callable(reply) the protocol sets
+    verb = ""  # the command now being answered; "" before the first (the greeting)
+    _raw = False
+
+    async def readuntil(self, separator: bytes = b"\n") -> bytes:
+        while True:
+            line = await super().readuntil(separator)
+            if separator != b"\n" or self._raw:
+                return line
+            # "?" for a line with no verb: "" stands for the greeting in the table.
+            verb = line.split(b" ", 1)[0].strip().upper().decode("ascii", "replace")
+            self.verb = verb or "?"
+            if not has_bare_eol(line) or self.refuse is None:
+                return line
+            await self.refuse(BARE_EOL_REPLY)
+
+    async def readline(self) -> bytes:
+        self._raw = True
+        try:
+            return await super().readline()
+        finally:
+            self._raw = False
 
 
 class TappedMixin:
@@ -193,6 +257,13 @@ class TappedMixin:
         self.endpoint = endpoint
         self.sink = sink
         self._held: list[bytes] = []  # continuation lines of a reply not yet written
+
+    def _checked_reader(self) -> None:
+        # aiosmtpd builds its StreamReader inside __init__ with no way to pass another
+        # class; CommandLineReader only adds methods, so the instance changes class.
+        reader = self._stream_reader  # type: ignore[attr-defined]
+        reader.__class__ = CommandLineReader
+        reader.refuse = self.push
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self.wire is None:
@@ -229,6 +300,7 @@ class TappedMixin:
         super().data_received(data)  # type: ignore[misc]
 
     async def push(self, status: Any) -> None:
+        status = self._enhanced(status)
         if self.wire is not None:
             text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
             self.wire.pushed(text)
@@ -251,6 +323,33 @@ class TappedMixin:
             status = b"".join(self._held) + status
             self._held = []
         await super().push(status)  # type: ignore[misc]
+
+    def _enhanced(self, status: Any) -> Any:
+        """The reply as the listener sends it: with its RFC 3463 code (the one table in
+        app/protocols/smtp_replies.py), and with ENHANCEDSTATUSCODES offered in the
+        EHLO/LHLO reply just before its last line (RFC 2034 §2)."""
+        reader = getattr(self, "_reader", None)
+        verb = getattr(reader, "verb", "")
+        text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
+        if "\r\n" not in text:  # nearly every reply: one line
+            if verb in ("EHLO", "LHLO") and text.startswith("250 "):
+                return f"250-{ESC_KEYWORD}\r\n{text}"
+            out = enhance(verb, text)
+            return status if out is text else out
+        out = "\r\n".join(enhance(verb, line) for line in text.split("\r\n"))
+        return out if out != text else status
+
+    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+        if command == "RCPT":
+            # Every listener: one copy per recipient, at most MAX_RECIPIENTS of them.
+            rcpts = self.envelope.rcpt_tos  # type: ignore[attr-defined]
+            address = str(args[0])
+            if any(_same_mailbox(address, r) for r in rcpts):
+                # RFC 5321 §3.3 lets a repeated recipient be accepted; it gets one copy.
+                return "250 2.1.5 Ok"
+            if len(rcpts) >= MAX_RECIPIENTS:
+                return TOO_MANY_RECIPIENTS
+        return await super()._call_handler_hook(command, *args)  # type: ignore[misc]
 
     def _reset_timeout(self, duration: float | None = None) -> None:
         # aiosmtpd cancels its idle timer and makes a new one for every command. One
@@ -307,12 +406,19 @@ class TappedMixin:
                 self.transport.close()  # type: ignore[attr-defined]
 
 
+def _same_mailbox(a: str, b: str) -> bool:
+    # The local part is the receiving host's to interpret (RFC 5321 §2.4); the lab's
+    # mailboxes ignore its case, and a domain never has case.
+    return a.casefold() == b.casefold()
+
+
 class TappedSMTP(TappedMixin, SMTP):
     key_prefix = "smtp"
 
     def __init__(self, handler: Any, *, endpoint: Endpoint, sink: Sink, **kwargs: Any) -> None:
         self._tap_init(endpoint, sink)
         super().__init__(handler, **kwargs)
+        self._checked_reader()
 
 
 class TappedLMTP(TappedMixin, LMTP):
@@ -321,3 +427,4 @@ class TappedLMTP(TappedMixin, LMTP):
     def __init__(self, handler: Any, *, endpoint: Endpoint, sink: Sink, **kwargs: Any) -> None:
         self._tap_init(endpoint, sink)
         super().__init__(handler, **kwargs)
+        self._checked_reader()

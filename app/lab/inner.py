@@ -38,7 +38,7 @@ from app.engines.smtp_policies import DeliveryPolicy, InboundPolicy
 from app.engines.smtp_server import start_smtp_server
 from app.engines.tls import LabTLS
 from app.events import PANEL_DELIVER, PANEL_RELAY, Event
-from app.lab.stages import Stage
+from app.lab.stages import Stage, settle
 from app.world.accounts import Accounts
 from app.world.mailstore import MailStore
 from app.world.spool import QueuedMail, Spool
@@ -178,8 +178,7 @@ class Inner:
                     pool=self.stage.pool,
                     socket_path=self.lmtp_socket,
                 )
-            if result.delivered or result.refused:
-                await spool.remove_async(entry.qid)
+            await settle(spool, entry, result)
 
         for host, spool in self.inbound.items():
             await self.stage.each(spool, lambda e, h=host, s=spool: one(e, h, s))

@@ -9,13 +9,26 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
-from app.engines.relay import ClientPool
+from app.engines.relay import ClientPool, HopResult
 from app.world.spool import QueuedMail, Spool
 
 log = logging.getLogger("mailflow.lab")
 RETRY_SECONDS = 30.0
 PARALLEL_DELIVERIES = 16
+
+
+async def settle(spool: Spool, entry: QueuedMail, result: HopResult) -> None:
+    """After one attempt: the entry leaves the queue once every recipient is decided
+    (delivered or refused); otherwise it stays with only the deferred ones, so the
+    retry never gives a second copy to a recipient already served (RFC 5321 §4.5.4.1,
+    each recipient's reply is judged on its own)."""
+    if not result.deferred:
+        await spool.remove_async(entry.qid)
+    elif len(result.deferred) < len(set(entry.rcpt_tos)):
+        left = tuple(r for r in dict.fromkeys(entry.rcpt_tos) if r in result.deferred)
+        await spool.put_async(replace(entry, rcpt_tos=left))  # replaces the file whole
 
 
 class Stage:

@@ -33,7 +33,7 @@ from app.engines.smtp_server import start_smtp_server
 from app.engines.tls import LabTLS
 from app.events import PANEL_FETCH, PANEL_RELAY, PANEL_SUBMIT, Event, Sink
 from app.lab.inner import FRAME_HEADER
-from app.lab.stages import RETRY_SECONDS, Stage
+from app.lab.stages import RETRY_SECONDS, Stage, settle
 from app.world.accounts import Accounts
 from app.world.dns import SimulatedDNS
 from app.world.mailstore import MailStore
@@ -346,8 +346,7 @@ class LabWorld:
                 result = await relay(
                     self.ctx, self.dns, self.network, entry, helo=HOST_A, pool=self._relay.pool
                 )
-            if not result.deferred:
-                await self.outbound.remove_async(entry.qid)
+            await settle(self.outbound, entry, result)
 
         await self._relay.each(self.outbound, one)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email._header_value_parser import get_addr_spec, get_angle_addr
@@ -22,6 +23,13 @@ from email.errors import HeaderParseError
 from enum import Enum
 
 from app.digits import is_digits
+from app.protocols.smtp_replies import (
+    BARE_EOL_REPLY,
+    ESC_KEYWORD,
+    MAX_RECIPIENTS,
+    TOO_MANY_RECIPIENTS,
+    enhance,
+)
 
 COMMAND_LIMIT = 512  # RFC 5321 §4.5.3.1.4, aiosmtpd's command_size_limit
 MAIL_LIMIT = 512 + 26  # aiosmtpd allows SIZE=... on MAIL once EHLO announced it
@@ -76,6 +84,11 @@ def _reply(text: str) -> Reply:
     return Reply(int(text[:3]), text)
 
 
+def _queue_id() -> str:
+    # The form app/world/spool.py gives its ids; the real one is known only afterwards.
+    return secrets.token_hex(5).upper()
+
+
 @dataclass
 class _Session:
     helo: str | None = None
@@ -105,17 +118,27 @@ class SmtpOrder:
         return _reply(f"220 {self.role.hostname} MailFlow Lab")
 
     def command(self, line: str) -> Reply:
-        """The reply to one client line (no line ending). Never raises on input."""
+        """The reply to one client line (no line ending). Never raises on input.
+
+        Replies go through the same table as the servers' (app/protocols/smtp_replies.py):
+        aiosmtpd's bare codes get their RFC 3463 enhanced code."""
         phase = self.s.phase
         if phase is Phase.CLOSED:
             return _reply("421 4.3.0 Connection closed")  # nothing would answer at all
-        if phase is Phase.TLS:
-            return _reply("554 Command refused due to lack of security")
         if phase is Phase.DATA:
             return self._data_line(line)
         if phase in (Phase.AUTH_PLAIN, Phase.AUTH_USER, Phase.AUTH_PASS):
-            return self._auth_line(line)
-        return self._command(line)
+            return self._auth_line(line)  # aiosmtpd's SASL replies carry their codes
+        verb = line.split(" ", 1)[0].strip().upper() or "?"  # as the tap's CommandLineReader
+        if "\r" in line or "\n" in line:
+            # A CR or LF inside: the servers refuse the line whole (RFC 5321 §2.3.8).
+            return _reply(BARE_EOL_REPLY)
+        if phase is Phase.TLS:
+            reply = _reply("554 Command refused due to lack of security")
+        else:
+            reply = self._command(line)
+        text = "\n".join(enhance(verb, part) for part in reply.text.split("\n"))
+        return reply if text == reply.text else _reply(text)
 
     def replay(self, line: str, recorded_code: int | None) -> Reply:
         """Feed a recorded client line; when the real server refused what order allows
@@ -134,11 +157,18 @@ class SmtpOrder:
         """The STARTTLS handshake is done: the session starts over (RFC 3207 §4.2)."""
         self.s = _Session(tls=True)
 
-    def end_data(self) -> None:
-        """The client sent the final "."; aiosmtpd clears the transaction either way."""
-        if self.s.phase is Phase.DATA:
-            self.s.phase = Phase.COMMAND
-            self.s.mail_from, self.s.rcpts = None, []
+    def end_data(self) -> list[Reply]:
+        """The client sent the final "."; aiosmtpd clears the transaction either way.
+        Returns what the lab's servers answer: SMTP once, LMTP once per accepted
+        recipient in RCPT order (RFC 2033 §4.2). The queue ids are the core's own."""
+        if self.s.phase is not Phase.DATA:
+            return []
+        rcpts = self.s.rcpts
+        self.s.phase = Phase.COMMAND
+        self.s.mail_from, self.s.rcpts = None, []
+        if self.role.lmtp:
+            return [_reply(f"250 2.0.0 <{r}> {_queue_id()} Saved") for r in rcpts]
+        return [_reply(f"250 2.0.0 Ok: queued as {_queue_id()}")]
 
     # -- commands --------------------------------------------------------------
     def _command(self, line: str) -> Reply:
@@ -186,7 +216,7 @@ class SmtpOrder:
             lines.append("STARTTLS")
         if self.role.auth_mechanisms and (self.s.tls or not self.role.auth_requires_tls):
             lines.append("AUTH " + " ".join(sorted(self.role.auth_mechanisms)))
-        lines.append("HELP")
+        lines += [ESC_KEYWORD, "HELP"]  # the tap adds ENHANCEDSTATUSCODES before the last
         return Reply(
             250,
             "\n".join(
@@ -327,6 +357,10 @@ class SmtpOrder:
             return _reply(syntax)
         if options:
             return _reply("555 RCPT TO parameters not recognized or not implemented")
+        if any(addr.casefold() == r.casefold() for r in self.s.rcpts):
+            return _reply("250 2.1.5 Ok")  # accepted again, delivered once
+        if len(self.s.rcpts) >= MAX_RECIPIENTS:
+            return _reply(TOO_MANY_RECIPIENTS)
         self.s.rcpts.append(addr)
         return _reply("250 2.1.5 Ok")  # what the lab's policies say to a recipient they take
 
@@ -343,8 +377,8 @@ class SmtpOrder:
     def _data_line(self, line: str) -> Reply:
         # Content is not a command; only its end gets a reply.
         if line == ".":
-            self.end_data()
-            return _reply("250 OK")
+            replies = self.end_data()
+            return _reply("\n".join(r.text for r in replies))
         return Reply(0, "")
 
     def _rset(self, arg: str | None) -> Reply:

@@ -24,15 +24,18 @@ class QueuedMail:
     mail_from: str
     rcpt_tos: tuple[str, ...]
     data: bytes
+    body: str = ""  # the incoming MAIL's BODY= (RFC 6152), "" for none (7BIT)
 
 
 def new_queue_id() -> str:
     return secrets.token_hex(5).upper()
 
 
-def _entry(mail_from: str, rcpt_tos: list[str], data: bytes) -> bytes:
-    envelope = json.dumps({"mail_from": mail_from, "rcpt_tos": list(rcpt_tos)}).encode()
-    return envelope + b"\n" + data
+def _entry(mail_from: str, rcpt_tos: list[str], data: bytes, body: str = "") -> bytes:
+    fields: dict[str, object] = {"mail_from": mail_from, "rcpt_tos": list(rcpt_tos)}
+    if body:
+        fields["body"] = body
+    return json.dumps(fields).encode() + b"\n" + data
 
 
 class Spool:
@@ -71,7 +74,7 @@ class Spool:
 
     async def put_async(self, mail: QueuedMail) -> None:
         """`put` through the process's group commit: the event loop goes on meanwhile."""
-        entry = _entry(mail.mail_from, list(mail.rcpt_tos), mail.data)
+        entry = _entry(mail.mail_from, list(mail.rcpt_tos), mail.data, mail.body)
         await COMMITS.write(*self._paths(mail.qid), entry, self._claim)
 
     def _paths(self, qid: str) -> tuple[Path, Path]:
@@ -118,7 +121,7 @@ class Spool:
             return None
         head, _, data = raw.partition(b"\n")
         env = json.loads(head)
-        return QueuedMail(qid, env["mail_from"], tuple(env["rcpt_tos"]), data)
+        return QueuedMail(qid, env["mail_from"], tuple(env["rcpt_tos"]), data, env.get("body", ""))
 
     def entries(self) -> list[QueuedMail]:
         return [m for m in map(self.get, self.qids()) if m is not None]
