@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
-from app.lab.commands import commands_for
+from app.lab.commands import commands_for, config_files, mail_app_servers
 from app.lab.world import SERVICES, LabWorld
 from app.web import i18n
 
@@ -36,6 +36,8 @@ async def lab_page(request: Request) -> Response:
     context = {"lab": lab, "services": SERVICES, "lang": i18n.current_lang.get(), "host": host}
     if lab is not None:
         context["commands"] = commands_for(host, lab.ports)
+        context["config_files"] = config_files(host, lab.ports)
+        context["mail_app"] = mail_app_servers(host, lab.ports)
         context["fingerprint"] = lab.tls.fingerprint_sha256
         context["accounts"] = lab.accounts.passwords
     return request.app.state.templates.TemplateResponse(request, "lab.html", context)
