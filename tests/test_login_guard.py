@@ -224,3 +224,38 @@ def test_backoff_note_has_an_explanation() -> None:
         entry = catalog.entries[key]
         assert entry.rfc.startswith("RFC ") and "§" in entry.rfc
         assert entry.text["ja"] and entry.text["en"]
+
+
+async def test_the_lab_live_view_gets_the_back_off_event(tmp_path: Path, lab_tls: LabTLS) -> None:
+    from app.lab.hub import Hub
+    from app.lab.live import LiveSink
+    from app.lab.world import SERVICES, LabWorld
+
+    hub = Hub()
+    lab = LabWorld(
+        tmp_path / "lab", lab_tls, Accounts(), LiveSink(hub), ports={s.name: 0 for s in SERVICES}
+    )
+    await lab.start()
+    try:
+        queue = hub.subscribe()
+
+        def wrong() -> None:
+            pop = poplib.POP3_SSL(
+                "127.0.0.1", lab.ports["pop3s"], context=lab_tls.client_context, timeout=10
+            )
+            pop.user("bob@b.example")
+            with pytest.raises(poplib.error_proto):
+                pop.pass_("wrong")
+            pop.quit()
+
+        await asyncio.to_thread(wrong)
+        events = []
+        while not queue.empty():
+            events.append(queue.get_nowait())
+        note = next(e for e in events if e.key == "login.backoff")
+        assert note.protocol == "POP3" and note.detail["address"] == "127.0.0.1"
+        assert note.text == (
+            "login back-off: 1.0 recent failed logins from 127.0.0.1, answer held 0.25 s"
+        )
+    finally:
+        await lab.close()

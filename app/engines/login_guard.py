@@ -55,8 +55,9 @@ class Backoff:
 
     @property
     def text(self) -> str:
+        # The count decays, so it is shown with one decimal ("2.7 recent failures").
         return (
-            f"login back-off: {self.address} failed {self.failures:.1f} times lately, "
+            f"login back-off: {self.failures:.1f} recent failed logins from {self.address}, "
             f"answer held {self.delay:.2f} s"
         )
 
