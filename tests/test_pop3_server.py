@@ -543,3 +543,44 @@ async def test_silence_before_login_is_cut_but_logged_in_clients_stay(
     await member.close()
     await silent.close()
     await settle(endpoint)
+
+
+# -- the scenarios ----------------------------------------------------------------------
+
+
+async def test_scenario_client_asks_capa_again_after_stls(tmp_path: Path) -> None:
+    from app.scenarios.model import load_all
+    from app.scenarios.runner import run_scenario
+
+    tls = LabTLS.load(tmp_path / "tls")
+    rec = await run_scenario(load_all()["basic-pop3"], tls, tmp_path / "runs", "en")
+    pop3 = [e for e in rec.events if e.port == 110]
+    k = keys(pop3)
+    start = k.index("pop3.stls")
+    assert k[start : start + 6] == [
+        "pop3.stls",
+        "pop3.stls.ok",
+        "tls.handshake",
+        "pop3.capa.again",
+        "pop3.capa.again.ok",
+        "pop3.user",
+    ]
+    before, after = pop3[k.index("pop3.capa.ok")], pop3[k.index("pop3.capa.again.ok")]
+    assert "\nUSER\n" not in before.text and "\nSTLS\n" in before.text
+    assert "\nUSER\n" in after.text and "\nSASL PLAIN\n" in after.text
+
+
+async def test_only_a_scenario_that_asks_for_it_takes_a_password_in_clear(tmp_path: Path) -> None:
+    from app.scenarios.model import load_all
+    from app.scenarios.runner import run_scenario
+    from app.world.world import WorldOptions
+
+    scenarios = load_all()
+    shown = [s.slug for s in scenarios.values() if s.world.get("cleartext_login")]
+    # tls-ports logs in with APOP on 110, which sends no password: it needs no exception.
+    assert "pop-before-smtp" in shown and "tls-ports" not in shown and "basic-pop3" not in shown
+    assert WorldOptions.from_table({"cleartext_login": True}).cleartext_login
+    tls = LabTLS.load(tmp_path / "tls")
+    rec = await run_scenario(scenarios["pop-before-smtp"], tls, tmp_path / "runs", "en")
+    login = next(e for e in rec.events if e.key == "pop3.pass.ok")
+    assert not login.tls  # the old practice the scenario shows, on a server set up for it
