@@ -14,6 +14,7 @@ from app.protocols.pop3 import (
     MAX_LINE,
     Action,
     Exchange,
+    MaildropInUse,
     MessageInfo,
     POP3Connection,
     State,
@@ -61,6 +62,9 @@ class MemoryBackend:
 
 
 def new_conn(backend: MemoryBackend | None = None, **kwargs: object) -> POP3Connection:
+    # Most tests look at the protocol itself, so passwords are allowed before TLS
+    # here; the rule that refuses them has its own tests below.
+    kwargs.setdefault("cleartext_login", True)
     return POP3Connection(backend or MemoryBackend(), banner_id=BANNER, **kwargs)  # type: ignore[arg-type]
 
 
@@ -109,6 +113,51 @@ def test_capa_before_and_after_login() -> None:
     say(conn, "PASS secret pw")
     after = say(conn, "capa").reply.text.split("\n")
     assert "STLS" not in after and "USER" not in after and "UIDL" in after
+
+
+def test_no_password_before_tls_but_apop_is_allowed() -> None:
+    conn = new_conn(cleartext_login=False)
+    caps = say(conn, "CAPA").reply.text.split("\n")
+    assert "STLS" in caps and "USER" not in caps and "SASL PLAIN" not in caps
+    for line in ("USER bob", "PASS secret pw", f"AUTH PLAIN {plain('', 'bob', 'secret pw')}"):
+        ex = say(conn, line)
+        assert ex.reply.data.startswith(b"-ERR [AUTH] ") and b"STLS" in ex.reply.data
+        assert ex.reply.key == "pop3.login.needs_tls" and not ex.login_failed
+    assert conn.state is State.AUTHORIZATION and conn.failed_logins == 0
+    digest = hashlib.md5(f"{BANNER}secret pw".encode()).hexdigest()
+    assert say(conn, f"APOP bob {digest}").reply.data.startswith(b"+OK")  # no password sent
+
+
+def test_after_stls_passwords_are_allowed_and_capa_is_asked_again() -> None:
+    conn = new_conn(cleartext_login=False)
+    assert say(conn, "STLS").action is Action.START_TLS
+    conn.tls_started()
+    again = say(conn, "CAPA")
+    assert (again.command.key, again.reply.key) == ("pop3.capa.again", "pop3.capa.again.ok")
+    caps = again.reply.text.split("\n")
+    assert "USER" in caps and "SASL PLAIN" in caps and "STLS" not in caps
+    say(conn, "USER bob")
+    assert say(conn, "PASS secret pw").reply.key == "pop3.pass.ok"
+
+
+def test_implicit_tls_allows_passwords_from_the_start() -> None:
+    conn = new_conn(cleartext_login=False, tls_active=True)
+    ex = say(conn, "CAPA")
+    assert ex.command.key == "pop3.capa" and "USER" in ex.reply.text.split("\n")
+    say(conn, "USER bob")
+    assert say(conn, "PASS secret pw").reply.key == "pop3.pass.ok"
+
+
+def test_locked_maildrop_gets_in_use() -> None:
+    class Locked(MemoryBackend):
+        def open(self, user: str) -> list[MessageInfo]:
+            raise MaildropInUse(user)
+
+    conn = new_conn(Locked())
+    say(conn, "USER bob")
+    ex = say(conn, "PASS secret pw")
+    assert ex.reply.data.startswith(b"-ERR [IN-USE] ") and ex.reply.key == "pop3.login.in_use"
+    assert not ex.login_failed and conn.state is State.AUTHORIZATION and conn.maildrop is None
 
 
 def test_user_pass_login() -> None:

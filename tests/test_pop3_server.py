@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from app.engines import pop3_server
 from app.engines.base import Endpoint, EngineContext, close_server
+from app.engines.login_guard import LoginGuard
 from app.engines.pop3_server import start_pop3_server
 from app.engines.tls import LabTLS
 from app.events import PANEL_FETCH, Event, Recorder
@@ -39,12 +39,11 @@ def ctx(tmp_path: Path, lab_tls: LabTLS, recorder: Recorder) -> EngineContext:
     store = MailStore(tmp_path / "mail")
     for n in (1, 2):
         store.deliver(BOB, MAIL.replace(b"hi", b"hi %d" % n))
-    return EngineContext(store=store, accounts=Accounts(), tls=lab_tls, sink=recorder.emit)
-
-
-@pytest.fixture(autouse=True)
-def no_login_delay(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pop3_server, "FAILED_LOGIN_DELAY", 0.0)
+    # The back-off rule as in production, with milliseconds instead of seconds.
+    guard = LoginGuard(base=0.001, cap=0.05)
+    return EngineContext(
+        store=store, accounts=Accounts(), tls=lab_tls, sink=recorder.emit, guard=guard
+    )
 
 
 def make_endpoint(**kwargs: object) -> Endpoint:
@@ -66,9 +65,9 @@ async def serve(ctx: EngineContext) -> AsyncIterator[Serve]:
     """Start a listener with the given Endpoint options; returns (port, endpoint)."""
     servers: list[asyncio.Server] = []
 
-    async def start(**kwargs: object) -> tuple[int, Endpoint]:
+    async def start(cleartext_login: bool = False, **kwargs: object) -> tuple[int, Endpoint]:
         endpoint = make_endpoint(**kwargs)
-        server = await start_pop3_server(ctx, endpoint)
+        server = await start_pop3_server(ctx, endpoint, cleartext_login=cleartext_login)
         servers.append(server)
         return server.sockets[0].getsockname()[1], endpoint
 
@@ -166,6 +165,7 @@ async def test_dele_then_drop_keeps_mail(
 
     def client() -> None:
         pop = poplib.POP3("127.0.0.1", port, timeout=5)
+        pop.stls(context=ctx.tls.client_context)
         pop.user(BOB)
         pop.pass_(BOB_PASS)
         pop.dele(1)
@@ -184,6 +184,7 @@ async def test_retr_then_quit_keeps_mail(
 
     def client() -> None:
         pop = poplib.POP3("127.0.0.1", port, timeout=5)
+        pop.stls(context=ctx.tls.client_context)
         pop.user(BOB)
         pop.pass_(BOB_PASS)
         pop.retr(1)
@@ -252,36 +253,46 @@ class Raw:
         await self.writer.drain()
         return await self.line()
 
+    async def stls(self, ctx: EngineContext) -> None:
+        assert await self.send(b"STLS\r\n") == b"+OK begin TLS negotiation\r\n"
+        await self.writer.start_tls(ctx.tls.client_context, server_hostname="localhost")
+
     async def close(self) -> None:
         self.writer.close()
 
 
-async def test_auth_plain_continuation(recorder: Recorder, serve: Serve) -> None:
+async def test_auth_plain_continuation(
+    ctx: EngineContext, recorder: Recorder, serve: Serve
+) -> None:
     port, endpoint = await serve()
     raw = await Raw.connect(port)
     await raw.line()
+    await raw.stls(ctx)
     assert await raw.send(b"AUTH PLAIN\r\n") == b"+ \r\n"
     token = base64.b64encode(f"\0{BOB}\0{BOB_PASS}".encode())
     assert (await raw.send(token + b"\r\n")).startswith(b"+OK")
     assert (await raw.send(b"QUIT\r\n")).startswith(b"+OK")
     await raw.close()
     await settle(endpoint)
-    events = recorder.events
-    assert keys(events)[1:5] == [
+    events = [e for e in recorder.events if e.tls and e.protocol == "POP3"]
+    assert keys(events)[0:4] == [
         "pop3.auth",
         "pop3.auth.continue",
         "pop3.auth.response",
         "pop3.auth.ok",
     ]
-    assert events[1].detail == {}
-    assert events[2].text == "+ "
-    assert events[3].detail == {"decoded": f"␀{BOB}␀{BOB_PASS}", "masked": "AUTH PLAIN ****"}
+    assert events[0].detail == {}
+    assert events[1].text == "+ "
+    assert events[2].detail == {"decoded": f"␀{BOB}␀{BOB_PASS}", "masked": "AUTH PLAIN ****"}
 
 
-async def test_three_failed_logins_close(recorder: Recorder, serve: Serve) -> None:
+async def test_three_failed_logins_close(
+    ctx: EngineContext, recorder: Recorder, serve: Serve
+) -> None:
     port, endpoint = await serve()
     raw = await Raw.connect(port)
     await raw.line()
+    await raw.stls(ctx)
     for _ in range(3):
         await raw.send(f"USER {BOB}\r\n".encode())
         reply = await raw.send(b"PASS nope\r\n")
@@ -395,3 +406,181 @@ async def test_failed_stls_handshake_just_closes(recorder: Recorder, serve: Serv
     assert await asyncio.wait_for(raw.reader.read(), 5) == b""
     await settle(endpoint)
     assert "tls.handshake" not in keys(recorder.events)
+
+
+# -- passwords only inside TLS, the maildrop lock, the login back-off --------------------
+
+
+async def test_no_password_before_stls_then_login_after(
+    ctx: EngineContext, recorder: Recorder, serve: Serve
+) -> None:
+    port, endpoint = await serve()
+
+    def client() -> tuple[dict, str, dict]:
+        pop = poplib.POP3("127.0.0.1", port, timeout=5)
+        before = pop.capa()
+        with pytest.raises(poplib.error_proto) as refused:
+            pop.user(BOB)
+        pop.stls(context=ctx.tls.client_context)
+        after = pop.capa()
+        pop.user(BOB)
+        pop.pass_(BOB_PASS)
+        pop.quit()
+        return before, str(refused.value), after
+
+    before, refused, after = await asyncio.to_thread(client)
+    assert "STLS" in before and "USER" not in before and "SASL" not in before
+    assert refused.startswith("b'-ERR [AUTH] ")
+    assert "USER" in after and after["SASL"] == ["PLAIN"] and "STLS" not in after
+    await settle(endpoint)
+    k = keys(recorder.events)
+    assert "pop3.login.needs_tls" in k
+    assert k[k.index("tls.handshake") + 1 : k.index("tls.handshake") + 3] == [
+        "pop3.capa.again",
+        "pop3.capa.again.ok",
+    ]
+
+
+async def test_apop_and_a_cleartext_server_still_work_before_tls(
+    ctx: EngineContext, serve: Serve
+) -> None:
+    strict, _ = await serve()
+    relaxed, _ = await serve(cleartext_login=True)
+
+    def client() -> tuple[bytes, bytes]:
+        apop = poplib.POP3("127.0.0.1", strict, timeout=5)
+        ok = apop.apop(BOB, BOB_PASS)  # a digest, never the password
+        apop.quit()
+        plain = poplib.POP3("127.0.0.1", relaxed, timeout=5)
+        plain.user(BOB)
+        passed = plain.pass_(BOB_PASS)
+        plain.quit()
+        return ok, passed
+
+    ok, passed = await asyncio.to_thread(client)
+    assert ok.startswith(b"+OK") and passed.startswith(b"+OK")
+
+
+async def test_second_session_gets_in_use_until_the_first_ends(
+    ctx: EngineContext, recorder: Recorder, serve: Serve
+) -> None:
+    port, endpoint = await serve(implicit_tls=True)
+
+    def login() -> poplib.POP3_SSL:
+        pop = poplib.POP3_SSL("127.0.0.1", port, context=ctx.tls.client_context, timeout=5)
+        pop.user(BOB)
+        pop.pass_(BOB_PASS)
+        return pop
+
+    def refused() -> str:
+        pop = poplib.POP3_SSL("127.0.0.1", port, context=ctx.tls.client_context, timeout=5)
+        pop.user(BOB)
+        with pytest.raises(poplib.error_proto) as busy:
+            pop.pass_(BOB_PASS)
+        pop.quit()
+        return str(busy.value)
+
+    first = await asyncio.to_thread(login)
+    assert (await asyncio.to_thread(refused)).startswith("b'-ERR [IN-USE] ")
+    await asyncio.to_thread(first.quit)  # QUIT unlocks before its +OK is sent
+    second = await asyncio.to_thread(login)
+    assert (await asyncio.to_thread(second.stat))[0] == 2
+    second.file.close()  # dropped without QUIT: the lock must go too
+    second.sock.close()
+    await settle(endpoint)
+    third = await asyncio.to_thread(login)
+    await asyncio.to_thread(third.quit)
+    await settle(endpoint)
+    assert keys(recorder.events).count("pop3.login.in_use") == 1
+
+
+async def test_back_off_grows_across_new_connections(
+    ctx: EngineContext, recorder: Recorder, serve: Serve
+) -> None:
+    port, endpoint = await serve(implicit_tls=True)
+
+    def wrong_once() -> None:
+        pop = poplib.POP3_SSL("127.0.0.1", port, context=ctx.tls.client_context, timeout=5)
+        pop.user(BOB)
+        with pytest.raises(poplib.error_proto):
+            pop.pass_("wrong")
+        pop.quit()
+
+    for _ in range(4):  # four fresh connections, one wrong password each
+        await asyncio.to_thread(wrong_once)
+    await settle(endpoint)
+    notes = [e for e in recorder.events if e.key == "login.backoff"]
+    assert len({e.session for e in notes}) == 4  # one per connection
+    assert [round(float(e.detail["failures"])) for e in notes] == [1, 2, 3, 4]
+    delays = [float(e.detail["delay"]) for e in notes]
+    assert delays == sorted(delays) and delays[-1] > delays[0]
+    for note in notes:  # the note sits between the PASS and the -ERR it held back
+        session = [e for e in recorder.events if e.session == note.session]
+        i = session.index(note)
+        assert (session[i - 1].key, session[i + 1].key) == ("pop3.pass", "pop3.pass.err")
+
+
+async def test_silence_before_login_is_cut_but_logged_in_clients_stay(
+    ctx: EngineContext, recorder: Recorder, serve: Serve
+) -> None:
+    port, endpoint = await serve(implicit_tls=True, login_timeout=0.3, idle_timeout=30.0)
+    tls = ctx.tls.client_context
+    inside = await asyncio.open_connection("127.0.0.1", port, ssl=tls, server_hostname="localhost")
+    member = Raw(*inside)
+    await member.line()
+    await member.send(f"USER {BOB}\r\n".encode())
+    assert (await member.send(f"PASS {BOB_PASS}\r\n".encode())).startswith(b"+OK")
+    # A second client connects and says nothing: the server hangs up on it.
+    silent = Raw(
+        *await asyncio.open_connection("127.0.0.1", port, ssl=tls, server_hostname="localhost")
+    )
+    await silent.line()
+    assert await silent.line() == b"-ERR idle timeout\r\n"
+    assert await silent.line() == b""
+    # The logged-in client has been silent even longer and is still served.
+    assert (await member.send(b"STAT\r\n")).startswith(b"+OK 2 ")
+    assert (await member.send(b"QUIT\r\n")).startswith(b"+OK")
+    await member.close()
+    await silent.close()
+    await settle(endpoint)
+
+
+# -- the scenarios ----------------------------------------------------------------------
+
+
+async def test_scenario_client_asks_capa_again_after_stls(tmp_path: Path) -> None:
+    from app.scenarios.model import load_all
+    from app.scenarios.runner import run_scenario
+
+    tls = LabTLS.load(tmp_path / "tls")
+    rec = await run_scenario(load_all()["basic-pop3"], tls, tmp_path / "runs", "en")
+    pop3 = [e for e in rec.events if e.port == 110]
+    k = keys(pop3)
+    start = k.index("pop3.stls")
+    assert k[start : start + 6] == [
+        "pop3.stls",
+        "pop3.stls.ok",
+        "tls.handshake",
+        "pop3.capa.again",
+        "pop3.capa.again.ok",
+        "pop3.user",
+    ]
+    before, after = pop3[k.index("pop3.capa.ok")], pop3[k.index("pop3.capa.again.ok")]
+    assert "\nUSER\n" not in before.text and "\nSTLS\n" in before.text
+    assert "\nUSER\n" in after.text and "\nSASL PLAIN\n" in after.text
+
+
+async def test_only_a_scenario_that_asks_for_it_takes_a_password_in_clear(tmp_path: Path) -> None:
+    from app.scenarios.model import load_all
+    from app.scenarios.runner import run_scenario
+    from app.world.world import WorldOptions
+
+    scenarios = load_all()
+    shown = [s.slug for s in scenarios.values() if s.world.get("cleartext_login")]
+    # tls-ports logs in with APOP on 110, which sends no password: it needs no exception.
+    assert "pop-before-smtp" in shown and "tls-ports" not in shown and "basic-pop3" not in shown
+    assert WorldOptions.from_table({"cleartext_login": True}).cleartext_login
+    tls = LabTLS.load(tmp_path / "tls")
+    rec = await run_scenario(scenarios["pop-before-smtp"], tls, tmp_path / "runs", "en")
+    login = next(e for e in rec.events if e.key == "pop3.pass.ok")
+    assert not login.tls  # the old practice the scenario shows, on a server set up for it

@@ -8,12 +8,17 @@ import contextlib
 from collections import deque
 from dataclasses import dataclass, field
 
+from app.engines.login_guard import LoginGuard
 from app.engines.tls import LabTLS
 from app.events import Sink, Tap
 from app.world.accounts import Accounts
 from app.world.mailstore import MailStore
 
 MAILBOX_ACTOR = "mailbox"
+# Silence allowed before a login, in seconds. Far shorter than the idle time after it:
+# a mail program logs in at once, and otherwise 50 silent connections would fill a
+# listener until the post-login timeout (10 min for POP3, 30 for IMAP) ran out.
+PRE_LOGIN_TIMEOUT = 60.0
 
 
 def mailbox_actor(address: str | None) -> str:
@@ -30,6 +35,8 @@ class EngineContext:
     accounts: Accounts
     tls: LabTLS
     sink: Sink
+    # Failed logins per client address, one record for SMTP AUTH, POP3 and IMAP alike.
+    guard: LoginGuard = field(default_factory=LoginGuard)
 
 
 @dataclass
@@ -48,7 +55,8 @@ class Endpoint:
     hostname: str = "localhost"
     implicit_tls: bool = False
     max_connections: int = 50
-    idle_timeout: float = 300.0
+    idle_timeout: float = 300.0  # silence allowed after a login (or where none is needed)
+    login_timeout: float = PRE_LOGIN_TIMEOUT  # silence allowed before a login
     _expected: deque[tuple[str, int | None]] = field(default_factory=deque)
     active: int = 0
 
@@ -68,6 +76,10 @@ class Endpoint:
             port=self.port,
             tls=self.implicit_tls,
         )
+
+    def timeout(self, logged_in: bool) -> float:
+        """Seconds of silence before the server hangs up, before or after a login."""
+        return self.idle_timeout if logged_in else min(self.login_timeout, self.idle_timeout)
 
     def try_acquire(self) -> bool:
         """Count a new connection; False when the listener is full."""

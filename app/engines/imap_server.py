@@ -277,7 +277,9 @@ class _Session:
             read = asyncio.ensure_future(self.reader.read(READ_CHUNK))
             try:
                 while not read.done():
-                    left = self.endpoint.idle_timeout - (loop.time() - last_heard)
+                    # Before a login the silence allowed is much shorter (base.py).
+                    allowed = self.endpoint.timeout(self.conn.user is not None)
+                    left = allowed - (loop.time() - last_heard)
                     if left <= 0:
                         await self.apply(self.conn.bye("Autologout; idle for too long"))
                         return
@@ -298,11 +300,19 @@ class _Session:
             if not data:
                 return
             last_heard = loop.time()
-            await self.apply(self.conn.receive_data(data))
+            failures = self.conn.login_failures
+            outputs = self.conn.receive_data(data)
+            await self.apply(outputs, held=self.conn.login_failures > failures)
             self.update_watch()
 
-    async def apply(self, outputs: list[Output]) -> None:
+    async def apply(self, outputs: list[Output], held: bool = False) -> None:
+        """`held`: a login failed in this batch; its NO waits out the shared back-off."""
         for out in outputs:
+            if held and isinstance(out, Send) and out.key.endswith(".no"):
+                held = False
+                peer = self.writer.get_extra_info("peername")
+                address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+                await self.ctx.guard.hold(address, self.tap)
             if isinstance(out, Send):
                 self.writer.write(out.data)
                 self.tap.server(wire_text(out.data), out.key)
@@ -363,5 +373,5 @@ async def start_imap_server(
         return await asyncio.start_server(handle, host, port)
     # A stalled handshake must not hold a connection slot for asyncio's default 60 s.
     return await asyncio.start_server(
-        handle, host, port, ssl=ssl_ctx, ssl_handshake_timeout=min(endpoint.idle_timeout, 30.0)
+        handle, host, port, ssl=ssl_ctx, ssl_handshake_timeout=min(endpoint.timeout(False), 30.0)
     )

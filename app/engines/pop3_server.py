@@ -1,14 +1,16 @@
 """POP3 listener: asyncio streams around the sans-IO core in app.protocols.pop3.
 
 The core decides every reply; this module only moves bytes, runs the TLS
-handshake, applies connection policy (limits, idle timeout, login delay) and
-tells the event sink what crossed the wire, in wire order.
+handshake, applies connection policy (limits, idle timeouts, the shared login
+back-off, the maildrop lock) and tells the event sink what crossed the wire, in
+wire order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import ssl
 from collections.abc import Callable
 
@@ -24,6 +26,7 @@ from app.events import Tap
 from app.protocols.pop3 import (
     Action,
     Exchange,
+    MaildropInUse,
     MessageInfo,
     POP3Connection,
     Reply,
@@ -35,13 +38,19 @@ from app.world.accounts import Accounts
 from app.world.mailstore import MailStore
 
 READ_CHUNK = 4096
-FAILED_LOGIN_DELAY = 0.25  # seconds per failed login so far: guessing gets slower
 TLS_HANDSHAKE_TIMEOUT = 30.0
 CLOSE_TIMEOUT = 2.0
 
 # Called after each successful login with (user, peer address, the session's tap):
 # POP before SMTP opens relaying for that address here.
 LoginHook = Callable[[str, str, Tap], None]
+
+
+# Maildrops held by a POP3 session of this process (real paths). RFC 1939 §4: the
+# server locks the maildrop at login, so two sessions never see different counts
+# and numbers. POP3 is served by one process (the app; the lab's child process
+# runs no POP3), so an in-memory set is the whole lock table.
+_locked: set[str] = set()
 
 
 class MailStoreBackend:
@@ -51,6 +60,9 @@ class MailStoreBackend:
         self.store = store
         self.accounts = accounts
 
+    def _lock_key(self, user: str) -> str:
+        return os.path.realpath(self.store.account_path(user))
+
     def authenticate(self, user: str, password: str) -> bool:
         return self.accounts.check(user, password)
 
@@ -58,16 +70,28 @@ class MailStoreBackend:
         return self.accounts.password(user)
 
     def open(self, user: str) -> list[MessageInfo]:
-        self.store.ensure_account(user)
-        folder = self.store.folder(user)
-        infos = []
-        for message in folder.messages():
-            try:
-                # Stored files use LF endings; POP3 sizes count the CRLF we send.
-                infos.append(MessageInfo(message.key, wire_size(folder.read(message.key))))
-            except (KeyError, FileNotFoundError):
-                continue  # removed by another session between listing and reading
+        key = self._lock_key(user)
+        if key in _locked:
+            raise MaildropInUse(user)
+        _locked.add(key)
+        try:
+            self.store.ensure_account(user)
+            folder = self.store.folder(user)
+            infos = []
+            for message in folder.messages():
+                try:
+                    # Stored files use LF endings; POP3 sizes count the CRLF we send.
+                    infos.append(MessageInfo(message.key, wire_size(folder.read(message.key))))
+                except (KeyError, FileNotFoundError):
+                    continue  # removed by an IMAP session between listing and reading
+        except BaseException:
+            _locked.discard(key)  # RFC 1939 §4: release the lock before refusing
+            raise
         return infos
+
+    def release(self, user: str) -> None:
+        """The session that opened `user`'s maildrop is over."""
+        _locked.discard(self._lock_key(user))
 
     def read(self, user: str, key: str) -> bytes:
         return self.store.folder(user).read(key)
@@ -88,12 +112,15 @@ async def start_pop3_server(
     host: str = "127.0.0.1",
     port: int = 0,
     on_login: LoginHook | None = None,
+    cleartext_login: bool = False,
 ) -> asyncio.Server:
-    """Listen for POP3 (STLS on a plain port, or implicit TLS when endpoint says so)."""
+    """Listen for POP3 (STLS on a plain port, or implicit TLS when endpoint says so).
+    `cleartext_login` lets USER/PASS through before STLS (a scenario that shows it)."""
     backend = MailStoreBackend(ctx.store, ctx.accounts)
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _Session(ctx, endpoint, backend, reader, writer, on_login).run()
+        session = _Session(ctx, endpoint, backend, reader, writer, on_login, cleartext_login)
+        await session.run()
 
     # With ssl= the handshake is finished before on_connect runs.
     tls = ctx.tls.server_context if endpoint.implicit_tls else None
@@ -101,7 +128,7 @@ async def start_pop3_server(
         return await asyncio.start_server(on_connect, host, port)
     # A stalled handshake must not hold a connection slot for asyncio's default 60 s.
     return await asyncio.start_server(
-        on_connect, host, port, ssl=tls, ssl_handshake_timeout=min(endpoint.idle_timeout, 30.0)
+        on_connect, host, port, ssl=tls, ssl_handshake_timeout=min(endpoint.timeout(False), 30.0)
     )
 
 
@@ -116,6 +143,7 @@ class _Session:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         on_login: LoginHook | None = None,
+        cleartext_login: bool = False,
     ) -> None:
         self.ctx = ctx
         self.endpoint = endpoint
@@ -125,8 +153,14 @@ class _Session:
         self.on_login = on_login
         self.tap = endpoint.new_tap(ctx.sink)
         self.conn = POP3Connection(
-            backend, hostname=endpoint.hostname, tls_active=endpoint.implicit_tls
+            backend,
+            hostname=endpoint.hostname,
+            tls_active=endpoint.implicit_tls,
+            cleartext_login=cleartext_login,
         )
+        self._holding: str | None = None  # the maildrop this session has locked
+        peer = writer.get_extra_info("peername")
+        self.peer = str(peer[0]) if isinstance(peer, tuple) and peer else ""
 
     async def run(self) -> None:
         if not self.endpoint.try_acquire():
@@ -139,8 +173,16 @@ class _Session:
             # The client vanished or the handshake failed: RFC 1939 §6, no UPDATE.
             self.conn.connection_lost()
         finally:
+            # The lock goes first: whoever waits for the connection count to drop
+            # (the scenario runner) may log in again at once.
+            self._release_maildrop()
             self.endpoint.release()
             await self._close()
+
+    def _release_maildrop(self) -> None:
+        if self._holding is not None:
+            self.backend.release(self._holding)
+            self._holding = None
 
     async def _serve(self) -> None:
         if self.tap.tls:
@@ -157,9 +199,10 @@ class _Session:
 
     async def _read(self) -> bytes | None:
         """The next chunk, or None after EOF or the idle timeout (already answered)."""
+        logged_in = self.conn.state is State.TRANSACTION
         try:
             data = await asyncio.wait_for(
-                self.reader.read(READ_CHUNK), timeout=self.endpoint.idle_timeout
+                self.reader.read(READ_CHUNK), timeout=self.endpoint.timeout(logged_in)
             )
         except TimeoutError:
             await self._send(self.conn.timeout())
@@ -173,7 +216,13 @@ class _Session:
         command = exchange.command
         self.tap.client(command.text, command.key, command.detail)
         if exchange.login_failed:
-            await asyncio.sleep(FAILED_LOGIN_DELAY * self.conn.failed_logins)
+            await self.ctx.guard.hold(self.peer, self.tap)
+        if self.conn.maildrop is not None and self._holding is None:
+            self._holding = self.conn.maildrop
+        if exchange.action is Action.CLOSE:
+            # Unlocked before the goodbye leaves, so a client that reconnects at
+            # once is not told the maildrop is still in use.
+            self._release_maildrop()
         # Events are emitted before the bytes leave, so whoever reads the reply
         # can already find it (and the mailbox notes) in the recording.
         self.tap.server(exchange.reply.text, exchange.reply.key)

@@ -15,7 +15,7 @@ logging.getLogger("mail.log").setLevel(logging.ERROR)
 
 
 def handshake_timeout(endpoint: Endpoint) -> float:
-    return min(endpoint.idle_timeout, 30.0)
+    return min(endpoint.timeout(False), 30.0)
 
 
 MAX_MESSAGE_SIZE = 10 * 1024 * 1024  # 10 MiB; larger DATA gets 552 (RFC 5321 §4.5.3.1.7)
@@ -42,6 +42,7 @@ async def start_smtp_server(
         kwargs: dict[str, Any] = dict(
             endpoint=endpoint,
             sink=ctx.sink,
+            guard=ctx.guard,
             hostname=endpoint.hostname,
             ident="MailFlow Lab",
             data_size_limit=MAX_MESSAGE_SIZE,

@@ -21,6 +21,7 @@ from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP
 
 from app.engines.base import Endpoint
+from app.engines.login_guard import LoginGuard
 from app.engines.tls import describe_tls
 from app.events import Sink, Tap, wire_text
 from app.protocols.smtp_replies import (
@@ -236,8 +237,8 @@ class TappedMixin:
     endpoint: Endpoint
     sink: Sink
     wire: WireTap | None = None
+    guard: LoginGuard | None = None  # the shared per-address back-off (login_guard.py)
     _login_failures = 0
-    _login_fail_delay = 0.5  # seconds; grows with each failure
     _acquired = False
     _idle_deadline = 0.0
 
@@ -253,9 +254,10 @@ class TappedMixin:
             cls._protocol_names = names  # type: ignore[attr-defined]
         return list(names)
 
-    def _tap_init(self, endpoint: Endpoint, sink: Sink) -> None:
+    def _tap_init(self, endpoint: Endpoint, sink: Sink, guard: LoginGuard | None) -> None:
         self.endpoint = endpoint
         self.sink = sink
+        self.guard = guard
         self._held: list[bytes] = []  # continuation lines of a reply not yet written
 
     def _checked_reader(self) -> None:
@@ -300,6 +302,11 @@ class TappedMixin:
         super().data_received(data)  # type: ignore[misc]
 
     async def push(self, status: Any) -> None:
+        if self.wire is not None and self.guard is not None and status[:3] in ("535", b"535"):
+            # A failed AUTH: the answer waits as long as this address's back-off says.
+            peer = getattr(self.session, "peer", None)  # type: ignore[attr-defined]
+            address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+            await self.guard.hold(address, self.wire.tap)
         status = self._enhanced(status)
         if self.wire is not None:
             text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
@@ -356,13 +363,20 @@ class TappedMixin:
         # timer and a moving deadline do the same: when the timer fires early it is set
         # again for the time left (timers set at lower cost, like nginx's).
         loop = self.loop  # type: ignore[attr-defined]
-        wait = duration or self._timeout_duration  # type: ignore[attr-defined]
+        wait = duration or self._idle_wait()
         self._idle_deadline = loop.time() + wait
         handle = self._timeout_handle  # type: ignore[has-type]
         if handle is None or handle.cancelled() or handle.when() > self._idle_deadline:
             if handle is not None:
                 handle.cancel()
             self._timeout_handle = loop.call_at(self._idle_deadline, self._idle_check)
+
+    def _idle_wait(self) -> float:
+        # Where a login is required, silence before it is cut much sooner (base.py).
+        session = getattr(self, "session", None)
+        required = getattr(self, "_auth_required", False)
+        logged_in = not required or bool(session is not None and session.authenticated)
+        return self.endpoint.timeout(logged_in)
 
     def _idle_check(self) -> None:
         loop = self.loop  # type: ignore[attr-defined]
@@ -397,10 +411,12 @@ class TappedMixin:
 
     async def smtp_AUTH(self, arg: str) -> None:
         await super().smtp_AUTH(arg)  # type: ignore[misc]
+        if self.session.authenticated:  # type: ignore[attr-defined]
+            self._reset_timeout()  # from now on the post-login idle time applies
         if self.wire is not None and self.wire.last_code == 535:
-            # Slow down password guessing, and end the session after three misses.
+            # The 535 already waited out the back-off (push); after three misses the
+            # session ends (RFC 4954 §4: not before three).
             self._login_failures += 1
-            await asyncio.sleep(self._login_fail_delay * self._login_failures)
             if self._login_failures >= 3:
                 await self.push("421 4.7.0 Too many failed logins, closing connection")
                 self.transport.close()  # type: ignore[attr-defined]
@@ -415,8 +431,16 @@ def _same_mailbox(a: str, b: str) -> bool:
 class TappedSMTP(TappedMixin, SMTP):
     key_prefix = "smtp"
 
-    def __init__(self, handler: Any, *, endpoint: Endpoint, sink: Sink, **kwargs: Any) -> None:
-        self._tap_init(endpoint, sink)
+    def __init__(
+        self,
+        handler: Any,
+        *,
+        endpoint: Endpoint,
+        sink: Sink,
+        guard: LoginGuard | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._tap_init(endpoint, sink, guard)
         super().__init__(handler, **kwargs)
         self._checked_reader()
 
@@ -424,7 +448,15 @@ class TappedSMTP(TappedMixin, SMTP):
 class TappedLMTP(TappedMixin, LMTP):
     key_prefix = "lmtp"
 
-    def __init__(self, handler: Any, *, endpoint: Endpoint, sink: Sink, **kwargs: Any) -> None:
-        self._tap_init(endpoint, sink)
+    def __init__(
+        self,
+        handler: Any,
+        *,
+        endpoint: Endpoint,
+        sink: Sink,
+        guard: LoginGuard | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._tap_init(endpoint, sink, guard)
         super().__init__(handler, **kwargs)
         self._checked_reader()

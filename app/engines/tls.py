@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import logging
 import ssl
 from dataclasses import dataclass
 from functools import cached_property
@@ -18,7 +19,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+# "localhost" matters to fetchmail, mbsync and offlineimap: they check the certificate
+# against a host name and will not match 127.0.0.1 to the certificate's IP entry.
 LAB_HOSTS = ("mail.a.example", "mx.b.example", "mx2.b.example", "localhost")
+log = logging.getLogger("mailflow.tls")
 
 
 def _name(cn: str) -> x509.Name:
@@ -38,7 +42,7 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def _generate(directory: Path) -> None:
+def _generate(directory: Path, hosts: tuple[str, ...] = LAB_HOSTS) -> None:
     now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = (
@@ -70,14 +74,14 @@ def _generate(directory: Path) -> None:
         .sign(ca_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
-    sans: list[x509.GeneralName] = [x509.DNSName(h) for h in LAB_HOSTS]
+    sans: list[x509.GeneralName] = [x509.DNSName(h) for h in hosts]
     sans += [
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
         x509.IPAddress(ipaddress.ip_address("::1")),
     ]
     cert = (
         x509.CertificateBuilder()
-        .subject_name(_name(LAB_HOSTS[0]))
+        .subject_name(_name(hosts[0]))
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -103,6 +107,17 @@ def _generate(directory: Path) -> None:
     key_file.chmod(0o600)
 
 
+def _missing_hosts(cert_file: Path) -> list[str]:
+    """LAB_HOSTS the server certificate does not name (all of them if unreadable)."""
+    try:
+        cert = x509.load_pem_x509_certificates(cert_file.read_bytes())[0]
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (OSError, ValueError, x509.ExtensionNotFound):
+        return list(LAB_HOSTS)
+    present = set(names.get_values_for_type(x509.DNSName))
+    return [h for h in LAB_HOSTS if h not in present]
+
+
 @dataclass(frozen=True)
 class LabTLS:
     """Server and client SSL contexts built from the lab CA in `directory`."""
@@ -113,6 +128,11 @@ class LabTLS:
     def load(cls, directory: Path) -> LabTLS:
         directory = Path(directory)
         if not (directory / "server.key").exists():
+            _generate(directory)
+        elif missing := _missing_hosts(directory / "server.pem"):
+            # Made by an older version (no DNS:localhost). The CA key was never kept,
+            # so CA and certificate are made anew: import the new CA once more.
+            log.warning("lab certificate lacks %s: making a new CA and certificate", missing)
             _generate(directory)
         return cls(directory)
 

@@ -96,3 +96,104 @@ def commands_for(host: str, ports: dict[str, int]) -> list[Command]:
             "EOF",
         ),
     ]
+
+
+# -- settings for programs that keep a configuration ----------------------------------
+# fetchmail, mbsync and offlineimap check the certificate against the host name they
+# were given and do not accept an IP address there, so these use "localhost" (the
+# lab certificate names it, app/engines/tls.py). Each file is run as shown by
+# tests/test_lab_settings.py.
+
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "::1", "0.0.0.0", "::", "", "localhost"})
+
+
+def settings_host(host: str) -> str:
+    """The name a client should use: "localhost" while the lab listens on loopback."""
+    return "localhost" if host in LOOPBACK_NAMES else host
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    key: str  # a stable id, also the label's key in the template
+    tool: str
+    filename: str  # save the text under this name, next to mailflow-ca.pem
+    text: str
+    run: str  # the command that uses it, run in that same folder
+
+
+def config_files(host: str, ports: dict[str, int]) -> list[ConfigFile]:
+    name = settings_host(host)
+    fetchmailrc = (
+        "# MailFlow Lab: bob's mail over POP3, STLS on the lab's port 110.\n"
+        "# fetchmail downloads, then DELE + QUIT remove it from the server.\n"
+        f"poll {name} protocol POP3 port {ports['pop3']}\n"
+        '  user "bob@b.example" password "bob-pass"\n'
+        f'  sslproto "tls1.2+" sslcertck sslcertfile "{CA}"\n'
+        '  mda "cat >> fetched-mail.txt"\n'
+    )
+    mbsyncrc = (
+        "# MailFlow Lab: bob's INBOX over IMAPS into the Maildir ./lab-mail/INBOX\n"
+        "IMAPAccount lab\n"
+        f"Host {name}\n"
+        f"Port {ports['imaps']}\n"
+        "User bob@b.example\n"
+        "Pass bob-pass\n"
+        "# isync 1.5 and later call this TLSType\n"
+        "SSLType IMAPS\n"
+        f"CertificateFile {CA}\n"
+        "\n"
+        "IMAPStore lab-remote\n"
+        "Account lab\n"
+        "\n"
+        "MaildirStore lab-local\n"
+        "Path ./lab-mail/\n"
+        "Inbox ./lab-mail/INBOX\n"
+        "\n"
+        "Channel lab\n"
+        "Far :lab-remote:\n"
+        "Near :lab-local:\n"
+        "Patterns INBOX\n"
+        "Create Near\n"
+        "Sync Pull\n"
+        "SyncState *\n"
+    )
+    return [
+        ConfigFile(
+            "fetchmail",
+            "fetchmail",
+            "mailflow.fetchmailrc",
+            fetchmailrc,
+            # fetchmail refuses a file others can read: it holds a password.
+            "chmod 600 mailflow.fetchmailrc && fetchmail -f mailflow.fetchmailrc",
+        ),
+        ConfigFile(
+            "mbsync",
+            "mbsync (isync)",
+            "mailflow.mbsyncrc",
+            mbsyncrc,
+            "mkdir -p lab-mail && mbsync -c mailflow.mbsyncrc lab",
+        ),
+    ]
+
+
+@dataclass(frozen=True)
+class AppServer:
+    """One row of a mail app's manual set-up (Thunderbird's names for the fields)."""
+
+    role: str  # "incoming" or "outgoing"
+    protocol: str  # IMAP, POP3, SMTP
+    host: str
+    port: int
+    security: str  # Thunderbird's "Connection security"
+    auth: str  # Thunderbird's "Authentication method"
+    user: str
+
+
+def mail_app_servers(host: str, ports: dict[str, int]) -> list[AppServer]:
+    # Implicit TLS everywhere, as RFC 8314 recommends for mail apps.
+    name, user = settings_host(host), "bob@b.example"
+    return [
+        AppServer("incoming", "IMAP", name, ports["imaps"], "SSL/TLS", "normal", user),
+        AppServer("incoming", "POP3", name, ports["pop3s"], "SSL/TLS", "normal", user),
+        AppServer("outgoing", "SMTP", name, ports["submissions"], "SSL/TLS", "normal", user),
+    ]

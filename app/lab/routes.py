@@ -8,7 +8,7 @@ from email.utils import parsedate_to_datetime
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
-from app.lab.commands import commands_for
+from app.lab.commands import commands_for, config_files, mail_app_servers
 from app.lab.world import SERVICES, LabWorld
 from app.web import i18n
 from app.web.teacher import teacher_gate
@@ -36,6 +36,8 @@ async def lab_page(request: Request) -> Response:
     context = {"lab": lab, "services": SERVICES, "lang": i18n.current_lang.get(), "host": host}
     if lab is not None:
         context["commands"] = commands_for(host, lab.ports)
+        context["config_files"] = config_files(host, lab.ports)
+        context["mail_app"] = mail_app_servers(host, lab.ports)
         context["fingerprint"] = lab.tls.fingerprint_sha256
         context["accounts"] = lab.accounts.passwords
         gate = request.app.state.teacher

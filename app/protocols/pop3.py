@@ -31,9 +31,13 @@ MAX_FAILED_LOGINS = 3  # then the adapter hangs up; slows down password guessing
 SHOWN_OVERLONG = 255  # how much of an over-long line we keep for display
 
 CONTINUATION_KEY = "pop3.auth.continue"
+NEEDS_TLS_KEY = "pop3.login.needs_tls"  # USER/PASS/AUTH refused before STLS
+IN_USE_KEY = "pop3.login.in_use"  # the maildrop is locked by another session
 TOOLONG_KEY = "pop3.toolong"
 
 # Commands per RFC 1939 state; CAPA and QUIT are valid in both.
+# Those that carry a password (or a PLAIN blob) in clear; APOP never does.
+CLEARTEXT_LOGIN = frozenset({"USER", "PASS", "AUTH"})
 AUTH_ONLY = frozenset({"USER", "PASS", "APOP", "AUTH", "STLS"})
 TRANSACTION_ONLY = frozenset({"STAT", "LIST", "RETR", "DELE", "NOOP", "RSET", "TOP", "UIDL"})
 COMMANDS = AUTH_ONLY | TRANSACTION_ONLY | {"CAPA", "QUIT"}
@@ -53,6 +57,10 @@ class MessageInfo(NamedTuple):
     size: int  # octets as sent by RETR: CRLF line endings, before dot-stuffing
 
 
+class MaildropInUse(Exception):
+    """Raised by `POP3Backend.open` while another session holds the maildrop."""
+
+
 class POP3Backend(Protocol):
     """What the core needs from a maildrop. Implementations may raise on I/O errors;
     the core turns that into an -ERR reply rather than letting it escape."""
@@ -64,7 +72,8 @@ class POP3Backend(Protocol):
         ...
 
     def open(self, user: str) -> list[MessageInfo]:
-        """Snapshot of the maildrop at login; message n is element n-1."""
+        """Lock the maildrop and snapshot it; message n is element n-1. Raises
+        MaildropInUse while another session holds the lock (RFC 1939 §4)."""
         ...
 
     def read(self, user: str, key: str) -> bytes: ...
@@ -139,6 +148,7 @@ class _Outcome:
     login_failed: bool = False
     continuation: bool = False
     updated: bool = False
+    key: str | None = None  # a reply key of its own instead of "<command>.ok/err"
 
     @property
     def ok(self) -> bool:
@@ -291,12 +301,18 @@ class POP3Connection:
         hostname: str = "localhost",
         tls_active: bool = False,
         tls_available: bool = True,
+        cleartext_login: bool = False,
         banner_id: str | None = None,
     ) -> None:
         self.backend = backend
         self.hostname = hostname
         self.tls_active = tls_active
         self.tls_available = tls_available
+        # RFC 2595 §2.3: no clear-text password unless TLS is on, except where the
+        # server is configured for it (the POP before SMTP scenario).
+        self.cleartext_login = cleartext_login
+        self.stls_done = False  # TLS came from STLS (so CAPA is asked again, §4)
+        self.maildrop: str | None = None  # set once logged in: whose maildrop we hold
         self.banner_id = banner_id or new_banner_id(hostname)
         self.state = State.AUTHORIZATION
         self.user: str | None = None  # after USER: the name given; after login: the owner
@@ -344,6 +360,7 @@ class POP3Connection:
         """The adapter finished the STLS handshake: forget what the client said before."""
         self._awaiting_tls = False
         self.tls_active = True
+        self.stls_done = True
         self.user = None
 
     def connection_lost(self) -> None:
@@ -402,8 +419,11 @@ class POP3Connection:
         else:
             arg = text.partition(" ")[2]
             outcome = self._dispatch(name, verb, arg)
+        if name == "CAPA" and self.stls_done:
+            key = "pop3.capa.again"  # RFC 2595 §4: the list asked again inside TLS
         command = ClientLine(line, key, self._detail(name, arg_raw))
         reply_key = CONTINUATION_KEY if outcome.continuation else f"{key}.{_verdict(outcome)}"
+        reply_key = outcome.key or reply_key
         return self._exchange(command, reply_key, outcome)
 
     def _dispatch(self, name: str, verb: str, arg: str) -> _Outcome:
@@ -416,7 +436,17 @@ class POP3Connection:
             return _err(f"{name} is only valid before login")
         if self.state is State.AUTHORIZATION and name in TRANSACTION_ONLY:
             return _err(f"{name} is only valid after login")
+        if name in CLEARTEXT_LOGIN and not self.password_allowed:
+            # RFC 1939 §7 lets a server refuse plaintext passwords; [AUTH] is RFC 3206 §5.
+            outcome = _err("[AUTH] no password before TLS: send STLS first (or use port 995)")
+            outcome.key = NEEDS_TLS_KEY
+            return outcome
         return _HANDLERS[name](self, arg)
+
+    @property
+    def password_allowed(self) -> bool:
+        """May a password travel now? Inside TLS, or on a server set up for clear text."""
+        return self.tls_active or self.cleartext_login
 
     def _detail(self, name: str, arg_raw: bytes) -> dict[str, str]:
         # Passwords travel in the clear on the wire; the UI can choose the masked form.
@@ -451,7 +481,8 @@ class POP3Connection:
             return _err("CAPA takes no arguments")
         caps = ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"]
         if self.state is State.AUTHORIZATION:
-            caps += ["USER", "SASL PLAIN"]
+            if self.password_allowed:
+                caps += ["USER", "SASL PLAIN"]
             if self.tls_available and not self.tls_active:
                 caps.append("STLS")
         caps.append("IMPLEMENTATION MailFlow-Lab")
@@ -548,11 +579,21 @@ class POP3Connection:
         return outcome
 
     def _login(self, user: str) -> _Outcome:
-        infos = self._safe(lambda: self.backend.open(user))
+        try:
+            infos: list[MessageInfo] | None = self.backend.open(user)
+        except MaildropInUse:
+            # RFC 2449 §8.1.2: the password was right, but another session holds the lock.
+            self.user = None
+            outcome = _err("[IN-USE] maildrop is locked by another session, try again later")
+            outcome.key = IN_USE_KEY
+            return outcome
+        except Exception:
+            infos = None
         if infos is None:
             self.user = None
             return _err("[SYS/TEMP] cannot open the maildrop, try again later")
         self.user = user
+        self.maildrop = user
         self._messages = [_Message(n, info.key, info.size) for n, info in enumerate(infos, 1)]
         self.state = State.TRANSACTION
         count, size = self._totals()

@@ -58,6 +58,10 @@ def _pop3_session(
     try:
         if plan.tls == "stls":
             pop.stls(context=ctx)
+            # RFC 2595 §4: forget the list heard in clear and ask again inside TLS
+            # (a man in the middle may have cut STLS or SASL from it); only now does
+            # the server list USER and SASL PLAIN.
+            pop.capa()
         if plan.login == "apop":
             pop.apop(plan.user, plan.password)
         else:

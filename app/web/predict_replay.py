@@ -216,9 +216,23 @@ def _new_core(
             hostname=host,
             tls_active=e.tls,
             tls_available=not e.tls,
+            cleartext_login=_pop3_took_cleartext(e.session, events),
             banner_id=banner.group(0).strip() if banner else None,
         )
     return ImapConnection(world, hostname=host, tls_active=e.tls, starttls_available=not e.tls)
+
+
+def _pop3_took_cleartext(session: str, events: Sequence[Event]) -> bool:
+    """Was the recorded server one that takes a password before TLS (a scenario that
+    shows it)? Its CAPA listed USER in clear, or it answered USER/PASS/AUTH in clear."""
+    for e in events:
+        if e.session != session or e.direction != "s2c" or e.tls:
+            continue
+        if e.key == "pop3.capa.ok" and "\nUSER\n" in e.text:
+            return True
+        if e.key.startswith(("pop3.user.", "pop3.pass.", "pop3.auth.")):
+            return True
+    return False
 
 
 def _feed(conn: POP3Connection | ImapConnection, e: Event) -> None:

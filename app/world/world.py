@@ -80,6 +80,7 @@ class WorldOptions:
     dkim: bool = False  # the MSA of a.example signs with DKIM
     sender_auth: bool = False  # mx.b.example checks SPF, DKIM and DMARC
     pop_before_smtp: bool = False  # a POP3 login on mail.a.example opens relaying on 25
+    cleartext_login: bool = False  # POP3/IMAP on the plain ports accept a password before TLS
     accounts: tuple[tuple[str, str], ...] = ()  # extra (address, password)
 
     @classmethod
@@ -98,6 +99,7 @@ class WorldOptions:
             dkim=bool(data.get("dkim", False)),
             sender_auth=bool(data.get("sender_auth", False)),
             pop_before_smtp=bool(data.get("pop_before_smtp", False)),
+            cleartext_login=bool(data.get("cleartext_login", False)),
             accounts=tuple(sorted(dict(data.get("accounts", {})).items())),
         )
 
@@ -204,7 +206,9 @@ class World:
                 host=LOOPBACK,
                 lmtp=True,
             ),
-            "pop3-b": start_pop3_server(ctx, ep["pop3-b"], host=LOOPBACK),
+            "pop3-b": start_pop3_server(
+                ctx, ep["pop3-b"], host=LOOPBACK, cleartext_login=opts.cleartext_login
+            ),
             "imap-b": start_imap_server(ctx, ep["imap-b"], host=LOOPBACK),
         }
         extra = {
@@ -230,7 +234,11 @@ class World:
                 lmtp=True,
             ),
             "pop3-a": lambda: start_pop3_server(
-                ctx, ep["pop3-a"], host=LOOPBACK, on_login=pbs.logged_in if pbs else None
+                ctx,
+                ep["pop3-a"],
+                host=LOOPBACK,
+                on_login=pbs.logged_in if pbs else None,
+                cleartext_login=opts.cleartext_login,
             ),
             "imap-a": lambda: start_imap_server(ctx, ep["imap-a"], host=LOOPBACK),
             "submissions": lambda: start_smtp_server(
