@@ -59,6 +59,7 @@ class Endpoint:
     login_timeout: float = PRE_LOGIN_TIMEOUT  # silence allowed before a login
     _expected: deque[tuple[str, int | None]] = field(default_factory=deque)
     active: int = 0
+    _idle_waiters: list[asyncio.Future[None]] = field(default_factory=list)
 
     def expect_client(self, actor: str, panel: int | None = None) -> None:
         """The next connection is `actor`'s (shown in `panel` if given, e.g. an old
@@ -90,6 +91,19 @@ class Endpoint:
 
     def release(self) -> None:
         self.active = max(0, self.active - 1)
+        if self.active == 0:
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    async def wait_until_idle(self) -> None:
+        """Return once no connection is open (e.g. after a stuck client was cut)."""
+        if self.active == 0:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._idle_waiters.append(waiter)
+        await waiter
 
 
 async def close_server(server: asyncio.AbstractServer) -> None:
