@@ -109,4 +109,5 @@ ACTIONS: dict[str, ActionFn] = {
     "mime_decode": mua_actions.mime_decode,
     "smime_open": mua_actions.smime_open,
     "path_reader": mua_actions.path_reader,
+    "attachment_name": mua_actions.attachment_name,
 }

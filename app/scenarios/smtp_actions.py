@@ -34,7 +34,8 @@ async def smtp_session(world: World, params: dict[str, Any], run: RunContext) ->
     Parameters: server (endpoint name), actor and panel (who connects, which panel
     shows it), source (the client's simulated IP: it binds there and passes the
     lab network's firewall), steps, user, password, mail (a [mails.<name>]), helo,
-    forge_dkim (sign with the client's own key under the From domain's name)."""
+    forge_dkim (sign with the client's own key under the From domain's name),
+    sign_dkim (the client's own domain signs honestly, its key published in its zone)."""
     server = params.get("server", "submission")
     steps = [str(s) for s in params.get("steps", DEFAULT_STEPS)]
     unknown = set(steps) - KNOWN_STEPS
@@ -56,6 +57,16 @@ async def smtp_session(world: World, params: dict[str, Any], run: RunContext) ->
         forger = DkimKey.load(world.tls.directory, str(params["forge_dkim"]), "mf2025")
         from_domain = composed.sender.rpartition("@")[2]
         data = forger.sign(data, as_domain=from_domain) + data
+    if params.get("sign_dkim"):
+        # Any domain's owner can publish a key and sign: a lookalike domain's mail
+        # carries a signature that really verifies, for the lookalike domain.
+        own = DkimKey.load(world.tls.directory, str(params["sign_dkim"]), "mf2025")
+        own.publish(world.dns)
+        signature = own.sign(data)
+        data = signature + data
+        Tap(world.sink, endpoint.panel, actor, actor, "DKIM", None).note(
+            signature.decode().rstrip(), "dkim.sign.own"
+        )
     user = params.get("user", composed.sender)
     password = params.get("password") or world.accounts.password(user) or ""
     endpoint.expect_client(actor, params.get("panel"))

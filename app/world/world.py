@@ -80,6 +80,7 @@ class WorldOptions:
     dkim: bool = False  # the MSA of a.example signs with DKIM
     sender_auth: bool = False  # mx.b.example checks SPF, DKIM and DMARC
     pop_before_smtp: bool = False  # a POP3 login on mail.a.example opens relaying on 25
+    dnsbl: bool = False  # mx.b.example refuses clients listed under bl.example (RFC 5782)
     accounts: tuple[tuple[str, str], ...] = ()  # extra (address, password)
 
     @classmethod
@@ -98,6 +99,7 @@ class WorldOptions:
             dkim=bool(data.get("dkim", False)),
             sender_auth=bool(data.get("sender_auth", False)),
             pop_before_smtp=bool(data.get("pop_before_smtp", False)),
+            dnsbl=bool(data.get("dnsbl", False)),
             accounts=tuple(sorted(dict(data.get("accounts", {})).items())),
         )
 
@@ -173,6 +175,11 @@ class World:
             from app.engines.sender_auth import SenderAuth
 
             sender_auth = SenderAuth(self.dns, self.sink, authserv_id=HOST_B, actor="mta-b")
+        dnsbl = None
+        if opts.dnsbl:
+            from app.engines.dnsbl import Dnsbl
+
+            dnsbl = Dnsbl(self.dns, self.sink, actor="mta-b")
         if opts.pop_before_smtp:
             self.pop_before_smtp = PopBeforeSmtp(translate=net.simulated_peer)
         pbs = self.pop_before_smtp
@@ -190,6 +197,7 @@ class World:
                 host,
                 network=net,
                 sender_auth=sender_auth,
+                dnsbl=dnsbl,
             )
 
         servers = {
