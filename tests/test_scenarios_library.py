@@ -32,8 +32,11 @@ LIBRARY = (
     "mime-attachment",
     "smime",
     "ppap",
+    "dnsbl",
+    "lookalike-domain",
+    "rlo-attachment",
 )
-FACTS = Path(__file__).resolve().parents[2] / "shared" / "content-facts.md"
+TOPICS = Path(__file__).resolve().parents[1] / "app" / "content" / "quiz" / "topics.toml"
 _recordings: dict[str, Recording] = {}
 
 
@@ -71,10 +74,12 @@ def test_scenario_has_bilingual_text_and_topics(slug: str) -> None:
 
 
 def test_every_exam_topic_is_covered_by_a_scenario() -> None:
-    ids = set(re.findall(r"^\| `([a-z0-9-]+)` \|", FACTS.read_text("utf-8"), re.M))
-    assert len(ids) >= 14
+    """Every topic id of the repository's list is shown by a scenario, except the two
+    SG themes that are law and office practice (the question bank covers them)."""
+    ids = {t["id"] for t in tomllib.loads(TOPICS.read_text("utf-8"))["topics"]}
+    assert len(ids) >= 19
     covered = {t for s in SCENARIOS.values() for t in s.topics}
-    assert ids <= covered, f"topics without a scenario: {sorted(ids - covered)}"
+    assert ids - covered <= {"anti-spam-law", "misdelivery"}, sorted(ids - covered)
     assert covered <= ids, f"unknown topic ids: {sorted(covered - ids)}"
 
 
@@ -299,3 +304,77 @@ async def test_ppap_path_reader_opens_the_zip(lab_tls: LabTLS, tmp_path: Path) -
     read = find(ev, "ppap.read")[0]
     assert "password: Mf7-kT2q" in read.text and "1,200,000 yen" in read.text
     assert sum(e.key == "maildir.deliver" for e in ev) == 2
+
+
+# -- SG themes: DNSBL, lookalike domain, RLO -------------------------------------------
+async def test_dnsbl_refuses_the_listed_home_address_and_takes_the_clean_one(
+    lab_tls: LabTLS, tmp_path: Path
+) -> None:
+    ev = (await record("dnsbl", lab_tls, tmp_path)).events
+    bot = [e for e in ev if "host-bot" in (e.src, e.dst)]
+    # The MX asked the blocklist zone for the reversed address, in the simulated DNS.
+    queries = find(ev, "dnsbl.query")
+    assert queries[0].text == "23.100.51.198.bl.example. IN A ?"
+    assert queries[0].src == "mta-b" and queries[0].protocol == "DNS"
+    assert find(ev, "dnsbl.answer.listed")[0].text.endswith("IN A 127.0.0.2")
+    refusal = next(e for e in bot if e.direction == "s2c" and e.key == "smtp.mail.554")
+    assert refusal.text.startswith("554 5.7.1 Service unavailable; Client host [198.51.100.23]")
+    assert "blocked using bl.example" in refusal.text and refusal.src == "mta-b"
+    assert refusal.seq > find(ev, "dnsbl.answer.txt")[0].seq
+    assert not [e for e in bot if e.key == "smtp.mail.250"]
+    # mail.a.example (192.0.2.10) is not listed: NXDOMAIN, then 250 at MAIL and DATA.
+    assert queries[1].text == "10.2.0.192.bl.example. IN A ?"
+    clean = find(ev, "dnsbl.answer.clean")
+    assert len(clean) == 1 and "NXDOMAIN" in clean[0].text
+    relay = [e for e in ev if "mta-a" in (e.src, e.dst) and e.protocol == "SMTP"]
+    assert any(e.key == "smtp.mail.250" for e in relay)
+    assert any(e.key == "smtp.data.end.250" for e in relay)
+    assert find(ev, "maildir.deliver")
+
+
+async def test_dnsbl_is_off_unless_the_scenario_turns_it_on(
+    lab_tls: LabTLS, tmp_path: Path
+) -> None:
+    ev = (await record("basic-pop3", lab_tls, tmp_path)).events
+    assert not [e for e in ev if e.key.startswith("dnsbl.")]
+
+
+async def test_lookalike_domain_passes_spf_dkim_dmarc_for_itself(
+    lab_tls: LabTLS, tmp_path: Path
+) -> None:
+    ev = (await record("lookalike-domain", lab_tls, tmp_path)).events
+    keys = [e.key for e in ev]
+    assert {"spf.result.pass", "dkim.result.pass", "dmarc.result.pass"} <= set(keys)
+    assert not [k for k in keys if k.endswith(".fail")]
+    sign = find(ev, "dkim.sign.own")[0]
+    assert "d=a-example.example" in sign.text
+    accepted = next(e for e in ev if e.key == "smtp.data.end.250" and e.dst == "mta-lookalike")
+    assert accepted.src == "mta-b"
+    msg = retrieved(find(ev, "imap.fetch.ok")[-1])
+    results = " ".join(str(msg["Authentication-Results"]).split())
+    assert "spf=pass smtp.mailfrom=alice@a-example.example" in results
+    assert "dkim=pass header.d=a-example.example" in results
+    assert "dmarc=pass header.from=a-example.example" in results
+    assert msg["From"].addresses[0].display_name == "Alice"
+
+
+@pytest.mark.parametrize(
+    ("lang", "shown"), [("en", "invoice_exe.pdf"), ("ja", "請求書_exe.pdf")]
+)
+async def test_rlo_name_travels_rfc2231_encoded_and_displays_reversed(
+    lab_tls: LabTLS, tmp_path: Path, lang: str, shown: str
+) -> None:
+    rec = await run_scenario(SCENARIOS["rlo-attachment"], lab_tls, tmp_path / "runs", lang)
+    ev = rec.events
+    sent = find(ev, "smtp.data.content")[0].text
+    assert "%E2%80%AEfdp.exe" in sent and "filename*=utf-8''" in sent
+    assert "\u202e" not in sent  # on the wire the override is only ever percent-encoded
+    msg = retrieved(find(ev, "pop3.retr.ok")[0])
+    part = next(p for p in msg.walk() if p.get_filename())
+    assert part.get_filename().endswith("\u202efdp.exe")
+    note = find(ev, "mua.attachment.name.rlo")[0]
+    assert note.src == "mua-bob" and note.panel == 4
+    assert "%E2%80%AE" in note.text and "[U+202E]fdp.exe" in note.text
+    assert shown in note.text and ".exe" in note.text.splitlines()[-1]
+    label = "メールソフトの表示" if lang == "ja" else "the mail program shows"
+    assert f"{label}: {shown}" in note.text
