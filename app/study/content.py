@@ -23,12 +23,15 @@ class ContentError(ValueError):
 @dataclass(frozen=True)
 class Link:
     scenario: str
-    step: int
+    step: int | None  # None: the link names the event by key and occurrence only
     key: str
     closest: bool = False  # no scenario shows this exactly yet; the nearest step
+    occurrence: int = 1  # the n-th event with this key in the recording
 
     @property
     def href(self) -> str:
+        if self.step is None:
+            return f"/flow/{self.scenario}"
         return f"/flow/{self.scenario}?step={self.step}"
 
 
@@ -77,7 +80,7 @@ class Question:
     stem: dict[str, str]
     choices: dict[str, tuple[str, ...]]
     explanations: dict[str, tuple[str, ...]]
-    link: Link
+    link: Link | None  # None: no scenario shows this theme (law, office practice)
 
     def to_json(self, with_answers: bool) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -86,7 +89,7 @@ class Question:
             "topics": list(self.topics),
             "ja": {"stem": self.stem["ja"], "choices": list(self.choices["ja"])},
             "en": {"stem": self.stem["en"], "choices": list(self.choices["en"])},
-            "link": self.link.href,
+            "link": self.link.href if self.link else None,
         }
         if with_answers:
             data["answer"] = LETTERS[self.answer]
@@ -120,9 +123,15 @@ def _link(raw: Any, where: str) -> Link:
     if not isinstance(raw, dict) or not raw.get("scenario") or not raw.get("key"):
         raise ContentError(f"{where}: link needs scenario, step and key")
     step = raw.get("step")
-    if not isinstance(step, int) or step < 1:
+    occurrence = raw.get("occurrence", 1)
+    by_key = step is None and "occurrence" in raw  # named by key and occurrence, no step
+    if not by_key and (not isinstance(step, int) or step < 1):
         raise ContentError(f"{where}: link step must be a whole number ≥ 1")
-    return Link(str(raw["scenario"]), step, str(raw["key"]), bool(raw.get("closest", False)))
+    if not isinstance(occurrence, int) or occurrence < 1:
+        raise ContentError(f"{where}: link occurrence must be a whole number ≥ 1")
+    return Link(
+        str(raw["scenario"]), step, str(raw["key"]), bool(raw.get("closest", False)), occurrence
+    )
 
 
 def _question(raw: dict[str, Any], where: str, topic_ids: set[str]) -> Question:
@@ -161,7 +170,7 @@ def _question(raw: dict[str, Any], where: str, topic_ids: set[str]) -> Question:
         stem=stem,
         choices=choices,
         explanations=explanations,
-        link=_link(raw.get("link"), where),
+        link=_link(raw["link"], where) if "link" in raw else None,
     )
 
 
