@@ -116,3 +116,18 @@ def test_mail_text_is_always_escaped() -> None:
         i18n.current_lang.reset(token)
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert "<b>x</b>" not in html and "&lt;b&gt;x&lt;/b&gt;" in html
+
+
+@pytest.mark.parametrize("slug", ["dnsbl", "lookalike-domain", "rlo-attachment", "send-hold"])
+def test_sg_scenario_pages_show_every_line_in_both_languages(
+    http: httpx.Client, slug: str
+) -> None:
+    from app.scenarios.model import load_all
+
+    scenario = load_all()[slug]
+    for lang in ("ja", "en"):
+        r = http.get(f"/flow/{slug}?step=99999&lang={lang}")
+        assert r.status_code == 200
+        assert scenario.title[lang] in r.text
+        total = int(re.search(r'data-total="(\d+)"', r.text).group(1))
+        assert r.text.count('<li class="ev') == total > 10

@@ -101,6 +101,7 @@ ACTIONS: dict[str, ActionFn] = {
     "submit": submit,
     "smtp": smtp_actions.smtp_session,
     "relay": smtp_actions.relay_outbound,
+    "cancel_hold": smtp_actions.cancel_hold,
     "deliver": deliver_local,
     "pop3_fetch": mailbox_actions.pop3_fetch,
     "imap_fetch": mailbox_actions.imap_fetch,

@@ -145,14 +145,27 @@ async def _step(
 
 async def relay_outbound(world: World, params: dict[str, Any], run: RunContext) -> None:
     """mail.a.example's MTA sends what waits in its queue to each recipient's MX; a
-    recipient the next hop refuses comes back to the sender as a DSN (RFC 3464)."""
+    recipient the next hop refuses comes back to the sender as a DSN (RFC 3464).
+    With a send hold, `after` is how many seconds pass first; held mail stays queued."""
     source = world.source(world.host_ip(HOST_A))
+    hold = world.send_hold
+    if hold is not None and params.get("after"):
+        hold.advance(float(params["after"]))  # the scenario lets that much time pass
     for entry in world.outbound.entries():
+        if hold is not None and not hold.ready(entry, "mta-a"):
+            continue  # 送信保留: the mail stays queued until its hold is over
         result = await relay(world.ctx, world.dns, world.network, entry, helo=HOST_A, source=source)
         if not result.deferred:
             world.outbound.remove(entry.qid)
         if result.refused and entry.mail_from:
             await _bounce(world, entry, result.refused, result.servers)
+
+
+async def cancel_hold(world: World, params: dict[str, Any], run: RunContext) -> None:
+    """The sender cancels a held mail (by recipient) before its hold is over."""
+    if world.send_hold is None:
+        raise ValueError("cancel_hold needs [world] send_hold")
+    world.send_hold.cancel(world.outbound, str(params["rcpt"]), params.get("actor", "mua-alice"))
 
 
 async def _bounce(
