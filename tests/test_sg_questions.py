@@ -137,3 +137,11 @@ def test_flow_topic_filter_lists_the_new_scenarios(tmp_path: Path) -> None:
             ), (topic, cards)
         everything = c.get("/flow", params={"lang": "ja"}).text
         assert "スパム対策（DNSBL・ベイジアンフィルタ）" in everything
+
+
+def test_port_quiz_has_use_cases_from_the_sg_themes() -> None:
+    cases = {u.id: u for u in content().usecases}
+    assert cases["dnsbl-home-pc"].port == 25 and cases["lookalike-inbound"].port == 25
+    assert cases["send-hold-submit"].port == 587
+    for uid in ("dnsbl-home-pc", "lookalike-inbound", "send-hold-submit"):
+        assert "、" not in cases[uid].text["ja"] and cases[uid].text["en"]
