@@ -315,11 +315,11 @@ async def test_dnsbl_refuses_the_listed_home_address_and_takes_the_clean_one(
     bot = [e for e in ev if "host-bot" in (e.src, e.dst)]
     # The MX asked the blocklist zone for the reversed address, in the simulated DNS.
     queries = find(ev, "dnsbl.query")
-    assert queries[0].text == "23.100.51.198.bl.example. IN A ?"
+    assert queries[0].text == "77.100.51.198.bl.example. IN A ?"
     assert queries[0].src == "mta-b" and queries[0].protocol == "DNS"
     assert find(ev, "dnsbl.answer.listed")[0].text.endswith("IN A 127.0.0.2")
     refusal = next(e for e in bot if e.direction == "s2c" and e.key == "smtp.mail.554")
-    assert refusal.text.startswith("554 5.7.1 Service unavailable; Client host [198.51.100.23]")
+    assert refusal.text.startswith("554 5.7.1 Service unavailable; Client host [198.51.100.77]")
     assert "blocked using bl.example" in refusal.text and refusal.src == "mta-b"
     assert refusal.seq > find(ev, "dnsbl.answer.txt")[0].seq
     assert not [e for e in bot if e.key == "smtp.mail.250"]

@@ -18,7 +18,7 @@ DEFAULT_ZONE = "bl.example"
 
 
 def query_name(ip: str, zone: str) -> str:
-    """198.51.100.23 under bl.example is 23.100.51.198.bl.example (RFC 5782 §2.1)."""
+    """198.51.100.77 under bl.example is 77.100.51.198.bl.example (RFC 5782 §2.1)."""
     octets = str(ipaddress.IPv4Address(ip)).split(".")
     return ".".join(reversed(octets)) + "." + zone
 
