@@ -147,4 +147,7 @@ async def attachment_name(world: World, params: dict[str, Any], run: RunContext)
     )
     name_report = report(header.replace("\r\n", "\n"), str(part.get_filename()))
     key = "mua.attachment.name.rlo" if name_report.has_controls else "mua.attachment.name"
-    _note(world, PANEL_FETCH, actor, note_text(name_report, run.lang), key, "MIME")
+    # Written in the run's language by app/mua/filenames.py (the header is data).
+    Tap(world.sink, PANEL_FETCH, actor, actor, "MIME", None).note(
+        note_text(name_report, run.lang), key
+    )
