@@ -338,3 +338,23 @@ def test_reloading_with_the_session_resumes(http: httpx.Client) -> None:
     again = http.get(f"/flow/basic-pop3?mode=predict&session={form['session']}")
     assert _form(again.text)["session"] == form["session"]
     assert _form(again.text)["point"] != form["point"]
+
+
+@pytest.mark.parametrize("slug", ["dnsbl", "lookalike-domain", "rlo-attachment", "send-hold"])
+def test_sg_scenarios_play_to_the_end_in_predict_mode(http: httpx.Client, slug: str) -> None:
+    r = http.get(f"/flow/{slug}?mode=predict&lang=ja")
+    assert r.status_code == 200 and "次の行を予想" in r.text
+    form = _form(r.text)
+    asked = 0
+    while 'name="point"' in r.text:
+        form["point"] = re.search(r'name="point" value="(\d+)"', r.text).group(1)
+        r = http.post(
+            f"/flow/{slug}/predict?lang=ja",
+            data={**form, "choice": "1"},
+            headers={"HX-Request": "true"},
+        )
+        assert r.status_code == 200
+        asked += 1
+        assert asked < 100
+    score = re.search(r'class="score" role="status">(\d+)', r.text)
+    assert score and asked >= 3

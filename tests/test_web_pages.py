@@ -126,3 +126,18 @@ def test_a_note_the_app_writes_is_shown_in_the_page_language(http: httpx.Client)
     assert "dynamic address to port 25" not in ja
     en = http.get("/flow/op25b?step=1&lang=en").text
     assert "(OP25B: dynamic address to port 25)" in en and "遮断" not in en.split('id="log"')[1]
+
+
+@pytest.mark.parametrize("slug", ["dnsbl", "lookalike-domain", "rlo-attachment", "send-hold"])
+def test_sg_scenario_pages_show_every_line_in_both_languages(
+    http: httpx.Client, slug: str
+) -> None:
+    from app.scenarios.model import load_all
+
+    scenario = load_all()[slug]
+    for lang in ("ja", "en"):
+        r = http.get(f"/flow/{slug}?step=99999&lang={lang}")
+        assert r.status_code == 200
+        assert scenario.title[lang] in r.text
+        total = int(re.search(r'data-total="(\d+)"', r.text).group(1))
+        assert r.text.count('<li class="ev') == total > 10

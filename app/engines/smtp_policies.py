@@ -11,7 +11,7 @@ from collections.abc import Callable
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any
 
-from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import MISSING, AuthResult, Envelope, LoginPassword, Session
 
 from app.engines.base import mailbox_actor
 from app.engines.header_text import helo_part, printable
@@ -21,6 +21,7 @@ from app.world.spool import QueuedMail, Spool, new_queue_id
 
 if TYPE_CHECKING:
     from app.engines.dkim_keys import DkimKey
+    from app.engines.dnsbl import Dnsbl
     from app.engines.sender_auth import SenderAuth
     from app.world.network import LabNetwork
 
@@ -202,9 +203,11 @@ class InboundPolicy(_Hello):
         relay_allowed: Callable[[str], bool] | None = None,
         outbound: Spool | None = None,
         pipelining: bool = False,
+        dnsbl: Dnsbl | None = None,
     ) -> None:
         self.accounts = accounts
         self.pipelining = pipelining  # offer RFC 2920 PIPELINING (the lab's own MX)
+        self.dnsbl = dnsbl  # refuse clients a DNS blocklist lists (RFC 5782)
         self.local_domains = local_domains
         self.inbound = inbound
         self.hostname = hostname
@@ -218,6 +221,22 @@ class InboundPolicy(_Hello):
     def _hello_lines(self, responses: list[str]) -> list[str]:
         # An MX takes no logins; aiosmtpd would still print an empty "250-AUTH ".
         return [r for r in responses if r.strip() != "250-AUTH"]
+
+    async def handle_MAIL(
+        self,
+        server: Any,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
+    ) -> Any:
+        # A listed client is refused before its mail is taken (Postfix: reject_rbl_client
+        # among the sender restrictions). MISSING lets aiosmtpd accept as it always does.
+        if self.dnsbl is not None:
+            refusal = self.dnsbl.refusal(_simulated_ip(session, self.network))
+            if refusal is not None:
+                return refusal
+        return MISSING
 
     async def handle_RCPT(
         self,

@@ -37,6 +37,10 @@ def tiny_png(size: int = 16) -> bytes:
     )
 
 
+# What the lab attaches where a real attack would attach a program: text, never code.
+STAND_IN_PROGRAM = b"MailFlow Lab stand-in for a program. It does nothing.\r\n"
+
+
 def encrypted_zip(files: dict[str, str], password: str) -> bytes:
     """A ZIP with AES-256 entries (WinZip AE-2, via pyzipper): stronger than the
     legacy ZipCrypto, yet it protects nothing when the password travels the same way."""

@@ -43,10 +43,15 @@ def _attach(msg: EmailMessage, mail: dict[str, Any], lang: str) -> None:
     att = mail.get("attachment")
     if att:
         kind = att.get("kind", "png")
-        if kind != "png":
-            raise ValueError(f"unknown attachment kind {kind!r}")
         name = localized(att.get("name", "map.png"), lang)
-        msg.add_attachment(attachments.tiny_png(), maintype="image", subtype="png", filename=name)
+        if kind == "png":
+            data, maintype, subtype = attachments.tiny_png(), "image", "png"
+        elif kind == "program":
+            # A harmless stand-in for a program: the lesson is the name, not the payload.
+            data, maintype, subtype = attachments.STAND_IN_PROGRAM, "application", "octet-stream"
+        else:
+            raise ValueError(f"unknown attachment kind {kind!r}")
+        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
     zipped = mail.get("zip")
     if zipped:
         files = {name: localized(text, lang) for name, text in zipped.get("files", {}).items()}

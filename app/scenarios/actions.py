@@ -114,6 +114,7 @@ ACTIONS: dict[str, ActionFn] = {
     "submit": submit,
     "smtp": smtp_actions.smtp_session,
     "relay": smtp_actions.relay_outbound,
+    "cancel_hold": smtp_actions.cancel_hold,
     "deliver": deliver_local,
     "pop3_fetch": mailbox_actions.pop3_fetch,
     "imap_fetch": mailbox_actions.imap_fetch,
@@ -122,4 +123,5 @@ ACTIONS: dict[str, ActionFn] = {
     "mime_decode": mua_actions.mime_decode,
     "smime_open": mua_actions.smime_open,
     "path_reader": mua_actions.path_reader,
+    "attachment_name": mua_actions.attachment_name,
 }

@@ -146,3 +146,26 @@ async def path_reader(world: World, params: dict[str, Any], run: RunContext) -> 
         for name, text in attachments.open_zip(found_zip[1], password).items():
             lines.append(("ppap.unzipped", {"name": name, "text": text.strip()}))
     _note(world, PANEL_RELAY, PATH_READER, lines, "ppap.read", "ZIP")
+
+
+async def attachment_name(world: World, params: dict[str, Any], run: RunContext) -> None:
+    """The MUA decodes the downloaded attachment's file name (RFC 2231) and lays it
+    out as it would on screen; the note shows the header as it travelled, the real
+    name with its controls written out, and what the learner would see."""
+    from app.mua.filenames import note_text, report
+
+    actor = params.get("actor", "mua-bob")
+    raw = _last_fetched(run, actor)
+    msg = email.message_from_bytes(raw, policy=default_policy)
+    part = next((p for p in msg.walk() if p.get_filename()), None)
+    if part is None:
+        raise ValueError("the downloaded message has no named attachment")
+    header = next(
+        (str(v) for k, v in part.raw_items() if k.lower() == "content-disposition"), ""
+    )
+    name_report = report(header.replace("\r\n", "\n"), str(part.get_filename()))
+    key = "mua.attachment.name.rlo" if name_report.has_controls else "mua.attachment.name"
+    # Written in the run's language by app/mua/filenames.py (the header is data).
+    Tap(world.sink, PANEL_FETCH, actor, actor, "MIME", None).note(
+        note_text(name_report, run.lang), key
+    )

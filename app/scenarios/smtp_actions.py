@@ -35,7 +35,8 @@ async def smtp_session(world: World, params: dict[str, Any], run: RunContext) ->
     Parameters: server (endpoint name), actor and panel (who connects, which panel
     shows it), source (the client's simulated IP: it binds there and passes the
     lab network's firewall), steps, user, password, mail (a [mails.<name>]), helo,
-    forge_dkim (sign with the client's own key under the From domain's name)."""
+    forge_dkim (sign with the client's own key under the From domain's name),
+    sign_dkim (the client's own domain signs honestly, its key published in its zone)."""
     server = params.get("server", "submission")
     steps = [str(s) for s in params.get("steps", DEFAULT_STEPS)]
     unknown = set(steps) - KNOWN_STEPS
@@ -58,6 +59,16 @@ async def smtp_session(world: World, params: dict[str, Any], run: RunContext) ->
         forger = DkimKey.load(world.tls.directory, str(params["forge_dkim"]), "mf2025")
         from_domain = composed.sender.rpartition("@")[2]
         data = forger.sign(data, as_domain=from_domain) + data
+    if params.get("sign_dkim"):
+        # Any domain's owner can publish a key and sign: a lookalike domain's mail
+        # carries a signature that really verifies, for the lookalike domain.
+        own = DkimKey.load(world.tls.directory, str(params["sign_dkim"]), "mf2025")
+        own.publish(world.dns)
+        signature = own.sign(data)
+        data = signature + data
+        Tap(world.sink, endpoint.panel, actor, actor, "DKIM", None).note(
+            signature.decode().rstrip(), "dkim.sign.own"
+        )
     user = params.get("user", composed.sender)
     password = params.get("password") or world.accounts.password(user) or ""
     endpoint.expect_client(actor, params.get("panel"))
@@ -136,14 +147,27 @@ async def _step(
 
 async def relay_outbound(world: World, params: dict[str, Any], run: RunContext) -> None:
     """mail.a.example's MTA sends what waits in its queue to each recipient's MX; a
-    recipient the next hop refuses comes back to the sender as a DSN (RFC 3464)."""
+    recipient the next hop refuses comes back to the sender as a DSN (RFC 3464).
+    With a send hold, `after` is how many seconds pass first; held mail stays queued."""
     source = world.source(world.host_ip(HOST_A))
+    hold = world.send_hold
+    if hold is not None and params.get("after"):
+        hold.advance(float(params["after"]))  # the scenario lets that much time pass
     for entry in world.outbound.entries():
+        if hold is not None and not hold.ready(entry, "mta-a"):
+            continue  # 送信保留: the mail stays queued until its hold is over
         result = await relay(world.ctx, world.dns, world.network, entry, helo=HOST_A, source=source)
         if not result.deferred:
             world.outbound.remove(entry.qid)
         if result.refused and entry.mail_from:
             await _bounce(world, entry, result.refused, result.servers)
+
+
+async def cancel_hold(world: World, params: dict[str, Any], run: RunContext) -> None:
+    """The sender cancels a held mail (by recipient) before its hold is over."""
+    if world.send_hold is None:
+        raise ValueError("cancel_hold needs [world] send_hold")
+    world.send_hold.cancel(world.outbound, str(params["rcpt"]), params.get("actor", "mua-alice"))
 
 
 async def _bounce(

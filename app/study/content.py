@@ -99,7 +99,7 @@ class Question:
     stem: dict[str, str]
     choices: dict[str, tuple[str, ...]]
     explanations: dict[str, tuple[str, ...]]
-    link: Link
+    link: Link | None  # None: no scenario shows this theme (law, office practice)
 
     def to_json(self, with_answers: bool) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -108,7 +108,7 @@ class Question:
             "topics": list(self.topics),
             "ja": {"stem": self.stem["ja"], "choices": list(self.choices["ja"])},
             "en": {"stem": self.stem["en"], "choices": list(self.choices["en"])},
-            "link": self.link.href,
+            "link": self.link.href if self.link else None,
         }
         if with_answers:
             data["answer"] = LETTERS[self.answer]
@@ -215,7 +215,7 @@ def _question(raw: dict[str, Any], where: str, topic_ids: set[str]) -> Question:
         stem=stem,
         choices=choices,
         explanations=explanations,
-        link=_link(raw.get("link"), where),
+        link=_link(raw["link"], where) if "link" in raw else None,
     )
 
 

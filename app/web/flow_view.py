@@ -22,6 +22,8 @@ JOURNEY_ORDER = (
     "isp-fw",
     "host-x",
     "mta-evil",
+    "host-bot",
+    "mta-lookalike",
     "msa-a",
     "mta-a",
     "mda-a",

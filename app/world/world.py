@@ -26,6 +26,7 @@ from app.world.firewall import Firewall
 from app.world.mailstore import MailStore
 from app.world.network import HOME_NETWORK, LabNetwork
 from app.world.pop_before_smtp import PopBeforeSmtp
+from app.world.send_hold import SendHold
 from app.world.spool import Spool
 
 HOST_A = "mail.a.example"
@@ -81,6 +82,8 @@ class WorldOptions:
     sender_auth: bool = False  # mx.b.example checks SPF, DKIM and DMARC
     pop_before_smtp: bool = False  # a POP3 login on mail.a.example opens relaying on 25
     cleartext_login: bool = False  # POP3/IMAP on the plain ports accept a password before TLS
+    dnsbl: bool = False  # mx.b.example refuses clients listed under bl.example (RFC 5782)
+    send_hold: int = 0  # seconds the MSA holds each mail before it may be relayed (送信保留)
     accounts: tuple[tuple[str, str], ...] = ()  # extra (address, password)
 
     @classmethod
@@ -100,6 +103,8 @@ class WorldOptions:
             sender_auth=bool(data.get("sender_auth", False)),
             pop_before_smtp=bool(data.get("pop_before_smtp", False)),
             cleartext_login=bool(data.get("cleartext_login", False)),
+            dnsbl=bool(data.get("dnsbl", False)),
+            send_hold=int(data.get("send_hold", 0)),
             accounts=tuple(sorted(dict(data.get("accounts", {})).items())),
         )
 
@@ -139,6 +144,9 @@ class World:
         self.inbound_a = Spool(self.root / "queue" / f"{HOST_A}-in")
         self.ctx = EngineContext(self.store, self.accounts, self.tls, self.sink)
         self.pop_before_smtp: PopBeforeSmtp | None = None
+        self.send_hold: SendHold | None = None
+        if self.options.send_hold:
+            self.send_hold = SendHold(self.options.send_hold, self.sink)
         if self.options.firewall:
             self.network.firewall = Firewall(
                 self.sink,
@@ -175,13 +183,23 @@ class World:
             from app.engines.sender_auth import SenderAuth
 
             sender_auth = SenderAuth(self.dns, self.sink, authserv_id=HOST_B, actor="mta-b")
+        dnsbl = None
+        if opts.dnsbl:
+            from app.engines.dnsbl import Dnsbl
+
+            dnsbl = Dnsbl(self.dns, self.sink, actor="mta-b")
         if opts.pop_before_smtp:
             self.pop_before_smtp = PopBeforeSmtp(translate=net.simulated_peer)
         pbs = self.pop_before_smtp
 
         def submission_policy() -> SubmissionPolicy:
             return SubmissionPolicy(
-                self.accounts, self.outbound, HOST_A, signer=signer, network=net
+                self.accounts,
+                self.outbound,
+                HOST_A,
+                self.send_hold.queued if self.send_hold else None,
+                signer=signer,
+                network=net,
             )
 
         def mx_b_policy(host: str) -> InboundPolicy:
@@ -192,6 +210,7 @@ class World:
                 host,
                 network=net,
                 sender_auth=sender_auth,
+                dnsbl=dnsbl,
             )
 
         servers = {
