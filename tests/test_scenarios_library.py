@@ -512,6 +512,7 @@ APP_NOTES = {
     "mime-attachment": ("mime.base64.decode",),
     "smime": ("smime.encrypt", "smime.decrypt", "smime.verify"),
     "ppap": ("ppap.read",),
+    "send-hold": ("hold.queued", "hold.cancel", "hold.cancelled"),
 }
 JAPANESE = re.compile(r"[\u3040-\u309f\u30a0-\u30ff\u4e00-\u9fff]")
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 
 from app.events import PANEL_SUBMIT, Sink, Tap
+from app.notes import note
 from app.world.spool import QueuedMail, Spool
 
 
@@ -47,11 +48,18 @@ class SendHold:
         """The MSA accepted `entry`: it may leave only after the hold."""
         release = self.now() + self.seconds
         self._release[entry.qid] = release
-        self._tap("mua-alice").note(
-            f"{entry.qid} held {self.seconds} s, to {', '.join(entry.rcpt_tos)}; "
-            f"not sent before {_clock_text(release)}",
-            "hold.queued",
+        text, detail = note(
+            (
+                "hold.queued",
+                {
+                    "qid": entry.qid,
+                    "seconds": self.seconds,
+                    "rcpts": ", ".join(entry.rcpt_tos),
+                    "until": _clock_text(release),
+                },
+            )
         )
+        self._tap("mua-alice").note(text, "hold.queued", detail=detail)
 
     def ready(self, entry: QueuedMail, relay_actor: str) -> bool:
         """Whether the relaying MTA may take `entry` now (notes it when not)."""
@@ -59,23 +67,26 @@ class SendHold:
         if release is None or self.now() >= release:
             self._release.pop(entry.qid, None)
             return True
+        text, detail = note(
+            ("hold.waiting", {"qid": entry.qid, "seconds": round(release - self.now())})
+        )
         Tap(self.sink, PANEL_SUBMIT, relay_actor, self.actor, "QUEUE", None).note(
-            f"{entry.qid} still held for {round(release - self.now())} s: left in the queue",
-            "hold.waiting",
-            src=relay_actor,
-            dst=relay_actor,
+            text, "hold.waiting", src=relay_actor, dst=relay_actor, detail=detail
         )
         return False
 
     def cancel(self, spool: Spool, rcpt: str, who: str) -> QueuedMail | None:
         """The sender cancels the held mail to `rcpt`: it leaves the queue unsent."""
         tap = self._tap(who)
-        tap.note(f"cancel the held mail to {rcpt}", "hold.cancel", src=who, dst=self.actor)
+        text, detail = note(("hold.cancel", {"rcpt": rcpt}))
+        tap.note(text, "hold.cancel", src=who, dst=self.actor, detail=detail)
         for entry in spool.entries():
             if rcpt in entry.rcpt_tos and self._release.get(entry.qid, 0) > self.now():
                 spool.remove(entry.qid)
                 del self._release[entry.qid]
-                tap.note(f"{entry.qid} removed from the queue, never sent", "hold.cancelled")
+                text, detail = note(("hold.cancelled", {"qid": entry.qid}))
+                tap.note(text, "hold.cancelled", detail=detail)
                 return entry
-        tap.note(f"no held mail to {rcpt}: already sent or never queued", "hold.too_late")
+        text, detail = note(("hold.too_late", {"rcpt": rcpt}))
+        tap.note(text, "hold.too_late", detail=detail)
         return None
