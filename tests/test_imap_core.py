@@ -155,8 +155,13 @@ def keys(outputs: list[Output]) -> list[str]:
     return [o.key for o in outputs if isinstance(o, (Send, ClientSent, MailboxNote))]
 
 
+def secure(backend: MemBackend | None = None) -> ImapConnection:
+    """A connection inside TLS (after STARTTLS or on 993): passwords may be sent."""
+    return ImapConnection(backend or MemBackend(), tls_active=True)
+
+
 def logged_in(backend: MemBackend | None = None, select: str | None = "INBOX") -> ImapConnection:
-    conn = ImapConnection(backend or MemBackend())
+    conn = secure(backend)
     conn.greeting()
     assert b"OK" in sent(feed(conn, b"a LOGIN bob@b.example bob-pass\r\n"))
     if select:
@@ -177,11 +182,14 @@ def test_greeting_and_capabilities_follow_tls_and_login() -> None:
     (greet,) = conn.greeting()
     assert isinstance(greet, Send) and greet.key == "imap.greeting"
     assert greet.data.startswith(b"* OK [CAPABILITY IMAP4rev1 ")
-    assert b"STARTTLS" in greet.data and b"AUTH=PLAIN" in greet.data
-    assert b"mx.b.example" in greet.data
-    tls = ImapConnection(MemBackend(), tls_active=True)
-    assert b"STARTTLS" not in sent(tls.greeting())
-    out = feed(conn, b"a LOGIN bob@b.example bob-pass\r\nb CAPABILITY\r\n")
+    # Before TLS: no password mechanism, LOGINDISABLED instead (RFC 9051 §6.2.3).
+    assert b"STARTTLS" in greet.data and b"LOGINDISABLED" in greet.data
+    assert b"AUTH=PLAIN" not in greet.data and b"mx.b.example" in greet.data
+    tls = secure()
+    greet_tls = sent(tls.greeting())
+    assert b"STARTTLS" not in greet_tls and b"AUTH=PLAIN" in greet_tls
+    assert b"LOGINDISABLED" not in greet_tls
+    out = feed(tls, b"a LOGIN bob@b.example bob-pass\r\nb CAPABILITY\r\n")
     caps = sent(out).split(b"\r\n")[1]
     assert caps.startswith(b"* CAPABILITY IMAP4rev1") and b"AUTH=PLAIN" not in caps
 
@@ -212,7 +220,7 @@ def test_wrong_state_unknown_command_and_garbage_get_bad() -> None:
 
 
 def test_login_failures_end_the_session_after_three() -> None:
-    conn = ImapConnection(MemBackend())
+    conn = secure()
     out = feed(conn, b"a LOGIN bob@b.example wrong\r\n")
     assert sent(out) == b"a NO [AUTHENTICATIONFAILED] Invalid credentials\r\n"
     assert out[0].detail == {"masked": "a LOGIN bob@b.example ****"}  # type: ignore[union-attr]
@@ -225,21 +233,46 @@ def test_login_failures_end_the_session_after_three() -> None:
 
 def test_authenticate_plain_with_and_without_initial_response() -> None:
     blob = base64.b64encode(b"\x00bob@b.example\x00bob-pass")
-    conn = ImapConnection(MemBackend())
+    conn = secure()
     out = feed(conn, b"a AUTHENTICATE PLAIN " + blob + b"\r\n")
     assert out[0].detail["decoded"] == "␀bob@b.example␀bob-pass"  # type: ignore[union-attr]
     assert out[0].detail["masked"] == "a AUTHENTICATE PLAIN ****"  # type: ignore[union-attr]
     assert sent(out).startswith(b"a OK [CAPABILITY")
-    conn = ImapConnection(MemBackend())
+    conn = secure()
     out = feed(conn, b"a AUTHENTICATE PLAIN\r\n")
     assert keys(out) == ["imap.authenticate", "imap.continue"] and sent(out) == b"+ \r\n"
     out = feed(conn, blob + b"\r\n")
     assert keys(out) == ["imap.auth.response", "imap.authenticate.ok"]
     assert out[0].detail["decoded"] == "␀bob@b.example␀bob-pass"  # type: ignore[union-attr]
-    conn = ImapConnection(MemBackend())
+    conn = secure()
     feed(conn, b"a AUTHENTICATE PLAIN\r\n")
     assert sent(feed(conn, b"*\r\n")) == b"a BAD Authentication cancelled\r\n"
     assert b"NO" in sent(feed(conn, b"b AUTHENTICATE CRAM-MD5\r\n"))
+
+
+def test_no_password_before_tls_unless_configured() -> None:
+    conn = ImapConnection(MemBackend())
+    conn.greeting()
+    out = feed(conn, b"a LOGIN bob@b.example bob-pass\r\n")
+    assert sent(out) == (
+        b"a NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure "
+        b"connections; use STARTTLS first\r\n"
+    )
+    assert keys(out) == ["imap.login", "imap.login.privacyrequired"]
+    blob = base64.b64encode(b"\x00bob@b.example\x00bob-pass")
+    for line in (b"b AUTHENTICATE PLAIN " + blob, b"c AUTHENTICATE PLAIN"):
+        out = feed(conn, line + b"\r\n")  # refused before any credentials are asked for
+        assert sent(out).startswith(line[:2] + b"NO [PRIVACYREQUIRED]")
+        assert keys(out)[-1] == "imap.authenticate.privacyrequired"
+    # Never checked, so never counted as failures: the session goes on and logs in after TLS.
+    assert conn.login_failures == 0 and not conn.closed
+    assert isinstance(feed(conn, b"d STARTTLS\r\n")[-1], StartTLS)
+    assert b"AUTH=PLAIN" in sent(feed(conn, b"e CAPABILITY\r\n"))
+    assert sent(feed(conn, b"f LOGIN bob@b.example bob-pass\r\n")).startswith(b"f OK")
+    # A server configured for it (a scenario showing the risk) takes the password in clear.
+    clear = ImapConnection(MemBackend(), cleartext_login=True)
+    assert b"AUTH=PLAIN" in sent(clear.greeting())
+    assert sent(feed(clear, b"a LOGIN bob@b.example bob-pass\r\n")).startswith(b"a OK")
 
 
 def test_starttls_drops_pipelined_plaintext() -> None:
@@ -527,9 +560,9 @@ def test_byte_by_byte_feeding_gives_the_same_answers() -> None:
         b"a LOGIN {13}\r\nbob@b.example {8+}\r\nbob-pass\r\nb SELECT INBOX\r\n"
         b"c APPEND INBOX {5}\r\nhello\r\nd FETCH 1:* (FLAGS BODY.PEEK[])\r\ne LOGOUT\r\n"
     )
-    whole = ImapConnection(MemBackend())
+    whole = secure()
     expected = sent(whole.receive_data(script))
-    split = ImapConnection(MemBackend())
+    split = secure()
     got = b"".join(sent(split.receive_data(script[i : i + 1])) for i in range(len(script)))
     assert got == expected and b"e OK LOGOUT" in got
 

@@ -6,6 +6,7 @@ import asyncio
 import imaplib
 import re
 import shutil
+import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +45,9 @@ class Lab:
     def events(self, session: str | None = None) -> list[Event]:
         return [e for e in self.recorder.events if session is None or e.session == session]
 
-    async def serve(self, **endpoint_args: object) -> tuple[asyncio.Server, int, Endpoint]:
+    async def serve(
+        self, cleartext_login: bool = False, **endpoint_args: object
+    ) -> tuple[asyncio.Server, int, Endpoint]:
         args: dict[str, object] = dict(
             panel=4,
             protocol="IMAP",
@@ -54,7 +57,7 @@ class Lab:
             hostname="mx.b.example",
         )
         endpoint = Endpoint(**{**args, **endpoint_args})  # type: ignore[arg-type]
-        server = await start_imap_server(self.ctx, endpoint)
+        server = await start_imap_server(self.ctx, endpoint, cleartext_login=cleartext_login)
         return server, server.sockets[0].getsockname()[1], endpoint
 
 
@@ -96,10 +99,14 @@ class Raw:
         self.reader, self.writer = reader, writer
 
     @classmethod
-    async def connect(cls, port: int) -> Raw:
+    async def connect(cls, port: int, tls: ssl.SSLContext | None = None) -> Raw:
+        """Connect; with `tls`, STARTTLS first (the server takes no password before it)."""
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         raw = cls(reader, writer)
         assert (await raw.line()).startswith(b"* OK")
+        if tls is not None:
+            assert (await raw.cmd(b"s STARTTLS"))[-1].startswith(b"s OK")
+            await writer.start_tls(tls)
         return raw
 
     async def line(self, timeout: float = 5) -> bytes:
@@ -210,9 +217,50 @@ async def test_uids_survive_a_server_restart(lab: Lab) -> None:
     assert first[1] == b"1 2 3" and second == (first[0], b"1 3")
 
 
+async def test_no_login_before_starttls_on_143(lab: Lab, plain: int) -> None:
+    lab.store.deliver(BOB, MESSAGE)
+
+    def session() -> list[str]:
+        client = imaplib.IMAP4("127.0.0.1", plain, timeout=10)
+        caps = list(client.capabilities)
+        with pytest.raises(imaplib.IMAP4.error, match=r"PRIVACYREQUIRED"):
+            client.login(BOB, "bob-pass")
+        with pytest.raises(imaplib.IMAP4.error, match=r"PRIVACYREQUIRED"):
+            client.authenticate("PLAIN", lambda _: b"\x00bob@b.example\x00bob-pass")
+        client.starttls(ssl_context=lab.ctx.tls.client_context)
+        assert "AUTH=PLAIN" in client.capabilities and "LOGINDISABLED" not in client.capabilities
+        assert client.login(BOB, "bob-pass")[0] == "OK"
+        assert client.select("INBOX") == ("OK", [b"1"])
+        client.logout()
+        return caps
+
+    caps = await run(session)
+    assert "LOGINDISABLED" in caps and "AUTH=PLAIN" not in caps and "STARTTLS" in caps
+    keys = [e.key for e in lab.events()]
+    assert keys.count("imap.login.privacyrequired") == 1
+    assert keys.count("imap.authenticate.privacyrequired") == 1
+    assert "imap.login.ok" in keys and "imap.login.no" not in keys
+
+
+async def test_a_server_configured_for_it_takes_a_cleartext_login(lab: Lab) -> None:
+    server, port, _ = await lab.serve(cleartext_login=True)
+
+    def session() -> tuple[str, ...]:
+        client = imaplib.IMAP4("127.0.0.1", port, timeout=10)
+        caps = client.capabilities
+        assert client.login(BOB, "bob-pass")[0] == "OK"
+        client.logout()
+        return caps
+
+    caps = await run(session)
+    await close_server(server)
+    assert "AUTH=PLAIN" in caps and "LOGINDISABLED" not in caps
+    assert not next(e for e in lab.events() if e.key == "imap.login").tls
+
+
 # -- IDLE and other sessions ----------------------------------------------------------------
 async def _idle(lab: Lab, port: int) -> Raw:
-    raw = await Raw.connect(port)
+    raw = await Raw.connect(port, lab.ctx.tls.client_context)
     await raw.cmd(b"a LOGIN bob@b.example bob-pass")
     await raw.cmd(b"b SELECT INBOX")
     raw.writer.write(b"c IDLE\r\n")
@@ -256,7 +304,7 @@ async def test_idle_polls_for_changes_from_elsewhere(lab: Lab, plain: int) -> No
 async def test_two_clients_see_each_others_changes(lab: Lab, plain: int) -> None:
     lab.store.deliver(BOB, MESSAGE)
     idler = await _idle(lab, plain)
-    other = await Raw.connect(plain)
+    other = await Raw.connect(plain, lab.ctx.tls.client_context)
     await other.cmd(b"a LOGIN bob@b.example bob-pass")
     await other.cmd(b"b SELECT INBOX")
     await other.cmd(b"c STORE 1 +FLAGS (\\Flagged)")
@@ -291,7 +339,7 @@ async def test_garbage_long_lines_and_literals_get_bad_and_serving_goes_on(
 
 
 async def test_three_failed_logins_close_the_connection(lab: Lab, plain: int) -> None:
-    raw = await Raw.connect(plain)
+    raw = await Raw.connect(plain, lab.ctx.tls.client_context)
     for tag in (b"a", b"b"):
         assert (await raw.cmd(tag + b" LOGIN bob@b.example wrong"))[-1].startswith(tag + b" NO")
     assert (await raw.cmd(b"c LOGIN bob@b.example wrong"))[-1].startswith(b"c NO")

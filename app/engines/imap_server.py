@@ -224,6 +224,7 @@ class _Session:
         backend: MailStoreBackend,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
+        cleartext_login: bool = False,
     ) -> None:
         self.ctx = ctx
         self.endpoint = endpoint
@@ -236,6 +237,7 @@ class _Session:
             hostname=endpoint.hostname,
             tls_active=endpoint.implicit_tls,
             starttls_available=not endpoint.implicit_tls,
+            cleartext_login=cleartext_login,
         )
         self.closing = False
         self.watcher = _Watcher()
@@ -349,13 +351,21 @@ class _Session:
 
 
 async def start_imap_server(
-    ctx: EngineContext, endpoint: Endpoint, host: str = "127.0.0.1", port: int = 0
+    ctx: EngineContext,
+    endpoint: Endpoint,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    cleartext_login: bool = False,
 ) -> asyncio.Server:
-    """Listen for IMAP on host:port (0 = any free port); implicit TLS when the endpoint says so."""
+    """Listen for IMAP on host:port (0 = any free port); implicit TLS when the endpoint says so.
+
+    `cleartext_login`: accept LOGIN/AUTHENTICATE before STARTTLS. Off by default, as
+    Dovecot's disable_plaintext_auth: the server then advertises LOGINDISABLED."""
     backend = MailStoreBackend(ctx.store, ctx.accounts)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _Session(ctx, endpoint, backend, reader, writer).run()
+        await _Session(ctx, endpoint, backend, reader, writer, cleartext_login).run()
 
     ssl_ctx = ctx.tls.server_context if endpoint.implicit_tls else None
     if ssl_ctx is None:

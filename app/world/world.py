@@ -80,6 +80,7 @@ class WorldOptions:
     dkim: bool = False  # the MSA of a.example signs with DKIM
     sender_auth: bool = False  # mx.b.example checks SPF, DKIM and DMARC
     pop_before_smtp: bool = False  # a POP3 login on mail.a.example opens relaying on 25
+    cleartext_login: bool = False  # POP3/IMAP on the plain ports accept a password before TLS
     accounts: tuple[tuple[str, str], ...] = ()  # extra (address, password)
 
     @classmethod
@@ -98,6 +99,7 @@ class WorldOptions:
             dkim=bool(data.get("dkim", False)),
             sender_auth=bool(data.get("sender_auth", False)),
             pop_before_smtp=bool(data.get("pop_before_smtp", False)),
+            cleartext_login=bool(data.get("cleartext_login", False)),
             accounts=tuple(sorted(dict(data.get("accounts", {})).items())),
         )
 
@@ -205,7 +207,9 @@ class World:
                 lmtp=True,
             ),
             "pop3-b": start_pop3_server(ctx, ep["pop3-b"], host=LOOPBACK),
-            "imap-b": start_imap_server(ctx, ep["imap-b"], host=LOOPBACK),
+            "imap-b": start_imap_server(
+                ctx, ep["imap-b"], host=LOOPBACK, cleartext_login=opts.cleartext_login
+            ),
         }
         extra = {
             "mx-a": lambda: start_smtp_server(
@@ -232,7 +236,9 @@ class World:
             "pop3-a": lambda: start_pop3_server(
                 ctx, ep["pop3-a"], host=LOOPBACK, on_login=pbs.logged_in if pbs else None
             ),
-            "imap-a": lambda: start_imap_server(ctx, ep["imap-a"], host=LOOPBACK),
+            "imap-a": lambda: start_imap_server(
+                ctx, ep["imap-a"], host=LOOPBACK, cleartext_login=opts.cleartext_login
+            ),
             "submissions": lambda: start_smtp_server(
                 ctx, ep["submissions"], submission_policy(), host=LOOPBACK, require_auth=True
             ),

@@ -82,6 +82,8 @@ def starttls(conn: ImapConnection, cmd: Command) -> Result:
 
 def login(conn: ImapConnection, cmd: Command) -> Result:
     user, password = (text_arg(t) for t in _args(cmd, 2))
+    if not conn.login_allowed:
+        return conn.privacy_required()
     mailboxes = conn.backend.login(user, password)
     if mailboxes is None:
         return conn.login_failed()
@@ -91,6 +93,8 @@ def login(conn: ImapConnection, cmd: Command) -> Result:
 def authenticate(conn: ImapConnection, cmd: Command) -> Result:
     args = _args(cmd, 1, 2)
     mechanism = atom_arg(args[0], "mechanism").upper()
+    if not conn.login_allowed:  # refused before any credentials are asked for
+        return conn.privacy_required()
     if mechanism != "PLAIN":
         return "NO", f"Unsupported authentication mechanism {mechanism}"
     if len(args) == 2:  # SASL-IR (RFC 4959): the response came with the command

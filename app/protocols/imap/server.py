@@ -45,6 +45,10 @@ MAX_LITERAL = 10 * 1024 * 1024
 MAX_LOGIN_FAILURES = 3
 _SHOWN_OVERLONG = 16 * 1024  # how much of a rejected over-long line the event keeps
 _BAD_CREDENTIALS = "[AUTHENTICATIONFAILED] Invalid credentials"
+_PRIVACY_REQUIRED = (
+    "[PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure connections; "
+    "use STARTTLS first"
+)
 
 
 _ANY = frozenset(State) - {State.LOGOUT}
@@ -70,11 +74,14 @@ class ImapConnection:
         hostname: str = "localhost",
         tls_active: bool = False,
         starttls_available: bool = True,
+        cleartext_login: bool = False,
     ) -> None:
         self.backend = backend
         self.hostname = hostname
         self.tls_active = tls_active
         self.starttls_available = starttls_available
+        # Dovecot's disable_plaintext_auth: no password before TLS unless configured so.
+        self.cleartext_login = cleartext_login
         self.state = State.NOT_AUTHENTICATED
         self.user: str | None = None
         self.mailboxes: UserMailboxes | None = None
@@ -91,6 +98,7 @@ class ImapConnection:
         self._waiting: Command | None = None
         self._untagged: list[bytes] = []
         self._after: list[Output] = []
+        self._reply_key: str | None = None  # set by a handler for a more specific event key
         self._cache: OrderedDict[tuple[str, str], ParsedMessage] = OrderedDict()
 
     # -- public API ------------------------------------------------------------
@@ -101,6 +109,12 @@ class ImapConnection:
     @property
     def closed(self) -> bool:
         return self.state is State.LOGOUT
+
+    @property
+    def login_allowed(self) -> bool:
+        """May a password be sent now? Only inside TLS, unless the server is configured
+        for cleartext logins (RFC 9051 §6.2.3)."""
+        return self.tls_active or self.cleartext_login
 
     def capabilities(self) -> str:
         caps = [
@@ -120,7 +134,8 @@ class ImapConnection:
         if self.state is State.NOT_AUTHENTICATED:
             if self.starttls_available and not self.tls_active:
                 caps.append("STARTTLS")
-            caps.append("AUTH=PLAIN")
+            # LOGINDISABLED (RFC 9051 §6.2.3, §7.2.2): no password before TLS.
+            caps.append("AUTH=PLAIN" if self.login_allowed else "LOGINDISABLED")
         return " ".join(caps)
 
     def greeting(self) -> list[Output]:
@@ -295,9 +310,10 @@ class ImapConnection:
             except (KeyError, OSError):
                 pass
         data = b"".join(self._untagged) + _completion(cmd.tag, status, text)
-        out: list[Output] = [Send(data, f"imap.{event_name(cmd.name)}.{status.lower()}")]
+        suffix = self._reply_key or status.lower()
+        out: list[Output] = [Send(data, f"imap.{event_name(cmd.name)}.{suffix}")]
         out += self._after
-        self._untagged, self._after = [], []
+        self._untagged, self._after, self._reply_key = [], [], None
         return out
 
     # -- helpers for command handlers --------------------------------------------------
@@ -333,6 +349,12 @@ class ImapConnection:
         self.mailboxes = mailboxes
         self.state = State.AUTHENTICATED
         return "OK", f"[CAPABILITY {self.capabilities()}] Logged in as {self.user}"
+
+    def privacy_required(self) -> tuple[str, str]:
+        """LOGIN/AUTHENTICATE before TLS where passwords need TLS (RFC 9051 §6.2.3, §7.1).
+        Not a failed login: the password was never checked."""
+        self._reply_key = "privacyrequired"
+        return "NO", _PRIVACY_REQUIRED
 
     def login_failed(self, text: str = _BAD_CREDENTIALS) -> tuple[str, str]:
         self.login_failures += 1
