@@ -665,3 +665,42 @@ def test_fuzz_raw_chunks(chunks: list[bytes]) -> None:
         data += sent(conn.receive_data(chunk))
     for reply in response_lines(data):
         assert _RESPONSE.match(reply), reply
+
+
+# -- message contents come from the adapter (defer_reads) ---------------------------------------
+def test_deferred_reads_ask_the_adapter_in_batches_and_hold_later_commands() -> None:
+    from app.protocols.imap import ReadMessages
+    from app.protocols.imap.reads import BATCH_MESSAGES, prepare
+
+    backend = with_mail(*[SIMPLE.replace(b"Hi Bob", b"Hi Bob %d" % i) for i in range(40)])
+    conn = ImapConnection(backend, tls_active=True, defer_reads=True)
+    feed(conn, b"a LOGIN bob@b.example bob-pass\r\na SELECT INBOX\r\n")
+    data = {m.key: m.data for m in backend.bob.boxes["INBOX"]}
+    reads = 0
+
+    def answer(request: ReadMessages, drop: str | None = None) -> list[Output]:
+        nonlocal reads
+        reads += len(request.keys)
+        return conn.messages_loaded(
+            {k: prepare(data[k], request.text) for k in request.keys if k != drop}
+        )
+
+    # A flags-only search reads nothing; a body search asks, a batch at a time.
+    out = feed(conn, b"b SEARCH UNSEEN DELETED\r\n")
+    assert sent(out) == b"* SEARCH\r\nb OK SEARCH completed\r\n"
+    out = feed(conn, b"c SEARCH BODY \"bob 3\"\r\nd NOOP\r\n")
+    assert [type(o) for o in out] == [ClientSent, ReadMessages]  # d waits its turn
+    first = out[-1]
+    assert isinstance(first, ReadMessages) and first.text and len(first.keys) == BATCH_MESSAGES
+    out = answer(first)
+    assert isinstance(out[-1], ReadMessages) and len(out[-1].keys) == 40 - BATCH_MESSAGES
+    out = answer(out[-1], drop="k40")  # expunged meanwhile: simply not found
+    assert sent(out) == (
+        b"* SEARCH 4 31 32 33 34 35 36 37 38 39\r\nc OK SEARCH completed\r\n"
+        b"d OK NOOP completed\r\n"
+    )
+    assert reads == 40
+    # FETCH of a body: asked for, then answered with the message's octets.
+    out = feed(conn, b"e FETCH 2 BODY.PEEK[TEXT]\r\n")
+    assert isinstance(out[-1], ReadMessages) and out[-1].keys == ("k2",)
+    assert b"* 2 FETCH (BODY[TEXT] {10}\r\nHi Bob 1\r\n)" in sent(answer(out[-1]))

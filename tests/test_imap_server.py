@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import imaplib
+import os
 import re
 import shutil
 import ssl
+import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -424,3 +426,41 @@ async def test_curl_imap_starttls_and_imaps(lab: Lab, plain: int) -> None:
     await close_server(server)
     assert "Noon at the usual place?" in body
     assert lab.inbox_files()[0].endswith(":2,S")  # curl fetches BODY[], which marks \Seen
+
+
+# -- the event loop stays free ---------------------------------------------------------------
+async def test_body_search_reads_off_the_event_loop(lab: Lab, plain: int) -> None:
+    """SEARCH TEXT over a big folder reads every message. One of them is a named pipe,
+    so the read blocks until this test writes it: meanwhile another client must be
+    served. On a server reading on its event loop nobody is answered until then."""
+    for i in range(200):
+        lab.store.deliver(BOB, MESSAGE.replace(b"Noon", b"needle" if i % 50 == 7 else b"Noon"))
+    fifo = lab.store.folder(BOB).path / "new" / "9999999999.pipe.host"
+    os.mkfifo(fifo)
+    blocked = threading.Event()
+
+    def searcher() -> bytes:
+        client = imap(lab, plain)
+        client.select("INBOX")
+        _typ, data = client.search(None, "TEXT", "NEEDLE")
+        client.logout()
+        return data[0]  # type: ignore[return-value]
+
+    def other_client_while_blocked() -> bytes:
+        with open(fifo, "wb") as pipe:  # returns once the server opened it for reading
+            blocked.set()
+            try:
+                client = imaplib.IMAP4("127.0.0.1", plain, timeout=5)
+                client.starttls(ssl_context=lab.ctx.tls.client_context)
+                client.login(BOB, "bob-pass")
+                _typ, data = client.select("INBOX")
+                client.logout()
+            finally:  # the piped message: the search goes on and finds it
+                pipe.write(MESSAGE.replace(b"Noon", b"Needle"))
+        return data[0]  # type: ignore[return-value]
+
+    search = run(searcher)
+    other = run(other_client_while_blocked)
+    assert await other == b"201"
+    assert blocked.is_set()
+    assert await search == b"8 58 108 158 201"

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import threading
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,9 +32,12 @@ from app.protocols.imap import (
     MailboxChanged,
     MailboxNote,
     Output,
+    ReadMessages,
     Send,
     StartTLS,
 )
+from app.protocols.imap.mime import ParsedMessage
+from app.protocols.imap.reads import prepare
 from app.world.accounts import Accounts
 from app.world.mailstore import Folder, MailStore, StoredMessage
 
@@ -215,6 +219,28 @@ class MailStoreBackend:
         return MailStoreMailboxes(self.store, user.lower())
 
 
+def _read_messages(folder: Folder, keys: Sequence[str], text: bool) -> dict[str, ParsedMessage]:
+    """Runs in a worker thread: only reads files (no UID bookkeeping), so it is safe
+    beside the event loop; a message expunged meanwhile is left out."""
+    found = {}
+    files = folder.files()  # one listing, not one per message
+    for key in keys:
+        path = files.get(key)
+        if path is None:
+            continue
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:  # its flags changed meanwhile: look it up again
+            try:
+                data = folder.read(key)
+            except (KeyError, OSError):
+                continue
+        except OSError:
+            continue
+        found[key] = prepare(data, text)
+    return found
+
+
 # -- one connection ------------------------------------------------------------------
 class _Session:
     def __init__(
@@ -238,6 +264,7 @@ class _Session:
             tls_active=endpoint.implicit_tls,
             starttls_available=not endpoint.implicit_tls,
             cleartext_login=cleartext_login,
+            defer_reads=True,  # message contents are read in a worker thread (load())
         )
         self.closing = False
         self.watcher = _Watcher()
@@ -304,8 +331,14 @@ class _Session:
             self.update_watch()
 
     async def apply(self, outputs: list[Output]) -> None:
-        for out in outputs:
-            if isinstance(out, Send):
+        queue = deque(outputs)
+        while queue:
+            out = queue.popleft()
+            if isinstance(out, ReadMessages):
+                # Write what the command has said so far, read off the loop, go on.
+                await self.drain()
+                queue.extend(self.conn.messages_loaded(await self.load(out)))
+            elif isinstance(out, Send):
                 self.writer.write(out.data)
                 self.tap.server(wire_text(out.data), out.key)
             elif isinstance(out, ClientSent):
@@ -323,6 +356,18 @@ class _Session:
             elif isinstance(out, Close):
                 self.closing = True
         await self.drain()
+
+    async def load(self, request: ReadMessages) -> dict[str, ParsedMessage]:
+        """Read and parse the messages a command needs in a worker thread: a FETCH of
+        bodies or a SEARCH TEXT over a big folder must not stall everyone else."""
+        user = self.conn.user
+        if user is None:
+            return {}
+        try:
+            folder = self.ctx.store.folder(user, _safe_name(request.mailbox))
+        except KeyError:
+            return {}
+        return await asyncio.to_thread(_read_messages, folder, request.keys, request.text)
 
     async def drain(self) -> None:
         await drain_or_cut(self.writer, self.endpoint.idle_timeout)

@@ -11,6 +11,7 @@ MDA, the POP3 and IMAP adapters) say what happened using the paths it returns.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import mailbox
 import os
@@ -154,6 +155,17 @@ class Folder:
 
     def read(self, key: str) -> bytes:
         return self._file(key).read_bytes()
+
+    def files(self) -> dict[str, Path]:
+        """Every message's current file by key: one directory listing for many reads."""
+        out: dict[str, Path] = {}
+        for sub in ("new", "cur"):
+            d = self.path / sub
+            with contextlib.suppress(FileNotFoundError):
+                for name in os.listdir(d):
+                    if not name.startswith("."):
+                        out[name.partition(":2,")[0]] = d / name
+        return out
 
     def set_flags(self, key: str, flags: frozenset[str] | set[str]) -> str:
         """Store the flags in the file name (moving it to cur/); returns the new relative path."""

@@ -4,11 +4,15 @@ the command continues with more client lines, as IDLE and AUTHENTICATE do)."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING
 
 from app.protocols.imap.fetch import FetchItem, FetchSubject, parse_fetch_items, render
+from app.protocols.imap.mime import ParsedMessage
 from app.protocols.imap.parser import Atom, Command, Token
+from app.protocols.imap.reads import Need, NeedsBody, batches
 from app.protocols.imap.sasl import finish_plain
 from app.protocols.imap.search import SearchSubject, parse_search
 from app.protocols.imap.state import State
@@ -32,6 +36,7 @@ if TYPE_CHECKING:
     from app.protocols.imap.server import ImapConnection
 
 Result = tuple[str, str] | None
+Steps = Generator[Need, None, Result]  # handlers that need message contents (reads.py)
 DELIMITER = "."
 SPECIAL_USE = {"Sent": "\\Sent", "Trash": "\\Trash", "Drafts": "\\Drafts", "Junk": "\\Junk"}
 
@@ -175,7 +180,7 @@ def lsub(conn: ImapConnection, cmd: Command) -> Result:
     return _list_reply(conn, cmd, "LSUB", conn.user_mailboxes().subscriptions())
 
 
-def status(conn: ImapConnection, cmd: Command) -> Result:
+def status(conn: ImapConnection, cmd: Command) -> Steps:
     box_tok, items_tok = _args(cmd, 2)
     name = mailbox_arg(box_tok)
     if not isinstance(items_tok, list) or not items_tok:
@@ -199,8 +204,13 @@ def status(conn: ImapConnection, cmd: Command) -> Result:
             value = sum("\\Seen" not in m.flags for m in messages)
         elif item == "DELETED":
             value = sum("\\Deleted" in m.flags for m in messages)
-        elif item == "SIZE":
-            value = sum(conn.load(name, m.key).size for m in messages)
+        elif item == "SIZE":  # RFC 8438: the octets as IMAP sends them (CRLF)
+            value = 0
+            for group in batches(messages, [getattr(m, "size", 0) for m in messages]):
+                yield Need(name, tuple(m.key for m in group))
+                for m in group:
+                    with contextlib.suppress(KeyError, FileNotFoundError):
+                        value += conn.load(name, m.key).size
         else:
             raise bad(f"Unknown STATUS item {item}")
         values.append(f"{item} {value}")
@@ -402,61 +412,77 @@ def expunge(conn: ImapConnection, cmd: Command) -> Result:
     return "OK", f"{cmd.name} completed"
 
 
-def search(conn: ImapConnection, cmd: Command) -> Result:
+def _no_body() -> ParsedMessage:
+    raise NeedsBody
+
+
+def search(conn: ImapConnection, cmd: Command) -> Steps:
     uid = cmd.name.startswith("UID ")
     predicate = parse_search(cmd.args)
     sel = _sel(conn)
-    hits = []
     max_seq, max_uid = len(sel), sel.max_uid
+
+    def matches(seq: int, e: Entry, load: Callable[[], ParsedMessage]) -> bool:
+        subject = SearchSubject(
+            seq, e.uid, e.flags, e.internaldate, e.recent, max_seq, max_uid, load=load
+        )
+        return predicate(subject)
+
+    # First pass on what the session knows (flags, dates, numbers); only messages whose
+    # answer depends on their contents are read, in batches, off the event loop.
+    hits: list[int] = []
+    pending: list[tuple[int, Entry]] = []
     for seq, e in enumerate(sel.entries, 1):
         if e.gone:
             continue
-        subject = SearchSubject(
-            seq,
-            e.uid,
-            e.flags,
-            e.internaldate,
-            e.recent,
-            max_seq,
-            max_uid,
-            load=lambda key=e.key: conn.load(sel.name, key),
-        )
         try:
-            if predicate(subject):
-                hits.append(e.uid if uid else seq)
-        except (KeyError, FileNotFoundError):
-            continue  # expunged by someone else meanwhile
-    conn.untagged(" ".join(["* SEARCH", *map(str, hits)]))
+            if matches(seq, e, _no_body):
+                hits.append(seq)
+        except NeedsBody:
+            pending.append((seq, e))
+    for group in batches(pending, [e.size for _, e in pending]):
+        yield Need(sel.name, tuple(e.key for _, e in group), text=True)
+        for seq, e in group:
+            try:
+                if matches(seq, e, lambda key=e.key: conn.load(sel.name, key)):
+                    hits.append(seq)
+            except (KeyError, FileNotFoundError):
+                continue  # expunged by someone else meanwhile
+    hits.sort()
+    found = [sel.entries[seq - 1].uid if uid else seq for seq in hits]
+    conn.untagged(" ".join(["* SEARCH", *map(str, found)]))
     return "OK", f"{cmd.name} completed"
 
 
-def fetch(conn: ImapConnection, cmd: Command) -> Result:
+def fetch(conn: ImapConnection, cmd: Command) -> Steps:
     uid = cmd.name.startswith("UID ")
     args = _args(cmd, 2)
     sel = _sel(conn)
-    chosen = sel.select(seqset_arg(args[0]), uid)
+    chosen = [(seq, e) for seq, e in sel.select(seqset_arg(args[0]), uid) if not e.gone]
     items = parse_fetch_items(args[1])
     if uid and not any(i.kind == "UID" for i in items):
         items.insert(0, FetchItem("UID"))
     sets_seen = not sel.readonly and any(i.sets_seen for i in items)
     needs_message = any(i.needs_message for i in items)
     disk = _disk_flags(conn, sel) if sets_seen else {}
-    for seq, e in chosen:
-        if e.gone:
-            continue
-        try:
-            marked = False
-            if sets_seen and e.uid in disk and "\\Seen" not in disk[e.uid]:
-                _set_flags(conn, sel, e, disk[e.uid] | {"\\Seen"})
-                marked = True
-            msg = conn.load(sel.name, e.key) if needs_message else None
-        except (KeyError, FileNotFoundError):
-            continue
-        subject = FetchSubject(e.uid, e.flags, e.internaldate, msg)
-        parts = [render(i, subject) for i in items]
-        if marked and not any(i.kind == "FLAGS" for i in items):
-            parts.append(b"FLAGS " + format_flags(e.flags))  # \Seen was set as a side effect
-        conn.untagged(b"* %d FETCH (" % seq + b" ".join(parts) + b")")
+    groups = batches(chosen, [e.size for _, e in chosen]) if needs_message else [chosen]
+    for group in groups:
+        if needs_message:  # read off the event loop by the adapter, a batch at a time
+            yield Need(sel.name, tuple(e.key for _, e in group))
+        for seq, e in group:
+            try:
+                msg = conn.load(sel.name, e.key) if needs_message else None
+                marked = False
+                if sets_seen and e.uid in disk and "\\Seen" not in disk[e.uid]:
+                    _set_flags(conn, sel, e, disk[e.uid] | {"\\Seen"})
+                    marked = True
+            except (KeyError, FileNotFoundError):
+                continue
+            subject = FetchSubject(e.uid, e.flags, e.internaldate, msg)
+            parts = [render(i, subject) for i in items]
+            if marked and not any(i.kind == "FLAGS" for i in items):
+                parts.append(b"FLAGS " + format_flags(e.flags))  # \Seen was set as a side effect
+            conn.untagged(b"* %d FETCH (" % seq + b" ".join(parts) + b")")
     return "OK", f"{cmd.name} completed"
 
 

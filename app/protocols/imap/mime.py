@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from email import message_from_bytes
+from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
@@ -158,6 +159,8 @@ class ParsedMessage:
         self.raw = to_crlf(data)
         self._mime: MimePart | None = None
         self._text: str | None = None
+        self._folded: str | None = None
+        self._folded_header: str | None = None
 
     @property
     def size(self) -> int:
@@ -184,6 +187,30 @@ class ParsedMessage:
                     chunks.append(_decode_body(part))
             self._text = "\n".join(chunks)
         return self._text
+
+
+    @property
+    def folded_text(self) -> str:
+        """body_text case-folded once, for SEARCH BODY/TEXT."""
+        if self._folded is None:
+            self._folded = self.body_text.casefold()
+        return self._folded
+
+    @property
+    def folded_header(self) -> str:
+        """The header block with encoded-words decoded, case-folded, for SEARCH TEXT."""
+        if self._folded_header is None:
+            text = self.mime.header.decode("utf-8", "replace")
+            self._folded_header = decode_words(text).casefold()
+        return self._folded_header
+
+
+def decode_words(value: str) -> str:
+    """RFC 2047 encoded-words decoded; malformed ones are left as they are."""
+    try:
+        return str(make_header(decode_header(value)))
+    except Exception:  # malformed encoded-words: search the raw text instead
+        return value
 
 
 def _decode_body(part: MimePart) -> str:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from email.header import decode_header, make_header
 from email.utils import parsedate_to_datetime
 
-from app.protocols.imap.mime import ParsedMessage, header_values
+from app.protocols.imap.mime import ParsedMessage, decode_words, header_values
 from app.protocols.imap.parser import Atom, ParseError, Token
 from app.protocols.imap.wire import (
     CommandError,
@@ -58,11 +57,7 @@ _HEADER_KEYS = ("FROM", "TO", "CC", "BCC", "SUBJECT")
 _CHARSETS = ("UTF-8", "US-ASCII")
 
 
-def _decoded(value: str) -> str:
-    try:
-        return str(make_header(decode_header(value)))
-    except Exception:  # malformed encoded-words: search the raw text instead
-        return value
+_decoded = decode_words
 
 
 def _header_has(s: SearchSubject, name: str, needle: str) -> bool:
@@ -155,13 +150,10 @@ def _key(st: _Stream, depth: int = 0) -> Predicate:
         return lambda s: _header_has(s, field_name, needle)
     if name == "BODY":
         needle = text_arg(st.next("search string")).casefold()
-        return lambda s: needle in s.message.body_text.casefold()
+        return lambda s: needle in s.message.folded_text
     if name == "TEXT":
         needle = text_arg(st.next("search string")).casefold()
-        return lambda s: (
-            needle in _decoded(s.message.mime.header.decode("utf-8", "replace")).casefold()
-            or needle in s.message.body_text.casefold()
-        )
+        return lambda s: needle in s.message.folded_header or needle in s.message.folded_text
     if name in ("LARGER", "SMALLER"):
         n = number_arg(st.next("size"), "size")
         if name == "LARGER":

@@ -12,8 +12,9 @@ says what to write and what to show. It never raises on client input.
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 
 from app.protocols.imap import commands
 from app.protocols.imap.backend import ImapBackend, UserMailboxes
@@ -24,6 +25,7 @@ from app.protocols.imap.outputs import (
     MailboxChanged,
     MailboxNote,
     Output,
+    ReadMessages,
     Send,
     StartTLS,
 )
@@ -35,6 +37,7 @@ from app.protocols.imap.parser import (
     parse_command,
     sniff,
 )
+from app.protocols.imap.reads import Need
 from app.protocols.imap.sasl import decode_plain, finish_plain
 from app.protocols.imap.state import State
 from app.protocols.imap.view import SelectedMailbox
@@ -56,7 +59,11 @@ _AUTHED = frozenset({State.AUTHENTICATED, State.SELECTED})
 _SELECTED = frozenset({State.SELECTED})
 _NOT_AUTHED = frozenset({State.NOT_AUTHENTICATED})
 
-Handler = Callable[["ImapConnection", Command], "tuple[str, str] | None"]
+Result = tuple[str, str] | None
+Steps = Generator[Need, None, Result]  # a handler that needs message contents
+Handler = Callable[["ImapConnection", Command], "Result | Steps"]
+_SUSPENDED = ("", "")  # _drive's answer while the adapter reads messages
+_CACHE_MESSAGES = 32
 
 
 def event_name(command: str | None) -> str:
@@ -75,6 +82,7 @@ class ImapConnection:
         tls_active: bool = False,
         starttls_available: bool = True,
         cleartext_login: bool = False,
+        defer_reads: bool = False,
     ) -> None:
         self.backend = backend
         self.hostname = hostname
@@ -82,6 +90,9 @@ class ImapConnection:
         self.starttls_available = starttls_available
         # Dovecot's disable_plaintext_auth: no password before TLS unless configured so.
         self.cleartext_login = cleartext_login
+        # True (the TCP adapter): message contents come through ReadMessages, read off
+        # the event loop; False (in-memory backends): the core reads them directly.
+        self.defer_reads = defer_reads
         self.state = State.NOT_AUTHENTICATED
         self.user: str | None = None
         self.mailboxes: UserMailboxes | None = None
@@ -100,6 +111,9 @@ class ImapConnection:
         self._after: list[Output] = []
         self._reply_key: str | None = None  # set by a handler for a more specific event key
         self._cache: OrderedDict[tuple[str, str], ParsedMessage] = OrderedDict()
+        self._batch: dict[tuple[str, str], ParsedMessage] = {}  # the batch being worked on
+        self._steps: Steps | None = None  # a command waiting for messages
+        self._read: ReadMessages | None = None
 
     # -- public API ------------------------------------------------------------
     @property
@@ -165,7 +179,7 @@ class ImapConnection:
         if self.closed:
             return out
         self._buf += data
-        while self._buf and not self.closed:
+        while self._buf and not self.closed and self._mode != "reading":
             if self._skip_left:
                 n = min(self._skip_left, len(self._buf))
                 del self._buf[:n]
@@ -285,19 +299,84 @@ class ImapConnection:
         result = _state_error(self, states)
         if result is None:
             result = self._call(handler, cmd)
+        if result is _SUSPENDED:  # the adapter reads messages, then messages_loaded()
+            self._mode, self._waiting = "reading", cmd
+            assert self._read is not None
+            return [*out, self._read]
         if result is None:  # the command goes on (IDLE, AUTHENTICATE): a continuation
             out += self._after
             return out
         return out + self._complete(cmd, *result)
 
-    def _call(self, handler: Handler, cmd: Command) -> tuple[str, str] | None:
+    def messages_loaded(self, loaded: dict[str, ParsedMessage]) -> list[Output]:
+        """The adapter's answer to ReadMessages: the messages it found, by key (a
+        message expunged meanwhile is simply absent). Runs the waiting command on and
+        then whatever the client sent meanwhile."""
+        if self._mode != "reading" or self._read is None:
+            return []
+        mailbox = self._read.mailbox
+        self._batch.update(((mailbox, key), msg) for key, msg in loaded.items())
+        self._mode, self._read = "command", None
+        cmd = self._waiting
+        assert cmd is not None
+        result = self._drive()
+        if result is _SUSPENDED:
+            self._mode = "reading"
+            assert self._read is not None
+            return [self._read]
+        self._waiting = None
+        out = self._complete(cmd, *(result or ("OK", "")))
+        return out + self.receive_data(b"")
+
+    def _call(self, handler: Handler, cmd: Command) -> Result:
         try:
-            return handler(self, cmd)
+            result = handler(self, cmd)
         except CommandError as exc:
             return exc.status, exc.text
         except (KeyError, FileNotFoundError):
             return "NO", "[NONEXISTENT] No such mailbox or message"
         except OSError as exc:
+            return "NO", f"[SERVERBUG] Storage error: {exc.strerror or exc}"
+        if isinstance(result, Generator):
+            self._steps = result
+            return self._drive()
+        return result
+
+    def _drive(self) -> Result:
+        """Run a generator handler until it finishes or needs messages nobody has yet."""
+        steps = self._steps
+        assert steps is not None
+        try:
+            while True:
+                need = next(steps)
+                self._batch = {}
+                missing = []
+                for key in need.keys:
+                    msg = self._cache.get((need.mailbox, key))
+                    if msg is not None:
+                        self._batch[(need.mailbox, key)] = msg
+                    else:
+                        missing.append(key)
+                if not missing:
+                    continue
+                if self.defer_reads:
+                    self._read = ReadMessages(need.mailbox, tuple(missing), need.text)
+                    return _SUSPENDED
+                for key in missing:  # in-memory backend: reading costs nothing
+                    with contextlib.suppress(KeyError, FileNotFoundError):
+                        data = self.user_mailboxes().read(need.mailbox, key)
+                        self._batch[(need.mailbox, key)] = ParsedMessage(data)
+        except StopIteration as stop:
+            self._steps, self._batch = None, {}
+            return stop.value
+        except CommandError as exc:
+            self._steps, self._batch = None, {}
+            return exc.status, exc.text
+        except (KeyError, FileNotFoundError):
+            self._steps, self._batch = None, {}
+            return "NO", "[NONEXISTENT] No such mailbox or message"
+        except OSError as exc:
+            self._steps, self._batch = None, {}
             return "NO", f"[SERVERBUG] Storage error: {exc.strerror or exc}"
 
     def _complete(self, cmd: Command, status: str, text: str) -> list[Output]:
@@ -333,15 +412,17 @@ class ImapConnection:
         return self.mailboxes
 
     def load(self, mailbox: str, key: str) -> ParsedMessage:
+        """A message of the current batch (see reads.Need). KeyError: it is gone."""
         cache_key = (mailbox, key)
-        msg = self._cache.get(cache_key)
+        msg = self._batch.get(cache_key) or self._cache.get(cache_key)
         if msg is None:
+            if self.defer_reads:
+                raise KeyError(key)  # asked for but not found: expunged meanwhile
             msg = ParsedMessage(self.user_mailboxes().read(mailbox, key))
-            self._cache[cache_key] = msg
-            while len(self._cache) > 32:
-                self._cache.popitem(last=False)
-        else:
-            self._cache.move_to_end(cache_key)
+        self._cache[cache_key] = msg
+        self._cache.move_to_end(cache_key)
+        while len(self._cache) > _CACHE_MESSAGES:
+            self._cache.popitem(last=False)
         return msg
 
     def logged_in(self, user: str, mailboxes: UserMailboxes) -> tuple[str, str]:

@@ -21,6 +21,7 @@ class Entry:
     flags: frozenset[str]
     internaldate: float
     recent: bool
+    size: int = 0  # octets on disk, to size read batches (0 when the backend does not say)
     gone: bool = False  # expunged elsewhere, not yet announced to this client
 
 
@@ -83,4 +84,5 @@ class SelectedMailbox:
 
 
 def _entry(m: MessageInfo) -> Entry:
-    return Entry(m.uid, m.key, frozenset(m.flags), m.internaldate, m.subdir == "new")
+    size = getattr(m, "size", 0)
+    return Entry(m.uid, m.key, frozenset(m.flags), m.internaldate, m.subdir == "new", size)
