@@ -110,6 +110,7 @@ class MailStoreMailboxes:
     def __init__(self, store: MailStore, address: str) -> None:
         self.store = store
         self.address = address
+        self._seen_at: dict[str, dict[str, str]] = {}  # folder -> key -> relpath
         store.ensure_account(address)
 
     def folder(self, name: str) -> Folder:
@@ -166,7 +167,10 @@ class MailStoreMailboxes:
         os.replace(tmp, file)
 
     def messages(self, name: str) -> Sequence[StoredMessage]:
-        return self.folder(name).messages()
+        found = self.folder(name).messages()
+        # Where each file is now, so a flag change needs no listing of the folder.
+        self._seen_at[name] = {m.key: m.relpath for m in found}
+        return found
 
     def uidvalidity(self, name: str) -> int:
         return self.folder(name).uidvalidity
@@ -178,7 +182,10 @@ class MailStoreMailboxes:
         return self.folder(name).read(key)
 
     def set_flags(self, name: str, key: str, flags: frozenset[str]) -> str:
-        return self.folder(name).set_flags(key, flags)
+        known = self._seen_at.get(name, {})
+        path = self.folder(name).set_flags(key, flags, hint=known.get(key))
+        known[key] = path
+        return path
 
     def remove(self, name: str, keys: list[str]) -> list[str]:
         return self.folder(name).remove(keys)

@@ -167,9 +167,15 @@ class Folder:
                         out[name.partition(":2,")[0]] = d / name
         return out
 
-    def set_flags(self, key: str, flags: frozenset[str] | set[str]) -> str:
-        """Store the flags in the file name (moving it to cur/); returns the new relative path."""
-        src = self._file(key)
+    def set_flags(
+        self, key: str, flags: frozenset[str] | set[str], hint: str | None = None
+    ) -> str:
+        """Store the flags in the file name (moving it to cur/); returns the new relative path.
+
+        `hint`: where the file was last seen (a relpath); saves listing the folder."""
+        src = self.path / hint if hint else None
+        if src is None or not src.exists():
+            src = self._file(key)
         letters = "".join(sorted(FLAG_LETTERS[f] for f in flags if f in FLAG_LETTERS))
         dst = self.path / "cur" / f"{key}:2,{letters}"
         if src != dst:
