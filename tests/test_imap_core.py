@@ -330,7 +330,8 @@ def test_fetch_body_sets_seen_and_peek_does_not() -> None:
     out = feed(conn, b"a FETCH 1 BODY.PEEK[]\r\n")
     assert b"BODY[] {%d}\r\n" % len(SIMPLE) in sent(out) and b"FLAGS" not in sent(out)
     out = feed(conn, b"b FETCH 2 (RFC822)\r\n")
-    assert b"RFC822 {" in sent(out) and b"FLAGS (\\Seen)" in sent(out)
+    # \Recent too: this session was the first to see the message (RFC 3501 §2.3.2).
+    assert b"RFC822 {" in sent(out) and b"FLAGS (\\Seen \\Recent)" in sent(out)
     notes = [o for o in out if isinstance(o, MailboxNote)]
     assert [(n.key, n.text) for n in notes] == [("maildir.flags", "cur/k2:2,S")]
     assert any(isinstance(o, MailboxChanged) for o in out)
@@ -342,7 +343,7 @@ def test_fetch_body_sets_seen_and_peek_does_not() -> None:
 def test_fetch_items_and_sections() -> None:
     conn = logged_in(with_mail(SIMPLE, MULTIPART))
     out = sent(feed(conn, b"a FETCH 1 (UID FLAGS RFC822.SIZE INTERNALDATE ENVELOPE)\r\n"))
-    assert b'UID 1 FLAGS () RFC822.SIZE %d INTERNALDATE "' % len(SIMPLE) in out
+    assert b'UID 1 FLAGS (\\Recent) RFC822.SIZE %d INTERNALDATE "' % len(SIMPLE) in out
     assert (
         b'ENVELOPE ("Mon, 1 Jan 2024 10:00:00 +0000" "Hello" (("Alice" NIL "alice" "a.example"))'
         in out
@@ -360,14 +361,14 @@ def test_fetch_items_and_sections() -> None:
     fields = b"To: Bob <bob@b.example>\r\nSubject: Hello\r\n\r\n"
     assert b"BODY[HEADER.FIELDS (SUBJECT to)] {43}\r\n" + fields + b")" in out
     out = sent(feed(conn, b"e FETCH 1:* FAST\r\nf FETCH 1 BODY\r\ng FETCH 1 RFC822.HEADER\r\n"))
-    assert b"* 2 FETCH (FLAGS () INTERNALDATE" in out and b'BODY ("TEXT" "PLAIN"' in out
+    assert b"* 2 FETCH (FLAGS (\\Recent) INTERNALDATE" in out and b'BODY ("TEXT" "PLAIN"' in out
     assert b"RFC822.HEADER {" in out
     assert b"h BAD" in sent(feed(conn, b"h FETCH 1 BODY[FOO]\r\n"))
     assert b"i BAD Invalid message sequence number" in sent(feed(conn, b"i FETCH 9 FLAGS\r\n"))
     out = sent(feed(conn, b"j UID FETCH 2:* FLAGS\r\n"))
-    assert out.startswith(b"* 2 FETCH (UID 2 FLAGS ())")
+    assert out.startswith(b"* 2 FETCH (UID 2 FLAGS (\\Recent))")
     out = sent(feed(conn, b"k UID FETCH 100:* FLAGS\r\n"))
-    assert out.startswith(b"* 2 FETCH (UID 2 FLAGS ())")  # n:* always includes the last
+    assert out.startswith(b"* 2 FETCH (UID 2 FLAGS (\\Recent))")  # n:* always includes the last
 
 
 def test_nested_message_eight_bit_headers_and_bare_lf() -> None:
@@ -399,12 +400,12 @@ def test_nested_message_eight_bit_headers_and_bare_lf() -> None:
 def test_store_variants() -> None:
     conn = logged_in(with_mail(SIMPLE, SIMPLE))
     out = feed(conn, b"a STORE 1:2 +FLAGS (\\Seen \\Flagged)\r\n")
-    assert b"* 1 FETCH (FLAGS (\\Flagged \\Seen))\r\n* 2 FETCH" in sent(out)
+    assert b"* 1 FETCH (FLAGS (\\Flagged \\Seen \\Recent))\r\n* 2 FETCH" in sent(out)
     assert [o.text for o in out if isinstance(o, MailboxNote)] == ["cur/k1:2,FS", "cur/k2:2,FS"]
     out = sent(feed(conn, b"b STORE 1 -FLAGS.SILENT \\Flagged\r\n"))
     assert out == b"b OK STORE completed\r\n"
     out = sent(feed(conn, b"c UID STORE 2 FLAGS (\\Answered)\r\n"))
-    assert out.startswith(b"* 2 FETCH (UID 2 FLAGS (\\Answered))")
+    assert out.startswith(b"* 2 FETCH (UID 2 FLAGS (\\Answered \\Recent))")
     assert b"d BAD" in sent(feed(conn, b"d STORE 1 +FLAGS (\\Bogus)\r\n"))
     assert b"e BAD" in sent(feed(conn, b"e STORE 1 XFLAGS (\\Seen)\r\n"))
 
@@ -503,7 +504,7 @@ def test_changes_by_another_session_are_reported_when_allowed() -> None:
     backend = with_mail(SIMPLE, SIMPLE)
     one, two = logged_in(backend), logged_in(backend)
     feed(two, b"a STORE 1 +FLAGS (\\Seen)\r\n")
-    assert b"* 1 FETCH (FLAGS (\\Seen))\r\n" in sent(feed(one, b"b NOOP\r\n"))
+    assert b"* 1 FETCH (FLAGS (\\Seen \\Recent))\r\n" in sent(feed(one, b"b NOOP\r\n"))
     backend.bob.append("INBOX", SIMPLE, frozenset(), None)
     assert b"* 3 EXISTS\r\n" in sent(feed(one, b"c NOOP\r\n"))
     feed(two, b"d STORE 2 +FLAGS (\\Deleted)\r\ne EXPUNGE\r\n")
@@ -519,16 +520,25 @@ def test_idle_pushes_and_done() -> None:
     assert keys(out) == ["imap.idle", "imap.continue"] and conn.idling
     assert conn.poll() == []
     backend.bob.append("INBOX", SIMPLE, frozenset(), None)
-    feed(other, b"a STORE 1 +FLAGS (\\Flagged)\r\n")
+    stored = feed(other, b"a STORE 1 +FLAGS (\\Flagged)\r\n")
     pushes = conn.poll()
-    assert [(p.key, p.data) for p in pushes] == [  # type: ignore[union-attr]
+    assert [(p.key, p.data) for p in pushes if isinstance(p, Send)] == [
         ("imap.push.exists", b"* 2 EXISTS\r\n"),
-        ("imap.push.fetch", b"* 1 FETCH (FLAGS (\\Flagged))\r\n"),
+        ("imap.push.fetch", b"* 1 FETCH (FLAGS (\\Flagged \\Recent))\r\n"),
     ]
+    # The other session learned of message 2 first (in its STORE reply): it took it
+    # out of new/, so it is \Recent there and not for the idling session.
+    assert [(p.key, p.text) for p in stored if isinstance(p, MailboxNote)][-1] == (
+        "maildir.recent",
+        "new/ → cur/ (1): cur/k2:2,",
+    )
+    assert not any(isinstance(p, MailboxNote) for p in pushes)
+    assert b"FLAGS ()" in sent(feed(conn, b"DONE\r\nj FETCH 2 FLAGS\r\n"))
+    feed(conn, b"k IDLE\r\n")
     feed(other, b"b STORE 1 +FLAGS (\\Deleted)\r\nc EXPUNGE\r\n")
     assert [p.key for p in conn.poll()] == ["imap.push.expunge"]  # type: ignore[union-attr]
     out = feed(conn, b"DONE\r\n")
-    assert keys(out) == ["imap.done", "imap.idle.ok"] and sent(out) == b"i OK IDLE terminated\r\n"
+    assert keys(out) == ["imap.done", "imap.idle.ok"] and sent(out) == b"k OK IDLE terminated\r\n"
     assert not conn.idling
 
 

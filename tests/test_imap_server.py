@@ -260,6 +260,35 @@ async def test_a_server_configured_for_it_takes_a_cleartext_login(lab: Lab) -> N
     assert not next(e for e in lab.events() if e.key == "imap.login").tls
 
 
+async def test_recent_belongs_to_the_first_session_that_selects(lab: Lab, plain: int) -> None:
+    for i in range(3):
+        lab.store.deliver(BOB, MESSAGE + b"%d\r\n" % i)
+
+    def session(examine: bool = False) -> tuple[bytes, bytes, bytes]:
+        client = imap(lab, plain)
+        _typ, status = client.status("INBOX", "(RECENT)")
+        client.select("INBOX", readonly=examine)
+        recent = client.response("RECENT")[1][0]
+        _typ, flags = client.fetch("1", "(FLAGS)")
+        client.logout()
+        return status[0], recent, flags[0]  # type: ignore[return-value]
+
+    # EXAMINE looks without taking: still \Recent for whoever selects next.
+    assert await run(lambda: session(examine=True)) == (
+        b"INBOX (RECENT 3)",
+        b"3",
+        b"1 (FLAGS (\\Recent))",
+    )
+    assert all(name.startswith("new/") for name in lab.inbox_files())
+    first = await run(session)
+    assert first == (b"INBOX (RECENT 3)", b"3", b"1 (FLAGS (\\Recent))")
+    assert all(name.startswith("cur/") for name in lab.inbox_files())  # as Dovecot moves them
+    second = await run(session)
+    assert second == (b"INBOX (RECENT 0)", b"0", b"1 (FLAGS ())")
+    notes = [e for e in lab.events() if e.key == "maildir.recent"]
+    assert len(notes) == 1 and notes[0].text.startswith("new/ → cur/ (3): cur/")
+
+
 # -- IDLE and other sessions ----------------------------------------------------------------
 async def _idle(lab: Lab, port: int) -> Raw:
     raw = await Raw.connect(port, lab.ctx.tls.client_context)
@@ -281,13 +310,15 @@ async def test_idle_gets_exists_when_mail_is_delivered(lab: Lab, plain: int) -> 
     await raw.close()
     keys = [e.key for e in lab.events()]
     idle = keys.index("imap.idle")
-    assert keys[idle : idle + 5] == [
+    assert keys[idle : idle + 6] == [
         "imap.idle",
         "imap.continue",
         "imap.push.exists",
+        "maildir.recent",  # the idling session is the first to see it: new/ → cur/
         "imap.done",
         "imap.idle.ok",
     ]
+    assert all(name.startswith("cur/") for name in lab.inbox_files())
 
 
 async def test_idle_polls_for_changes_from_elsewhere(lab: Lab, plain: int) -> None:
@@ -297,7 +328,7 @@ async def test_idle_polls_for_changes_from_elsewhere(lab: Lab, plain: int) -> No
     folder = lab.store.folder(BOB)
     first, second = folder.messages()
     folder.set_flags(first.key, frozenset({"\\Flagged"}))  # as another process would
-    assert await raw.line(timeout=3) == b"* 1 FETCH (FLAGS (\\Flagged))\r\n"
+    assert await raw.line(timeout=3) == b"* 1 FETCH (FLAGS (\\Flagged \\Recent))\r\n"
     folder.remove([second.key])
     assert await raw.line(timeout=3) == b"* 2 EXPUNGE\r\n"
     await raw.close()
@@ -310,7 +341,7 @@ async def test_two_clients_see_each_others_changes(lab: Lab, plain: int) -> None
     await other.cmd(b"a LOGIN bob@b.example bob-pass")
     await other.cmd(b"b SELECT INBOX")
     await other.cmd(b"c STORE 1 +FLAGS (\\Flagged)")
-    assert await idler.line(timeout=0.8) == b"* 1 FETCH (FLAGS (\\Flagged))\r\n"
+    assert await idler.line(timeout=0.8) == b"* 1 FETCH (FLAGS (\\Flagged \\Recent))\r\n"
     await other.cmd(b"d APPEND INBOX {5+}\r\nhello")
     assert await idler.line(timeout=0.8) == b"* 2 EXISTS\r\n"
     idler.writer.write(b"DONE\r\n")

@@ -320,6 +320,7 @@ def select(conn: ImapConnection, cmd: Command) -> Result:
     conn.untagged(f"* OK [UIDNEXT {mbx.uidnext(name)}] Predicted next UID")
     conn.selected = view
     conn.state = State.SELECTED
+    conn.claim_recent()
     mode = "READ-ONLY" if readonly else "READ-WRITE"
     return "OK", f"[{mode}] {cmd.name} completed"
 
@@ -478,10 +479,10 @@ def fetch(conn: ImapConnection, cmd: Command) -> Steps:
                     marked = True
             except (KeyError, FileNotFoundError):
                 continue
-            subject = FetchSubject(e.uid, e.flags, e.internaldate, msg)
+            subject = FetchSubject(e.uid, e.shown_flags, e.internaldate, msg)
             parts = [render(i, subject) for i in items]
             if marked and not any(i.kind == "FLAGS" for i in items):
-                parts.append(b"FLAGS " + format_flags(e.flags))  # \Seen was set as a side effect
+                parts.append(b"FLAGS " + format_flags(e.shown_flags))  # \Seen set on the way
             conn.untagged(b"* %d FETCH (" % seq + b" ".join(parts) + b")")
     return "OK", f"{cmd.name} completed"
 
@@ -515,7 +516,8 @@ def store(conn: ImapConnection, cmd: Command) -> Result:
             continue
         if not silent:
             uid_part = b"UID %d " % e.uid if uid else b""
-            conn.untagged(b"* %d FETCH (%sFLAGS %s)" % (seq, uid_part, format_flags(e.flags)))
+            flags_out = format_flags(e.shown_flags)
+            conn.untagged(b"* %d FETCH (%sFLAGS %s)" % (seq, uid_part, flags_out))
     return "OK", f"{cmd.name} completed"
 
 

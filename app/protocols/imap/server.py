@@ -64,6 +64,7 @@ Steps = Generator[Need, None, Result]  # a handler that needs message contents
 Handler = Callable[["ImapConnection", Command], "Result | Steps"]
 _SUSPENDED = ("", "")  # _drive's answer while the adapter reads messages
 _CACHE_MESSAGES = 32
+_SHOWN_MOVES = 5  # file names a maildir.recent note lists before "… (n more)"
 
 
 def event_name(command: str | None) -> str:
@@ -172,7 +173,9 @@ class ImapConnection:
             lines = self.selected.refresh(self.mailboxes.messages(self.selected.name), True)
         except (KeyError, OSError):
             return []
-        return [Send(line, _push_key(line)) for line in lines]
+        self._after = []
+        self.claim_recent()
+        return [*(Send(line, _push_key(line)) for line in lines), *self._after]
 
     def receive_data(self, data: bytes) -> list[Output]:
         out: list[Output] = []
@@ -388,6 +391,7 @@ class ImapConnection:
                 self._untagged += self.selected.refresh(current, expunge_ok)
             except (KeyError, OSError):
                 pass
+            self.claim_recent()
         data = b"".join(self._untagged) + _completion(cmd.tag, status, text)
         suffix = self._reply_key or status.lower()
         out: list[Output] = [Send(data, f"imap.{event_name(cmd.name)}.{suffix}")]
@@ -424,6 +428,28 @@ class ImapConnection:
         while len(self._cache) > _CACHE_MESSAGES:
             self._cache.popitem(last=False)
         return msg
+
+    def claim_recent(self) -> None:
+        """This read-write session is the first to see these messages: they are \\Recent
+        here and for no later session (RFC 3501 §2.3.2). In a Maildir that is the move
+        from new/ to cur/ (as Dovecot does); the backend's set_flags with unchanged
+        flags makes it."""
+        sel, mbx = self.selected, self.mailboxes
+        if sel is None or mbx is None or not sel.unclaimed:
+            return
+        claimed, sel.unclaimed = sel.unclaimed, []
+        moved = []
+        for e in claimed:
+            if e.gone:
+                continue
+            with contextlib.suppress(KeyError, FileNotFoundError):
+                moved.append(mbx.set_flags(sel.name, e.key, e.flags))
+        if moved:
+            shown = ", ".join(moved[:_SHOWN_MOVES])
+            more = len(moved) - _SHOWN_MOVES
+            if more > 0:
+                shown += f" … ({more} more)"
+            self.note(f"new/ → cur/ ({len(moved)}): {shown}", "maildir.recent")
 
     def logged_in(self, user: str, mailboxes: UserMailboxes) -> tuple[str, str]:
         self.user = user.lower()

@@ -24,12 +24,20 @@ class Entry:
     size: int = 0  # octets on disk, to size read batches (0 when the backend does not say)
     gone: bool = False  # expunged elsewhere, not yet announced to this client
 
+    @property
+    def shown_flags(self) -> frozenset[str]:
+        """The flags as this session reports them: \\Recent only here (RFC 3501 §2.3.2)."""
+        return self.flags | {"\\Recent"} if self.recent else self.flags
+
 
 class SelectedMailbox:
     def __init__(self, name: str, readonly: bool, messages: Sequence[MessageInfo]) -> None:
         self.name = name
         self.readonly = readonly
         self.entries = [_entry(m) for m in messages]
+        # Recent messages this read-write session has yet to take out of new/: it is
+        # the first to see them, so no later session may (see ImapConnection.claim_recent).
+        self.unclaimed: list[Entry] = [] if readonly else [e for e in self.entries if e.recent]
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -53,14 +61,17 @@ class SelectedMailbox:
         known = self.max_uid
         added = [m for m in current if m.uid > known]
         if added:
-            self.entries.extend(_entry(m) for m in added)
+            fresh = [_entry(m) for m in added]
+            self.entries.extend(fresh)
+            if not self.readonly:
+                self.unclaimed += [e for e in fresh if e.recent]
             lines.append(b"* %d EXISTS\r\n" % len(self.entries))
         for i, e in enumerate(self.entries, 1):
             m = now.get(e.uid)
             if m is not None and not e.gone and m.flags != e.flags:
                 e.flags = m.flags
                 e.key = m.key
-                lines.append(b"* %d FETCH (FLAGS %s)\r\n" % (i, format_flags(e.flags)))
+                lines.append(b"* %d FETCH (FLAGS %s)\r\n" % (i, format_flags(e.shown_flags)))
         return lines
 
     def select(self, sset: SequenceSet, uid: bool) -> list[tuple[int, Entry]]:

@@ -84,7 +84,10 @@ def number_arg(token: Token, what: str) -> int:
 
 # -- flags -----------------------------------------------------------------
 def format_flags(flags: Iterable[str]) -> bytes:
-    ordered = [f for f in SYSTEM_FLAGS if f in flags]
+    """System flags in a fixed order, then \\Recent, then keywords sorted."""
+    flags = set(flags)
+    ordered = [f for f in (*SYSTEM_FLAGS, "\\Recent") if f in flags]
+    ordered += sorted(f for f in flags if not f.startswith("\\"))
     return b"(" + " ".join(ordered).encode() + b")"
 
 
