@@ -289,6 +289,50 @@ async def test_recent_belongs_to_the_first_session_that_selects(lab: Lab, plain:
     assert len(notes) == 1 and notes[0].text.startswith("new/ → cur/ (3): cur/")
 
 
+async def test_keywords_are_kept_listed_fetched_and_searched(lab: Lab, plain: int) -> None:
+    lab.store.deliver(BOB, MESSAGE)
+    lab.store.deliver(BOB, MESSAGE)
+
+    def first() -> tuple[bytes, bytes, bytes, bytes]:
+        client = imap(lab, plain)
+        client.select("INBOX")
+        permanent = client.response("PERMANENTFLAGS")[1][0]
+        _typ, stored = client.store("1", "+FLAGS", "($Label1 $Junk \\Flagged)")
+        flags_update = client.response("FLAGS")[1][-1]  # the new keywords, announced
+        _typ, appended = client.append("INBOX", "(NonJunk \\Seen)", None, MESSAGE)
+        client.logout()
+        return permanent, stored[0], flags_update, appended[0]  # type: ignore[return-value]
+
+    def second() -> tuple[bytes, bytes, list[bytes]]:
+        client = imap(lab, plain)
+        client.select("INBOX")
+        flags = client.response("FLAGS")[1][0]
+        _typ, fetched = client.fetch("1:*", "(FLAGS)")
+        searches = [
+            client.search(None, *q)[1][0]
+            for q in (("KEYWORD", "$junk"), ("UNKEYWORD", "$Junk"), ("KEYWORD", "NonJunk"))
+        ]
+        client.store("1", "-FLAGS", "($Junk)")
+        searches.append(client.search(None, "KEYWORD", "$Junk")[1][0])
+        client.logout()
+        return flags, b" ".join(fetched), searches  # type: ignore[arg-type]
+
+    permanent, stored, flags_update, appended = await run(first)
+    assert permanent.endswith(b"\\*)") and b"APPENDUID" in appended
+    assert stored == b"1 (FLAGS (\\Flagged \\Recent $Junk $Label1))"
+    assert b"$Junk $Label1" in flags_update
+    # A new session (as after a restart: nothing in memory) gets them back from disk.
+    lab.ctx.store = MailStore(lab.root / "mail")
+    flags, fetched, searches = await run(second)
+    assert flags.endswith(b"\\Draft $Junk $Label1 NonJunk)")
+    assert fetched == (
+        b"1 (FLAGS (\\Flagged $Junk $Label1)) 2 (FLAGS ()) 3 (FLAGS (\\Seen NonJunk))"
+    )
+    assert searches == [b"1", b"2 3", b"3", b""]
+    # File names hold the system flags only; the keywords are in the folder's index.
+    assert sorted(n.rsplit(",", 1)[1] for n in lab.inbox_files()) == ["", "F", "S"]
+
+
 # -- IDLE and other sessions ----------------------------------------------------------------
 async def _idle(lab: Lab, port: int) -> Raw:
     raw = await Raw.connect(port, lab.ctx.tls.client_context)

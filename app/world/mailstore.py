@@ -1,9 +1,10 @@
 """Mailboxes on disk: one Maildir per account, folders as Maildir++ subfolders.
 
 Built on the stdlib `mailbox.Maildir`. What Maildir itself does not keep, IMAP
-needs: stable UIDs and a UIDVALIDITY per folder. Those live in a small JSON file
-per folder (`mailflow-uids.json`), written atomically, the way Dovecot keeps its
-dovecot-uidlist beside the mail.
+needs: stable UIDs and a UIDVALIDITY per folder, and keywords ($Junk, $Label1: a
+file name holds only the system flags). Those live in a small JSON file per folder
+(`mailflow-uids.json`), written durably, the way Dovecot keeps its dovecot-uidlist
+and dovecot-keywords beside the mail.
 
 The store does no I/O besides the file system and emits no events: callers (the
 MDA, the POP3 and IMAP adapters) say what happened using the paths it returns.
@@ -123,6 +124,7 @@ class Folder:
                 found.append((key, sub, info, entry.stat()))
         # Order new arrivals by delivery time so UIDs follow arrival.
         found.sort(key=lambda f: (uids.get(f[0], 1 << 62), f[3].st_mtime, f[0]))
+        keywords: dict[str, list[str]] = data.setdefault("keywords", {})  # type: ignore[assignment]
         changed = False
         result: list[StoredMessage] = []
         present = set()
@@ -132,10 +134,12 @@ class Folder:
                 uids[key] = uidnext
                 uidnext += 1
                 changed = True
-            flags = frozenset(LETTER_FLAGS[c] for c in info if c in LETTER_FLAGS)
+            letters = {LETTER_FLAGS[c] for c in info if c in LETTER_FLAGS}
+            flags = frozenset(letters.union(keywords.get(key, ())))
             result.append(StoredMessage(key, uids[key], st.st_size, flags, sub, st.st_mtime))
         for gone in set(uids) - present:
             del uids[gone]
+            keywords.pop(gone, None)
             changed = True
         if changed:
             data["uids"] = uids
@@ -180,7 +184,21 @@ class Folder:
         dst = self.path / "cur" / f"{key}:2,{letters}"
         if src != dst:
             os.replace(src, dst)
+        self._store_keywords(key, flags)
         return f"cur/{dst.name}"
+
+    def _store_keywords(self, key: str, flags: frozenset[str] | set[str]) -> None:
+        """Keywords go in the folder's index (durably), system flags in the file name."""
+        words = sorted(f for f in flags if not f.startswith("\\"))
+        data = self._load_uids()
+        stored: dict[str, list[str]] = data.setdefault("keywords", {})  # type: ignore[assignment]
+        if stored.get(key, []) == words:
+            return
+        if words:
+            stored[key] = words
+        else:
+            del stored[key]
+        self._save_uids(data)
 
     def remove(self, keys: list[str]) -> list[str]:
         """Delete messages; returns the relative paths that were removed."""
@@ -206,7 +224,9 @@ class Folder:
         internaldate: float | None = None,
     ) -> StoredMessage:
         """Write a message durably and return it with its new UID."""
-        return self.find(self.write(data, host=host, flags=flags, internaldate=internaldate))
+        key = self.write(data, host=host, flags=flags, internaldate=internaldate)
+        self._store_keywords(key, flags)
+        return self.find(key)
 
     def write(
         self,

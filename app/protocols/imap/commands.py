@@ -307,10 +307,8 @@ def select(conn: ImapConnection, cmd: Command) -> Result:
     if not mbx.exists(name):
         return "NO", "[NONEXISTENT] No such mailbox"
     view = SelectedMailbox(name, readonly, mbx.messages(name))
-    flags = " ".join(SYSTEM_FLAGS)
-    conn.untagged(f"* FLAGS ({flags})")
-    permanent = "" if readonly else flags
-    conn.untagged(f"* OK [PERMANENTFLAGS ({permanent})] Flags kept in the Maildir file names")
+    for line in flag_lines(view.keywords, readonly):
+        conn.untagged(line)
     conn.untagged(f"* {len(view)} EXISTS")
     conn.untagged(f"* {sum(e.recent for e in view.entries)} RECENT")
     first_unseen = next((i for i, e in enumerate(view.entries, 1) if "\\Seen" not in e.flags), None)
@@ -323,6 +321,17 @@ def select(conn: ImapConnection, cmd: Command) -> Result:
     conn.claim_recent()
     mode = "READ-ONLY" if readonly else "READ-WRITE"
     return "OK", f"[{mode}] {cmd.name} completed"
+
+
+def flag_lines(keywords: set[str], readonly: bool) -> list[str]:
+    """FLAGS and PERMANENTFLAGS (RFC 3501 §7.2.6, §7.1): the keywords in use, and \\*
+    because any new keyword is kept too (beside the Maildir, in the folder's index)."""
+    flags = " ".join([*SYSTEM_FLAGS, *sorted(keywords)])
+    permanent = "" if readonly else f"{flags} \\*"
+    return [
+        f"* FLAGS ({flags})",
+        f"* OK [PERMANENTFLAGS ({permanent})] Flags and keywords are kept on the server",
+    ]
 
 
 def append(conn: ImapConnection, cmd: Command) -> Result:

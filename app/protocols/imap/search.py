@@ -138,9 +138,10 @@ def _key(st: _Stream, depth: int = 0) -> Predicate:
     if name == "NEW":
         return lambda s: s.recent and "\\Seen" not in s.flags
     if name in ("KEYWORD", "UNKEYWORD"):
-        text_arg(st.next("keyword"))
-        # Keywords are not stored (Maildir names hold system flags only).
-        return (lambda s: False) if name == "KEYWORD" else (lambda s: True)
+        word = text_arg(st.next("keyword")).casefold()
+        want = name == "KEYWORD"
+        # Flags are matched case-insensitively, as Dovecot does.
+        return lambda s: any(f.casefold() == word for f in s.flags) == want
     if name in _HEADER_KEYS:
         needle = text_arg(st.next("search string")).casefold()
         return lambda s: _header_has(s, name, needle)

@@ -392,6 +392,10 @@ class ImapConnection:
             except (KeyError, OSError):
                 pass
             self.claim_recent()
+            if self.selected is not None and self.selected.new_keywords():
+                # The set of flags grew: tell the client first (RFC 3501 §7.2.6).
+                lines = commands.flag_lines(self.selected.keywords, self.selected.readonly)
+                self._untagged[:0] = [f"{line}\r\n".encode() for line in lines]
         data = b"".join(self._untagged) + _completion(cmd.tag, status, text)
         suffix = self._reply_key or status.lower()
         out: list[Output] = [Send(data, f"imap.{event_name(cmd.name)}.{suffix}")]

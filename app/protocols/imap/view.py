@@ -35,6 +35,7 @@ class SelectedMailbox:
         self.name = name
         self.readonly = readonly
         self.entries = [_entry(m) for m in messages]
+        self.keywords = {f for e in self.entries for f in e.flags if not f.startswith("\\")}
         # Recent messages this read-write session has yet to take out of new/: it is
         # the first to see them, so no later session may (see ImapConnection.claim_recent).
         self.unclaimed: list[Entry] = [] if readonly else [e for e in self.entries if e.recent]
@@ -73,6 +74,14 @@ class SelectedMailbox:
                 e.key = m.key
                 lines.append(b"* %d FETCH (FLAGS %s)\r\n" % (i, format_flags(e.shown_flags)))
         return lines
+
+    def new_keywords(self) -> bool:
+        """Did a keyword come into use that the client was not told of in FLAGS?"""
+        now = {f for e in self.entries for f in e.flags if not f.startswith("\\")}
+        if now <= self.keywords:
+            return False
+        self.keywords |= now
+        return True
 
     def select(self, sset: SequenceSet, uid: bool) -> list[tuple[int, Entry]]:
         """(sequence number, entry) for the set; message numbers must exist (RFC 9051 §9)."""
