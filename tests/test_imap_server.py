@@ -333,6 +333,28 @@ async def test_keywords_are_kept_listed_fetched_and_searched(lab: Lab, plain: in
     assert sorted(n.rsplit(",", 1)[1] for n in lab.inbox_files()) == ["", "F", "S"]
 
 
+async def test_uidvalidity_is_new_for_every_creation_even_after_a_restart(
+    lab: Lab, plain: int
+) -> None:
+    def recreate(times: int) -> list[int]:
+        client = imap(lab, plain)
+        seen = []
+        for _ in range(times):  # far quicker than a second apart
+            client.create("Work")
+            client.select("Work")
+            seen.append(int(client.response("UIDVALIDITY")[1][0]))  # type: ignore[arg-type]
+            client.unselect()
+            client.delete("Work")
+        client.logout()
+        return seen
+
+    first = await run(lambda: recreate(4))
+    lab.ctx.store = MailStore(lab.root / "mail")  # as after a restart: nothing in memory
+    later = await run(lambda: recreate(2))
+    values = first + later
+    assert values == sorted(set(values)) and len(values) == 6  # strictly increasing
+
+
 # -- IDLE and other sessions ----------------------------------------------------------------
 async def _idle(lab: Lab, port: int) -> Raw:
     raw = await Raw.connect(port, lab.ctx.tls.client_context)

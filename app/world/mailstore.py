@@ -26,6 +26,8 @@ from app.world.durable import COMMITS, fsync_dir, write_durably
 
 FOLDERS = ("INBOX", "Sent", "Trash")
 UID_FILE = "mailflow-uids.json"
+# Per account, the last UIDVALIDITY handed out (Dovecot keeps dovecot-uidvalidity).
+UIDVALIDITY_FILE = "mailflow-uidvalidity"
 
 # IMAP system flag <-> Maildir info letter (https://cr.yp.to/proto/maildir.html).
 FLAG_LETTERS = {
@@ -54,6 +56,25 @@ def _unique_name(host: str) -> str:
 
 def _write_atomic(path: Path, data: bytes) -> None:
     write_durably(path.with_name(path.name + ".tmp"), path, data)
+
+
+_uidvalidity_lock = threading.Lock()
+
+
+def next_uidvalidity(account_root: Path) -> int:
+    """A UIDVALIDITY never given before in this account (RFC 3501 §2.3.1.1): a folder
+    deleted and created again, even within the same second or after a restart, must
+    not let a client's cached UIDs name other messages. Seconds since the epoch, but
+    always above the last one handed out, which is kept on disk."""
+    with _uidvalidity_lock:
+        file = account_root / UIDVALIDITY_FILE
+        try:
+            last = int(file.read_text("ascii").strip() or 0)
+        except (FileNotFoundError, ValueError):
+            last = 0
+        value = max(int(time.time()), last + 1)
+        _write_atomic(file, b"%d\n" % value)
+        return value
 
 
 @dataclass(slots=True)
@@ -90,8 +111,10 @@ class Folder:
         file = self.path / UID_FILE
         if file.exists():
             return json.loads(file.read_text("utf-8"))
-        # UIDVALIDITY: seconds at creation, as most servers do; stable afterwards.
-        data: dict[str, object] = {"uidvalidity": int(time.time()), "uidnext": 1, "uids": {}}
+        # UIDVALIDITY: new for every creation of the folder; stable afterwards.
+        root = self.path if self.name == "INBOX" else self.path.parent
+        validity = next_uidvalidity(root)
+        data: dict[str, object] = {"uidvalidity": validity, "uidnext": 1, "uids": {}}
         _write_atomic(file, json.dumps(data).encode())
         return data
 
