@@ -714,3 +714,24 @@ def test_deferred_reads_ask_the_adapter_in_batches_and_hold_later_commands() -> 
     out = feed(conn, b"e FETCH 2 BODY.PEEK[TEXT]\r\n")
     assert isinstance(out[-1], ReadMessages) and out[-1].keys == ("k2",)
     assert b"* 2 FETCH (BODY[TEXT] {10}\r\nHi Bob 1\r\n)" in sent(answer(out[-1]))
+
+
+def test_lsub_lists_only_subscribed_names_and_noselect_parents_for_percent() -> None:
+    conn = logged_in(select=None)
+    mbx = conn.user_mailboxes()
+    feed(conn, b"a CREATE pp\r\nb CREATE pp.cc\r\n")
+    for name in ("INBOX", "Sent", "Trash", "pp", "pp.cc"):
+        mbx.set_subscribed(name, False)
+    assert sent(feed(conn, b"c SUBSCRIBE pp.cc\r\n")) == b"c OK SUBSCRIBE completed\r\n"
+
+    def lsub(pattern: bytes) -> list[bytes]:
+        return sent(feed(conn, b'd LSUB "" ' + pattern + b"\r\n")).split(b"\r\n")[:-2]
+
+    # RFC 3501 §6.3.9: "*" gives what is subscribed, not its unsubscribed parent.
+    assert lsub(b"*") == [b'* LSUB () "." pp.cc']
+    # "%" stops at the first level: the parent stands in for it, as \Noselect.
+    assert lsub(b"%") == [b'* LSUB (\\Noselect) "." pp']
+    assert lsub(b"pp.%") == [b'* LSUB () "." pp.cc']
+    # LIST is not about subscriptions: both exist and are listed as such.
+    out = sent(feed(conn, b'e LIST "" *\r\n'))
+    assert b'* LIST (\\HasChildren) "." pp\r\n' in out

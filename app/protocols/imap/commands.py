@@ -151,16 +151,22 @@ def _list_reply(conn: ImapConnection, cmd: Command, verb: str, names: set[str]) 
         conn.untagged(f'* {verb} (\\Noselect) "{DELIMITER}" ""')
         return "OK", f"{verb} completed"
     existing = set(conn.user_mailboxes().list())
-    candidates = set(names)
-    for name in names:  # parents that only exist as a hierarchy level
-        parts = name.split(DELIMITER)
-        candidates.update(DELIMITER.join(parts[:i]) for i in range(1, len(parts)))
     rx = _pattern(reference, pattern)
+    parents = set()
+    for name in names:  # levels of hierarchy above each name
+        parts = name.split(DELIMITER)
+        parents.update(DELIMITER.join(parts[:i]) for i in range(1, len(parts)))
+    if verb == "LIST":
+        candidates = names | parents
+    else:
+        # LSUB lists only what is subscribed; an unsubscribed parent comes only where
+        # "%" stops above a subscribed name, and then as \Noselect (RFC 3501 §6.3.9).
+        candidates = names | ({p for p in parents if p not in names} if "%" in pattern else set())
     for name in sorted(candidates, key=lambda n: (n != "INBOX", n)):
         if not _matches(rx, name):
             continue
         attrs = []
-        if name not in existing:
+        if name not in existing or (verb == "LSUB" and name not in names):
             attrs.append("\\Noselect")
         if verb == "LIST":
             children = any(o.startswith(name + DELIMITER) for o in existing)
