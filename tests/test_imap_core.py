@@ -735,3 +735,51 @@ def test_lsub_lists_only_subscribed_names_and_noselect_parents_for_percent() -> 
     # LIST is not about subscriptions: both exist and are listed as such.
     out = sent(feed(conn, b'e LIST "" *\r\n'))
     assert b'* LIST (\\HasChildren) "." pp\r\n' in out
+
+
+# -- MIME structure and ENVELOPE corner cases ------------------------------------------------------
+def test_top_level_message_rfc822_parts_and_folded_boundary() -> None:
+    inner = (
+        b"From: carol@a.example\r\nSubject: inner\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: multipart/mixed; boundary=IN\r\n\r\n"
+        b"--IN\r\nContent-Type: text/plain\r\n\r\nfirst\r\n--IN\r\n"
+        b"Content-Type: text/plain\r\n\r\nsecond\r\n--IN--\r\n"
+    )
+    outer = b"From: bob@b.example\r\nContent-Type: message/rfc822\r\n\r\n" + inner
+    folded = (
+        b"From: a@a.example\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/alternative; boundary="----=_Part_7\r\n 42"\r\n\r\n'
+        b"------=_Part_7 42\r\nContent-Type: text/plain\r\n\r\nplain\r\n"
+        b"------=_Part_7 42\r\nContent-Type: text/html\r\n\r\n<p>html</p>\r\n"
+        b"------=_Part_7 42--\r\n"
+    )
+    conn = logged_in(with_mail(outer, folded, SIMPLE))
+
+    def fetch(q: bytes) -> bytes:
+        return sent(feed(conn, b"f FETCH " + q + b"\r\n")).split(b"\r\nf OK")[0]
+
+    # BODY[1] is the encapsulated message; BODY[1.1] its first part, not all of it again.
+    assert fetch(b"1 BODY.PEEK[1]").endswith(b"{%d}\r\n" % len(inner) + inner + b")")
+    assert fetch(b"1 BODY.PEEK[1.1]") == b"* 1 FETCH (BODY[1.1] {5}\r\nfirst)"
+    assert fetch(b"1 BODY.PEEK[1.2]") == b"* 1 FETCH (BODY[1.2] {6}\r\nsecond)"
+    assert fetch(b"3 BODY.PEEK[1.1]") == b"* 3 FETCH (BODY[1.1] {0}\r\n)"  # no such part
+    # A boundary folded inside its quotes is unfolded: two parts, one line of syntax.
+    structure = fetch(b"2 BODYSTRUCTURE")
+    assert b'("TEXT" "PLAIN"' in structure and b'("TEXT" "HTML"' in structure
+    assert b'"BOUNDARY" "----=_Part_7 42"' in structure and b"\r\n" not in structure
+
+
+def test_envelope_keeps_group_syntax() -> None:
+    grouped = (
+        b"From: Alice <alice@a.example>\r\nTo: undisclosed-recipients:;\r\n"
+        b'Cc: x@a.example, "The Team": bob@b.example, Carol <carol@a.example>;\r\n'
+        b"Subject: groups\r\n\r\nhi\r\n"
+    )
+    conn = logged_in(with_mail(grouped))
+    out = sent(feed(conn, b"a FETCH 1 ENVELOPE\r\n"))
+    # RFC 3501 §7.4.2: (NIL NIL "name" NIL) opens a group, (NIL NIL NIL NIL) ends it.
+    assert b'(NIL NIL "undisclosed-recipients" NIL)(NIL NIL NIL NIL)' in out
+    assert (
+        b'((NIL NIL "x" "a.example")(NIL NIL "The Team" NIL)(NIL NIL "bob" "b.example")'
+        b'("Carol" NIL "carol" "a.example")(NIL NIL NIL NIL))'
+    ) in out

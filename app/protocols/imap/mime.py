@@ -92,12 +92,14 @@ def parse(raw: bytes, default_type: str = "text/plain", depth: int = 0) -> MimeP
     maintype, _, subtype = ctype.partition("/")
     params = []
     for key, value in (headers.get_params() or [])[1:]:
-        params.append((key, collapse_rfc2231_value(value)))
+        # A value folded inside its quotes keeps the folding's CRLF here: unfold it
+        # (RFC 5322 §2.2.3), or the boundary never matches and BODYSTRUCTURE breaks.
+        params.append((key, _unfold(collapse_rfc2231_value(value))))
     part = MimePart(header, body, headers, maintype, subtype, params)
     if depth >= _MAX_DEPTH:
         return part
     if maintype == "multipart":
-        boundary = headers.get_boundary()
+        boundary = (dict(params).get("boundary") or "").rstrip()
         child_default = "message/rfc822" if subtype == "digest" else "text/plain"
         if boundary:
             part.children = [
@@ -108,14 +110,19 @@ def parse(raw: bytes, default_type: str = "text/plain", depth: int = 0) -> MimeP
     return part
 
 
+def _unfold(value: str) -> str:
+    return re.sub(r"\r?\n(?=[ \t])", "", value)
+
+
 def _child(part: MimePart, n: int, message_context: bool) -> tuple[MimePart, bool] | None:
     if part.children:
         return (part.children[n - 1], False) if 1 <= n <= len(part.children) else None
     if part.encapsulated is not None and not message_context:
         return _child(part.encapsulated, n, True)
     if message_context and n == 1:
-        # Part 1 of a single-part message is its body.
-        return part, True
+        # Part 1 of a single-part message is its body. Below it there are parts only
+        # when that body is itself a message/rfc822 (RFC 3501 §6.4.5): not the same again.
+        return part, False
     return None
 
 
