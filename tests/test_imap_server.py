@@ -355,6 +355,30 @@ async def test_uidvalidity_is_new_for_every_creation_even_after_a_restart(
     assert values == sorted(set(values)) and len(values) == 6  # strictly increasing
 
 
+async def test_long_id_line_and_mailbox_names_with_quote_and_backslash(
+    lab: Lab, plain: int
+) -> None:
+    def session() -> tuple[str, list[bytes], tuple[str, list[bytes]]]:
+        client = imap(lab, plain)
+        # A client's ID list over 8,192 octets (Dovecot takes lines up to 64 KiB).
+        fields = " ".join(f'"x-field-{i}" "{"v" * 90}"' for i in range(90))
+        typ, _data = client.xatom("ID", f"({fields})")
+        for name in ('say "hi"', "back\\slash"):
+            assert client.create(client._quote(name))[0] == "OK"  # type: ignore[attr-defined]
+        _typ, listing = client.list()
+        selected = client.select(client._quote('say "hi"'))  # type: ignore[attr-defined]
+        client.logout()
+        return typ, listing, selected  # type: ignore[return-value]
+
+    typ, listing, selected = await run(session)
+    assert typ == "OK"
+    assert b'(\\HasNoChildren) "." "say \\"hi\\""' in listing
+    assert b'(\\HasNoChildren) "." "back\\\\slash"' in listing
+    assert selected == ("OK", [b"0"])
+    names = lab.store.folder_names(BOB)
+    assert 'say "hi"' in names and "back\\slash" in names
+
+
 # -- IDLE and other sessions ----------------------------------------------------------------
 async def _idle(lab: Lab, port: int) -> Raw:
     raw = await Raw.connect(port, lab.ctx.tls.client_context)
@@ -428,8 +452,8 @@ async def test_garbage_long_lines_and_literals_get_bad_and_serving_goes_on(
     raw = await Raw.connect(plain)
     raw.writer.write(b"\x00\xff\xfe garbage\r\n")
     assert (await raw.line()).startswith(b"* BAD ")
-    lines = await raw.cmd(b"a NOOP " + b"x" * 10000)
-    assert lines == [b"a BAD Command line too long (limit 8192 octets)\r\n"]
+    lines = await raw.cmd(b"a NOOP " + b"x" * 70000)
+    assert lines == [b"a BAD Command line too long (limit 65536 octets)\r\n"]
     assert await raw.cmd(b"b LOGIN bob@b.example bob-pass") != []
     raw.writer.write(b"c APPEND INBOX {20000000}\r\n")
     assert (await raw.line()).startswith(b"c NO [TOOBIG]")

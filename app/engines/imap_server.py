@@ -97,9 +97,7 @@ def _unwatch(key: str, watcher: _Watcher) -> None:
 # -- the backend over MailStore + Accounts ------------------------------------------------
 def _safe_name(name: str) -> str:
     # Folder names become directory names: no path tricks.
-    if name != "INBOX" and (
-        not name or "/" in name or "\\" in name or "\x00" in name or name.startswith(".")
-    ):
+    if name != "INBOX" and (not name or "/" in name or "\x00" in name or name.startswith(".")):
         raise KeyError(name)
     return name
 

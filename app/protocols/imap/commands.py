@@ -226,7 +226,9 @@ def status(conn: ImapConnection, cmd: Command) -> Steps:
 
 def _new_name(token: Token) -> str:
     name = mailbox_arg(token).rstrip(DELIMITER)
-    bad_chars = set('/\\\x00*%"') | {chr(c) for c in range(32)}
+    # '"' and '\\' are fine: they travel quoted and escaped (RFC 3501 §4.3) and are
+    # ordinary characters in a directory name. "/" would be a path, "*"/"%" wildcards.
+    bad_chars = set("/\x00*%") | {chr(c) for c in range(32)} | {"\x7f"}
     if (
         not name
         or name.upper() == "INBOX"

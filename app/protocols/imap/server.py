@@ -43,7 +43,9 @@ from app.protocols.imap.state import State
 from app.protocols.imap.view import SelectedMailbox
 from app.protocols.imap.wire import CommandError, text_arg
 
-MAX_LINE = 8192  # octets per command line, CRLF excluded
+# Octets per command line, CRLF excluded: Dovecot's imap_max_line_length (64 KiB).
+# RFC 7162 §4 asks for at least 8192; clients send long ID, SEARCH and UID sets.
+MAX_LINE = 65536
 MAX_LITERAL = 10 * 1024 * 1024
 MAX_LOGIN_FAILURES = 3
 _SHOWN_OVERLONG = 16 * 1024  # how much of a rejected over-long line the event keeps
