@@ -783,3 +783,19 @@ def test_envelope_keeps_group_syntax() -> None:
         b'((NIL NIL "x" "a.example")(NIL NIL "The Team" NIL)(NIL NIL "bob" "b.example")'
         b'("Carol" NIL "carol" "a.example")(NIL NIL NIL NIL))'
     ) in out
+
+
+def test_search_from_matches_addresses_written_with_comments() -> None:
+    backend = with_mail(
+        SIMPLE.replace(b"Alice <alice@a.example>", b"Alice <alice (at home) @ a.example>"),
+        SIMPLE.replace(b"Alice <alice@a.example>", b"alice@a.example (=?utf-8?q?Alice_L?=)"),
+        SIMPLE.replace(b"Alice <alice@a.example>", b"carol@a.example"),
+    )
+    conn = logged_in(backend)
+
+    def search(q: bytes) -> bytes:
+        return sent(feed(conn, b"s SEARCH " + q + b"\r\n")).split(b"\r\n")[0]
+
+    assert search(b"FROM alice@a.example") == b"* SEARCH 1 2"
+    assert search(b'FROM "Alice L"') == b"* SEARCH 2"
+    assert search(b"FROM <carol@a.example>") == b"* SEARCH 3"

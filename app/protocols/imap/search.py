@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
+from email.utils import getaddresses, parsedate_to_datetime
 
 from app.protocols.imap.mime import ParsedMessage, decode_words, header_values
 from app.protocols.imap.parser import Atom, ParseError, Token
@@ -60,11 +60,23 @@ _CHARSETS = ("UTF-8", "US-ASCII")
 _decoded = decode_words
 
 
+_ADDRESS_HEADERS = frozenset({"from", "to", "cc", "bcc", "sender", "reply-to"})
+
+
 def _header_has(s: SearchSubject, name: str, needle: str) -> bool:
     values = header_values(s.message.mime.headers, name)
     if not needle:
         return bool(values)
-    return any(needle in _decoded(v).casefold() for v in values)
+    if any(needle in _decoded(v).casefold() for v in values):
+        return True
+    if name.lower() not in _ADDRESS_HEADERS:
+        return False
+    # Addresses as parsed, comments and folding whitespace gone: "alice (home) @ a.example"
+    # is still alice@a.example to a search, as Dovecot matches it.
+    return any(
+        needle in f"{_decoded(display)} <{addr}>".casefold()
+        for display, addr in getaddresses(values)
+    )
 
 
 def _sent_date(s: SearchSubject) -> dt.date | None:
