@@ -331,6 +331,8 @@ async def test_keywords_are_kept_listed_fetched_and_searched(lab: Lab, plain: in
     assert searches == [b"1", b"2 3", b"3", b""]
     # File names hold the system flags only; the keywords are in the folder's index.
     assert sorted(n.rsplit(",", 1)[1] for n in lab.inbox_files()) == ["", "F", "S"]
+    (note,) = [e for e in lab.events() if e.key == "maildir.keywords"]  # -FLAGS ($Junk)
+    assert note.text.endswith(":2,F — keywords: $Label1")
 
 
 async def test_uidvalidity_is_new_for_every_creation_even_after_a_restart(

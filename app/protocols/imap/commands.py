@@ -393,8 +393,13 @@ def _disk_flags(conn: ImapConnection, sel: SelectedMailbox) -> dict[int, frozens
 
 def _set_flags(conn: ImapConnection, sel: SelectedMailbox, e: Entry, flags: frozenset[str]) -> None:
     path = conn.user_mailboxes().set_flags(sel.name, e.key, flags)
-    e.flags = flags
-    conn.note(path, "maildir.flags")
+    before, e.flags = e.flags, flags
+    if {f for f in before if f.startswith("\\")} == {f for f in flags if f.startswith("\\")}:
+        # Only keywords changed: the file keeps its name, the folder's index changes.
+        words = " ".join(sorted(f for f in flags if not f.startswith("\\"))) or "(none)"
+        conn.note(f"{path} — keywords: {words}", "maildir.keywords")
+    else:
+        conn.note(path, "maildir.flags")
     conn.changed(sel.name)
 
 
