@@ -9,6 +9,7 @@ import re
 import shutil
 import ssl
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -587,3 +588,24 @@ async def test_body_search_reads_off_the_event_loop(lab: Lab, plain: int) -> Non
     assert await other == b"201"
     assert blocked.is_set()
     assert await search == b"8 58 108 158 201"
+
+
+# -- the folder listing every command ends with ----------------------------------------------
+def test_a_settled_listing_is_reused_and_any_change_is_still_seen(lab: Lab) -> None:
+    """Each IMAP command ends with a listing of the folder; an unchanged one is reused
+    (as Dovecot's maildir sync does), but a change by another process must show."""
+    for i in range(3):
+        lab.store.deliver(BOB, MESSAGE + b"%d\r\n" % i)
+    folder = lab.store.folder(BOB)
+    first = folder.messages()
+    past = time.time() - 10  # as a folder nobody touched for a while
+    for name in ("new", "cur", "mailflow-uids.json"):
+        os.utime(folder.path / name, (past, past))
+    assert folder.messages() == first  # listed and remembered: settled
+    assert lab.store.listings.get(folder.path) is not None
+    other = MailStore(lab.root / "mail")  # another process, its own memory
+    other.folder(BOB).set_flags(first[0].key, frozenset({"\\Seen"}))
+    other.folder(BOB).remove([first[1].key])
+    other.deliver(BOB, MESSAGE)
+    now = lab.store.folder(BOB).messages()
+    assert [(m.uid, m.flags) for m in now] == [(1, {"\\Seen"}), (3, set()), (4, set())]

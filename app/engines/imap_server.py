@@ -108,7 +108,7 @@ class MailStoreMailboxes:
     def __init__(self, store: MailStore, address: str) -> None:
         self.store = store
         self.address = address
-        self._seen_at: dict[str, dict[str, str]] = {}  # folder -> key -> relpath
+        self._seen_at: dict[str, dict[str, StoredMessage]] = {}  # as last listed, by key
         store.ensure_account(address)
 
     def folder(self, name: str) -> Folder:
@@ -167,7 +167,7 @@ class MailStoreMailboxes:
     def messages(self, name: str) -> Sequence[StoredMessage]:
         found = self.folder(name).messages()
         # Where each file is now, so a flag change needs no listing of the folder.
-        self._seen_at[name] = {m.key: m.relpath for m in found}
+        self._seen_at[name] = {m.key: m for m in found}
         return found
 
     def uidvalidity(self, name: str) -> int:
@@ -181,9 +181,8 @@ class MailStoreMailboxes:
 
     def set_flags(self, name: str, key: str, flags: frozenset[str]) -> str:
         known = self._seen_at.get(name, {})
-        path = self.folder(name).set_flags(key, flags, hint=known.get(key))
-        known[key] = path
-        return path
+        was = known.pop(key, None)  # only once: after this the listing is out of date
+        return self.folder(name).set_flags(key, flags, was=was)
 
     def remove(self, name: str, keys: list[str]) -> list[str]:
         return self.folder(name).remove(keys)

@@ -94,6 +94,31 @@ class StoredMessage:
         return f"cur/{self.key}:2,{letters}"
 
 
+SETTLE_NS = 2_000_000_000  # a directory time this old cannot hide a change in its tick
+MAX_LISTINGS = 256
+
+
+class Listings:
+    """Settled folder listings by path (one MailStore, used on the event loop only)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[Path, tuple[tuple[int, ...], list[StoredMessage]]] = {}
+
+    def get(self, path: Path) -> tuple[tuple[int, ...], list[StoredMessage]] | None:
+        return self._entries.get(path)
+
+    def remember(
+        self, path: Path, stamp: tuple[int, ...] | None, result: list[StoredMessage]
+    ) -> None:
+        now = time.time_ns()
+        if stamp is None or any(now - t < SETTLE_NS for t in stamp):
+            self._entries.pop(path, None)  # changed just now: list it again next time
+            return
+        if path not in self._entries and len(self._entries) >= MAX_LISTINGS:
+            self._entries.pop(next(iter(self._entries)))
+        self._entries[path] = (stamp, list(result))
+
+
 @dataclass
 class Folder:
     """One Maildir folder with its UID map."""
@@ -101,6 +126,7 @@ class Folder:
     name: str
     path: Path
     _uids: dict[str, object] = field(default_factory=dict)
+    listings: Listings | None = None  # the store's cache of settled folder listings
 
     @property
     def maildir(self) -> mailbox.Maildir:
@@ -130,8 +156,33 @@ class Folder:
         self.messages()
         return int(self._load_uids()["uidnext"])  # type: ignore[arg-type]
 
+    def _stamp(self) -> tuple[int, ...] | None:
+        """Modification times of new/, cur/ and the index: any delivery, rename, removal
+        or keyword change moves one of them."""
+        try:
+            paths = (self.path / "new", self.path / "cur", self.path / UID_FILE)
+            return tuple(os.stat(p).st_mtime_ns for p in paths)
+        except FileNotFoundError:
+            return None
+
     def messages(self) -> list[StoredMessage]:
-        """All messages in UID order; new files get the next UIDs, vanished ones are dropped."""
+        """All messages in UID order; new files get the next UIDs, vanished ones are dropped.
+
+        Every IMAP command ends with this, so an unchanged folder is not listed again:
+        like Dovecot's maildir sync, a listing is reused while the directories' times
+        are unchanged and were already settled (older than SETTLE_NS) when it was made,
+        since a change within the same clock tick would not move them."""
+        stamp = self._stamp() if self.listings is not None else None
+        if stamp is not None and self.listings is not None:
+            hit = self.listings.get(self.path)
+            if hit is not None and hit[0] == stamp:
+                return list(hit[1])
+        result = self._list_and_index()
+        if self.listings is not None:
+            self.listings.remember(self.path, self._stamp(), result)
+        return result
+
+    def _list_and_index(self) -> list[StoredMessage]:
         data = self._load_uids()
         uids: dict[str, int] = data["uids"]  # type: ignore[assignment]
         uidnext = int(data["uidnext"])  # type: ignore[arg-type]
@@ -195,19 +246,23 @@ class Folder:
         return out
 
     def set_flags(
-        self, key: str, flags: frozenset[str] | set[str], hint: str | None = None
+        self, key: str, flags: frozenset[str] | set[str], was: StoredMessage | None = None
     ) -> str:
         """Store the flags in the file name (moving it to cur/); returns the new relative path.
 
-        `hint`: where the file was last seen (a relpath); saves listing the folder."""
-        src = self.path / hint if hint else None
+        `was`: the message as last listed. Its file is tried first (no listing of the
+        folder), and the index is left alone when its keywords stay the same, so that
+        taking 1,000 messages out of new/ costs 1,000 renames and nothing more."""
+        src = self.path / was.relpath if was is not None else None
         if src is None or not src.exists():
             src = self._file(key)
         letters = "".join(sorted(FLAG_LETTERS[f] for f in flags if f in FLAG_LETTERS))
         dst = self.path / "cur" / f"{key}:2,{letters}"
         if src != dst:
             os.replace(src, dst)
-        self._store_keywords(key, flags)
+        words = {f for f in flags if not f.startswith("\\")}
+        if was is None or words != {f for f in was.flags if not f.startswith("\\")}:
+            self._store_keywords(key, flags)
         return f"cur/{dst.name}"
 
     def _store_keywords(self, key: str, flags: frozenset[str] | set[str]) -> None:
@@ -303,6 +358,7 @@ class MailStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self.host = socket.gethostname() or "localhost"
         self._ensured: set[str] = set()
+        self.listings = Listings()
 
     def account_path(self, address: str) -> Path:
         safe = address.lower().replace("/", "_")
@@ -325,11 +381,11 @@ class MailStore:
     def folder(self, address: str, name: str = "INBOX") -> Folder:
         base = self.account_path(address)
         if name.upper() == "INBOX":
-            return Folder("INBOX", base)
+            return Folder("INBOX", base, listings=self.listings)
         path = base / f".{name}"
         if not path.is_dir():
             raise KeyError(name)
-        return Folder(name, path)
+        return Folder(name, path, listings=self.listings)
 
     def create_folder(self, address: str, name: str) -> Folder:
         mailbox.Maildir(self.account_path(address), create=True).add_folder(name)
