@@ -107,6 +107,7 @@ class MemMailboxes:
                     "\\Draft": "D",
                 }[f]
                 for f in flags
+                if f.startswith("\\")  # keywords are not part of the file name
             )
         )
         return f"cur/{key}:2,{letters}"
@@ -799,3 +800,16 @@ def test_search_from_matches_addresses_written_with_comments() -> None:
     assert search(b"FROM alice@a.example") == b"* SEARCH 1 2"
     assert search(b'FROM "Alice L"') == b"* SEARCH 2"
     assert search(b"FROM <carol@a.example>") == b"* SEARCH 3"
+
+
+def test_keywords_in_the_core_and_a_flags_update_when_one_is_new() -> None:
+    conn = logged_in(with_mail(SIMPLE))
+    out = sent(feed(conn, b"a STORE 1 +FLAGS ($Forwarded)\r\n"))
+    # RFC 3501 §7.2.6: the grown set of flags comes first, then the FETCH.
+    assert out.startswith(
+        b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded)\r\n"
+        b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded \\*)]"
+    )
+    assert b"* 1 FETCH (FLAGS (\\Recent $Forwarded))" in out
+    assert b"b BAD" in sent(feed(conn, b"b STORE 1 +FLAGS (bad]word)\r\n"))
+    assert sent(feed(conn, b"c SEARCH KEYWORD $forwarded\r\n")).startswith(b"* SEARCH 1\r\n")
