@@ -107,6 +107,7 @@ class MemMailboxes:
                     "\\Draft": "D",
                 }[f]
                 for f in flags
+                if f.startswith("\\")  # keywords are not part of the file name
             )
         )
         return f"cur/{key}:2,{letters}"
@@ -155,8 +156,13 @@ def keys(outputs: list[Output]) -> list[str]:
     return [o.key for o in outputs if isinstance(o, (Send, ClientSent, MailboxNote))]
 
 
+def secure(backend: MemBackend | None = None) -> ImapConnection:
+    """A connection inside TLS (after STARTTLS or on 993): passwords may be sent."""
+    return ImapConnection(backend or MemBackend(), tls_active=True)
+
+
 def logged_in(backend: MemBackend | None = None, select: str | None = "INBOX") -> ImapConnection:
-    conn = ImapConnection(backend or MemBackend())
+    conn = secure(backend)
     conn.greeting()
     assert b"OK" in sent(feed(conn, b"a LOGIN bob@b.example bob-pass\r\n"))
     if select:
@@ -177,11 +183,14 @@ def test_greeting_and_capabilities_follow_tls_and_login() -> None:
     (greet,) = conn.greeting()
     assert isinstance(greet, Send) and greet.key == "imap.greeting"
     assert greet.data.startswith(b"* OK [CAPABILITY IMAP4rev1 ")
-    assert b"STARTTLS" in greet.data and b"AUTH=PLAIN" in greet.data
-    assert b"mx.b.example" in greet.data
-    tls = ImapConnection(MemBackend(), tls_active=True)
-    assert b"STARTTLS" not in sent(tls.greeting())
-    out = feed(conn, b"a LOGIN bob@b.example bob-pass\r\nb CAPABILITY\r\n")
+    # Before TLS: no password mechanism, LOGINDISABLED instead (RFC 9051 §6.2.3).
+    assert b"STARTTLS" in greet.data and b"LOGINDISABLED" in greet.data
+    assert b"AUTH=PLAIN" not in greet.data and b"mx.b.example" in greet.data
+    tls = secure()
+    greet_tls = sent(tls.greeting())
+    assert b"STARTTLS" not in greet_tls and b"AUTH=PLAIN" in greet_tls
+    assert b"LOGINDISABLED" not in greet_tls
+    out = feed(tls, b"a LOGIN bob@b.example bob-pass\r\nb CAPABILITY\r\n")
     caps = sent(out).split(b"\r\n")[1]
     assert caps.startswith(b"* CAPABILITY IMAP4rev1") and b"AUTH=PLAIN" not in caps
 
@@ -212,7 +221,7 @@ def test_wrong_state_unknown_command_and_garbage_get_bad() -> None:
 
 
 def test_login_failures_end_the_session_after_three() -> None:
-    conn = ImapConnection(MemBackend())
+    conn = secure()
     out = feed(conn, b"a LOGIN bob@b.example wrong\r\n")
     assert sent(out) == b"a NO [AUTHENTICATIONFAILED] Invalid credentials\r\n"
     assert out[0].detail == {"masked": "a LOGIN bob@b.example ****"}  # type: ignore[union-attr]
@@ -225,21 +234,46 @@ def test_login_failures_end_the_session_after_three() -> None:
 
 def test_authenticate_plain_with_and_without_initial_response() -> None:
     blob = base64.b64encode(b"\x00bob@b.example\x00bob-pass")
-    conn = ImapConnection(MemBackend())
+    conn = secure()
     out = feed(conn, b"a AUTHENTICATE PLAIN " + blob + b"\r\n")
     assert out[0].detail["decoded"] == "␀bob@b.example␀bob-pass"  # type: ignore[union-attr]
     assert out[0].detail["masked"] == "a AUTHENTICATE PLAIN ****"  # type: ignore[union-attr]
     assert sent(out).startswith(b"a OK [CAPABILITY")
-    conn = ImapConnection(MemBackend())
+    conn = secure()
     out = feed(conn, b"a AUTHENTICATE PLAIN\r\n")
     assert keys(out) == ["imap.authenticate", "imap.continue"] and sent(out) == b"+ \r\n"
     out = feed(conn, blob + b"\r\n")
     assert keys(out) == ["imap.auth.response", "imap.authenticate.ok"]
     assert out[0].detail["decoded"] == "␀bob@b.example␀bob-pass"  # type: ignore[union-attr]
-    conn = ImapConnection(MemBackend())
+    conn = secure()
     feed(conn, b"a AUTHENTICATE PLAIN\r\n")
     assert sent(feed(conn, b"*\r\n")) == b"a BAD Authentication cancelled\r\n"
     assert b"NO" in sent(feed(conn, b"b AUTHENTICATE CRAM-MD5\r\n"))
+
+
+def test_no_password_before_tls_unless_configured() -> None:
+    conn = ImapConnection(MemBackend())
+    conn.greeting()
+    out = feed(conn, b"a LOGIN bob@b.example bob-pass\r\n")
+    assert sent(out) == (
+        b"a NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure "
+        b"connections; use STARTTLS first\r\n"
+    )
+    assert keys(out) == ["imap.login", "imap.login.privacyrequired"]
+    blob = base64.b64encode(b"\x00bob@b.example\x00bob-pass")
+    for line in (b"b AUTHENTICATE PLAIN " + blob, b"c AUTHENTICATE PLAIN"):
+        out = feed(conn, line + b"\r\n")  # refused before any credentials are asked for
+        assert sent(out).startswith(line[:2] + b"NO [PRIVACYREQUIRED]")
+        assert keys(out)[-1] == "imap.authenticate.privacyrequired"
+    # Never checked, so never counted as failures: the session goes on and logs in after TLS.
+    assert conn.login_failures == 0 and not conn.closed
+    assert isinstance(feed(conn, b"d STARTTLS\r\n")[-1], StartTLS)
+    assert b"AUTH=PLAIN" in sent(feed(conn, b"e CAPABILITY\r\n"))
+    assert sent(feed(conn, b"f LOGIN bob@b.example bob-pass\r\n")).startswith(b"f OK")
+    # A server configured for it (a scenario showing the risk) takes the password in clear.
+    clear = ImapConnection(MemBackend(), cleartext_login=True)
+    assert b"AUTH=PLAIN" in sent(clear.greeting())
+    assert sent(feed(clear, b"a LOGIN bob@b.example bob-pass\r\n")).startswith(b"a OK")
 
 
 def test_starttls_drops_pipelined_plaintext() -> None:
@@ -253,7 +287,7 @@ def test_starttls_drops_pipelined_plaintext() -> None:
 
 def test_line_too_long_is_refused_and_serving_goes_on() -> None:
     conn = ImapConnection(MemBackend())
-    out = feed(conn, b"a NOOP " + b"x" * 9000)
+    out = feed(conn, b"a NOOP " + b"x" * 66000)
     assert out == []
     out = feed(conn, b"y" * 5000 + b"\r\nb NOOP\r\n")
     assert sent(out).startswith(b"a BAD Command line too long")
@@ -297,7 +331,8 @@ def test_fetch_body_sets_seen_and_peek_does_not() -> None:
     out = feed(conn, b"a FETCH 1 BODY.PEEK[]\r\n")
     assert b"BODY[] {%d}\r\n" % len(SIMPLE) in sent(out) and b"FLAGS" not in sent(out)
     out = feed(conn, b"b FETCH 2 (RFC822)\r\n")
-    assert b"RFC822 {" in sent(out) and b"FLAGS (\\Seen)" in sent(out)
+    # \Recent too: this session was the first to see the message (RFC 3501 §2.3.2).
+    assert b"RFC822 {" in sent(out) and b"FLAGS (\\Seen \\Recent)" in sent(out)
     notes = [o for o in out if isinstance(o, MailboxNote)]
     assert [(n.key, n.text) for n in notes] == [("maildir.flags", "cur/k2:2,S")]
     assert any(isinstance(o, MailboxChanged) for o in out)
@@ -309,7 +344,7 @@ def test_fetch_body_sets_seen_and_peek_does_not() -> None:
 def test_fetch_items_and_sections() -> None:
     conn = logged_in(with_mail(SIMPLE, MULTIPART))
     out = sent(feed(conn, b"a FETCH 1 (UID FLAGS RFC822.SIZE INTERNALDATE ENVELOPE)\r\n"))
-    assert b'UID 1 FLAGS () RFC822.SIZE %d INTERNALDATE "' % len(SIMPLE) in out
+    assert b'UID 1 FLAGS (\\Recent) RFC822.SIZE %d INTERNALDATE "' % len(SIMPLE) in out
     assert (
         b'ENVELOPE ("Mon, 1 Jan 2024 10:00:00 +0000" "Hello" (("Alice" NIL "alice" "a.example"))'
         in out
@@ -327,14 +362,14 @@ def test_fetch_items_and_sections() -> None:
     fields = b"To: Bob <bob@b.example>\r\nSubject: Hello\r\n\r\n"
     assert b"BODY[HEADER.FIELDS (SUBJECT to)] {43}\r\n" + fields + b")" in out
     out = sent(feed(conn, b"e FETCH 1:* FAST\r\nf FETCH 1 BODY\r\ng FETCH 1 RFC822.HEADER\r\n"))
-    assert b"* 2 FETCH (FLAGS () INTERNALDATE" in out and b'BODY ("TEXT" "PLAIN"' in out
+    assert b"* 2 FETCH (FLAGS (\\Recent) INTERNALDATE" in out and b'BODY ("TEXT" "PLAIN"' in out
     assert b"RFC822.HEADER {" in out
     assert b"h BAD" in sent(feed(conn, b"h FETCH 1 BODY[FOO]\r\n"))
     assert b"i BAD Invalid message sequence number" in sent(feed(conn, b"i FETCH 9 FLAGS\r\n"))
     out = sent(feed(conn, b"j UID FETCH 2:* FLAGS\r\n"))
-    assert out.startswith(b"* 2 FETCH (UID 2 FLAGS ())")
+    assert out.startswith(b"* 2 FETCH (UID 2 FLAGS (\\Recent))")
     out = sent(feed(conn, b"k UID FETCH 100:* FLAGS\r\n"))
-    assert out.startswith(b"* 2 FETCH (UID 2 FLAGS ())")  # n:* always includes the last
+    assert out.startswith(b"* 2 FETCH (UID 2 FLAGS (\\Recent))")  # n:* always includes the last
 
 
 def test_nested_message_eight_bit_headers_and_bare_lf() -> None:
@@ -366,12 +401,12 @@ def test_nested_message_eight_bit_headers_and_bare_lf() -> None:
 def test_store_variants() -> None:
     conn = logged_in(with_mail(SIMPLE, SIMPLE))
     out = feed(conn, b"a STORE 1:2 +FLAGS (\\Seen \\Flagged)\r\n")
-    assert b"* 1 FETCH (FLAGS (\\Flagged \\Seen))\r\n* 2 FETCH" in sent(out)
+    assert b"* 1 FETCH (FLAGS (\\Flagged \\Seen \\Recent))\r\n* 2 FETCH" in sent(out)
     assert [o.text for o in out if isinstance(o, MailboxNote)] == ["cur/k1:2,FS", "cur/k2:2,FS"]
     out = sent(feed(conn, b"b STORE 1 -FLAGS.SILENT \\Flagged\r\n"))
     assert out == b"b OK STORE completed\r\n"
     out = sent(feed(conn, b"c UID STORE 2 FLAGS (\\Answered)\r\n"))
-    assert out.startswith(b"* 2 FETCH (UID 2 FLAGS (\\Answered))")
+    assert out.startswith(b"* 2 FETCH (UID 2 FLAGS (\\Answered \\Recent))")
     assert b"d BAD" in sent(feed(conn, b"d STORE 1 +FLAGS (\\Bogus)\r\n"))
     assert b"e BAD" in sent(feed(conn, b"e STORE 1 XFLAGS (\\Seen)\r\n"))
 
@@ -470,7 +505,7 @@ def test_changes_by_another_session_are_reported_when_allowed() -> None:
     backend = with_mail(SIMPLE, SIMPLE)
     one, two = logged_in(backend), logged_in(backend)
     feed(two, b"a STORE 1 +FLAGS (\\Seen)\r\n")
-    assert b"* 1 FETCH (FLAGS (\\Seen))\r\n" in sent(feed(one, b"b NOOP\r\n"))
+    assert b"* 1 FETCH (FLAGS (\\Seen \\Recent))\r\n" in sent(feed(one, b"b NOOP\r\n"))
     backend.bob.append("INBOX", SIMPLE, frozenset(), None)
     assert b"* 3 EXISTS\r\n" in sent(feed(one, b"c NOOP\r\n"))
     feed(two, b"d STORE 2 +FLAGS (\\Deleted)\r\ne EXPUNGE\r\n")
@@ -486,16 +521,25 @@ def test_idle_pushes_and_done() -> None:
     assert keys(out) == ["imap.idle", "imap.continue"] and conn.idling
     assert conn.poll() == []
     backend.bob.append("INBOX", SIMPLE, frozenset(), None)
-    feed(other, b"a STORE 1 +FLAGS (\\Flagged)\r\n")
+    stored = feed(other, b"a STORE 1 +FLAGS (\\Flagged)\r\n")
     pushes = conn.poll()
-    assert [(p.key, p.data) for p in pushes] == [  # type: ignore[union-attr]
+    assert [(p.key, p.data) for p in pushes if isinstance(p, Send)] == [
         ("imap.push.exists", b"* 2 EXISTS\r\n"),
-        ("imap.push.fetch", b"* 1 FETCH (FLAGS (\\Flagged))\r\n"),
+        ("imap.push.fetch", b"* 1 FETCH (FLAGS (\\Flagged \\Recent))\r\n"),
     ]
+    # The other session learned of message 2 first (in its STORE reply): it took it
+    # out of new/, so it is \Recent there and not for the idling session.
+    assert [(p.key, p.text) for p in stored if isinstance(p, MailboxNote)][-1] == (
+        "maildir.recent",
+        "new/ → cur/ (1): cur/k2:2,",
+    )
+    assert not any(isinstance(p, MailboxNote) for p in pushes)
+    assert b"FLAGS ()" in sent(feed(conn, b"DONE\r\nj FETCH 2 FLAGS\r\n"))
+    feed(conn, b"k IDLE\r\n")
     feed(other, b"b STORE 1 +FLAGS (\\Deleted)\r\nc EXPUNGE\r\n")
     assert [p.key for p in conn.poll()] == ["imap.push.expunge"]  # type: ignore[union-attr]
     out = feed(conn, b"DONE\r\n")
-    assert keys(out) == ["imap.done", "imap.idle.ok"] and sent(out) == b"i OK IDLE terminated\r\n"
+    assert keys(out) == ["imap.done", "imap.idle.ok"] and sent(out) == b"k OK IDLE terminated\r\n"
     assert not conn.idling
 
 
@@ -527,9 +571,9 @@ def test_byte_by_byte_feeding_gives_the_same_answers() -> None:
         b"a LOGIN {13}\r\nbob@b.example {8+}\r\nbob-pass\r\nb SELECT INBOX\r\n"
         b"c APPEND INBOX {5}\r\nhello\r\nd FETCH 1:* (FLAGS BODY.PEEK[])\r\ne LOGOUT\r\n"
     )
-    whole = ImapConnection(MemBackend())
+    whole = secure()
     expected = sent(whole.receive_data(script))
-    split = ImapConnection(MemBackend())
+    split = secure()
     got = b"".join(sent(split.receive_data(script[i : i + 1])) for i in range(len(script)))
     assert got == expected and b"e OK LOGOUT" in got
 
@@ -632,3 +676,140 @@ def test_fuzz_raw_chunks(chunks: list[bytes]) -> None:
         data += sent(conn.receive_data(chunk))
     for reply in response_lines(data):
         assert _RESPONSE.match(reply), reply
+
+
+# -- message contents come from the adapter (defer_reads) ---------------------------------------
+def test_deferred_reads_ask_the_adapter_in_batches_and_hold_later_commands() -> None:
+    from app.protocols.imap import ReadMessages
+    from app.protocols.imap.reads import BATCH_MESSAGES, prepare
+
+    backend = with_mail(*[SIMPLE.replace(b"Hi Bob", b"Hi Bob %d" % i) for i in range(40)])
+    conn = ImapConnection(backend, tls_active=True, defer_reads=True)
+    feed(conn, b"a LOGIN bob@b.example bob-pass\r\na SELECT INBOX\r\n")
+    data = {m.key: m.data for m in backend.bob.boxes["INBOX"]}
+    reads = 0
+
+    def answer(request: ReadMessages, drop: str | None = None) -> list[Output]:
+        nonlocal reads
+        reads += len(request.keys)
+        return conn.messages_loaded(
+            {k: prepare(data[k], request.text) for k in request.keys if k != drop}
+        )
+
+    # A flags-only search reads nothing; a body search asks, a batch at a time.
+    out = feed(conn, b"b SEARCH UNSEEN DELETED\r\n")
+    assert sent(out) == b"* SEARCH\r\nb OK SEARCH completed\r\n"
+    out = feed(conn, b"c SEARCH BODY \"bob 3\"\r\nd NOOP\r\n")
+    assert [type(o) for o in out] == [ClientSent, ReadMessages]  # d waits its turn
+    first = out[-1]
+    assert isinstance(first, ReadMessages) and first.text and len(first.keys) == BATCH_MESSAGES
+    out = answer(first)
+    assert isinstance(out[-1], ReadMessages) and len(out[-1].keys) == 40 - BATCH_MESSAGES
+    out = answer(out[-1], drop="k40")  # expunged meanwhile: simply not found
+    assert sent(out) == (
+        b"* SEARCH 4 31 32 33 34 35 36 37 38 39\r\nc OK SEARCH completed\r\n"
+        b"d OK NOOP completed\r\n"
+    )
+    assert reads == 40
+    # FETCH of a body: asked for, then answered with the message's octets.
+    out = feed(conn, b"e FETCH 2 BODY.PEEK[TEXT]\r\n")
+    assert isinstance(out[-1], ReadMessages) and out[-1].keys == ("k2",)
+    assert b"* 2 FETCH (BODY[TEXT] {10}\r\nHi Bob 1\r\n)" in sent(answer(out[-1]))
+
+
+def test_lsub_lists_only_subscribed_names_and_noselect_parents_for_percent() -> None:
+    conn = logged_in(select=None)
+    mbx = conn.user_mailboxes()
+    feed(conn, b"a CREATE pp\r\nb CREATE pp.cc\r\n")
+    for name in ("INBOX", "Sent", "Trash", "pp", "pp.cc"):
+        mbx.set_subscribed(name, False)
+    assert sent(feed(conn, b"c SUBSCRIBE pp.cc\r\n")) == b"c OK SUBSCRIBE completed\r\n"
+
+    def lsub(pattern: bytes) -> list[bytes]:
+        return sent(feed(conn, b'd LSUB "" ' + pattern + b"\r\n")).split(b"\r\n")[:-2]
+
+    # RFC 3501 §6.3.9: "*" gives what is subscribed, not its unsubscribed parent.
+    assert lsub(b"*") == [b'* LSUB () "." pp.cc']
+    # "%" stops at the first level: the parent stands in for it, as \Noselect.
+    assert lsub(b"%") == [b'* LSUB (\\Noselect) "." pp']
+    assert lsub(b"pp.%") == [b'* LSUB () "." pp.cc']
+    # LIST is not about subscriptions: both exist and are listed as such.
+    out = sent(feed(conn, b'e LIST "" *\r\n'))
+    assert b'* LIST (\\HasChildren) "." pp\r\n' in out
+
+
+# -- MIME structure and ENVELOPE corner cases ------------------------------------------------------
+def test_top_level_message_rfc822_parts_and_folded_boundary() -> None:
+    inner = (
+        b"From: carol@a.example\r\nSubject: inner\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: multipart/mixed; boundary=IN\r\n\r\n"
+        b"--IN\r\nContent-Type: text/plain\r\n\r\nfirst\r\n--IN\r\n"
+        b"Content-Type: text/plain\r\n\r\nsecond\r\n--IN--\r\n"
+    )
+    outer = b"From: bob@b.example\r\nContent-Type: message/rfc822\r\n\r\n" + inner
+    folded = (
+        b"From: a@a.example\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/alternative; boundary="----=_Part_7\r\n 42"\r\n\r\n'
+        b"------=_Part_7 42\r\nContent-Type: text/plain\r\n\r\nplain\r\n"
+        b"------=_Part_7 42\r\nContent-Type: text/html\r\n\r\n<p>html</p>\r\n"
+        b"------=_Part_7 42--\r\n"
+    )
+    conn = logged_in(with_mail(outer, folded, SIMPLE))
+
+    def fetch(q: bytes) -> bytes:
+        return sent(feed(conn, b"f FETCH " + q + b"\r\n")).split(b"\r\nf OK")[0]
+
+    # BODY[1] is the encapsulated message; BODY[1.1] its first part, not all of it again.
+    assert fetch(b"1 BODY.PEEK[1]").endswith(b"{%d}\r\n" % len(inner) + inner + b")")
+    assert fetch(b"1 BODY.PEEK[1.1]") == b"* 1 FETCH (BODY[1.1] {5}\r\nfirst)"
+    assert fetch(b"1 BODY.PEEK[1.2]") == b"* 1 FETCH (BODY[1.2] {6}\r\nsecond)"
+    assert fetch(b"3 BODY.PEEK[1.1]") == b"* 3 FETCH (BODY[1.1] {0}\r\n)"  # no such part
+    # A boundary folded inside its quotes is unfolded: two parts, one line of syntax.
+    structure = fetch(b"2 BODYSTRUCTURE")
+    assert b'("TEXT" "PLAIN"' in structure and b'("TEXT" "HTML"' in structure
+    assert b'"BOUNDARY" "----=_Part_7 42"' in structure and b"\r\n" not in structure
+
+
+def test_envelope_keeps_group_syntax() -> None:
+    grouped = (
+        b"From: Alice <alice@a.example>\r\nTo: undisclosed-recipients:;\r\n"
+        b'Cc: x@a.example, "The Team": bob@b.example, Carol <carol@a.example>;\r\n'
+        b"Subject: groups\r\n\r\nhi\r\n"
+    )
+    conn = logged_in(with_mail(grouped))
+    out = sent(feed(conn, b"a FETCH 1 ENVELOPE\r\n"))
+    # RFC 3501 §7.4.2: (NIL NIL "name" NIL) opens a group, (NIL NIL NIL NIL) ends it.
+    assert b'(NIL NIL "undisclosed-recipients" NIL)(NIL NIL NIL NIL)' in out
+    assert (
+        b'((NIL NIL "x" "a.example")(NIL NIL "The Team" NIL)(NIL NIL "bob" "b.example")'
+        b'("Carol" NIL "carol" "a.example")(NIL NIL NIL NIL))'
+    ) in out
+
+
+def test_search_from_matches_addresses_written_with_comments() -> None:
+    backend = with_mail(
+        SIMPLE.replace(b"Alice <alice@a.example>", b"Alice <alice (at home) @ a.example>"),
+        SIMPLE.replace(b"Alice <alice@a.example>", b"alice@a.example (=?utf-8?q?Alice_L?=)"),
+        SIMPLE.replace(b"Alice <alice@a.example>", b"carol@a.example"),
+    )
+    conn = logged_in(backend)
+
+    def search(q: bytes) -> bytes:
+        return sent(feed(conn, b"s SEARCH " + q + b"\r\n")).split(b"\r\n")[0]
+
+    assert search(b"FROM alice@a.example") == b"* SEARCH 1 2"
+    assert search(b'FROM "Alice L"') == b"* SEARCH 2"
+    assert search(b"FROM <carol@a.example>") == b"* SEARCH 3"
+
+
+def test_keywords_in_the_core_and_a_flags_update_when_one_is_new() -> None:
+    conn = logged_in(with_mail(SIMPLE))
+    out = sent(feed(conn, b"a STORE 1 +FLAGS ($Forwarded)\r\n"))
+    # RFC 3501 §7.2.6: the grown set of flags comes first, then the FETCH.
+    assert out.startswith(
+        b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded)\r\n"
+        b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded \\*)]"
+    )
+    assert b"* 1 FETCH (FLAGS (\\Recent $Forwarded))" in out
+    assert b"b BAD" in sent(feed(conn, b"b STORE 1 +FLAGS (bad]word)\r\n"))
+    assert sent(feed(conn, b"c SEARCH KEYWORD $forwarded\r\n")).startswith(b"* SEARCH 1\r\n")

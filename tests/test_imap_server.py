@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import imaplib
+import os
 import re
 import shutil
+import ssl
+import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +48,9 @@ class Lab:
     def events(self, session: str | None = None) -> list[Event]:
         return [e for e in self.recorder.events if session is None or e.session == session]
 
-    async def serve(self, **endpoint_args: object) -> tuple[asyncio.Server, int, Endpoint]:
+    async def serve(
+        self, cleartext_login: bool = False, **endpoint_args: object
+    ) -> tuple[asyncio.Server, int, Endpoint]:
         args: dict[str, object] = dict(
             panel=4,
             protocol="IMAP",
@@ -54,7 +60,7 @@ class Lab:
             hostname="mx.b.example",
         )
         endpoint = Endpoint(**{**args, **endpoint_args})  # type: ignore[arg-type]
-        server = await start_imap_server(self.ctx, endpoint)
+        server = await start_imap_server(self.ctx, endpoint, cleartext_login=cleartext_login)
         return server, server.sockets[0].getsockname()[1], endpoint
 
 
@@ -96,10 +102,14 @@ class Raw:
         self.reader, self.writer = reader, writer
 
     @classmethod
-    async def connect(cls, port: int) -> Raw:
+    async def connect(cls, port: int, tls: ssl.SSLContext | None = None) -> Raw:
+        """Connect; with `tls`, STARTTLS first (the server takes no password before it)."""
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         raw = cls(reader, writer)
         assert (await raw.line()).startswith(b"* OK")
+        if tls is not None:
+            assert (await raw.cmd(b"s STARTTLS"))[-1].startswith(b"s OK")
+            await writer.start_tls(tls)
         return raw
 
     async def line(self, timeout: float = 5) -> bytes:
@@ -214,9 +224,171 @@ async def test_uids_survive_a_server_restart(lab: Lab) -> None:
     assert first[1] == b"1 2 3" and second == (first[0], b"1 3")
 
 
+async def test_no_login_before_starttls_on_143(lab: Lab, plain: int) -> None:
+    lab.store.deliver(BOB, MESSAGE)
+
+    def session() -> list[str]:
+        client = imaplib.IMAP4("127.0.0.1", plain, timeout=10)
+        caps = list(client.capabilities)
+        with pytest.raises(imaplib.IMAP4.error, match=r"PRIVACYREQUIRED"):
+            client.login(BOB, "bob-pass")
+        with pytest.raises(imaplib.IMAP4.error, match=r"PRIVACYREQUIRED"):
+            client.authenticate("PLAIN", lambda _: b"\x00bob@b.example\x00bob-pass")
+        client.starttls(ssl_context=lab.ctx.tls.client_context)
+        assert "AUTH=PLAIN" in client.capabilities and "LOGINDISABLED" not in client.capabilities
+        assert client.login(BOB, "bob-pass")[0] == "OK"
+        assert client.select("INBOX") == ("OK", [b"1"])
+        client.logout()
+        return caps
+
+    caps = await run(session)
+    assert "LOGINDISABLED" in caps and "AUTH=PLAIN" not in caps and "STARTTLS" in caps
+    keys = [e.key for e in lab.events()]
+    assert keys.count("imap.login.privacyrequired") == 1
+    assert keys.count("imap.authenticate.privacyrequired") == 1
+    assert "imap.login.ok" in keys and "imap.login.no" not in keys
+
+
+async def test_a_server_configured_for_it_takes_a_cleartext_login(lab: Lab) -> None:
+    server, port, _ = await lab.serve(cleartext_login=True)
+
+    def session() -> tuple[str, ...]:
+        client = imaplib.IMAP4("127.0.0.1", port, timeout=10)
+        caps = client.capabilities
+        assert client.login(BOB, "bob-pass")[0] == "OK"
+        client.logout()
+        return caps
+
+    caps = await run(session)
+    await close_server(server)
+    assert "AUTH=PLAIN" in caps and "LOGINDISABLED" not in caps
+    assert not next(e for e in lab.events() if e.key == "imap.login").tls
+
+
+async def test_recent_belongs_to_the_first_session_that_selects(lab: Lab, plain: int) -> None:
+    for i in range(3):
+        lab.store.deliver(BOB, MESSAGE + b"%d\r\n" % i)
+
+    def session(examine: bool = False) -> tuple[bytes, bytes, bytes]:
+        client = imap(lab, plain)
+        _typ, status = client.status("INBOX", "(RECENT)")
+        client.select("INBOX", readonly=examine)
+        recent = client.response("RECENT")[1][0]
+        _typ, flags = client.fetch("1", "(FLAGS)")
+        client.logout()
+        return status[0], recent, flags[0]  # type: ignore[return-value]
+
+    # EXAMINE looks without taking: still \Recent for whoever selects next.
+    assert await run(lambda: session(examine=True)) == (
+        b"INBOX (RECENT 3)",
+        b"3",
+        b"1 (FLAGS (\\Recent))",
+    )
+    assert all(name.startswith("new/") for name in lab.inbox_files())
+    first = await run(session)
+    assert first == (b"INBOX (RECENT 3)", b"3", b"1 (FLAGS (\\Recent))")
+    assert all(name.startswith("cur/") for name in lab.inbox_files())  # as Dovecot moves them
+    second = await run(session)
+    assert second == (b"INBOX (RECENT 0)", b"0", b"1 (FLAGS ())")
+    notes = [e for e in lab.events() if e.key == "maildir.recent"]
+    assert len(notes) == 1 and notes[0].text.startswith("new/ → cur/ (3): cur/")
+
+
+async def test_keywords_are_kept_listed_fetched_and_searched(lab: Lab, plain: int) -> None:
+    lab.store.deliver(BOB, MESSAGE)
+    lab.store.deliver(BOB, MESSAGE)
+
+    def first() -> tuple[bytes, bytes, bytes, bytes]:
+        client = imap(lab, plain)
+        client.select("INBOX")
+        permanent = client.response("PERMANENTFLAGS")[1][0]
+        _typ, stored = client.store("1", "+FLAGS", "($Label1 $Junk \\Flagged)")
+        flags_update = client.response("FLAGS")[1][-1]  # the new keywords, announced
+        _typ, appended = client.append("INBOX", "(NonJunk \\Seen)", None, MESSAGE)
+        client.logout()
+        return permanent, stored[0], flags_update, appended[0]  # type: ignore[return-value]
+
+    def second() -> tuple[bytes, bytes, list[bytes]]:
+        client = imap(lab, plain)
+        client.select("INBOX")
+        flags = client.response("FLAGS")[1][0]
+        _typ, fetched = client.fetch("1:*", "(FLAGS)")
+        searches = [
+            client.search(None, *q)[1][0]
+            for q in (("KEYWORD", "$junk"), ("UNKEYWORD", "$Junk"), ("KEYWORD", "NonJunk"))
+        ]
+        client.store("1", "-FLAGS", "($Junk)")
+        searches.append(client.search(None, "KEYWORD", "$Junk")[1][0])
+        client.logout()
+        return flags, b" ".join(fetched), searches  # type: ignore[arg-type]
+
+    permanent, stored, flags_update, appended = await run(first)
+    assert permanent.endswith(b"\\*)") and b"APPENDUID" in appended
+    assert stored == b"1 (FLAGS (\\Flagged \\Recent $Junk $Label1))"
+    assert b"$Junk $Label1" in flags_update
+    # A new session (as after a restart: nothing in memory) gets them back from disk.
+    lab.ctx.store = MailStore(lab.root / "mail")
+    flags, fetched, searches = await run(second)
+    assert flags.endswith(b"\\Draft $Junk $Label1 NonJunk)")
+    assert fetched == (
+        b"1 (FLAGS (\\Flagged $Junk $Label1)) 2 (FLAGS ()) 3 (FLAGS (\\Seen NonJunk))"
+    )
+    assert searches == [b"1", b"2 3", b"3", b""]
+    # File names hold the system flags only; the keywords are in the folder's index.
+    assert sorted(n.rsplit(",", 1)[1] for n in lab.inbox_files()) == ["", "F", "S"]
+    (note,) = [e for e in lab.events() if e.key == "maildir.keywords"]  # -FLAGS ($Junk)
+    assert note.text.endswith(":2,F — keywords: $Label1")
+
+
+async def test_uidvalidity_is_new_for_every_creation_even_after_a_restart(
+    lab: Lab, plain: int
+) -> None:
+    def recreate(times: int) -> list[int]:
+        client = imap(lab, plain)
+        seen = []
+        for _ in range(times):  # far quicker than a second apart
+            client.create("Work")
+            client.select("Work")
+            seen.append(int(client.response("UIDVALIDITY")[1][0]))  # type: ignore[arg-type]
+            client.unselect()
+            client.delete("Work")
+        client.logout()
+        return seen
+
+    first = await run(lambda: recreate(4))
+    lab.ctx.store = MailStore(lab.root / "mail")  # as after a restart: nothing in memory
+    later = await run(lambda: recreate(2))
+    values = first + later
+    assert values == sorted(set(values)) and len(values) == 6  # strictly increasing
+
+
+async def test_long_id_line_and_mailbox_names_with_quote_and_backslash(
+    lab: Lab, plain: int
+) -> None:
+    def session() -> tuple[str, list[bytes], tuple[str, list[bytes]]]:
+        client = imap(lab, plain)
+        # A client's ID list over 8,192 octets (Dovecot takes lines up to 64 KiB).
+        fields = " ".join(f'"x-field-{i}" "{"v" * 90}"' for i in range(90))
+        typ, _data = client.xatom("ID", f"({fields})")
+        for name in ('say "hi"', "back\\slash"):
+            assert client.create(client._quote(name))[0] == "OK"  # type: ignore[attr-defined]
+        _typ, listing = client.list()
+        selected = client.select(client._quote('say "hi"'))  # type: ignore[attr-defined]
+        client.logout()
+        return typ, listing, selected  # type: ignore[return-value]
+
+    typ, listing, selected = await run(session)
+    assert typ == "OK"
+    assert b'(\\HasNoChildren) "." "say \\"hi\\""' in listing
+    assert b'(\\HasNoChildren) "." "back\\\\slash"' in listing
+    assert selected == ("OK", [b"0"])
+    names = lab.store.folder_names(BOB)
+    assert 'say "hi"' in names and "back\\slash" in names
+
+
 # -- IDLE and other sessions ----------------------------------------------------------------
 async def _idle(lab: Lab, port: int) -> Raw:
-    raw = await Raw.connect(port)
+    raw = await Raw.connect(port, lab.ctx.tls.client_context)
     await raw.cmd(b"a LOGIN bob@b.example bob-pass")
     await raw.cmd(b"b SELECT INBOX")
     raw.writer.write(b"c IDLE\r\n")
@@ -235,13 +407,15 @@ async def test_idle_gets_exists_when_mail_is_delivered(lab: Lab, plain: int) -> 
     await raw.close()
     keys = [e.key for e in lab.events()]
     idle = keys.index("imap.idle")
-    assert keys[idle : idle + 5] == [
+    assert keys[idle : idle + 6] == [
         "imap.idle",
         "imap.continue",
         "imap.push.exists",
+        "maildir.recent",  # the idling session is the first to see it: new/ → cur/
         "imap.done",
         "imap.idle.ok",
     ]
+    assert all(name.startswith("cur/") for name in lab.inbox_files())
 
 
 async def test_idle_polls_for_changes_from_elsewhere(lab: Lab, plain: int) -> None:
@@ -251,7 +425,7 @@ async def test_idle_polls_for_changes_from_elsewhere(lab: Lab, plain: int) -> No
     folder = lab.store.folder(BOB)
     first, second = folder.messages()
     folder.set_flags(first.key, frozenset({"\\Flagged"}))  # as another process would
-    assert await raw.line(timeout=3) == b"* 1 FETCH (FLAGS (\\Flagged))\r\n"
+    assert await raw.line(timeout=3) == b"* 1 FETCH (FLAGS (\\Flagged \\Recent))\r\n"
     folder.remove([second.key])
     assert await raw.line(timeout=3) == b"* 2 EXPUNGE\r\n"
     await raw.close()
@@ -260,11 +434,11 @@ async def test_idle_polls_for_changes_from_elsewhere(lab: Lab, plain: int) -> No
 async def test_two_clients_see_each_others_changes(lab: Lab, plain: int) -> None:
     lab.store.deliver(BOB, MESSAGE)
     idler = await _idle(lab, plain)
-    other = await Raw.connect(plain)
+    other = await Raw.connect(plain, lab.ctx.tls.client_context)
     await other.cmd(b"a LOGIN bob@b.example bob-pass")
     await other.cmd(b"b SELECT INBOX")
     await other.cmd(b"c STORE 1 +FLAGS (\\Flagged)")
-    assert await idler.line(timeout=0.8) == b"* 1 FETCH (FLAGS (\\Flagged))\r\n"
+    assert await idler.line(timeout=0.8) == b"* 1 FETCH (FLAGS (\\Flagged \\Recent))\r\n"
     await other.cmd(b"d APPEND INBOX {5+}\r\nhello")
     assert await idler.line(timeout=0.8) == b"* 2 EXISTS\r\n"
     idler.writer.write(b"DONE\r\n")
@@ -285,8 +459,8 @@ async def test_garbage_long_lines_and_literals_get_bad_and_serving_goes_on(
     raw = await Raw.connect(plain)
     raw.writer.write(b"\x00\xff\xfe garbage\r\n")
     assert (await raw.line()).startswith(b"* BAD ")
-    lines = await raw.cmd(b"a NOOP " + b"x" * 10000)
-    assert lines == [b"a BAD Command line too long (limit 8192 octets)\r\n"]
+    lines = await raw.cmd(b"a NOOP " + b"x" * 70000)
+    assert lines == [b"a BAD Command line too long (limit 65536 octets)\r\n"]
     assert await raw.cmd(b"b LOGIN bob@b.example bob-pass") != []
     raw.writer.write(b"c APPEND INBOX {20000000}\r\n")
     assert (await raw.line()).startswith(b"c NO [TOOBIG]")
@@ -295,7 +469,7 @@ async def test_garbage_long_lines_and_literals_get_bad_and_serving_goes_on(
 
 
 async def test_three_failed_logins_close_the_connection(lab: Lab, plain: int) -> None:
-    raw = await Raw.connect(plain)
+    raw = await Raw.connect(plain, lab.ctx.tls.client_context)
     for tag in (b"a", b"b"):
         assert (await raw.cmd(tag + b" LOGIN bob@b.example wrong"))[-1].startswith(tag + b" NO")
     assert (await raw.cmd(b"c LOGIN bob@b.example wrong"))[-1].startswith(b"c NO")
@@ -380,3 +554,62 @@ async def test_curl_imap_starttls_and_imaps(lab: Lab, plain: int) -> None:
     await close_server(server)
     assert "Noon at the usual place?" in body
     assert lab.inbox_files()[0].endswith(":2,S")  # curl fetches BODY[], which marks \Seen
+
+
+# -- the event loop stays free ---------------------------------------------------------------
+async def test_body_search_reads_off_the_event_loop(lab: Lab, plain: int) -> None:
+    """SEARCH TEXT over a big folder reads every message. One of them is a named pipe,
+    so the read blocks until this test writes it: meanwhile another client must be
+    served. On a server reading on its event loop nobody is answered until then."""
+    for i in range(200):
+        lab.store.deliver(BOB, MESSAGE.replace(b"Noon", b"needle" if i % 50 == 7 else b"Noon"))
+    fifo = lab.store.folder(BOB).path / "new" / "9999999999.pipe.host"
+    os.mkfifo(fifo)
+    blocked = threading.Event()
+
+    def searcher() -> bytes:
+        client = imap(lab, plain)
+        client.select("INBOX")
+        _typ, data = client.search(None, "TEXT", "NEEDLE")
+        client.logout()
+        return data[0]  # type: ignore[return-value]
+
+    def other_client_while_blocked() -> bytes:
+        with open(fifo, "wb") as pipe:  # returns once the server opened it for reading
+            blocked.set()
+            try:
+                client = imaplib.IMAP4("127.0.0.1", plain, timeout=5)
+                client.starttls(ssl_context=lab.ctx.tls.client_context)
+                client.login(BOB, "bob-pass")
+                _typ, data = client.select("INBOX")
+                client.logout()
+            finally:  # the piped message: the search goes on and finds it
+                pipe.write(MESSAGE.replace(b"Noon", b"Needle"))
+        return data[0]  # type: ignore[return-value]
+
+    search = run(searcher)
+    other = run(other_client_while_blocked)
+    assert await other == b"201"
+    assert blocked.is_set()
+    assert await search == b"8 58 108 158 201"
+
+
+# -- the folder listing every command ends with ----------------------------------------------
+def test_a_settled_listing_is_reused_and_any_change_is_still_seen(lab: Lab) -> None:
+    """Each IMAP command ends with a listing of the folder; an unchanged one is reused
+    (as Dovecot's maildir sync does), but a change by another process must show."""
+    for i in range(3):
+        lab.store.deliver(BOB, MESSAGE + b"%d\r\n" % i)
+    folder = lab.store.folder(BOB)
+    first = folder.messages()
+    past = time.time() - 10  # as a folder nobody touched for a while
+    for name in ("new", "cur", "mailflow-uids.json"):
+        os.utime(folder.path / name, (past, past))
+    assert folder.messages() == first  # listed and remembered: settled
+    assert lab.store.listings.get(folder.path) is not None
+    other = MailStore(lab.root / "mail")  # another process, its own memory
+    other.folder(BOB).set_flags(first[0].key, frozenset({"\\Seen"}))
+    other.folder(BOB).remove([first[1].key])
+    other.deliver(BOB, MESSAGE)
+    now = lab.store.folder(BOB).messages()
+    assert [(m.uid, m.flags) for m in now] == [(1, {"\\Seen"}), (3, set()), (4, set())]

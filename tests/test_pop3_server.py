@@ -194,7 +194,8 @@ async def test_retr_then_quit_keeps_mail(
     await asyncio.to_thread(client)
     await settle(endpoint)
     assert len(maildir_files(ctx)) == 2
-    assert recorder.events[-1].text == "INBOX: 2 messages — new/: 2, cur/: 0"
+    # Kept, but seen by a client: out of new/ (as Dovecot moves them to cur/).
+    assert recorder.events[-1].text == "INBOX: 2 messages — new/: 0, cur/: 2"
     assert "maildir.remove" not in keys(recorder.events)
 
 

@@ -142,7 +142,9 @@ def test_imap_state_errors_come_from_the_core(runs: dict[str, Recording]) -> Non
     assert got.text == f"{tag} NO [AUTHENTICATIONFAILED] Invalid credentials"
     # The mirror holds the delivered mail: FETCH sees it, and the flag STORE set later.
     fetch = _point(events, "FETCH", "IMAP")
-    assert "* 1 FETCH (FLAGS ())" in probe_at(events, fetch).ask(f"{tag} FETCH 1 (FLAGS)").text
+    # \Recent: this session was the first to select the mailbox (RFC 3501 §2.3.2).
+    got = probe_at(events, fetch).ask(f"{tag} FETCH 1 (FLAGS)").text
+    assert "* 1 FETCH (FLAGS (\\Recent))" in got
 
 
 @pytest.mark.parametrize("slug", ["basic-pop3", "basic-imap"])

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import threading
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,9 +32,12 @@ from app.protocols.imap import (
     MailboxChanged,
     MailboxNote,
     Output,
+    ReadMessages,
     Send,
     StartTLS,
 )
+from app.protocols.imap.mime import ParsedMessage
+from app.protocols.imap.reads import prepare
 from app.world.accounts import Accounts
 from app.world.mailstore import Folder, MailStore, StoredMessage
 
@@ -93,9 +97,7 @@ def _unwatch(key: str, watcher: _Watcher) -> None:
 # -- the backend over MailStore + Accounts ------------------------------------------------
 def _safe_name(name: str) -> str:
     # Folder names become directory names: no path tricks.
-    if name != "INBOX" and (
-        not name or "/" in name or "\\" in name or "\x00" in name or name.startswith(".")
-    ):
+    if name != "INBOX" and (not name or "/" in name or "\x00" in name or name.startswith(".")):
         raise KeyError(name)
     return name
 
@@ -106,6 +108,7 @@ class MailStoreMailboxes:
     def __init__(self, store: MailStore, address: str) -> None:
         self.store = store
         self.address = address
+        self._seen_at: dict[str, dict[str, StoredMessage]] = {}  # as last listed, by key
         store.ensure_account(address)
 
     def folder(self, name: str) -> Folder:
@@ -162,7 +165,10 @@ class MailStoreMailboxes:
         os.replace(tmp, file)
 
     def messages(self, name: str) -> Sequence[StoredMessage]:
-        return self.folder(name).messages()
+        found = self.folder(name).messages()
+        # Where each file is now, so a flag change needs no listing of the folder.
+        self._seen_at[name] = {m.key: m for m in found}
+        return found
 
     def uidvalidity(self, name: str) -> int:
         return self.folder(name).uidvalidity
@@ -174,7 +180,9 @@ class MailStoreMailboxes:
         return self.folder(name).read(key)
 
     def set_flags(self, name: str, key: str, flags: frozenset[str]) -> str:
-        return self.folder(name).set_flags(key, flags)
+        known = self._seen_at.get(name, {})
+        was = known.pop(key, None)  # only once: after this the listing is out of date
+        return self.folder(name).set_flags(key, flags, was=was)
 
     def remove(self, name: str, keys: list[str]) -> list[str]:
         return self.folder(name).remove(keys)
@@ -215,6 +223,28 @@ class MailStoreBackend:
         return MailStoreMailboxes(self.store, user.lower())
 
 
+def _read_messages(folder: Folder, keys: Sequence[str], text: bool) -> dict[str, ParsedMessage]:
+    """Runs in a worker thread: only reads files (no UID bookkeeping), so it is safe
+    beside the event loop; a message expunged meanwhile is left out."""
+    found = {}
+    files = folder.files()  # one listing, not one per message
+    for key in keys:
+        path = files.get(key)
+        if path is None:
+            continue
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:  # its flags changed meanwhile: look it up again
+            try:
+                data = folder.read(key)
+            except (KeyError, OSError):
+                continue
+        except OSError:
+            continue
+        found[key] = prepare(data, text)
+    return found
+
+
 # -- one connection ------------------------------------------------------------------
 class _Session:
     def __init__(
@@ -224,6 +254,7 @@ class _Session:
         backend: MailStoreBackend,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
+        cleartext_login: bool = False,
     ) -> None:
         self.ctx = ctx
         self.endpoint = endpoint
@@ -236,6 +267,8 @@ class _Session:
             hostname=endpoint.hostname,
             tls_active=endpoint.implicit_tls,
             starttls_available=not endpoint.implicit_tls,
+            cleartext_login=cleartext_login,
+            defer_reads=True,  # message contents are read in a worker thread (load())
         )
         self.closing = False
         self.watcher = _Watcher()
@@ -307,13 +340,19 @@ class _Session:
 
     async def apply(self, outputs: list[Output], held: bool = False) -> None:
         """`held`: a login failed in this batch; its NO waits out the shared back-off."""
-        for out in outputs:
+        queue = deque(outputs)
+        while queue:
+            out = queue.popleft()
             if held and isinstance(out, Send) and out.key.endswith(".no"):
                 held = False
                 peer = self.writer.get_extra_info("peername")
                 address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
                 await self.ctx.guard.hold(address, self.tap)
-            if isinstance(out, Send):
+            if isinstance(out, ReadMessages):
+                # Write what the command has said so far, read off the loop, go on.
+                await self.drain()
+                queue.extend(self.conn.messages_loaded(await self.load(out)))
+            elif isinstance(out, Send):
                 self.writer.write(out.data)
                 self.tap.server(wire_text(out.data), out.key)
             elif isinstance(out, ClientSent):
@@ -332,6 +371,18 @@ class _Session:
             elif isinstance(out, Close):
                 self.closing = True
         await self.drain()
+
+    async def load(self, request: ReadMessages) -> dict[str, ParsedMessage]:
+        """Read and parse the messages a command needs in a worker thread: a FETCH of
+        bodies or a SEARCH TEXT over a big folder must not stall everyone else."""
+        user = self.conn.user
+        if user is None:
+            return {}
+        try:
+            folder = self.ctx.store.folder(user, _safe_name(request.mailbox))
+        except KeyError:
+            return {}
+        return await asyncio.to_thread(_read_messages, folder, request.keys, request.text)
 
     async def drain(self) -> None:
         await drain_or_cut(self.writer, self.endpoint.idle_timeout)
@@ -360,13 +411,21 @@ class _Session:
 
 
 async def start_imap_server(
-    ctx: EngineContext, endpoint: Endpoint, host: str = "127.0.0.1", port: int = 0
+    ctx: EngineContext,
+    endpoint: Endpoint,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    cleartext_login: bool = False,
 ) -> asyncio.Server:
-    """Listen for IMAP on host:port (0 = any free port); implicit TLS when the endpoint says so."""
+    """Listen for IMAP on host:port (0 = any free port); implicit TLS when the endpoint says so.
+
+    `cleartext_login`: accept LOGIN/AUTHENTICATE before STARTTLS. Off by default, as
+    Dovecot's disable_plaintext_auth: the server then advertises LOGINDISABLED."""
     backend = MailStoreBackend(ctx.store, ctx.accounts)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _Session(ctx, endpoint, backend, reader, writer).run()
+        await _Session(ctx, endpoint, backend, reader, writer, cleartext_login).run()
 
     ssl_ctx = ctx.tls.server_context if endpoint.implicit_tls else None
     if ssl_ctx is None:

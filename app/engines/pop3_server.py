@@ -80,6 +80,8 @@ class MailStoreBackend:
             infos = []
             for message in folder.messages():
                 try:
+                    if message.subdir == "new":  # a client has seen it: to cur/, as Dovecot does
+                        folder.set_flags(message.key, message.flags, was=message)
                     # Stored files use LF endings; POP3 sizes count the CRLF we send.
                     infos.append(MessageInfo(message.key, wire_size(folder.read(message.key))))
                 except (KeyError, FileNotFoundError):

@@ -308,7 +308,11 @@ class MirrorWorld:
         return known[0] if known else None
 
     def open(self, user: str) -> list[Pop3Info]:
-        return [Pop3Info(m.key, wire_size(m.data)) for m in self.mailboxes(user).messages("INBOX")]
+        box = self.mailboxes(user)
+        for m in box.messages("INBOX"):  # seen by a client: out of new/, as the real server
+            if m.subdir == "new":
+                box.set_flags("INBOX", m.key, m.flags)
+        return [Pop3Info(m.key, wire_size(m.data)) for m in box.messages("INBOX")]
 
     def read(self, user: str, key: str) -> bytes:
         return self.mailboxes(user).read("INBOX", key)

@@ -1,9 +1,10 @@
 """Mailboxes on disk: one Maildir per account, folders as Maildir++ subfolders.
 
 Built on the stdlib `mailbox.Maildir`. What Maildir itself does not keep, IMAP
-needs: stable UIDs and a UIDVALIDITY per folder. Those live in a small JSON file
-per folder (`mailflow-uids.json`), written atomically, the way Dovecot keeps its
-dovecot-uidlist beside the mail.
+needs: stable UIDs and a UIDVALIDITY per folder, and keywords ($Junk, $Label1: a
+file name holds only the system flags). Those live in a small JSON file per folder
+(`mailflow-uids.json`), written durably, the way Dovecot keeps its dovecot-uidlist
+and dovecot-keywords beside the mail.
 
 The store does no I/O besides the file system and emits no events: callers (the
 MDA, the POP3 and IMAP adapters) say what happened using the paths it returns.
@@ -11,6 +12,7 @@ MDA, the POP3 and IMAP adapters) say what happened using the paths it returns.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import mailbox
 import os
@@ -24,6 +26,8 @@ from app.world.durable import COMMITS, fsync_dir, write_durably
 
 FOLDERS = ("INBOX", "Sent", "Trash")
 UID_FILE = "mailflow-uids.json"
+# Per account, the last UIDVALIDITY handed out (Dovecot keeps dovecot-uidvalidity).
+UIDVALIDITY_FILE = "mailflow-uidvalidity"
 
 # IMAP system flag <-> Maildir info letter (https://cr.yp.to/proto/maildir.html).
 FLAG_LETTERS = {
@@ -54,6 +58,25 @@ def _write_atomic(path: Path, data: bytes) -> None:
     write_durably(path.with_name(path.name + ".tmp"), path, data)
 
 
+_uidvalidity_lock = threading.Lock()
+
+
+def next_uidvalidity(account_root: Path) -> int:
+    """A UIDVALIDITY never given before in this account (RFC 3501 §2.3.1.1): a folder
+    deleted and created again, even within the same second or after a restart, must
+    not let a client's cached UIDs name other messages. Seconds since the epoch, but
+    always above the last one handed out, which is kept on disk."""
+    with _uidvalidity_lock:
+        file = account_root / UIDVALIDITY_FILE
+        try:
+            last = int(file.read_text("ascii").strip() or 0)
+        except (FileNotFoundError, ValueError):
+            last = 0
+        value = max(int(time.time()), last + 1)
+        _write_atomic(file, b"%d\n" % value)
+        return value
+
+
 @dataclass(slots=True)
 class StoredMessage:
     key: str  # Maildir unique name, also the POP3 UIDL
@@ -71,6 +94,31 @@ class StoredMessage:
         return f"cur/{self.key}:2,{letters}"
 
 
+SETTLE_NS = 2_000_000_000  # a directory time this old cannot hide a change in its tick
+MAX_LISTINGS = 256
+
+
+class Listings:
+    """Settled folder listings by path (one MailStore, used on the event loop only)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[Path, tuple[tuple[int, ...], list[StoredMessage]]] = {}
+
+    def get(self, path: Path) -> tuple[tuple[int, ...], list[StoredMessage]] | None:
+        return self._entries.get(path)
+
+    def remember(
+        self, path: Path, stamp: tuple[int, ...] | None, result: list[StoredMessage]
+    ) -> None:
+        now = time.time_ns()
+        if stamp is None or any(now - t < SETTLE_NS for t in stamp):
+            self._entries.pop(path, None)  # changed just now: list it again next time
+            return
+        if path not in self._entries and len(self._entries) >= MAX_LISTINGS:
+            self._entries.pop(next(iter(self._entries)))
+        self._entries[path] = (stamp, list(result))
+
+
 @dataclass
 class Folder:
     """One Maildir folder with its UID map."""
@@ -78,6 +126,7 @@ class Folder:
     name: str
     path: Path
     _uids: dict[str, object] = field(default_factory=dict)
+    listings: Listings | None = None  # the store's cache of settled folder listings
 
     @property
     def maildir(self) -> mailbox.Maildir:
@@ -88,8 +137,10 @@ class Folder:
         file = self.path / UID_FILE
         if file.exists():
             return json.loads(file.read_text("utf-8"))
-        # UIDVALIDITY: seconds at creation, as most servers do; stable afterwards.
-        data: dict[str, object] = {"uidvalidity": int(time.time()), "uidnext": 1, "uids": {}}
+        # UIDVALIDITY: new for every creation of the folder; stable afterwards.
+        root = self.path if self.name == "INBOX" else self.path.parent
+        validity = next_uidvalidity(root)
+        data: dict[str, object] = {"uidvalidity": validity, "uidnext": 1, "uids": {}}
         _write_atomic(file, json.dumps(data).encode())
         return data
 
@@ -105,8 +156,33 @@ class Folder:
         self.messages()
         return int(self._load_uids()["uidnext"])  # type: ignore[arg-type]
 
+    def _stamp(self) -> tuple[int, ...] | None:
+        """Modification times of new/, cur/ and the index: any delivery, rename, removal
+        or keyword change moves one of them."""
+        try:
+            paths = (self.path / "new", self.path / "cur", self.path / UID_FILE)
+            return tuple(os.stat(p).st_mtime_ns for p in paths)
+        except FileNotFoundError:
+            return None
+
     def messages(self) -> list[StoredMessage]:
-        """All messages in UID order; new files get the next UIDs, vanished ones are dropped."""
+        """All messages in UID order; new files get the next UIDs, vanished ones are dropped.
+
+        Every IMAP command ends with this, so an unchanged folder is not listed again:
+        like Dovecot's maildir sync, a listing is reused while the directories' times
+        are unchanged and were already settled (older than SETTLE_NS) when it was made,
+        since a change within the same clock tick would not move them."""
+        stamp = self._stamp() if self.listings is not None else None
+        if stamp is not None and self.listings is not None:
+            hit = self.listings.get(self.path)
+            if hit is not None and hit[0] == stamp:
+                return list(hit[1])
+        result = self._list_and_index()
+        if self.listings is not None:
+            self.listings.remember(self.path, self._stamp(), result)
+        return result
+
+    def _list_and_index(self) -> list[StoredMessage]:
         data = self._load_uids()
         uids: dict[str, int] = data["uids"]  # type: ignore[assignment]
         uidnext = int(data["uidnext"])  # type: ignore[arg-type]
@@ -122,6 +198,7 @@ class Folder:
                 found.append((key, sub, info, entry.stat()))
         # Order new arrivals by delivery time so UIDs follow arrival.
         found.sort(key=lambda f: (uids.get(f[0], 1 << 62), f[3].st_mtime, f[0]))
+        keywords: dict[str, list[str]] = data.setdefault("keywords", {})  # type: ignore[assignment]
         changed = False
         result: list[StoredMessage] = []
         present = set()
@@ -131,10 +208,12 @@ class Folder:
                 uids[key] = uidnext
                 uidnext += 1
                 changed = True
-            flags = frozenset(LETTER_FLAGS[c] for c in info if c in LETTER_FLAGS)
+            letters = {LETTER_FLAGS[c] for c in info if c in LETTER_FLAGS}
+            flags = frozenset(letters.union(keywords.get(key, ())))
             result.append(StoredMessage(key, uids[key], st.st_size, flags, sub, st.st_mtime))
         for gone in set(uids) - present:
             del uids[gone]
+            keywords.pop(gone, None)
             changed = True
         if changed:
             data["uids"] = uids
@@ -155,14 +234,49 @@ class Folder:
     def read(self, key: str) -> bytes:
         return self._file(key).read_bytes()
 
-    def set_flags(self, key: str, flags: frozenset[str] | set[str]) -> str:
-        """Store the flags in the file name (moving it to cur/); returns the new relative path."""
-        src = self._file(key)
+    def files(self) -> dict[str, Path]:
+        """Every message's current file by key: one directory listing for many reads."""
+        out: dict[str, Path] = {}
+        for sub in ("new", "cur"):
+            d = self.path / sub
+            with contextlib.suppress(FileNotFoundError):
+                for name in os.listdir(d):
+                    if not name.startswith("."):
+                        out[name.partition(":2,")[0]] = d / name
+        return out
+
+    def set_flags(
+        self, key: str, flags: frozenset[str] | set[str], was: StoredMessage | None = None
+    ) -> str:
+        """Store the flags in the file name (moving it to cur/); returns the new relative path.
+
+        `was`: the message as last listed. Its file is tried first (no listing of the
+        folder), and the index is left alone when its keywords stay the same, so that
+        taking 1,000 messages out of new/ costs 1,000 renames and nothing more."""
+        src = self.path / was.relpath if was is not None else None
+        if src is None or not src.exists():
+            src = self._file(key)
         letters = "".join(sorted(FLAG_LETTERS[f] for f in flags if f in FLAG_LETTERS))
         dst = self.path / "cur" / f"{key}:2,{letters}"
         if src != dst:
             os.replace(src, dst)
+        words = {f for f in flags if not f.startswith("\\")}
+        if was is None or words != {f for f in was.flags if not f.startswith("\\")}:
+            self._store_keywords(key, flags)
         return f"cur/{dst.name}"
+
+    def _store_keywords(self, key: str, flags: frozenset[str] | set[str]) -> None:
+        """Keywords go in the folder's index (durably), system flags in the file name."""
+        words = sorted(f for f in flags if not f.startswith("\\"))
+        data = self._load_uids()
+        stored: dict[str, list[str]] = data.setdefault("keywords", {})  # type: ignore[assignment]
+        if stored.get(key, []) == words:
+            return
+        if words:
+            stored[key] = words
+        else:
+            del stored[key]
+        self._save_uids(data)
 
     def remove(self, keys: list[str]) -> list[str]:
         """Delete messages; returns the relative paths that were removed."""
@@ -188,7 +302,9 @@ class Folder:
         internaldate: float | None = None,
     ) -> StoredMessage:
         """Write a message durably and return it with its new UID."""
-        return self.find(self.write(data, host=host, flags=flags, internaldate=internaldate))
+        key = self.write(data, host=host, flags=flags, internaldate=internaldate)
+        self._store_keywords(key, flags)
+        return self.find(key)
 
     def write(
         self,
@@ -242,6 +358,7 @@ class MailStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self.host = socket.gethostname() or "localhost"
         self._ensured: set[str] = set()
+        self.listings = Listings()
 
     def account_path(self, address: str) -> Path:
         safe = address.lower().replace("/", "_")
@@ -264,11 +381,11 @@ class MailStore:
     def folder(self, address: str, name: str = "INBOX") -> Folder:
         base = self.account_path(address)
         if name.upper() == "INBOX":
-            return Folder("INBOX", base)
+            return Folder("INBOX", base, listings=self.listings)
         path = base / f".{name}"
         if not path.is_dir():
             raise KeyError(name)
-        return Folder(name, path)
+        return Folder(name, path, listings=self.listings)
 
     def create_folder(self, address: str, name: str) -> Folder:
         mailbox.Maildir(self.account_path(address), create=True).add_folder(name)

@@ -228,7 +228,9 @@ class World:
             "pop3-b": start_pop3_server(
                 ctx, ep["pop3-b"], host=LOOPBACK, cleartext_login=opts.cleartext_login
             ),
-            "imap-b": start_imap_server(ctx, ep["imap-b"], host=LOOPBACK),
+            "imap-b": start_imap_server(
+                ctx, ep["imap-b"], host=LOOPBACK, cleartext_login=opts.cleartext_login
+            ),
         }
         extra = {
             "mx-a": lambda: start_smtp_server(
@@ -259,7 +261,9 @@ class World:
                 on_login=pbs.logged_in if pbs else None,
                 cleartext_login=opts.cleartext_login,
             ),
-            "imap-a": lambda: start_imap_server(ctx, ep["imap-a"], host=LOOPBACK),
+            "imap-a": lambda: start_imap_server(
+                ctx, ep["imap-a"], host=LOOPBACK, cleartext_login=opts.cleartext_login
+            ),
             "submissions": lambda: start_smtp_server(
                 ctx, ep["submissions"], submission_policy(), host=LOOPBACK, require_auth=True
             ),

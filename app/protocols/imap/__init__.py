@@ -7,6 +7,7 @@ from app.protocols.imap.outputs import (
     MailboxChanged,
     MailboxNote,
     Output,
+    ReadMessages,
     Send,
     StartTLS,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "MailboxNote",
     "MessageInfo",
     "Output",
+    "ReadMessages",
     "Send",
     "StartTLS",
     "State",

@@ -4,11 +4,15 @@ the command continues with more client lines, as IDLE and AUTHENTICATE do)."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING
 
 from app.protocols.imap.fetch import FetchItem, FetchSubject, parse_fetch_items, render
+from app.protocols.imap.mime import ParsedMessage
 from app.protocols.imap.parser import Atom, Command, Token
+from app.protocols.imap.reads import Need, NeedsBody, batches
 from app.protocols.imap.sasl import finish_plain
 from app.protocols.imap.search import SearchSubject, parse_search
 from app.protocols.imap.state import State
@@ -32,6 +36,7 @@ if TYPE_CHECKING:
     from app.protocols.imap.server import ImapConnection
 
 Result = tuple[str, str] | None
+Steps = Generator[Need, None, Result]  # handlers that need message contents (reads.py)
 DELIMITER = "."
 SPECIAL_USE = {"Sent": "\\Sent", "Trash": "\\Trash", "Drafts": "\\Drafts", "Junk": "\\Junk"}
 
@@ -82,6 +87,8 @@ def starttls(conn: ImapConnection, cmd: Command) -> Result:
 
 def login(conn: ImapConnection, cmd: Command) -> Result:
     user, password = (text_arg(t) for t in _args(cmd, 2))
+    if not conn.login_allowed:
+        return conn.privacy_required()
     mailboxes = conn.backend.login(user, password)
     if mailboxes is None:
         return conn.login_failed()
@@ -91,6 +98,8 @@ def login(conn: ImapConnection, cmd: Command) -> Result:
 def authenticate(conn: ImapConnection, cmd: Command) -> Result:
     args = _args(cmd, 1, 2)
     mechanism = atom_arg(args[0], "mechanism").upper()
+    if not conn.login_allowed:  # refused before any credentials are asked for
+        return conn.privacy_required()
     if mechanism != "PLAIN":
         return "NO", f"Unsupported authentication mechanism {mechanism}"
     if len(args) == 2:  # SASL-IR (RFC 4959): the response came with the command
@@ -142,16 +151,22 @@ def _list_reply(conn: ImapConnection, cmd: Command, verb: str, names: set[str]) 
         conn.untagged(f'* {verb} (\\Noselect) "{DELIMITER}" ""')
         return "OK", f"{verb} completed"
     existing = set(conn.user_mailboxes().list())
-    candidates = set(names)
-    for name in names:  # parents that only exist as a hierarchy level
-        parts = name.split(DELIMITER)
-        candidates.update(DELIMITER.join(parts[:i]) for i in range(1, len(parts)))
     rx = _pattern(reference, pattern)
+    parents = set()
+    for name in names:  # levels of hierarchy above each name
+        parts = name.split(DELIMITER)
+        parents.update(DELIMITER.join(parts[:i]) for i in range(1, len(parts)))
+    if verb == "LIST":
+        candidates = names | parents
+    else:
+        # LSUB lists only what is subscribed; an unsubscribed parent comes only where
+        # "%" stops above a subscribed name, and then as \Noselect (RFC 3501 §6.3.9).
+        candidates = names | ({p for p in parents if p not in names} if "%" in pattern else set())
     for name in sorted(candidates, key=lambda n: (n != "INBOX", n)):
         if not _matches(rx, name):
             continue
         attrs = []
-        if name not in existing:
+        if name not in existing or (verb == "LSUB" and name not in names):
             attrs.append("\\Noselect")
         if verb == "LIST":
             children = any(o.startswith(name + DELIMITER) for o in existing)
@@ -171,7 +186,7 @@ def lsub(conn: ImapConnection, cmd: Command) -> Result:
     return _list_reply(conn, cmd, "LSUB", conn.user_mailboxes().subscriptions())
 
 
-def status(conn: ImapConnection, cmd: Command) -> Result:
+def status(conn: ImapConnection, cmd: Command) -> Steps:
     box_tok, items_tok = _args(cmd, 2)
     name = mailbox_arg(box_tok)
     if not isinstance(items_tok, list) or not items_tok:
@@ -195,8 +210,13 @@ def status(conn: ImapConnection, cmd: Command) -> Result:
             value = sum("\\Seen" not in m.flags for m in messages)
         elif item == "DELETED":
             value = sum("\\Deleted" in m.flags for m in messages)
-        elif item == "SIZE":
-            value = sum(conn.load(name, m.key).size for m in messages)
+        elif item == "SIZE":  # RFC 8438: the octets as IMAP sends them (CRLF)
+            value = 0
+            for group in batches(messages, [getattr(m, "size", 0) for m in messages]):
+                yield Need(name, tuple(m.key for m in group))
+                for m in group:
+                    with contextlib.suppress(KeyError, FileNotFoundError):
+                        value += conn.load(name, m.key).size
         else:
             raise bad(f"Unknown STATUS item {item}")
         values.append(f"{item} {value}")
@@ -206,7 +226,9 @@ def status(conn: ImapConnection, cmd: Command) -> Result:
 
 def _new_name(token: Token) -> str:
     name = mailbox_arg(token).rstrip(DELIMITER)
-    bad_chars = set('/\\\x00*%"') | {chr(c) for c in range(32)}
+    # '"' and '\\' are fine: they travel quoted and escaped (RFC 3501 §4.3) and are
+    # ordinary characters in a directory name. "/" would be a path, "*"/"%" wildcards.
+    bad_chars = set("/\x00*%") | {chr(c) for c in range(32)} | {"\x7f"}
     if (
         not name
         or name.upper() == "INBOX"
@@ -293,10 +315,8 @@ def select(conn: ImapConnection, cmd: Command) -> Result:
     if not mbx.exists(name):
         return "NO", "[NONEXISTENT] No such mailbox"
     view = SelectedMailbox(name, readonly, mbx.messages(name))
-    flags = " ".join(SYSTEM_FLAGS)
-    conn.untagged(f"* FLAGS ({flags})")
-    permanent = "" if readonly else flags
-    conn.untagged(f"* OK [PERMANENTFLAGS ({permanent})] Flags kept in the Maildir file names")
+    for line in flag_lines(view.keywords, readonly):
+        conn.untagged(line)
     conn.untagged(f"* {len(view)} EXISTS")
     conn.untagged(f"* {sum(e.recent for e in view.entries)} RECENT")
     first_unseen = next((i for i, e in enumerate(view.entries, 1) if "\\Seen" not in e.flags), None)
@@ -306,8 +326,20 @@ def select(conn: ImapConnection, cmd: Command) -> Result:
     conn.untagged(f"* OK [UIDNEXT {mbx.uidnext(name)}] Predicted next UID")
     conn.selected = view
     conn.state = State.SELECTED
+    conn.claim_recent()
     mode = "READ-ONLY" if readonly else "READ-WRITE"
     return "OK", f"[{mode}] {cmd.name} completed"
+
+
+def flag_lines(keywords: set[str], readonly: bool) -> list[str]:
+    """FLAGS and PERMANENTFLAGS (RFC 3501 §7.2.6, §7.1): the keywords in use, and \\*
+    because any new keyword is kept too (beside the Maildir, in the folder's index)."""
+    flags = " ".join([*SYSTEM_FLAGS, *sorted(keywords)])
+    permanent = "" if readonly else f"{flags} \\*"
+    return [
+        f"* FLAGS ({flags})",
+        f"* OK [PERMANENTFLAGS ({permanent})] Flags and keywords are kept on the server",
+    ]
 
 
 def append(conn: ImapConnection, cmd: Command) -> Result:
@@ -361,8 +393,13 @@ def _disk_flags(conn: ImapConnection, sel: SelectedMailbox) -> dict[int, frozens
 
 def _set_flags(conn: ImapConnection, sel: SelectedMailbox, e: Entry, flags: frozenset[str]) -> None:
     path = conn.user_mailboxes().set_flags(sel.name, e.key, flags)
-    e.flags = flags
-    conn.note(path, "maildir.flags")
+    before, e.flags = e.flags, flags
+    if {f for f in before if f.startswith("\\")} == {f for f in flags if f.startswith("\\")}:
+        # Only keywords changed: the file keeps its name, the folder's index changes.
+        words = " ".join(sorted(f for f in flags if not f.startswith("\\"))) or "(none)"
+        conn.note(f"{path} — keywords: {words}", "maildir.keywords")
+    else:
+        conn.note(path, "maildir.flags")
     conn.changed(sel.name)
 
 
@@ -398,61 +435,77 @@ def expunge(conn: ImapConnection, cmd: Command) -> Result:
     return "OK", f"{cmd.name} completed"
 
 
-def search(conn: ImapConnection, cmd: Command) -> Result:
+def _no_body() -> ParsedMessage:
+    raise NeedsBody
+
+
+def search(conn: ImapConnection, cmd: Command) -> Steps:
     uid = cmd.name.startswith("UID ")
     predicate = parse_search(cmd.args)
     sel = _sel(conn)
-    hits = []
     max_seq, max_uid = len(sel), sel.max_uid
+
+    def matches(seq: int, e: Entry, load: Callable[[], ParsedMessage]) -> bool:
+        subject = SearchSubject(
+            seq, e.uid, e.flags, e.internaldate, e.recent, max_seq, max_uid, load=load
+        )
+        return predicate(subject)
+
+    # First pass on what the session knows (flags, dates, numbers); only messages whose
+    # answer depends on their contents are read, in batches, off the event loop.
+    hits: list[int] = []
+    pending: list[tuple[int, Entry]] = []
     for seq, e in enumerate(sel.entries, 1):
         if e.gone:
             continue
-        subject = SearchSubject(
-            seq,
-            e.uid,
-            e.flags,
-            e.internaldate,
-            e.recent,
-            max_seq,
-            max_uid,
-            load=lambda key=e.key: conn.load(sel.name, key),
-        )
         try:
-            if predicate(subject):
-                hits.append(e.uid if uid else seq)
-        except (KeyError, FileNotFoundError):
-            continue  # expunged by someone else meanwhile
-    conn.untagged(" ".join(["* SEARCH", *map(str, hits)]))
+            if matches(seq, e, _no_body):
+                hits.append(seq)
+        except NeedsBody:
+            pending.append((seq, e))
+    for group in batches(pending, [e.size for _, e in pending]):
+        yield Need(sel.name, tuple(e.key for _, e in group), text=True)
+        for seq, e in group:
+            try:
+                if matches(seq, e, lambda key=e.key: conn.load(sel.name, key)):
+                    hits.append(seq)
+            except (KeyError, FileNotFoundError):
+                continue  # expunged by someone else meanwhile
+    hits.sort()
+    found = [sel.entries[seq - 1].uid if uid else seq for seq in hits]
+    conn.untagged(" ".join(["* SEARCH", *map(str, found)]))
     return "OK", f"{cmd.name} completed"
 
 
-def fetch(conn: ImapConnection, cmd: Command) -> Result:
+def fetch(conn: ImapConnection, cmd: Command) -> Steps:
     uid = cmd.name.startswith("UID ")
     args = _args(cmd, 2)
     sel = _sel(conn)
-    chosen = sel.select(seqset_arg(args[0]), uid)
+    chosen = [(seq, e) for seq, e in sel.select(seqset_arg(args[0]), uid) if not e.gone]
     items = parse_fetch_items(args[1])
     if uid and not any(i.kind == "UID" for i in items):
         items.insert(0, FetchItem("UID"))
     sets_seen = not sel.readonly and any(i.sets_seen for i in items)
     needs_message = any(i.needs_message for i in items)
     disk = _disk_flags(conn, sel) if sets_seen else {}
-    for seq, e in chosen:
-        if e.gone:
-            continue
-        try:
-            marked = False
-            if sets_seen and e.uid in disk and "\\Seen" not in disk[e.uid]:
-                _set_flags(conn, sel, e, disk[e.uid] | {"\\Seen"})
-                marked = True
-            msg = conn.load(sel.name, e.key) if needs_message else None
-        except (KeyError, FileNotFoundError):
-            continue
-        subject = FetchSubject(e.uid, e.flags, e.internaldate, msg)
-        parts = [render(i, subject) for i in items]
-        if marked and not any(i.kind == "FLAGS" for i in items):
-            parts.append(b"FLAGS " + format_flags(e.flags))  # \Seen was set as a side effect
-        conn.untagged(b"* %d FETCH (" % seq + b" ".join(parts) + b")")
+    groups = batches(chosen, [e.size for _, e in chosen]) if needs_message else [chosen]
+    for group in groups:
+        if needs_message:  # read off the event loop by the adapter, a batch at a time
+            yield Need(sel.name, tuple(e.key for _, e in group))
+        for seq, e in group:
+            try:
+                msg = conn.load(sel.name, e.key) if needs_message else None
+                marked = False
+                if sets_seen and e.uid in disk and "\\Seen" not in disk[e.uid]:
+                    _set_flags(conn, sel, e, disk[e.uid] | {"\\Seen"})
+                    marked = True
+            except (KeyError, FileNotFoundError):
+                continue
+            subject = FetchSubject(e.uid, e.shown_flags, e.internaldate, msg)
+            parts = [render(i, subject) for i in items]
+            if marked and not any(i.kind == "FLAGS" for i in items):
+                parts.append(b"FLAGS " + format_flags(e.shown_flags))  # \Seen set on the way
+            conn.untagged(b"* %d FETCH (" % seq + b" ".join(parts) + b")")
     return "OK", f"{cmd.name} completed"
 
 
@@ -485,7 +538,8 @@ def store(conn: ImapConnection, cmd: Command) -> Result:
             continue
         if not silent:
             uid_part = b"UID %d " % e.uid if uid else b""
-            conn.untagged(b"* %d FETCH (%sFLAGS %s)" % (seq, uid_part, format_flags(e.flags)))
+            flags_out = format_flags(e.shown_flags)
+            conn.untagged(b"* %d FETCH (%sFLAGS %s)" % (seq, uid_part, flags_out))
     return "OK", f"{cmd.name} completed"
 
 

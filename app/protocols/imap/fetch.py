@@ -112,26 +112,73 @@ def _header(h: Message, name: str) -> str | None:
     return values[0] if values else None
 
 
+def _split_groups(value: str) -> list[tuple[str | None, str]]:
+    """RFC 5322 §3.4 groups ("Team: a@x, b@y;") apart from plain addresses:
+    (group name or None, the addresses' text). Quotes, comments and <...> are skipped."""
+    out: list[tuple[str | None, str]] = []
+    group: str | None = None
+    start = depth = 0
+    comma = -1  # the last top-level comma: a group's name starts after it
+    quoted = angle = False
+    i = 0
+    while i < len(value):
+        c = value[i]
+        if quoted:
+            if c == "\\":
+                i += 1
+            elif c == '"':
+                quoted = False
+        elif c == '"':
+            quoted = True
+        elif c == "(":
+            depth += 1
+        elif c == ")" and depth:
+            depth -= 1
+        elif depth:
+            pass
+        elif c == "<":
+            angle = True
+        elif c == ">":
+            angle = False
+        elif c == "," and not angle:
+            comma = i
+        elif c == ":" and not angle and group is None:
+            head = max(start, comma + 1)
+            if value[start:head].strip(" ,"):
+                out.append((None, value[start:head]))  # plain addresses before the group
+            group, start = value[head:i].strip().strip('"'), i + 1
+        elif c == ";" and group is not None:
+            out.append((group, value[start:i]))
+            group, start = None, i + 1
+        i += 1
+    if group is not None:
+        out.append((group, value[start:]))  # an unterminated group
+    elif value[start:].strip():
+        out.append((None, value[start:]))
+    return [(g, text) for g, text in out if g is not None or text.strip(" ,")]
+
+
+def _mailbox(display: str | None, box: str | None, host: str | None) -> bytes:
+    return b"(" + nstring(display) + b" NIL " + nstring(box) + b" " + nstring(host) + b")"
+
+
 def _addresses(h: Message, name: str, fallback: str | None = None) -> bytes:
     values = mime.header_values(h, name) or (mime.header_values(h, fallback) if fallback else [])
     if not values:
         return b"NIL"
     out = []
-    for display, addr in getaddresses(values):
-        if not addr:
-            continue
-        box, at, host = addr.rpartition("@")
-        if not at:
-            box, host = addr, ""
-        out.append(
-            b"("
-            + nstring(display or None)
-            + b" NIL "
-            + nstring(box)
-            + b" "
-            + nstring(host or None)
-            + b")"
-        )
+    for group, text in _split_groups(", ".join(values)):
+        if group is not None:  # RFC 3501 §7.4.2: group start (NIL NIL name NIL) ... end
+            out.append(_mailbox(None, group, None))
+        for display, addr in getaddresses([text]):
+            if not addr:
+                continue
+            box, at, host = addr.rpartition("@")
+            if not at:
+                box, host = addr, ""
+            out.append(_mailbox(display or None, box, host or None))
+        if group is not None:
+            out.append(_mailbox(None, None, None))
     return b"(" + b"".join(out) + b")" if out else b"NIL"
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from email import message_from_bytes
+from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
@@ -91,12 +92,14 @@ def parse(raw: bytes, default_type: str = "text/plain", depth: int = 0) -> MimeP
     maintype, _, subtype = ctype.partition("/")
     params = []
     for key, value in (headers.get_params() or [])[1:]:
-        params.append((key, collapse_rfc2231_value(value)))
+        # A value folded inside its quotes keeps the folding's CRLF here: unfold it
+        # (RFC 5322 §2.2.3), or the boundary never matches and BODYSTRUCTURE breaks.
+        params.append((key, _unfold(collapse_rfc2231_value(value))))
     part = MimePart(header, body, headers, maintype, subtype, params)
     if depth >= _MAX_DEPTH:
         return part
     if maintype == "multipart":
-        boundary = headers.get_boundary()
+        boundary = (dict(params).get("boundary") or "").rstrip()
         child_default = "message/rfc822" if subtype == "digest" else "text/plain"
         if boundary:
             part.children = [
@@ -107,14 +110,19 @@ def parse(raw: bytes, default_type: str = "text/plain", depth: int = 0) -> MimeP
     return part
 
 
+def _unfold(value: str) -> str:
+    return re.sub(r"\r?\n(?=[ \t])", "", value)
+
+
 def _child(part: MimePart, n: int, message_context: bool) -> tuple[MimePart, bool] | None:
     if part.children:
         return (part.children[n - 1], False) if 1 <= n <= len(part.children) else None
     if part.encapsulated is not None and not message_context:
         return _child(part.encapsulated, n, True)
     if message_context and n == 1:
-        # Part 1 of a single-part message is its body.
-        return part, True
+        # Part 1 of a single-part message is its body. Below it there are parts only
+        # when that body is itself a message/rfc822 (RFC 3501 §6.4.5): not the same again.
+        return part, False
     return None
 
 
@@ -158,6 +166,8 @@ class ParsedMessage:
         self.raw = to_crlf(data)
         self._mime: MimePart | None = None
         self._text: str | None = None
+        self._folded: str | None = None
+        self._folded_header: str | None = None
 
     @property
     def size(self) -> int:
@@ -184,6 +194,30 @@ class ParsedMessage:
                     chunks.append(_decode_body(part))
             self._text = "\n".join(chunks)
         return self._text
+
+
+    @property
+    def folded_text(self) -> str:
+        """body_text case-folded once, for SEARCH BODY/TEXT."""
+        if self._folded is None:
+            self._folded = self.body_text.casefold()
+        return self._folded
+
+    @property
+    def folded_header(self) -> str:
+        """The header block with encoded-words decoded, case-folded, for SEARCH TEXT."""
+        if self._folded_header is None:
+            text = self.mime.header.decode("utf-8", "replace")
+            self._folded_header = decode_words(text).casefold()
+        return self._folded_header
+
+
+def decode_words(value: str) -> str:
+    """RFC 2047 encoded-words decoded; malformed ones are left as they are."""
+    try:
+        return str(make_header(decode_header(value)))
+    except Exception:  # malformed encoded-words: search the raw text instead
+        return value
 
 
 def _decode_body(part: MimePart) -> str:

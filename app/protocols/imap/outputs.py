@@ -39,6 +39,16 @@ class MailboxChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadMessages:
+    """Read and parse these messages off the event loop (app.protocols.imap.reads.prepare),
+    then call `messages_loaded` with what was found; the command waits until then."""
+
+    mailbox: str
+    keys: tuple[str, ...]
+    text: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class StartTLS:
     """Write everything before this, then run the TLS handshake."""
 
@@ -48,4 +58,4 @@ class Close:
     """Write everything before this, then close the connection."""
 
 
-Output = ClientSent | Send | MailboxNote | MailboxChanged | StartTLS | Close
+Output = ClientSent | Send | MailboxNote | MailboxChanged | ReadMessages | StartTLS | Close

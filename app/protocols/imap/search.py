@@ -5,10 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from email.header import decode_header, make_header
-from email.utils import parsedate_to_datetime
+from email.utils import getaddresses, parsedate_to_datetime
 
-from app.protocols.imap.mime import ParsedMessage, header_values
+from app.protocols.imap.mime import ParsedMessage, decode_words, header_values
 from app.protocols.imap.parser import Atom, ParseError, Token
 from app.protocols.imap.wire import (
     CommandError,
@@ -58,18 +57,26 @@ _HEADER_KEYS = ("FROM", "TO", "CC", "BCC", "SUBJECT")
 _CHARSETS = ("UTF-8", "US-ASCII")
 
 
-def _decoded(value: str) -> str:
-    try:
-        return str(make_header(decode_header(value)))
-    except Exception:  # malformed encoded-words: search the raw text instead
-        return value
+_decoded = decode_words
+
+
+_ADDRESS_HEADERS = frozenset({"from", "to", "cc", "bcc", "sender", "reply-to"})
 
 
 def _header_has(s: SearchSubject, name: str, needle: str) -> bool:
     values = header_values(s.message.mime.headers, name)
     if not needle:
         return bool(values)
-    return any(needle in _decoded(v).casefold() for v in values)
+    if any(needle in _decoded(v).casefold() for v in values):
+        return True
+    if name.lower() not in _ADDRESS_HEADERS:
+        return False
+    # Addresses as parsed, comments and folding whitespace gone: "alice (home) @ a.example"
+    # is still alice@a.example to a search, as Dovecot matches it.
+    return any(
+        needle in f"{_decoded(display)} <{addr}>".casefold()
+        for display, addr in getaddresses(values)
+    )
 
 
 def _sent_date(s: SearchSubject) -> dt.date | None:
@@ -143,9 +150,10 @@ def _key(st: _Stream, depth: int = 0) -> Predicate:
     if name == "NEW":
         return lambda s: s.recent and "\\Seen" not in s.flags
     if name in ("KEYWORD", "UNKEYWORD"):
-        text_arg(st.next("keyword"))
-        # Keywords are not stored (Maildir names hold system flags only).
-        return (lambda s: False) if name == "KEYWORD" else (lambda s: True)
+        word = text_arg(st.next("keyword")).casefold()
+        want = name == "KEYWORD"
+        # Flags are matched case-insensitively, as Dovecot does.
+        return lambda s: any(f.casefold() == word for f in s.flags) == want
     if name in _HEADER_KEYS:
         needle = text_arg(st.next("search string")).casefold()
         return lambda s: _header_has(s, name, needle)
@@ -155,13 +163,10 @@ def _key(st: _Stream, depth: int = 0) -> Predicate:
         return lambda s: _header_has(s, field_name, needle)
     if name == "BODY":
         needle = text_arg(st.next("search string")).casefold()
-        return lambda s: needle in s.message.body_text.casefold()
+        return lambda s: needle in s.message.folded_text
     if name == "TEXT":
         needle = text_arg(st.next("search string")).casefold()
-        return lambda s: (
-            needle in _decoded(s.message.mime.header.decode("utf-8", "replace")).casefold()
-            or needle in s.message.body_text.casefold()
-        )
+        return lambda s: needle in s.message.folded_header or needle in s.message.folded_text
     if name in ("LARGER", "SMALLER"):
         n = number_arg(st.next("size"), "size")
         if name == "LARGER":

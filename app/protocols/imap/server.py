@@ -12,8 +12,9 @@ says what to write and what to show. It never raises on client input.
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 
 from app.protocols.imap import commands
 from app.protocols.imap.backend import ImapBackend, UserMailboxes
@@ -24,6 +25,7 @@ from app.protocols.imap.outputs import (
     MailboxChanged,
     MailboxNote,
     Output,
+    ReadMessages,
     Send,
     StartTLS,
 )
@@ -35,16 +37,23 @@ from app.protocols.imap.parser import (
     parse_command,
     sniff,
 )
+from app.protocols.imap.reads import Need
 from app.protocols.imap.sasl import decode_plain, finish_plain
 from app.protocols.imap.state import State
 from app.protocols.imap.view import SelectedMailbox
 from app.protocols.imap.wire import CommandError, text_arg
 
-MAX_LINE = 8192  # octets per command line, CRLF excluded
+# Octets per command line, CRLF excluded: Dovecot's imap_max_line_length (64 KiB).
+# RFC 7162 §4 asks for at least 8192; clients send long ID, SEARCH and UID sets.
+MAX_LINE = 65536
 MAX_LITERAL = 10 * 1024 * 1024
 MAX_LOGIN_FAILURES = 3
 _SHOWN_OVERLONG = 16 * 1024  # how much of a rejected over-long line the event keeps
 _BAD_CREDENTIALS = "[AUTHENTICATIONFAILED] Invalid credentials"
+_PRIVACY_REQUIRED = (
+    "[PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure connections; "
+    "use STARTTLS first"
+)
 
 
 _ANY = frozenset(State) - {State.LOGOUT}
@@ -52,7 +61,12 @@ _AUTHED = frozenset({State.AUTHENTICATED, State.SELECTED})
 _SELECTED = frozenset({State.SELECTED})
 _NOT_AUTHED = frozenset({State.NOT_AUTHENTICATED})
 
-Handler = Callable[["ImapConnection", Command], "tuple[str, str] | None"]
+Result = tuple[str, str] | None
+Steps = Generator[Need, None, Result]  # a handler that needs message contents
+Handler = Callable[["ImapConnection", Command], "Result | Steps"]
+_SUSPENDED = ("", "")  # _drive's answer while the adapter reads messages
+_CACHE_MESSAGES = 32
+_SHOWN_MOVES = 5  # file names a maildir.recent note lists before "… (n more)"
 
 
 def event_name(command: str | None) -> str:
@@ -70,11 +84,18 @@ class ImapConnection:
         hostname: str = "localhost",
         tls_active: bool = False,
         starttls_available: bool = True,
+        cleartext_login: bool = False,
+        defer_reads: bool = False,
     ) -> None:
         self.backend = backend
         self.hostname = hostname
         self.tls_active = tls_active
         self.starttls_available = starttls_available
+        # Dovecot's disable_plaintext_auth: no password before TLS unless configured so.
+        self.cleartext_login = cleartext_login
+        # True (the TCP adapter): message contents come through ReadMessages, read off
+        # the event loop; False (in-memory backends): the core reads them directly.
+        self.defer_reads = defer_reads
         self.state = State.NOT_AUTHENTICATED
         self.user: str | None = None
         self.mailboxes: UserMailboxes | None = None
@@ -91,7 +112,11 @@ class ImapConnection:
         self._waiting: Command | None = None
         self._untagged: list[bytes] = []
         self._after: list[Output] = []
+        self._reply_key: str | None = None  # set by a handler for a more specific event key
         self._cache: OrderedDict[tuple[str, str], ParsedMessage] = OrderedDict()
+        self._batch: dict[tuple[str, str], ParsedMessage] = {}  # the batch being worked on
+        self._steps: Steps | None = None  # a command waiting for messages
+        self._read: ReadMessages | None = None
 
     # -- public API ------------------------------------------------------------
     @property
@@ -101,6 +126,12 @@ class ImapConnection:
     @property
     def closed(self) -> bool:
         return self.state is State.LOGOUT
+
+    @property
+    def login_allowed(self) -> bool:
+        """May a password be sent now? Only inside TLS, unless the server is configured
+        for cleartext logins (RFC 9051 §6.2.3)."""
+        return self.tls_active or self.cleartext_login
 
     def capabilities(self) -> str:
         caps = [
@@ -120,7 +151,8 @@ class ImapConnection:
         if self.state is State.NOT_AUTHENTICATED:
             if self.starttls_available and not self.tls_active:
                 caps.append("STARTTLS")
-            caps.append("AUTH=PLAIN")
+            # LOGINDISABLED (RFC 9051 §6.2.3, §7.2.2): no password before TLS.
+            caps.append("AUTH=PLAIN" if self.login_allowed else "LOGINDISABLED")
         return " ".join(caps)
 
     def greeting(self) -> list[Output]:
@@ -143,14 +175,16 @@ class ImapConnection:
             lines = self.selected.refresh(self.mailboxes.messages(self.selected.name), True)
         except (KeyError, OSError):
             return []
-        return [Send(line, _push_key(line)) for line in lines]
+        self._after = []
+        self.claim_recent()
+        return [*(Send(line, _push_key(line)) for line in lines), *self._after]
 
     def receive_data(self, data: bytes) -> list[Output]:
         out: list[Output] = []
         if self.closed:
             return out
         self._buf += data
-        while self._buf and not self.closed:
+        while self._buf and not self.closed and self._mode != "reading":
             if self._skip_left:
                 n = min(self._skip_left, len(self._buf))
                 del self._buf[:n]
@@ -270,19 +304,84 @@ class ImapConnection:
         result = _state_error(self, states)
         if result is None:
             result = self._call(handler, cmd)
+        if result is _SUSPENDED:  # the adapter reads messages, then messages_loaded()
+            self._mode, self._waiting = "reading", cmd
+            assert self._read is not None
+            return [*out, self._read]
         if result is None:  # the command goes on (IDLE, AUTHENTICATE): a continuation
             out += self._after
             return out
         return out + self._complete(cmd, *result)
 
-    def _call(self, handler: Handler, cmd: Command) -> tuple[str, str] | None:
+    def messages_loaded(self, loaded: dict[str, ParsedMessage]) -> list[Output]:
+        """The adapter's answer to ReadMessages: the messages it found, by key (a
+        message expunged meanwhile is simply absent). Runs the waiting command on and
+        then whatever the client sent meanwhile."""
+        if self._mode != "reading" or self._read is None:
+            return []
+        mailbox = self._read.mailbox
+        self._batch.update(((mailbox, key), msg) for key, msg in loaded.items())
+        self._mode, self._read = "command", None
+        cmd = self._waiting
+        assert cmd is not None
+        result = self._drive()
+        if result is _SUSPENDED:
+            self._mode = "reading"
+            assert self._read is not None
+            return [self._read]
+        self._waiting = None
+        out = self._complete(cmd, *(result or ("OK", "")))
+        return out + self.receive_data(b"")
+
+    def _call(self, handler: Handler, cmd: Command) -> Result:
         try:
-            return handler(self, cmd)
+            result = handler(self, cmd)
         except CommandError as exc:
             return exc.status, exc.text
         except (KeyError, FileNotFoundError):
             return "NO", "[NONEXISTENT] No such mailbox or message"
         except OSError as exc:
+            return "NO", f"[SERVERBUG] Storage error: {exc.strerror or exc}"
+        if isinstance(result, Generator):
+            self._steps = result
+            return self._drive()
+        return result
+
+    def _drive(self) -> Result:
+        """Run a generator handler until it finishes or needs messages nobody has yet."""
+        steps = self._steps
+        assert steps is not None
+        try:
+            while True:
+                need = next(steps)
+                self._batch = {}
+                missing = []
+                for key in need.keys:
+                    msg = self._cache.get((need.mailbox, key))
+                    if msg is not None:
+                        self._batch[(need.mailbox, key)] = msg
+                    else:
+                        missing.append(key)
+                if not missing:
+                    continue
+                if self.defer_reads:
+                    self._read = ReadMessages(need.mailbox, tuple(missing), need.text)
+                    return _SUSPENDED
+                for key in missing:  # in-memory backend: reading costs nothing
+                    with contextlib.suppress(KeyError, FileNotFoundError):
+                        data = self.user_mailboxes().read(need.mailbox, key)
+                        self._batch[(need.mailbox, key)] = ParsedMessage(data)
+        except StopIteration as stop:
+            self._steps, self._batch = None, {}
+            return stop.value
+        except CommandError as exc:
+            self._steps, self._batch = None, {}
+            return exc.status, exc.text
+        except (KeyError, FileNotFoundError):
+            self._steps, self._batch = None, {}
+            return "NO", "[NONEXISTENT] No such mailbox or message"
+        except OSError as exc:
+            self._steps, self._batch = None, {}
             return "NO", f"[SERVERBUG] Storage error: {exc.strerror or exc}"
 
     def _complete(self, cmd: Command, status: str, text: str) -> list[Output]:
@@ -294,10 +393,16 @@ class ImapConnection:
                 self._untagged += self.selected.refresh(current, expunge_ok)
             except (KeyError, OSError):
                 pass
+            self.claim_recent()
+            if self.selected is not None and self.selected.new_keywords():
+                # The set of flags grew: tell the client first (RFC 3501 §7.2.6).
+                lines = commands.flag_lines(self.selected.keywords, self.selected.readonly)
+                self._untagged[:0] = [f"{line}\r\n".encode() for line in lines]
         data = b"".join(self._untagged) + _completion(cmd.tag, status, text)
-        out: list[Output] = [Send(data, f"imap.{event_name(cmd.name)}.{status.lower()}")]
+        suffix = self._reply_key or status.lower()
+        out: list[Output] = [Send(data, f"imap.{event_name(cmd.name)}.{suffix}")]
         out += self._after
-        self._untagged, self._after = [], []
+        self._untagged, self._after, self._reply_key = [], [], None
         return out
 
     # -- helpers for command handlers --------------------------------------------------
@@ -317,22 +422,52 @@ class ImapConnection:
         return self.mailboxes
 
     def load(self, mailbox: str, key: str) -> ParsedMessage:
+        """A message of the current batch (see reads.Need). KeyError: it is gone."""
         cache_key = (mailbox, key)
-        msg = self._cache.get(cache_key)
+        msg = self._batch.get(cache_key) or self._cache.get(cache_key)
         if msg is None:
+            if self.defer_reads:
+                raise KeyError(key)  # asked for but not found: expunged meanwhile
             msg = ParsedMessage(self.user_mailboxes().read(mailbox, key))
-            self._cache[cache_key] = msg
-            while len(self._cache) > 32:
-                self._cache.popitem(last=False)
-        else:
-            self._cache.move_to_end(cache_key)
+        self._cache[cache_key] = msg
+        self._cache.move_to_end(cache_key)
+        while len(self._cache) > _CACHE_MESSAGES:
+            self._cache.popitem(last=False)
         return msg
+
+    def claim_recent(self) -> None:
+        """This read-write session is the first to see these messages: they are \\Recent
+        here and for no later session (RFC 3501 §2.3.2). In a Maildir that is the move
+        from new/ to cur/ (as Dovecot does); the backend's set_flags with unchanged
+        flags makes it."""
+        sel, mbx = self.selected, self.mailboxes
+        if sel is None or mbx is None or not sel.unclaimed:
+            return
+        claimed, sel.unclaimed = sel.unclaimed, []
+        moved = []
+        for e in claimed:
+            if e.gone:
+                continue
+            with contextlib.suppress(KeyError, FileNotFoundError):
+                moved.append(mbx.set_flags(sel.name, e.key, e.flags))
+        if moved:
+            shown = ", ".join(moved[:_SHOWN_MOVES])
+            more = len(moved) - _SHOWN_MOVES
+            if more > 0:
+                shown += f" … ({more} more)"
+            self.note(f"new/ → cur/ ({len(moved)}): {shown}", "maildir.recent")
 
     def logged_in(self, user: str, mailboxes: UserMailboxes) -> tuple[str, str]:
         self.user = user.lower()
         self.mailboxes = mailboxes
         self.state = State.AUTHENTICATED
         return "OK", f"[CAPABILITY {self.capabilities()}] Logged in as {self.user}"
+
+    def privacy_required(self) -> tuple[str, str]:
+        """LOGIN/AUTHENTICATE before TLS where passwords need TLS (RFC 9051 §6.2.3, §7.1).
+        Not a failed login: the password was never checked."""
+        self._reply_key = "privacyrequired"
+        return "NO", _PRIVACY_REQUIRED
 
     def login_failed(self, text: str = _BAD_CREDENTIALS) -> tuple[str, str]:
         self.login_failures += 1

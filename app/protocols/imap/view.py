@@ -21,7 +21,13 @@ class Entry:
     flags: frozenset[str]
     internaldate: float
     recent: bool
+    size: int = 0  # octets on disk, to size read batches (0 when the backend does not say)
     gone: bool = False  # expunged elsewhere, not yet announced to this client
+
+    @property
+    def shown_flags(self) -> frozenset[str]:
+        """The flags as this session reports them: \\Recent only here (RFC 3501 §2.3.2)."""
+        return self.flags | {"\\Recent"} if self.recent else self.flags
 
 
 class SelectedMailbox:
@@ -29,6 +35,10 @@ class SelectedMailbox:
         self.name = name
         self.readonly = readonly
         self.entries = [_entry(m) for m in messages]
+        self.keywords = {f for e in self.entries for f in e.flags if not f.startswith("\\")}
+        # Recent messages this read-write session has yet to take out of new/: it is
+        # the first to see them, so no later session may (see ImapConnection.claim_recent).
+        self.unclaimed: list[Entry] = [] if readonly else [e for e in self.entries if e.recent]
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -52,15 +62,26 @@ class SelectedMailbox:
         known = self.max_uid
         added = [m for m in current if m.uid > known]
         if added:
-            self.entries.extend(_entry(m) for m in added)
+            fresh = [_entry(m) for m in added]
+            self.entries.extend(fresh)
+            if not self.readonly:
+                self.unclaimed += [e for e in fresh if e.recent]
             lines.append(b"* %d EXISTS\r\n" % len(self.entries))
         for i, e in enumerate(self.entries, 1):
             m = now.get(e.uid)
             if m is not None and not e.gone and m.flags != e.flags:
                 e.flags = m.flags
                 e.key = m.key
-                lines.append(b"* %d FETCH (FLAGS %s)\r\n" % (i, format_flags(e.flags)))
+                lines.append(b"* %d FETCH (FLAGS %s)\r\n" % (i, format_flags(e.shown_flags)))
         return lines
+
+    def new_keywords(self) -> bool:
+        """Did a keyword come into use that the client was not told of in FLAGS?"""
+        now = {f for e in self.entries for f in e.flags if not f.startswith("\\")}
+        if now <= self.keywords:
+            return False
+        self.keywords |= now
+        return True
 
     def select(self, sset: SequenceSet, uid: bool) -> list[tuple[int, Entry]]:
         """(sequence number, entry) for the set; message numbers must exist (RFC 9051 §9)."""
@@ -83,4 +104,5 @@ class SelectedMailbox:
 
 
 def _entry(m: MessageInfo) -> Entry:
-    return Entry(m.uid, m.key, frozenset(m.flags), m.internaldate, m.subdir == "new")
+    size = getattr(m, "size", 0)
+    return Entry(m.uid, m.key, frozenset(m.flags), m.internaldate, m.subdir == "new", size)

@@ -13,6 +13,8 @@ SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 _FLAG_BY_UPPER = {f.upper(): f for f in SYSTEM_FLAGS}
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _MONTH_NUM = {m.upper(): i + 1 for i, m in enumerate(MONTHS)}
+# flag-keyword = atom (RFC 3501 §9): no specials, no "]" either, at most 100 octets here.
+_KEYWORD_OK = re.compile(r"[!#$&'+,\-./0-9:;<=>?@A-Z\[^_`a-z|}~]{1,100}\Z")
 _ATOM_OK = re.compile(r"[!#$&'+,\-./0-9:;<=>?@A-Z\[\]^_`a-z|}~]+\Z")
 
 
@@ -84,13 +86,16 @@ def number_arg(token: Token, what: str) -> int:
 
 # -- flags -----------------------------------------------------------------
 def format_flags(flags: Iterable[str]) -> bytes:
-    ordered = [f for f in SYSTEM_FLAGS if f in flags]
+    """System flags in a fixed order, then \\Recent, then keywords sorted."""
+    flags = set(flags)
+    ordered = [f for f in (*SYSTEM_FLAGS, "\\Recent") if f in flags]
+    ordered += sorted(f for f in flags if not f.startswith("\\"))
     return b"(" + " ".join(ordered).encode() + b")"
 
 
 def parse_flags(tokens: list[Token]) -> frozenset[str]:
-    """System flags from a flag list. Keywords are dropped: Maildir file names
-    only hold the system flags, so PERMANENTFLAGS does not offer \\*."""
+    """System flags and keywords ($Junk, NonJunk, any atom) from a flag list.
+    \\Recent is the server's to set (RFC 3501 §2.3.2), so it is ignored here."""
     flags = set()
     for tok in tokens:
         name = atom_arg(tok, "flag")
@@ -101,6 +106,10 @@ def parse_flags(tokens: list[Token]) -> frozenset[str]:
             if upper not in _FLAG_BY_UPPER:
                 raise bad(f"Unknown system flag {name}")
             flags.add(_FLAG_BY_UPPER[upper])
+        elif not _KEYWORD_OK.match(name):
+            raise bad(f"Invalid keyword {name}")
+        else:
+            flags.add(name)
     return frozenset(flags)
 
 

@@ -1,0 +1,58 @@
+"""Message contents a command needs, asked of the adapter instead of read in the core.
+
+A handler that needs message bodies (FETCH of a body part, SEARCH BODY/TEXT, STATUS
+SIZE) is a generator: it yields `Need(mailbox, keys)` for one batch of messages and
+goes on once they are loaded. The connection answers from its cache, reads them
+itself when it was built for in-memory backends, or stops and hands the adapter a
+`ReadMessages` output; the adapter reads and parses them off the event loop and
+resumes the command with `ImapConnection.messages_loaded`. Batches keep a session's
+memory bounded whatever the client asks for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from app.protocols.imap.mime import ParsedMessage
+
+BATCH_MESSAGES = 32
+BATCH_OCTETS = 8 * 1024 * 1024
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Need:
+    mailbox: str
+    keys: tuple[str, ...]
+    text: bool = False  # SEARCH: also decode the text (body parts, header) for matching
+
+
+class NeedsBody(Exception):
+    """Raised by a search subject's loader in the first, flags-only pass."""
+
+
+def batches(items: Sequence[T], size_of: Sequence[int]) -> Iterator[list[T]]:
+    """Consecutive groups of at most BATCH_MESSAGES items and about BATCH_OCTETS."""
+    group: list[T] = []
+    octets = 0
+    for item, size in zip(items, size_of, strict=True):
+        if group and (len(group) >= BATCH_MESSAGES or octets + size > BATCH_OCTETS):
+            yield group
+            group, octets = [], 0
+        group.append(item)
+        octets += size
+    if group:
+        yield group
+
+
+def prepare(data: bytes, text: bool) -> ParsedMessage:
+    """Parse a message as far as the command will use it (call this off the loop)."""
+    msg = ParsedMessage(data)
+    msg.mime  # noqa: B018  (parses the MIME tree now, not later on the event loop)
+    if text:
+        msg.folded_text  # noqa: B018
+        msg.folded_header  # noqa: B018
+    return msg
