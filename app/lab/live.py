@@ -12,6 +12,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from app.events import Event, renumber
 from app.lab.hub import Hub
+from app.lab.mask import mask_secrets
 from app.web import i18n
 from app.web.messages import MAX_MESSAGE_BYTES
 
@@ -26,7 +27,8 @@ class LiveSink:
         self._seq = itertools.count(1)
 
     def __call__(self, event: Event) -> None:
-        self.hub.publish(renumber(event, next(self._seq)))
+        # Masked here, before the hub: no path out of the hub carries a typed secret.
+        self.hub.publish(renumber(mask_secrets(event), next(self._seq)))
 
 
 def render_event(ws: WebSocket, event: Event, lang: str) -> str:
