@@ -386,6 +386,9 @@ async def flow_socket(ws: WebSocket) -> None:
                 await conn.run(now)
             if conn.stopped:
                 break  # the worker found the socket gone
+            # Frames already buffered come back from receive() without a pause: let
+            # other clients' work run between two of a flooder's messages.
+            await asyncio.sleep(0)
     except WebSocketDisconnect:
         pass
     finally:
