@@ -102,7 +102,7 @@ def test_a_viewer_that_falls_behind_is_told_and_closed_and_the_others_get_everyt
 ) -> None:
     hub = lab.app.state.hub
     hub.queue_size = 20
-    fast = viewer(lab)
+    fast = viewer(lab, max_queue=None)  # buffers all it is sent while the test is busy
     # A viewer that says hello and then reads nothing, with a tiny receive window.
     raw = socket.socket()
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
