@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from app.web.messages import Back, Goto, Move, Next, Restart
 
 
 async def open_session(live_url: str, slug: str = "basic-pop3", step: int = 0) -> tuple[str, int]:
@@ -137,3 +143,121 @@ async def test_goto_restart_play_pause_speed_and_end(live_url: str) -> None:
         while state["type"] != "state":
             state = json.loads(await ws.recv())
         assert state["playing"] is False
+
+
+async def frames_until_state(ws) -> tuple[list[dict], dict]:
+    """Every frame up to the `state` reply that follows the messages sent before it."""
+    frames = []
+    while True:
+        msg = json.loads(await ws.recv())
+        if msg["type"] == "state" and msg.get("speed") == 2:
+            return frames, msg
+        frames.append(msg)
+
+
+async def test_a_goto_flood_costs_its_sender_a_few_renders_and_ends_on_the_last_goto(
+    live_url: str,
+) -> None:
+    session, total = await open_session(live_url)
+    async with connect(ws_url(live_url), max_size=2**24) as ws:
+        await ask(ws, {"type": "hello", "slug": "basic-pop3", "session": session})
+        gotos = [i % total for i in range(1999)] + [7]
+        for step in gotos:
+            await ws.send(json.dumps({"type": "goto", "step": step}))
+        # While the flood is being worked off, another learner is answered.
+        async with httpx.AsyncClient(base_url=live_url, timeout=60) as c:
+            assert (await c.get("/healthz")).status_code == 200
+        other, _ = await open_session(live_url)
+        async with connect(ws_url(live_url)) as ws2:
+            await ask(ws2, {"type": "hello", "slug": "basic-pop3", "session": other})
+            assert (await ask(ws2, {"type": "next"}))["step"] == 1
+        await ws.send(json.dumps({"type": "speed", "value": 2}))  # marks the flood's end
+        frames, state = await frames_until_state(ws)
+    # Old code: one full render per goto (2,000 syncs). Now: the burst of 50, then at
+    # most 20 a second while gotos merge; 500 would take a 20-second flood.
+    assert 1 <= len(frames) < 500
+    assert all(f["type"] == "sync" for f in frames)
+    assert frames[-1]["step"] == 7 and state["step"] == 7
+    assert frames[-1]["html"].count('<li class="ev') == 7
+
+
+async def test_held_arrow_keys_end_on_the_step_the_keys_say(live_url: str) -> None:
+    session, total = await open_session(live_url)
+    keys = ["next"] * 40 + ["back"] * 3 + [3] + ["next"] * 9 + ["back"] * 2 + ["next"] * 600
+    keys += ["back"] * 5 + ["restart"] + ["next"] * 4 + ["back"] * 9 + ["next"] * 6
+    expected = 0
+    async with connect(ws_url(live_url), max_size=2**24) as ws:
+        await ask(ws, {"type": "hello", "slug": "basic-pop3", "session": session})
+        for key in keys:
+            if key == "next":
+                expected = min(expected + 1, total)
+            elif key == "back":
+                expected = max(expected - 1, 0)
+            elif key == "restart":
+                expected = 0
+            else:
+                expected = key
+            msg = {"type": "goto", "step": key} if isinstance(key, int) else {"type": key}
+            await ws.send(json.dumps(msg))
+        await ws.send(json.dumps({"type": "speed", "value": 2}))
+        frames, state = await frames_until_state(ws)
+    assert expected == 6 and state["step"] == expected
+    assert frames[-1]["step"] == expected
+    assert len(frames) < len(keys)
+
+
+async def closed_with(ws) -> tuple[int, str]:
+    """The close code and reason; (0, "") if the marker sent last is answered instead."""
+    with contextlib.suppress(ConnectionClosed):
+        await ws.send(json.dumps({"type": "speed", "value": 2}))
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            msg = json.loads(await ws.recv())
+            if msg["type"] == "state" and msg.get("speed") == 2:
+                return 0, ""
+    return closed.value.rcvd.code, closed.value.rcvd.reason
+
+
+async def test_a_socket_far_over_its_limit_is_closed_with_1008(live_url: str) -> None:
+    session, _ = await open_session(live_url)
+    async with connect(ws_url(live_url), max_size=2**24) as ws:
+        await ask(ws, {"type": "hello", "slug": "basic-pop3", "session": session})
+        with contextlib.suppress(ConnectionClosed):
+            for _ in range(6000):  # over the 5,000 allowed beyond the burst
+                await ws.send('{"type":"goto","step":2}')
+        code, reason = await closed_with(ws)
+    assert code == 1008 and "20 messages a second" in reason
+
+
+async def test_queued_controls_far_over_the_limit_close_the_socket(live_url: str) -> None:
+    session, _ = await open_session(live_url)
+    async with connect(ws_url(live_url), max_size=2**24) as ws:
+        await ask(ws, {"type": "hello", "slug": "basic-pop3", "session": session})
+        with contextlib.suppress(ConnectionClosed):
+            for _ in range(1000):  # next and pause alternate: nothing merges
+                await ws.send('{"type":"next"}')
+                await ws.send('{"type":"pause"}')
+        code, reason = await closed_with(ws)
+    assert code == 1008 and "messages waiting" in reason
+
+
+@given(
+    total=st.integers(0, 40),
+    start=st.integers(0, 40),
+    keys=st.lists(st.one_of(st.sampled_from(["next", "back", "restart"]), st.integers(0, 50))),
+)
+def test_merged_moves_equal_the_moves_one_by_one(total: int, start: int, keys: list) -> None:
+    position = min(start, total)
+    expected, merged = position, None
+    for key in keys:
+        if key == "next":
+            msg, expected = Next(type="next"), min(expected + 1, total)
+        elif key == "back":
+            msg, expected = Back(type="back"), max(expected - 1, 0)
+        elif key == "restart":
+            msg, expected = Restart(type="restart"), 0
+        else:
+            msg, expected = Goto(type="goto", step=key), min(key, total)
+        move = Move.of(msg, total)
+        merged = move if merged is None else merged.then(move)
+    assert (merged.apply(position) if merged else position) == expected

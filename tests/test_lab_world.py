@@ -120,7 +120,7 @@ async def test_live_events_cover_all_four_panels(lab: LabWorld) -> None:
     await asyncio.to_thread(fetch)
     events: list[Event] = []
     while not queue.empty():
-        events.append(queue.get_nowait())
+        events.append(queue.get_nowait().event)
     assert {e.panel for e in events} == {1, 2, 3, 4}
     assert [e.seq for e in events] == sorted(e.seq for e in events)
     auth = next(e for e in events if e.text.startswith("AUTH PLAIN"))

@@ -367,7 +367,7 @@ def test_export_import_round_trip_to_a_new_browser(client: TestClient) -> None:
                     "version": 1,
                     "exported_at": "2026-01-01T00:00:00Z",
                     "answers": [],
-                    "cards": [{"card": "53", "state": 2, "due": "2026-01-01T00:00:00Z"}],
+                    "cards": [{"card": "25", "state": 9, "due": "2026-01-01T00:00:00Z"}],
                     "speed_runs": [],
                     "exam_runs": [],
                 }

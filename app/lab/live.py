@@ -12,6 +12,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from app.events import Event, renumber
 from app.lab.hub import Hub
+from app.lab.mask import mask_secrets
 from app.web import i18n
 from app.web.messages import MAX_MESSAGE_BYTES
 
@@ -26,10 +27,16 @@ class LiveSink:
         self._seq = itertools.count(1)
 
     def __call__(self, event: Event) -> None:
-        self.hub.publish(renumber(event, next(self._seq)))
+        # Masked here, before the hub: no path out of the hub carries a typed secret.
+        self.hub.publish(renumber(mask_secrets(event), next(self._seq)))
+
+
+renders = 0  # events rendered to HTML by this process (tests and benches read it)
 
 
 def render_event(ws: WebSocket, event: Event, lang: str) -> str:
+    global renders
+    renders += 1
     token = i18n.current_lang.set(lang)
     try:
         template = ws.app.state.templates.get_template("_event.html")
@@ -55,6 +62,17 @@ def _parse(raw: str | bytes | None) -> dict[str, Any] | str:
     return msg
 
 
+BEHIND_CODE = 1013  # RFC 6455 §7.4.1 "try again later": the page reconnects and resyncs
+BEHIND = json.dumps(
+    {
+        "type": "error",
+        "code": "fell_behind",
+        "message": "this view fell behind the lab's events; reconnecting to catch up",
+    }
+)
+CLOSE_SECONDS = 5.0  # how long a viewer that reads nothing may hold up its own close
+
+
 @router.websocket("/ws/lab")
 async def lab_socket(ws: WebSocket) -> None:
     await ws.accept()
@@ -70,27 +88,39 @@ async def lab_socket(ws: WebSocket) -> None:
         await ws.close()
         return
     lang = i18n.DEFAULT_LANG
-    queue = hub.subscribe()
+    sub = hub.subscribe()
     send_lock = asyncio.Lock()
 
-    async def send(message: dict[str, Any]) -> None:
+    def render(event: Event, lang: str) -> str:
+        return render_event(ws, event, lang)
+
+    async def send(text: str) -> None:
         async with send_lock:
-            await ws.send_json(message)
+            await ws.send_text(text)
 
     shown_up_to = 0
 
     async def pump() -> None:
+        # The same bytes for every viewer of a language: each frame is rendered and
+        # serialised once (app/lab/hub.py), here it is only sent.
         while True:
-            event = await queue.get()
-            if event is None:
+            frame = await sub.next()
+            if frame is None:
                 return
-            if event.seq <= shown_up_to:
-                continue  # already sent with the recent ones
-            await send(
-                {"type": "event", "event": event.to_json(), "html": render_event(ws, event, lang)}
-            )
+            if frame.seq > shown_up_to:  # else already sent with the recent ones
+                await send(frame.text(lang, render))
+
+    async def kick() -> None:
+        """A viewer that fell behind is told so and closed; its page reconnects."""
+        await sub.kicked.wait()
+        if pumper is not None:
+            pumper.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(send(BEHIND), CLOSE_SECONDS)
+            await asyncio.wait_for(ws.close(BEHIND_CODE, "fell behind"), CLOSE_SECONDS)
 
     pumper: asyncio.Task[None] | None = None
+    kicker = asyncio.create_task(kick())
     try:
         while True:
             message = await ws.receive()
@@ -98,21 +128,22 @@ async def lab_socket(ws: WebSocket) -> None:
                 break
             parsed = _parse(message.get("text") if "text" in message else message.get("bytes"))
             if isinstance(parsed, str):
-                await send({"type": "error", "code": "bad_message", "message": parsed})
+                await send(json.dumps({"type": "error", "code": "bad_message", "message": parsed}))
                 continue
             lang = parsed.get("lang", "ja")
-            if pumper is None:
+            if pumper is None and not sub.behind:
                 # Late joiners first see what happened recently, then everything new.
                 recent = list(hub.recent)
                 shown_up_to = recent[-1].seq if recent else 0
-                html = "".join(render_event(ws, e, lang) for e in recent)
-                await send({"type": "recent", "html": html, "count": len(recent)})
+                html = "".join(f.html(lang, render) for f in recent)
+                await send(json.dumps({"type": "recent", "html": html, "count": len(recent)}))
                 pumper = asyncio.create_task(pump())
     except WebSocketDisconnect:
         pass
     finally:
-        hub.unsubscribe(queue)
-        if pumper is not None:
-            pumper.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await pumper
+        hub.unsubscribe(sub)
+        for task in (pumper, kicker):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task

@@ -59,8 +59,12 @@ def _me_page(
 
 
 @router.get("/me")
-def me(request: Request, imported: str = "") -> Response:
+def me(request: Request, imported: str = "", skipped: int = 0) -> Response:
     message = _("Your progress was imported.") if imported == "1" else ""
+    if message and skipped > 0:
+        message += " " + _(
+            "%(n)s entries about questions or cards that no longer exist were skipped."
+        ) % {"n": min(skipped, transfer.MAX_ROWS * 3)}
     return _me_page(request, message=message)
 
 
@@ -89,12 +93,54 @@ async def me_import(
         return _me_page(request, error=_("Choose a file to import."), status=422)
     raw = await file.read(transfer.MAX_BYTES + 1)
     try:
-        doc = transfer.parse(raw, st.content)
+        # A 5 MB file is real CPU work: parse it off the event loop.
+        parsed = await run_in_threadpool(transfer.parse, raw, st.content)
     except transfer.ImportProblem as exc:
         return _me_page(request, error=_problem_text(exc), detail=exc.detail, status=422)
     who = st.cookies.for_write(request)
-    await run_in_threadpool(transfer.apply, st.store, who.id or "", doc)
-    response = RedirectResponse("/me?imported=1", status_code=303)
+    await run_in_threadpool(transfer.apply, st.store, who.id or "", parsed.doc)
+    skipped = f"&skipped={parsed.skipped_total}" if parsed.skipped_total else ""
+    response = RedirectResponse(f"/me?imported=1{skipped}", status_code=303)
+    st.cookies.attach(response, who, request)
+    return response
+
+
+@router.post("/api/me/import")
+async def api_import(request: Request) -> JSONResponse:
+    """The same import for other tools: the progress file as the request body."""
+    st = study(request)
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        # Only JSON: a page elsewhere cannot send that without CORS allowing it.
+        return JSONResponse(
+            {"error": "content_type", "detail": "send the file as application/json"},
+            status_code=415,
+        )
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > transfer.MAX_BYTES:
+            break  # parse() names it too big; the rest is not read into memory
+    try:
+        parsed = await run_in_threadpool(transfer.parse, bytes(raw), st.content)
+    except transfer.ImportProblem as exc:
+        return JSONResponse(
+            {"error": exc.code, "detail": exc.detail, "message": _problem_text(exc)},
+            status_code=422,
+        )
+    who = st.cookies.for_write(request)
+    await run_in_threadpool(transfer.apply, st.store, who.id or "", parsed.doc)
+    doc = parsed.doc
+    response = JSONResponse(
+        {
+            "imported": {
+                "answers": len(doc.answers),
+                "cards": len(doc.cards),
+                "speed_runs": len(doc.speed_runs),
+                "exam_runs": len(doc.exam_runs),
+            },
+            "skipped": parsed.skipped,
+        }
+    )
     st.cookies.attach(response, who, request)
     return response
 

@@ -1,14 +1,25 @@
-"""Progress export and import: a versioned JSON document, validated before anything changes."""
+"""Progress export and import: a versioned JSON document, validated before anything changes.
+
+An uploaded file is checked in layers, cheapest first, so no input can make the parser
+or a later page fail: its size; its nesting depth (by scanning brackets, before any
+parsing); then a parse that refuses duplicate keys, NaN/Infinity, over-long numbers
+and non-finite floats; then a strict schema (true/false only for booleans, ranges for
+every number, dates between 2000 and 2100). What an earlier version exported about
+content that no longer exists (answers to removed questions, removed port cards, exam
+runs over removed questions) is skipped and counted, not refused.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import secrets
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import delete, select
 
 from app.study.content import Content
@@ -19,46 +30,62 @@ FORMAT = "mailflow-lab/study-progress"
 VERSION = 1
 MAX_BYTES = 5 * 1024 * 1024
 MAX_ROWS = 200_000
-QUESTION_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,59}")
+MAX_DEPTH = 8  # the format nests 5 deep (file, exam_runs, run, answers, answer)
+MAX_NUMBER_CHARS = 24  # longer than any number the format holds
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)  # leaves room for intervals added to `due`
+EXAM_KINDS = ("topic", "mini", "review")
 
 Short = Annotated[str, Field(max_length=200)]
+Id = Annotated[str, Field(min_length=1, max_length=60, pattern=r"^[A-Za-z0-9._:-]+$")]
+
+
+def _in_range(dt: datetime) -> datetime:
+    utc = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    if not EARLIEST <= utc < LATEST:
+        raise ValueError(f"date must be between {EARLIEST.year} and {LATEST.year}")
+    return dt
+
+
+Stamp = Annotated[datetime, AfterValidator(_in_range)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: "yes" is not a boolean, "3" is not a number, 1700000000 is not a date.
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class AnswerIn(_Strict):
     mode: Literal["srs", "practice", "speed", "exam"]
-    item: Annotated[str, Field(min_length=1, max_length=60)]
-    kind: Annotated[str, Field(max_length=20)]
+    item: Id
+    kind: Annotated[str, Field(min_length=1, max_length=20, pattern=r"^[a-z0-9_]+$")]
     given: Short
     correct: bool
     ms: Annotated[int, Field(ge=0, le=86_400_000)] | None = None
-    at: datetime
+    at: Stamp
     nonce: Annotated[str, Field(max_length=40)] | None = None
 
 
 class CardIn(_Strict):
-    card: str
+    card: Id
     state: Annotated[int, Field(ge=1, le=3)]
     step: Annotated[int, Field(ge=0, le=100)] | None = None
-    stability: Annotated[float, Field(ge=0)] | None = None
+    stability: Annotated[float, Field(ge=0, le=1_000_000)] | None = None
     difficulty: Annotated[float, Field(ge=0, le=11)] | None = None
-    due: datetime
-    last_review: datetime | None = None
-    reps: Annotated[int, Field(ge=0)] = 0
+    due: Stamp
+    last_review: Stamp | None = None
+    reps: Annotated[int, Field(ge=0, le=1_000_000)] = 0
 
 
 class SpeedIn(_Strict):
-    started_at: datetime
+    started_at: Stamp
     score: Annotated[int, Field(ge=0, le=10_000)]
     answered: Annotated[int, Field(ge=0, le=10_000)]
 
 
 class ExamAnswerIn(_Strict):
     position: Annotated[int, Field(ge=0, le=1000)]
-    question: Annotated[str, Field(max_length=60)]
+    question: Id
     choice: Annotated[int, Field(ge=0, le=3)]
     correct: bool
 
@@ -66,17 +93,17 @@ class ExamAnswerIn(_Strict):
 class ExamRunIn(_Strict):
     mode: Literal["topic", "mini", "review"]
     topic: Annotated[str, Field(max_length=40)] | None = None
-    questions: Annotated[list[Annotated[str, Field(max_length=60)]], Field(max_length=1000)]
-    started_at: datetime
-    answers: list[ExamAnswerIn]
+    questions: Annotated[list[Id], Field(max_length=1000)]
+    started_at: Stamp
+    answers: Annotated[list[ExamAnswerIn], Field(max_length=1000)]
 
 
 class ProgressFile(_Strict):
     format: Literal["mailflow-lab/study-progress"]
     version: Literal[1]
-    exported_at: datetime
+    exported_at: Stamp
     answers: Annotated[list[AnswerIn], Field(max_length=MAX_ROWS)]
-    cards: list[CardIn]
+    cards: Annotated[list[CardIn], Field(max_length=MAX_ROWS)]
     speed_runs: Annotated[list[SpeedIn], Field(max_length=MAX_ROWS)]
     exam_runs: Annotated[list[ExamRunIn], Field(max_length=MAX_ROWS)]
 
@@ -171,43 +198,130 @@ def _utc(dt: datetime) -> datetime:
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
-def parse(raw: bytes, content: Content) -> ProgressFile:
-    """Validate an uploaded file completely; raise ImportProblem with a reason."""
+@dataclass
+class Parsed:
+    """A validated file, less what refers to content that no longer exists."""
+
+    doc: ProgressFile
+    skipped: dict[str, int] = field(default_factory=dict)  # "answers"/"cards"/"exam_runs"
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())
+
+
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def _check_depth(raw: bytes) -> None:
+    """Refuse deep nesting before parsing: a scan of the brackets outside strings."""
+    depth = 0
+    for b in _STRING.sub(b"", raw).translate(None, _NOT_BRACKETS):
+        depth += 1 if b in b"[{" else -1
+        if depth > MAX_DEPTH:
+            raise ImportProblem("invalid", f"nested more than {MAX_DEPTH} levels deep")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:  # json.loads would keep the last one silently
+            raise ImportProblem("invalid", f"duplicate key {key[:40]!r}")
+        obj[key] = value
+    return obj
+
+
+def _number(text: str, kind: type) -> Any:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise ImportProblem("invalid", f"number too long ({len(text)} characters)")
+    value = kind(text)
+    if kind is float and not math.isfinite(value):
+        raise ImportProblem("invalid", f"number out of range: {text}")
+    return value
+
+
+def _constant(name: str) -> Any:
+    raise ImportProblem("invalid", f"{name} is not a number JSON allows")
+
+
+def _load(raw: bytes) -> Any:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ImportProblem("not_json") from None
+    _check_depth(raw)
+    try:
+        return json.loads(
+            text,
+            object_pairs_hook=_no_duplicates,
+            parse_int=lambda t: _number(t, int),
+            parse_float=lambda t: _number(t, float),
+            parse_constant=_constant,
+        )
+    except (json.JSONDecodeError, RecursionError):
+        raise ImportProblem("not_json") from None
+
+
+def parse(raw: bytes, content: Content) -> Parsed:
+    """Validate an uploaded file completely; raise ImportProblem with a reason.
+
+    CPU-bound for a large file: call it from a worker thread, not the event loop."""
     if not raw.strip():
         raise ImportProblem("empty")
     if len(raw) > MAX_BYTES:
         raise ImportProblem("too_big")
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ImportProblem("not_json") from None
+    data = _load(raw)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ImportProblem("foreign")
     if data.get("version") != VERSION:
         raise ImportProblem("version", str(data.get("version"))[:20])
     try:
-        doc = ProgressFile.model_validate(data)
+        # The same bytes again, now against the strict schema (JSON mode: dates as text).
+        doc = ProgressFile.model_validate_json(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise ImportProblem("invalid", f"{where}: {first['msg']}"[:200]) from None
+    return _against_content(doc, content)
+
+
+def _against_content(doc: ProgressFile, content: Content) -> Parsed:
     cards = [c.card for c in doc.cards]
-    unknown = [c for c in cards if c not in content.cards]
-    if unknown or len(set(cards)) != len(cards):
-        raise ImportProblem("invalid", f"cards: {(unknown or cards)[0]}")
-    for run in doc.exam_runs:
-        # A question since removed from the bank is kept in the history and skipped when
-        # shown (as in the database), so a file exported earlier still imports.
-        bad = [q for q in run.questions if not QUESTION_ID.fullmatch(q)]
-        if bad:
-            raise ImportProblem("invalid", f"exam_runs: question id {bad[0][:40]!r}")
-        for a in run.answers:
-            if a.position >= len(run.questions) or run.questions[a.position] != a.question:
-                raise ImportProblem("invalid", f"exam_runs: answer {a.position}")
+    if len(set(cards)) != len(cards):
+        raise ImportProblem("invalid", "cards: a card appears twice")
     nonces = [a.nonce for a in doc.answers if a.nonce]
     if len(set(nonces)) != len(nonces):
         raise ImportProblem("invalid", "answers: repeated nonce")
-    return doc
+    for i, a in enumerate(doc.answers):
+        if (a.mode == "exam") != (a.kind in EXAM_KINDS):
+            raise ImportProblem("invalid", f"answers.{i}.kind: {a.kind} does not fit {a.mode}")
+    for i, run in enumerate(doc.exam_runs):
+        if run.topic is not None and run.topic not in content.topics:
+            raise ImportProblem("invalid", f"exam_runs.{i}.topic: unknown topic {run.topic}")
+        for a in run.answers:
+            if a.position >= len(run.questions) or run.questions[a.position] != a.question:
+                raise ImportProblem("invalid", f"exam_runs.{i}: answer {a.position}")
+
+    def known(a: AnswerIn) -> bool:
+        return a.item in (content.questions if a.mode == "exam" else content.cards)
+
+    kept = Parsed(
+        doc.model_copy(
+            update={
+                "answers": [a for a in doc.answers if known(a)],
+                "cards": [c for c in doc.cards if c.card in content.cards],
+                "exam_runs": [
+                    r for r in doc.exam_runs if all(q in content.questions for q in r.questions)
+                ],
+            }
+        )
+    )
+    for name in ("answers", "cards", "exam_runs"):
+        gone = len(getattr(doc, name)) - len(getattr(kept.doc, name))
+        if gone:
+            kept.skipped[name] = gone
+    return kept
 
 
 def apply(store: Store, learner_id: str, doc: ProgressFile) -> None:

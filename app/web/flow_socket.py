@@ -2,12 +2,21 @@
 
 Messages both ways are documented in docs/protocol.md. Every incoming message is
 validated (app/web/messages.py); a bad one gets an `error` reply and changes nothing.
+
+A socket's cost is bounded (docs/protocol.md, "Limits"): reading and validating a
+message is cheap; what costs (rendering and sending) is done by one worker per
+socket at most RATE times a second after a burst of BURST. Position changes that
+arrive while the worker waits are merged into one exact move (messages.Move), so a
+flood of gotos costs its sender a few renders and nobody else anything. Rendered
+events are cached per connection, so a sync is a join of strings.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections import deque
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -19,6 +28,7 @@ from app.web.messages import (
     BadMessage,
     Goto,
     Hello,
+    Move,
     Next,
     Pause,
     Play,
@@ -32,6 +42,45 @@ from app.web.sessions import FlowSession
 
 router = APIRouter()
 
+RATE = 20.0  # renders (and, on average, messages) per second per socket
+BURST = 50  # messages at once before the rate applies
+OVERDRAFT = 5000  # messages beyond RATE and BURST before the socket is closed
+MAX_PENDING = 64  # queued non-position messages before the socket is closed
+POLICY_VIOLATION = 1008  # RFC 6455 §7.4.1
+renders = 0  # frames with rendered HTML this process sent (tests and benches read it)
+
+
+class TokenBucket:
+    """`rate` tokens a second, at most `burst` saved; may go into debt when spending."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens = float(burst)
+        self._at = time.monotonic()
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self._at) * self.rate)
+        self._at = now
+
+    def spend(self) -> float:
+        """Take one token even if there is none; return what is left (may be negative)."""
+        self._refill()
+        self.tokens -= 1
+        return self.tokens
+
+    async def take(self) -> None:
+        """Take one token, waiting for it if there is none."""
+        self._refill()
+        while self.tokens < 1:
+            await asyncio.sleep((1 - self.tokens) / self.rate)
+            self._refill()
+        self.tokens -= 1
+
+
+class TooFast(Exception):
+    """The socket kept exceeding its limit well past the burst: it is closed (1008)."""
+
 
 class FlowConnection:
     def __init__(self, ws: WebSocket, flow: FlowService) -> None:
@@ -42,8 +91,21 @@ class FlowConnection:
         self.lang = i18n.DEFAULT_LANG
         self._send_lock = asyncio.Lock()
         self._player: asyncio.Task[None] | None = None
+        self._received = TokenBucket(RATE, BURST)  # what the client sends
+        self._budget = TokenBucket(RATE, BURST)  # what the worker renders and sends
+        self._pending: deque[Any] = deque()  # messages (and merged Moves) to act on
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.stopped = False
+        self._html: dict[int, str] = {}  # rendered events of the recording below
+        self._html_for: tuple[object, str] | None = None
+        self._summary = ""
 
     async def send(self, message: dict[str, Any]) -> None:
+        global renders
+        if "html" in message:
+            renders += 1
         async with self._send_lock:
             await self.ws.send_json(message)
 
@@ -57,10 +119,32 @@ class FlowConnection:
         finally:
             i18n.current_lang.reset(token)
 
+    def _cache(self) -> dict[int, str]:
+        """The rendered events of this session's recording in this language."""
+        assert self.session is not None
+        key = (self.session.recording, self.lang)
+        if self._html_for is None or self._html_for[0] is not key[0] or self._html_for[1] != key[1]:
+            self._html, self._html_for, self._summary = {}, key, ""
+        return self._html
+
     def _event_html(self, index: int) -> str:
         assert self.session is not None
-        event = self.session.recording.events[index]
-        return self._render("_event.html", event=event, step=index + 1, catalog=self.flow.catalog)
+        cache = self._cache()
+        html = cache.get(index)
+        if html is None:
+            event = self.session.recording.events[index]
+            html = self._render(
+                "_event.html", event=event, step=index + 1, catalog=self.flow.catalog
+            )
+            cache[index] = html
+        return html
+
+    def _summary_html(self) -> str:
+        assert self.session is not None
+        self._cache()
+        if not self._summary:
+            self._summary = self._render("_summary.html", hops=hops(self.session.recording.events))
+        return self._summary
 
     def _panel(self) -> int:
         s = self.session
@@ -84,7 +168,7 @@ class FlowConnection:
         s = self.session
         assert s is not None
         html = "".join(self._event_html(i) for i in range(s.cursor))
-        summary = self._render("_summary.html", hops=hops(s.recording.events))
+        summary = self._summary_html()
         await self.send(
             {
                 "type": "sync",
@@ -157,11 +241,92 @@ class FlowConnection:
             self._player.cancel()
             self._player = None
 
-    async def handle(self, raw: str | bytes) -> None:
+    # -- what the client sends ----------------------------------------------------
+    def offer(self, raw: str | bytes) -> Hello | Reset | None:
+        """Take one incoming frame: cheap, never renders. Hello and Reset are returned
+        (the caller runs them once the queue is drained); the rest is queued, position
+        changes merged. Raises TooFast when the socket is far over its limit."""
+        if self._received.spend() < -OVERDRAFT:
+            raise TooFast(f"more than {RATE:g} messages a second, far beyond the burst of {BURST}")
         try:
-            msg = parse(raw)
+            msg: Any = parse(raw)
         except BadMessage as exc:
-            await self.error("bad_message", str(exc))
+            msg = ("bad_message", str(exc))
+        if isinstance(msg, Hello | Reset):
+            return msg
+        pending = self._pending
+        last = pending[-1] if pending else None
+        if isinstance(msg, Next | Back | Goto | Restart):
+            if self.session is None:
+                msg = ("no_session", "send a hello message first")
+            else:
+                move = Move.of(msg, self.session.total)
+                if isinstance(last, Move):
+                    pending[-1] = last.then(move)
+                else:
+                    pending.append(move)
+                self._wake.set()
+                return None
+        if (isinstance(msg, Play | Pause) and isinstance(last, Play | Pause)) or (
+            isinstance(msg, Speed) and isinstance(last, Speed)
+        ):
+            pending[-1] = msg  # only the last of a run of these matters
+        elif len(pending) >= MAX_PENDING:
+            raise TooFast(f"more than {MAX_PENDING} messages waiting")
+        else:
+            pending.append(msg)
+        self._idle.clear()
+        self._wake.set()
+        return None
+
+    async def drained(self) -> None:
+        """Wait until the worker has acted on everything queued (or has stopped)."""
+        while (self._pending or not self._idle.is_set()) and not self.stopped:
+            self._idle.clear()
+            self._wake.set()
+            await self._idle.wait()
+
+    async def work(self) -> None:
+        """Act on queued messages, at most RATE a second after BURST."""
+        try:
+            while True:
+                if not self._pending:
+                    self._idle.set()
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                self._idle.clear()
+                await self._budget.take()  # meanwhile, new position changes merge
+                item = self._pending.popleft()
+                try:
+                    await self.act(item)
+                except WebSocketDisconnect:
+                    return
+                except Exception as exc:  # a failed run must not take the socket down
+                    await self.error("server_error", f"{exc.__class__.__name__}: {exc}")
+        finally:
+            self.stopped = True  # the socket is gone (or broken): the reader stops too
+            self._idle.set()
+
+    async def run(self, msg: Hello | Reset) -> None:
+        """Hello and Reset change the session: run in order, after everything before.
+
+        The reader waits for them (the client's further frames wait in the socket), so
+        position changes read afterwards always know the session and its length."""
+        await self.drained()
+        if self.stopped:
+            return
+        await self._budget.take()
+        try:
+            await self.act(msg)
+        except WebSocketDisconnect:
+            raise
+        except Exception as exc:
+            await self.error("server_error", f"{exc.__class__.__name__}: {exc}")
+
+    async def act(self, msg: Any) -> None:
+        if isinstance(msg, tuple):
+            await self.error(*msg)
             return
         if isinstance(msg, Hello):
             self.stop()
@@ -171,12 +336,15 @@ class FlowConnection:
             await self.error("no_session", "send a hello message first")
             return
         s = self.session
-        if isinstance(msg, Next):
+        if isinstance(msg, Move):
             self.stop()
-            await self.step_forward()
-        elif isinstance(msg, Back):
-            self.stop()
-            await self.step_back()
+            if isinstance(msg.first, Next):
+                await self.step_forward()
+            elif isinstance(msg.first, Back):
+                await self.step_back()
+            else:  # a goto, a restart or several moves at once: the log up to there
+                s.move_to(msg.apply(s.cursor))
+                await self.sync(fresh=False)
         elif isinstance(msg, Play):
             if not self.playing:
                 if s.cursor >= s.total:
@@ -190,14 +358,6 @@ class FlowConnection:
         elif isinstance(msg, Speed):
             s.speed = msg.value
             await self.send({"type": "state", "speed": s.speed, **self._position()})
-        elif isinstance(msg, Restart):
-            self.stop()
-            s.move_to(0)
-            await self.sync(fresh=False)
-        elif isinstance(msg, Goto):
-            self.stop()
-            s.move_to(msg.step)
-            await self.sync(fresh=False)
         elif isinstance(msg, Reset):
             self.stop()
             self.flow.sessions.replace(s, await self.flow.record(s.slug, self.lang))
@@ -208,6 +368,7 @@ class FlowConnection:
 async def flow_socket(ws: WebSocket) -> None:
     await ws.accept()
     conn = FlowConnection(ws, ws.app.state.flow)
+    worker = asyncio.create_task(conn.work())
     try:
         while True:
             message = await ws.receive()
@@ -217,12 +378,21 @@ async def flow_socket(ws: WebSocket) -> None:
             if raw is None:
                 raw = message.get("bytes") or b""
             try:
-                await conn.handle(raw)
-            except WebSocketDisconnect:
-                raise
-            except Exception as exc:  # a failed run must not take the socket down
-                await conn.error("server_error", f"{exc.__class__.__name__}: {exc}")
+                now = conn.offer(raw)
+            except TooFast as exc:
+                await ws.close(POLICY_VIOLATION, str(exc)[:120])
+                break
+            if now is not None:
+                await conn.run(now)
+            if conn.stopped:
+                break  # the worker found the socket gone
+            # Frames already buffered come back from receive() without a pause: let
+            # other clients' work run between two of a flooder's messages.
+            await asyncio.sleep(0)
     except WebSocketDisconnect:
         pass
     finally:
         conn.stop()
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await worker
