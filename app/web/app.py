@@ -24,11 +24,11 @@ from app.scenarios.model import load_all
 from app.study.routes import router as study_router
 from app.study.setup import init_study
 from app.web import i18n
+from app.web.delivery import HashedStatic, RevalidateHTML
 from app.web.flow_socket import router as socket_router
 from app.web.health import EngineHealth
 from app.web.pages import router as pages_router
 from app.web.predict import router as predict_router
-from app.web.delivery import HashedStatic, RevalidateHTML
 from app.web.resources import STATIC_DIR
 from app.web.service import FlowService
 from app.web.templating import make_templates
