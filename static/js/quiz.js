@@ -2,9 +2,9 @@
 // The forms work without this file; it only adds keys, focus after htmx swaps, and the
 // speed-round countdown.
 //
-// Loaded in <head> without `defer` (it is small and cached for a year), so the key handler
-// is there before the first question is on screen: a learner who answers at once must not
-// lose the key. Everything here listens on `document` (htmx events bubble to it), because
+// The question pages load it in <head> without `defer` (it is small and cached for a year),
+// so the key handler is there before the first question is on screen: a learner who answers
+// at once must not lose the key. (The results page, with no answer to lose, defers it.) Everything here listens on `document` (htmx events bubble to it), because
 // <body> does not exist yet when this runs.
 (() => {
   "use strict";
