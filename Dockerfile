@@ -11,12 +11,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 RUN useradd --create-home --uid 10001 mailflow && mkdir -p /data /app && chown mailflow /data
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY requirements.lock ./
+RUN pip install -r requirements.lock
+COPY pyproject.toml setup.py README.md ./
 COPY app ./app
 COPY templates ./templates
 COPY static ./static
-# Editable, so the package finds templates/ and static/ beside it in /app.
-RUN pip install -e .
+# A regular install: the wheel carries templates/ and static/ inside the app package.
+RUN pip install --no-deps . && rm -rf /app/app /app/templates /app/static /app/build
 
 USER mailflow
 EXPOSE 8000 2025 2587 2465 2110 2995 2143 2993

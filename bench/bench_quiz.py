@@ -1,7 +1,7 @@
 """Benchmark: many learners answering port-quiz questions against the real app.
 
-Starts the real app (uvicorn, one process, a fresh SQLite file) on a loopback port with
-MAILFLOW_BENCH=1, which mounts a database-free twin of the answer endpoint. The same
+Starts the real app (uvicorn, one process, a fresh SQLite file) on a loopback port through
+bench/quiz_app.py, which mounts a database-free twin of the answer endpoint. The same
 learners then answer through both endpoints in the same run, so the difference is what the
 database (one committed transaction per answer: answer row + FSRS card state) costs.
 
@@ -49,7 +49,6 @@ def free_port() -> int:
 def start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
-        "MAILFLOW_BENCH": "1",
         "MAILFLOW_DATA_DIR": str(data_dir),
         "MAILFLOW_LAB": "0",
     }
@@ -57,7 +56,9 @@ def start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
         sys.executable,
         "-m",
         "uvicorn",
-        "app.web.app:create_app",
+        "--app-dir",
+        str(ROOT / "bench"),
+        "quiz_app:create_bench_app",
         "--factory",
         "--host",
         "127.0.0.1",

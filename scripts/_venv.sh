@@ -1,5 +1,7 @@
-# Shared by scripts/serve and scripts/test: a .venv with the project installed.
-# Re-installs only when pyproject.toml changed (a stamp file remembers its hash).
+# Shared by scripts/serve and scripts/test: a .venv with the pinned packages and the project.
+# Installs exactly what the lock file pins (requirements.lock, or requirements-dev.lock for the
+# dev extras), then the project itself with --no-deps. Re-installs only when pyproject.toml
+# or the lock file changed (a stamp file remembers their hash).
 set -euo pipefail
 ensure_venv() {
   local extras="$1"
@@ -15,13 +17,15 @@ ensure_venv() {
       exit 1
     }
   fi
-  local stamp=".venv/.installed-${extras:-base}-$(sha256sum pyproject.toml | cut -c1-16)"
+  local lock="requirements.lock"
+  [ -n "$extras" ] && lock="requirements-${extras}.lock"
+  local stamp=".venv/.installed-${extras:-base}-$(cat pyproject.toml "$lock" | sha256sum | cut -c1-16)"
   if [ ! -f "$stamp" ]; then
     echo "Installing MailFlow Lab into .venv (once; log: .venv/install.log)…"
     .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
-    local target="."
-    [ -n "$extras" ] && target=".[$extras]"
-    if ! .venv/bin/python -m pip install --quiet -e "$target" >.venv/install.log 2>&1; then
+    if ! { .venv/bin/python -m pip install --quiet -r "$lock" &&
+           .venv/bin/python -m pip install --quiet --no-deps -e .; } \
+         >.venv/install.log 2>&1; then
       cat .venv/install.log >&2
       echo "Installing the Python packages failed (see above)." >&2
       exit 1

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
+import sys
 import threading
 import time
+import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -72,3 +75,80 @@ def scenario_recording(
         return cache[slug]
 
     return get
+
+
+# --- Markers: every test is exactly one of unit, integration, browser -----------------------
+# Assigned here from what a test really uses, so nobody has to remember to mark a new test:
+#   browser      the test's module drives Chromium through Playwright;
+#   integration  the test (its own code, module helpers it calls, or its fixtures) opens real
+#                servers, sockets, processes or the served app (live_url, engines, TestClient);
+#   unit         everything else: sans-IO cores, content, SQLite files, templates.
+# `scripts/test -m unit` is the quick loop; `-m "not browser"` skips Chromium.
+
+INTEGRATION_FIXTURES = {"live_url"}
+# A name a test reaches that comes from one of these modules means real I/O beyond a file.
+REAL_IO = (
+    "socket", "ssl", "subprocess", "smtplib", "poplib", "imaplib", "httpx", "websockets",
+    "uvicorn", "aiosmtplib", "starlette.testclient", "fastapi.testclient", "app.engines",
+    "app.lab.world", "app.lab.live", "app.scenarios.runner", "app.web.app", "app.world.world",
+)  # fmt: skip
+
+
+def _code_names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names) | set(code.co_freevars)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _code_names(const)
+    return names
+
+
+def _reaches_real_io(func: object, module: types.ModuleType, seen: set[int]) -> bool:
+    """Whether `func`, or a function of its module it calls, names something from REAL_IO."""
+    inner = getattr(getattr(func, "hypothesis", None), "inner_test", None)
+    func = inspect.unwrap(inner or func)  # type: ignore[arg-type]
+    code = getattr(func, "__code__", None)
+    if code is None or id(code) in seen:
+        return False
+    seen.add(id(code))
+    for name in _code_names(code):
+        obj = vars(module).get(name)
+        if obj is None:
+            continue
+        origin = obj.__name__ if inspect.ismodule(obj) else getattr(obj, "__module__", "") or ""
+        if origin.startswith(REAL_IO):
+            return True
+        local = origin == module.__name__ and inspect.isfunction(obj)
+        if local and _reaches_real_io(obj, module, seen):
+            return True
+    return False
+
+
+def _kind(item: pytest.Item) -> str:
+    module = getattr(item, "module", None)
+    if module is None:
+        return "unit"
+    if item.get_closest_marker("browser") or any(
+        (getattr(v, "__module__", "") or "").startswith("playwright") for v in vars(module).values()
+    ):
+        return "browser"
+    fixtures = set(getattr(item, "fixturenames", ()))
+    if fixtures & INTEGRATION_FIXTURES:
+        return "integration"
+    seen: set[int] = set()
+    funcs = [getattr(item, "function", None)]
+    info = getattr(item, "_fixtureinfo", None)
+    for name in fixtures:
+        for fixdef in (info.name2fixturedefs.get(name, ()) if info else ()):
+            fmod = sys.modules.get(getattr(fixdef.func, "__module__", ""), module)
+            if _reaches_real_io(fixdef.func, fmod, seen):
+                return "integration"
+    if any(f is not None and _reaches_real_io(f, module, seen) for f in funcs):
+        return "integration"
+    return "unit"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        kind = _kind(item)
+        if not item.get_closest_marker(kind):
+            item.add_marker(getattr(pytest.mark, kind))

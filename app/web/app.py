@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp
 
 from app.config import Settings
@@ -26,17 +25,18 @@ from app.scenarios.model import load_all
 from app.study.routes import router as study_router
 from app.study.setup import init_study
 from app.web import i18n
+from app.web.delivery import HashedStatic, RevalidateHTML
 from app.web.flow_socket import router as socket_router
 from app.web.health import EngineHealth
 from app.web.pages import router as pages_router
 from app.web.predict import router as predict_router
+from app.web.resources import STATIC_DIR
 from app.web.security import SecurityMiddleware
 from app.web.service import FlowService
 from app.web.teacher import TeacherGate
 from app.web.teacher import router as teacher_router
 from app.web.templating import make_templates
 
-STATIC_DIR = Path(__file__).resolve().parent.parent.parent / "static"
 log = logging.getLogger("mailflow")
 
 
@@ -93,8 +93,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = MailFlowApp(title="MailFlow Lab", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
-    app.state.templates = make_templates()
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    # Delivery (app/web/delivery.py): static files from memory under content-hashed names,
+    # HTML revalidated, text gzipped. GZip passes websockets through untouched, flushes each
+    # chunk of a streamed body, skips text/event-stream and anything already encoded (the
+    # static files come gzipped from memory). Below ~1 KB gzip saves less than it costs.
+    static = HashedStatic(STATIC_DIR)
+    app.state.templates = make_templates(static_url=static.url)
+    app.mount("/static", static, name="static")
+    app.add_middleware(RevalidateHTML)
+    app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)
 
     @app.middleware("http")
     async def language(request: Request, call_next):  # type: ignore[no-untyped-def]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 from urllib.parse import urlencode
 
 import jinja2
@@ -12,8 +12,7 @@ from starlette.templating import Jinja2Templates
 from app.notes import localized
 from app.web import i18n
 from app.web.flow_view import actor_label, actor_role, explain
-
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent.parent / "templates"
+from app.web.resources import TEMPLATE_DIR
 
 
 def lang_query(request: Request, lang: str) -> str:
@@ -22,7 +21,7 @@ def lang_query(request: Request, lang: str) -> str:
     return urlencode([*params, ("lang", lang)])
 
 
-def make_templates() -> Jinja2Templates:
+def make_templates(static_url: Callable[[str], str] | None = None) -> Jinja2Templates:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
         autoescape=True,  # every piece of mail text is escaped, always
@@ -39,4 +38,6 @@ def make_templates() -> Jinja2Templates:
     env.globals["current_lang"] = i18n.current_lang.get
     env.globals["lang_query"] = lang_query
     env.globals["HTMX"] = "vendor/htmx-2.0.11/htmx.min.js"
+    # `static_url('js/flow.js')` → `/static/js/flow.<hash8>.js`, cached for a year.
+    env.globals["static_url"] = static_url or (lambda rel: f"/static/{rel}")
     return Jinja2Templates(env=env)

@@ -1,17 +1,19 @@
-"""Bench-only twin of the port-quiz answer: same parsing, grading and page, no database.
+"""The app as bench/bench_quiz.py serves it: the real app plus a bench-only twin of the
+port-quiz answer (same parsing, grading and page, no database), so the benchmark measures what
+the database adds to an answer in the same run. The product never mounts this route:
 
-Mounted only when MAILFLOW_BENCH=1 (see routes.py), so bench/bench_quiz.py can measure what
-the database adds to an answer in the same run. Never part of a normal start.
+    python -m uvicorn --app-dir bench quiz_app:create_bench_app --factory
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, FastAPI, Form, Request
 from fastapi.responses import Response
 
 from app.study.portquiz import grade
 from app.study.routes_ports import _ports_page, _read_question, feedback_view
 from app.study.web import problem, study
+from app.web.app import create_app
 
 router = APIRouter()
 
@@ -35,3 +37,9 @@ async def answer_without_db(
         "fb": feedback_view(st, q, outcome.correct, outcome.given),
     }
     return _ports_page(request, st, ctx)
+
+
+def create_bench_app() -> FastAPI:
+    app = create_app()
+    app.include_router(router)
+    return app

@@ -1,0 +1,72 @@
+"""Web delivery over real TCP: gzip for text, content-hashed static URLs cached for a year,
+HTML always revalidated."""
+
+from __future__ import annotations
+
+import gzip
+import re
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+ASSET = re.compile(r'(?:src|href)="(/static/[^"]+)"')
+HASHED = re.compile(r"^/static/(?P<stem>.+)\.(?P<digest>[0-9a-f]{8})(?P<suffix>\.\w+)$")
+
+
+def raw_get(url: str, **headers: str) -> tuple[httpx.Response, bytes]:
+    """GET without httpx decoding the body, so we see the bytes as they crossed the wire."""
+    with httpx.Client() as client, client.stream("GET", url, headers=headers) as r:
+        return r, b"".join(r.iter_raw())
+
+
+def test_html_is_gzipped_and_revalidated(live_url: str) -> None:
+    r, raw = raw_get(f"{live_url}/flow/basic-pop3", **{"accept-encoding": "gzip"})
+    assert r.status_code == 200
+    assert r.headers["content-encoding"] == "gzip"
+    assert r.headers["cache-control"] == "no-cache"
+    html = gzip.decompress(raw).decode()
+    assert "<html" in html
+    plain, plain_raw = raw_get(f"{live_url}/flow/basic-pop3", **{"accept-encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    assert plain_raw.decode().count("<html") == 1
+
+
+def test_every_asset_of_a_page_has_a_hashed_url_served_immutable(live_url: str) -> None:
+    page = httpx.get(f"{live_url}/flow/basic-pop3").text
+    urls = ASSET.findall(page)
+    assert any(u.startswith("/static/js/flow.") for u in urls)
+    for url in urls:
+        m = HASHED.match(url)
+        assert m, url
+        r, raw = raw_get(live_url + url, **{"accept-encoding": "gzip"})
+        assert r.status_code == 200, url
+        assert r.headers["cache-control"] == "public, max-age=31536000, immutable"
+        source = (ROOT / "static" / (m["stem"] + m["suffix"])).read_bytes()
+        body = raw
+        if r.headers.get("content-encoding") == "gzip":
+            body = gzip.decompress(body)
+        assert body == source, url
+
+
+def test_htmx_goes_compressed(live_url: str) -> None:
+    page = httpx.get(f"{live_url}/").text
+    (url,) = [u for u in ASSET.findall(page) if "/htmx" in u]
+    r, raw = raw_get(live_url + url, **{"accept-encoding": "gzip, deflate, br"})
+    source = (ROOT / "static/vendor/htmx-2.0.11/htmx.min.js").read_bytes()
+    assert len(source) > 50_000
+    assert r.headers["content-encoding"] == "gzip"
+    assert int(r.headers["content-length"]) == len(raw) < 20_000
+    assert gzip.decompress(raw) == source
+
+
+def test_the_plain_static_name_still_works_and_revalidates(live_url: str) -> None:
+    # A module importing another by relative path, or a page cached before a deploy.
+    r = httpx.get(f"{live_url}/static/js/flow.js")
+    assert r.status_code == 200
+    assert r.headers["cache-control"] == "no-cache"
+    assert r.content == (ROOT / "static/js/flow.js").read_bytes()
+    again = httpx.get(f"{live_url}/static/js/flow.js", headers={"if-none-match": r.headers["etag"]})
+    assert again.status_code == 304
+    assert again.content == b""
+    assert httpx.get(f"{live_url}/static/js/nope.js").status_code == 404
