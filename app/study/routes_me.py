@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, File, Request, UploadFile
 from fastapi.responses import JSONResponse, RedirectResponse, Response
-from starlette.concurrency import run_in_threadpool
 
 from app.study import transfer
 from app.study.store import utcnow
-from app.study.web import lang, missed_questions, recent_runs, render, study
+from app.study.web import lang, missed_questions, on_db_thread, recent_runs, render, study
 from app.web.i18n import gettext as _
 
 router = APIRouter()
@@ -59,12 +59,14 @@ def _me_page(
 
 
 @router.get("/me")
+@on_db_thread
 def me(request: Request, imported: str = "") -> Response:
     message = _("Your progress was imported.") if imported == "1" else ""
     return _me_page(request, message=message)
 
 
 @router.get("/me/export")
+@on_db_thread
 def me_export(request: Request) -> Response:
     st = study(request)
     who = st.cookies.read(request)
@@ -86,20 +88,23 @@ async def me_import(
 ) -> Response:
     st = study(request)
     if file is None:
-        return _me_page(request, error=_("Choose a file to import."), status=422)
+        page = partial(_me_page, request, error=_("Choose a file to import."), status=422)
+        return await st.db.call(page)
     raw = await file.read(transfer.MAX_BYTES + 1)
     try:
         doc = transfer.parse(raw, st.content)
     except transfer.ImportProblem as exc:
-        return _me_page(request, error=_problem_text(exc), detail=exc.detail, status=422)
+        page = partial(_me_page, request, error=_problem_text(exc), detail=exc.detail, status=422)
+        return await st.db.call(page)
     who = st.cookies.for_write(request)
-    await run_in_threadpool(transfer.apply, st.store, who.id or "", doc)
+    await st.db.call(transfer.apply, st.store, who.id or "", doc)
     response = RedirectResponse("/me?imported=1", status_code=303)
     st.cookies.attach(response, who, request)
     return response
 
 
 @router.get("/api/me/progress")
+@on_db_thread
 def api_progress(request: Request) -> JSONResponse:
     st = study(request)
     who = st.cookies.read(request)
