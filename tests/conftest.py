@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -72,3 +73,28 @@ def scenario_recording(
         return cache[slug]
 
     return get
+
+
+# ---- the learner database: SQLite and PostgreSQL ----
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A throwaway PostgreSQL cluster (Debian's server, Unix socket only) for the session:
+    a pg_cluster.Cluster, started only when a test asks for PostgreSQL."""
+    from pg_cluster import Cluster  # tests/ is on sys.path, as for served.py
+
+    cluster = Cluster()
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty study database of each kind: a SQLite file, a PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'study.db'}"
+    return request.getfixturevalue("postgres").new_database()

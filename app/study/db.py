@@ -100,7 +100,10 @@ def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision (from empty on a fresh database)."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    # The Config is a ConfigParser: a "%" in the URL (an escaped socket path or password)
+    # must be doubled to survive its interpolation.
+    url = engine.url.render_as_string(hide_password=False)
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             # Several workers may start at once on one database: the first migrates inside

@@ -5,9 +5,9 @@ building a fresh select()/insert() per call spent more time in SQLAlchemy's stat
 construction and cache-key generation than SQLite spent executing it.
 
 Portable SQL except where concurrency needs more than the SQL standard offers:
-- "insert unless there" is INSERT … ON CONFLICT DO NOTHING, which SQLite (3.24+) and
-  PostgreSQL both have, each through its own SQLAlchemy dialect construct. A check-then-
-  insert would race on PostgreSQL, where two requests write at once (a double click sends
+- "insert unless there" is INSERT … ON CONFLICT DO NOTHING (RETURNING tells whether it
+  did), which SQLite (3.35+) and PostgreSQL both have, each through its own SQLAlchemy
+  dialect construct. A check-then-insert would race on PostgreSQL, where two requests write at once (a double click sends
   the same answer twice), and the loser's unique violation would abort its transaction.
 - an answer locks its learner's row first (SELECT … FOR UPDATE) on PostgreSQL, so two
   answers of one learner update the FSRS card one after the other instead of both
@@ -35,7 +35,7 @@ secret_t = Secret.__table__
 class Statements:
     learner_insert: Executable  # ON CONFLICT DO NOTHING; binds lid, now
     learner_lock: Executable | None  # serialises one learner's writes; None on SQLite
-    answer_insert: Executable  # ON CONFLICT (learner_id, nonce) DO NOTHING: rowcount 0 = dup
+    answer_insert: Executable  # ON CONFLICT (learner_id, nonce) DO NOTHING RETURNING id
     secret_insert: Executable  # ON CONFLICT DO NOTHING; binds name, value
     card_get: Executable
     card_insert: Executable
@@ -56,9 +56,9 @@ def statements(dialect: str) -> Statements:
             if dialect == "postgresql"
             else None
         ),
-        answer_insert=insert(answer_t).on_conflict_do_nothing(
-            index_elements=["learner_id", "nonce"]
-        ),
+        answer_insert=insert(answer_t)
+        .on_conflict_do_nothing(index_elements=["learner_id", "nonce"])
+        .returning(answer_t.c.id),
         secret_insert=insert(secret_t)
         .values(name=bindparam("name"), value=bindparam("value"))
         .on_conflict_do_nothing(index_elements=["name"]),

@@ -141,7 +141,7 @@ class Store:
                     "nonce": nonce,
                 },
             )
-            if added.rowcount == 0:  # this nonce is stored already: a re-sent form
+            if added.first() is None:  # this nonce is stored already: a re-sent form
                 return None
             if mode == "srs":
                 self._review(conn, learner_id, card, srs.rating_for(correct, ms, kind), now)
