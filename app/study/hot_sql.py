@@ -7,8 +7,9 @@ construction and cache-key generation than SQLite spent executing it.
 Portable SQL except where concurrency needs more than the SQL standard offers:
 - "insert unless there" is INSERT … ON CONFLICT DO NOTHING (RETURNING tells whether it
   did), which SQLite (3.35+) and PostgreSQL both have, each through its own SQLAlchemy
-  dialect construct. A check-then-insert would race on PostgreSQL, where two requests write at once (a double click sends
-  the same answer twice), and the loser's unique violation would abort its transaction.
+  dialect construct. A check-then-insert would race on PostgreSQL, where two requests
+  write at once (a double click sends the same answer twice), and the loser's unique
+  violation would abort its transaction.
 - an answer locks its learner's row first (SELECT … FOR UPDATE) on PostgreSQL, so two
   answers of one learner update the FSRS card one after the other instead of both
   inserting it. SQLite already serialises writers (db.Database's write lock), so there the
