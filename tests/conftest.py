@@ -10,6 +10,7 @@ import time
 import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -85,7 +86,8 @@ def scenario_recording(
 #   unit         everything else: sans-IO cores, content, SQLite files, templates.
 # `scripts/test -m unit` is the quick loop; `-m "not browser"` skips Chromium.
 
-INTEGRATION_FIXTURES = {"live_url"}
+# A PostgreSQL cluster is a real server process, whichever test asks for it.
+INTEGRATION_FIXTURES = {"live_url", "postgres", "database_url"}
 # A name a test reaches that comes from one of these modules means real I/O beyond a file.
 REAL_IO = (
     "socket", "ssl", "subprocess", "smtplib", "poplib", "imaplib", "httpx", "websockets",
@@ -152,3 +154,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         kind = _kind(item)
         if not item.get_closest_marker(kind):
             item.add_marker(getattr(pytest.mark, kind))
+
+
+# ---- the learner database: SQLite and PostgreSQL ----
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A throwaway PostgreSQL cluster (Debian's server, Unix socket only) for the session:
+    a pg_cluster.Cluster, started only when a test asks for PostgreSQL."""
+    from pg_cluster import Cluster  # tests/ is on sys.path, as for served.py
+
+    cluster = Cluster()
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty study database of each kind: a SQLite file, a PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'study.db'}"
+    return request.getfixturevalue("postgres").new_database()

@@ -1,5 +1,6 @@
 """An answer is committed before its response: kill -9 the server, start it again on the same
-data directory, and the learner's progress is still there."""
+data directory and database, and the learner's progress is still there (SQLite and
+PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -17,11 +18,16 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _serve(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+def _serve(data_dir: Path, database_url: str) -> tuple[subprocess.Popen[bytes], str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "MAILFLOW_DATA_DIR": str(data_dir), "MAILFLOW_LAB": "0"}
+    env = {
+        **os.environ,
+        "MAILFLOW_DATA_DIR": str(data_dir),
+        "MAILFLOW_LAB": "0",
+        "MAILFLOW_DATABASE_URL": database_url,
+    }
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -51,8 +57,8 @@ def _serve(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("the app did not start")
 
 
-def test_progress_survives_kill_9(tmp_path: Path) -> None:
-    proc, base = _serve(tmp_path)
+def test_progress_survives_kill_9(tmp_path: Path, database_url: str) -> None:
+    proc, base = _serve(tmp_path, database_url)
     try:
         with httpx.Client(base_url=base) as c:
             for _ in range(3):
@@ -69,7 +75,7 @@ def test_progress_survives_kill_9(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGKILL)  # no shutdown, no flush: only what was committed
         proc.wait(timeout=10)
-    proc, base = _serve(tmp_path)
+    proc, base = _serve(tmp_path, database_url)
     try:
         r = httpx.get(f"{base}/api/me/progress", cookies={"mf_learner": cookie})
         assert r.json()["answered"] == 3

@@ -1,9 +1,9 @@
-"""FSRS scheduling of port cards, with fuzzing off so intervals are exact."""
+"""FSRS scheduling of port cards, with fuzzing off so intervals are exact; the store on
+SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from fsrs import Rating, State
 
@@ -43,8 +43,8 @@ def test_schedule_without_fuzz_is_deterministic() -> None:
     assert lapse.due - second.due == timedelta(minutes=10)
 
 
-def test_store_keeps_fsrs_state_per_learner(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 's.db'}")
+def test_store_keeps_fsrs_state_per_learner(database_url: str) -> None:
+    engine = make_engine(database_url)
     migrate(engine)
     store = Store(Database(engine), srs.make_scheduler(fuzz=False), ["25", "587"])
     learner = store.new_learner_id()

@@ -1,4 +1,5 @@
-"""The study pages and API over HTTP, against the real app and a real SQLite file."""
+"""The study pages and API over HTTP, against the real app on a real SQLite file and on a
+real PostgreSQL database (the `database_url` fixture runs each test on both)."""
 
 from __future__ import annotations
 
@@ -32,8 +33,9 @@ def _no_fuzz(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def client(tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(data_dir=tmp_path, lab=False))) as c:
+def client(tmp_path: Path, database_url: str) -> Iterator[TestClient]:
+    settings = Settings(data_dir=tmp_path, lab=False, database_url=database_url)
+    with TestClient(create_app(settings)) as c:
         yield c
 
 
@@ -187,15 +189,24 @@ def test_tampered_or_unknown_cookie_starts_a_fresh_learner(client: TestClient) -
     assert progress(client)["answered"] == 1
 
 
-def test_progress_survives_an_app_restart(tmp_path: Path) -> None:
-    with TestClient(create_app(Settings(data_dir=tmp_path, lab=False))) as first:
+def test_progress_survives_an_app_restart(tmp_path: Path, database_url: str) -> None:
+    settings = Settings(data_dir=tmp_path, lab=False, database_url=database_url)
+    with TestClient(create_app(settings)) as first:
         first.post(
             "/quiz/ports/answer", data={"token": crafted(first, "465", "svc2port"), "answer": "465"}
         )
         cookie = first.cookies[COOKIE]
-    with TestClient(create_app(Settings(data_dir=tmp_path, lab=False))) as second:
+    # A new app object (its own engine and connections) on the same database.
+    with TestClient(create_app(settings)) as second:
         second.cookies.set(COOKIE, cookie)
         assert progress(second) == {"answered": 1, "correct": 1, "due": 6}
+        kind = "sqlite" if database_url.startswith("sqlite") else "postgresql"
+        assert study(second).db.engine.dialect.name == kind
+
+
+def test_the_default_database_is_a_file_in_the_data_dir(tmp_path: Path) -> None:
+    with TestClient(create_app(Settings(data_dir=tmp_path, lab=False))) as c:
+        c.post("/quiz/ports/answer", data={"token": crafted(c, "25", "svc2port"), "answer": "25"})
     assert (tmp_path / "mailflow.db").exists()
 
 
@@ -483,7 +494,7 @@ def test_a_question_removed_from_the_bank_is_dropped_without_error(client: TestC
         f"/quiz/exam/run/{'r' * 24}/answer",
         data={"position": "0", "question": kept[0], "choice": str(q.answer)},
     )
-    assert fb.status_code == 200 and q.explanations["ja"][q.answer] in fb.text
+    assert fb.status_code == 200 and str(escape(q.explanations["ja"][q.answer])) in fb.text
     with study(client).db.read() as s:
         stored = {a.position: a.question for a in s.scalars(select(ExamAnswer))}
     assert stored == {0: "gone-01", 1: kept[0]}  # stored under its place in the run

@@ -1,30 +1,49 @@
-"""Engine, sessions and migrations of the study database.
+"""Engine, sessions, migrations and the one async path to the study database.
+
+Every request that reads or writes learner progress goes through `Database.call`: the work
+runs on the database's own small thread pool and the route awaits it. So the event loop
+never waits on the database: not on SQLite's file lock held by another process, not on the
+in-process writer lock held by another request, not on a PostgreSQL row lock or round trip.
 
 SQLite is the default: WAL so readers never wait for the writer, synchronous=NORMAL
 (a committed answer survives kill -9; only a power cut may lose the last moment), and
-writes serialised in-process so threads queue on a lock instead of SQLite's busy-wait
-back-off, which would otherwise dominate the latency tail.
+writes serialised in-process so the database threads queue on a lock instead of SQLite's
+busy-wait back-off, which would otherwise dominate the latency tail. PostgreSQL
+(`postgresql+psycopg://…`) takes concurrent writers itself; the store's statements that
+could race there are written to be safe under concurrency (see hot_sql.py).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
-from starlette.concurrency import run_in_threadpool
+
+from app.study import hot_sql
 
 T = TypeVar("T")
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# Threads that run database work. SQLite: readers run side by side (WAL), writers queue on
+# the in-process lock; more threads would only fight over the GIL. PostgreSQL: one pooled
+# connection per thread, so a slow query holds one thread, not the loop.
+SQLITE_THREADS = 4
+SERVER_THREADS = 10
+# Any fixed number: the PostgreSQL advisory lock that lets one process at a time migrate.
+MIGRATION_LOCK = 0x4D46_4C01
 
 
 def private_sqlite_file(path: Path) -> None:
@@ -43,6 +62,17 @@ def private_sqlite_file(path: Path) -> None:
 
 def make_engine(url: str) -> Engine:
     parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        # UTC sessions: timestamps come back in UTC whatever the server's TimeZone says, so
+        # an export reads the same from either database.
+        args = {"options": "-c timezone=UTC"} if parsed.get_driver_name() == "psycopg" else {}
+        return create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=SERVER_THREADS,
+            max_overflow=5,
+            connect_args=args,
+        )
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
     if parsed.database and parsed.database != ":memory:":
@@ -70,32 +100,47 @@ def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision (from empty on a fresh database)."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    # The Config is a ConfigParser: a "%" in the URL (an escaped socket path or password)
+    # must be doubled to survive its interpolation.
+    url = engine.url.render_as_string(hide_password=False)
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            # Several workers may start at once on one database: the first migrates inside
+            # this transaction (PostgreSQL's DDL is transactional), the others wait here and
+            # then find the schema at head.
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
 
 
 class Database:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, threads: int | None = None) -> None:
         self.engine = engine
         self.sessions = sessionmaker(engine, expire_on_commit=False)
+        self.sql = hot_sql.statements(engine.dialect.name)
+        sqlite = engine.dialect.name == "sqlite"
         # Only SQLite needs the writer lock; server databases handle concurrent writers.
-        self._write_lock: threading.Lock | None = (
-            threading.Lock() if engine.dialect.name == "sqlite" else None
+        self._write_lock: threading.Lock | None = threading.Lock() if sqlite else None
+        self._threads = ThreadPoolExecutor(
+            max_workers=threads or (SQLITE_THREADS if sqlite else SERVER_THREADS),
+            thread_name_prefix="study-db",
         )
-        self.inline = engine.dialect.name == "sqlite"
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a request's blocking part: inline for SQLite, in the thread pool otherwise.
+        """Run blocking database work (and whatever it renders) on the database threads.
 
-        A SQLite answer is well under a millisecond of local work; handing it to a thread
-        costs more than that and, with dozens of threads fighting for the GIL, stretches the
-        latency tail. A database across the network must not block the event loop.
+        The only way a request reaches the store. The caller's context variables (the page
+        language) go along. A request whose client goes away still finishes its work, so a
+        write is either committed or never started.
         """
-        if self.inline:
-            return fn(*args)
-        return await run_in_threadpool(fn, *args)
+        loop = asyncio.get_running_loop()
+        work = functools.partial(contextvars.copy_context().run, fn, *args)
+        return await loop.run_in_executor(self._threads, work)
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=True)
+        self.engine.dispose()
 
     @contextmanager
     def read(self) -> Iterator[Session]:

@@ -13,7 +13,16 @@ from app.study.content import LETTERS, Question
 from app.study.models import ExamAnswer, ExamRun
 from app.study.setup import Study
 from app.study.store import utcnow
-from app.study.web import is_htmx, lang, missed_questions, problem, recent_runs, render, study
+from app.study.web import (
+    is_htmx,
+    lang,
+    missed_questions,
+    on_db_thread,
+    problem,
+    recent_runs,
+    render,
+    study,
+)
 from app.web.i18n import gettext as _
 
 router = APIRouter()
@@ -22,6 +31,7 @@ REVIEW_MAX = 20
 
 
 @router.get("/quiz/exam")
+@on_db_thread
 def exam_home(request: Request) -> Response:
     st = study(request)
     who = st.cookies.read(request)
@@ -47,6 +57,7 @@ def exam_home(request: Request) -> Response:
 
 
 @router.post("/quiz/exam/start")
+@on_db_thread
 def exam_start(request: Request, mode: str = Form(""), topic: str = Form("")) -> Response:
     st = study(request)
     who = st.cookies.for_write(request)
@@ -168,6 +179,7 @@ def _page(request: Request, ctx: dict[str, Any], status: int = 200) -> Response:
 
 
 @router.get("/quiz/exam/run/{run_id}")
+@on_db_thread
 def exam_run(request: Request, run_id: str) -> Response:
     st = study(request)
     run, questions, answers, _ = _load(st, request, run_id)
@@ -178,6 +190,7 @@ def exam_run(request: Request, run_id: str) -> Response:
 
 
 @router.post("/quiz/exam/run/{run_id}/answer")
+@on_db_thread
 def exam_answer(
     request: Request,
     run_id: str,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, File, Request, UploadFile
@@ -11,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.study import transfer
 from app.study.store import utcnow
-from app.study.web import lang, missed_questions, recent_runs, render, study
+from app.study.web import lang, missed_questions, on_db_thread, recent_runs, render, study
 from app.web.i18n import gettext as _
 
 router = APIRouter()
@@ -59,6 +60,7 @@ def _me_page(
 
 
 @router.get("/me")
+@on_db_thread
 def me(request: Request, imported: str = "", skipped: int = 0) -> Response:
     message = _("Your progress was imported.") if imported == "1" else ""
     if message and skipped > 0:
@@ -69,6 +71,7 @@ def me(request: Request, imported: str = "", skipped: int = 0) -> Response:
 
 
 @router.get("/me/export")
+@on_db_thread
 def me_export(request: Request) -> Response:
     st = study(request)
     who = st.cookies.read(request)
@@ -90,15 +93,17 @@ async def me_import(
 ) -> Response:
     st = study(request)
     if file is None:
-        return _me_page(request, error=_("Choose a file to import."), status=422)
+        page = partial(_me_page, request, error=_("Choose a file to import."), status=422)
+        return await st.db.call(page)
     raw = await file.read(transfer.MAX_BYTES + 1)
     try:
         # A 5 MB file is real CPU work: parse it off the event loop.
         parsed = await run_in_threadpool(transfer.parse, raw, st.content)
     except transfer.ImportProblem as exc:
-        return _me_page(request, error=_problem_text(exc), detail=exc.detail, status=422)
+        page = partial(_me_page, request, error=_problem_text(exc), detail=exc.detail, status=422)
+        return await st.db.call(page)
     who = st.cookies.for_write(request)
-    await run_in_threadpool(transfer.apply, st.store, who.id or "", parsed.doc)
+    await st.db.call(transfer.apply, st.store, who.id or "", parsed.doc)
     skipped = f"&skipped={parsed.skipped_total}" if parsed.skipped_total else ""
     response = RedirectResponse(f"/me?imported=1{skipped}", status_code=303)
     st.cookies.attach(response, who, request)
@@ -128,7 +133,7 @@ async def api_import(request: Request) -> JSONResponse:
             status_code=422,
         )
     who = st.cookies.for_write(request)
-    await run_in_threadpool(transfer.apply, st.store, who.id or "", parsed.doc)
+    await st.db.call(transfer.apply, st.store, who.id or "", parsed.doc)
     doc = parsed.doc
     response = JSONResponse(
         {
@@ -146,6 +151,7 @@ async def api_import(request: Request) -> JSONResponse:
 
 
 @router.get("/api/me/progress")
+@on_db_thread
 def api_progress(request: Request) -> JSONResponse:
     st = study(request)
     who = st.cookies.read(request)

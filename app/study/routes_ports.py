@@ -26,7 +26,16 @@ from app.study.portquiz import (
 )
 from app.study.setup import Study
 from app.study.store import DAY_ZONE, CardDue, utcnow
-from app.study.web import is_htmx, lang, missed_questions, problem, render, study, until_text
+from app.study.web import (
+    is_htmx,
+    lang,
+    missed_questions,
+    on_db_thread,
+    problem,
+    render,
+    study,
+    until_text,
+)
 from app.web.i18n import gettext as _
 
 router = APIRouter()
@@ -140,6 +149,7 @@ def _ports_page(
 
 
 @router.get("/quiz")
+@on_db_thread
 def quiz_home(request: Request) -> Response:
     st = study(request)
     who = st.cookies.read(request)
@@ -157,11 +167,8 @@ def quiz_home(request: Request) -> Response:
 
 
 @router.get("/quiz/ports")
-async def ports(request: Request, practice: str = "", last: str = "") -> Response:
-    return await study(request).db.call(_ports, request, practice, last)
-
-
-def _ports(request: Request, practice: str, last: str) -> Response:
+@on_db_thread
+def ports(request: Request, practice: str = "", last: str = "") -> Response:
     st = study(request)
     who = st.cookies.read(request)
     is_practice = practice == "1"
@@ -179,11 +186,8 @@ def _ports(request: Request, practice: str, last: str) -> Response:
 
 
 @router.post("/quiz/ports/answer")
-async def ports_answer(request: Request, token: str = Form(""), answer: str = Form("")) -> Response:
-    return await study(request).db.call(_ports_answer, request, token, answer)
-
-
-def _ports_answer(request: Request, token: str, answer: str) -> Response:
+@on_db_thread
+def ports_answer(request: Request, token: str = Form(""), answer: str = Form("")) -> Response:
     st = study(request)
     q = _read_question(st, token)
     if q is None or q.mode == "speed":
@@ -230,6 +234,7 @@ def _ports_answer(request: Request, token: str, answer: str) -> Response:
 
 
 @router.get("/quiz/speed")
+@on_db_thread
 def speed_home(request: Request) -> Response:
     st = study(request)
     who = st.cookies.read(request)
@@ -237,6 +242,7 @@ def speed_home(request: Request) -> Response:
 
 
 @router.post("/quiz/speed/start")
+@on_db_thread
 def speed_start(request: Request) -> Response:
     st = study(request)
     who = st.cookies.for_write(request)
@@ -279,6 +285,7 @@ def _speed_page(request: Request, ctx: dict[str, Any], status: int = 200) -> Res
 
 
 @router.get("/quiz/speed/{run_id}")
+@on_db_thread
 def speed_run(request: Request, run_id: str) -> Response:
     st = study(request)
     who = st.cookies.read(request)
@@ -286,6 +293,7 @@ def speed_run(request: Request, run_id: str) -> Response:
 
 
 @router.post("/quiz/speed/{run_id}/answer")
+@on_db_thread
 def speed_answer(
     request: Request, run_id: str, token: str = Form(""), answer: str = Form("")
 ) -> Response:
@@ -323,6 +331,7 @@ def speed_answer(
 
 
 @router.get("/quiz/stats")
+@on_db_thread
 def stats(request: Request) -> Response:
     st = study(request)
     who = st.cookies.read(request)

@@ -27,7 +27,8 @@ class Study:
     questions: URLSafeSerializer  # signs the port-quiz question a form carries
 
     def close(self) -> None:
-        self.db.engine.dispose()
+        """Let the database threads finish their work, then close the connections."""
+        self.db.close()
 
 
 def init_study(settings: Settings, *, fuzz: bool | None = None) -> Study:

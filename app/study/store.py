@@ -15,7 +15,6 @@ from sqlalchemy import Connection, Integer, cast, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.study import hot_sql as sql
 from app.study import srs
 from app.study.db import Database
 from app.study.models import Answer, ExamAnswer, ExamRun, Learner, Secret, SpeedRun
@@ -66,12 +65,10 @@ class Store:
             row = s.get(Secret, name)
             if row:
                 return row.value
+        # Two processes starting at once both get here: the first insert wins, both read it.
         with self.db.write() as s:
-            row = s.get(Secret, name)
-            if row is None:
-                row = Secret(name=name, value=secrets.token_urlsafe(48))
-                s.add(row)
-            return row.value
+            s.execute(self.db.sql.secret_insert, {"name": name, "value": secrets.token_urlsafe(48)})
+            return s.execute(select(Secret.value).where(Secret.name == name)).scalar_one()
 
     def learner_exists(self, learner_id: str) -> bool:
         with self.db.read() as s:
@@ -81,11 +78,9 @@ class Store:
     def new_learner_id() -> str:
         return str(uuid.uuid4())
 
-    @staticmethod
-    def _ensure(s: Session, learner_id: str) -> None:
-        if s.get(Learner, learner_id) is None:
-            s.add(Learner(id=learner_id, created_at=utcnow()))
-            s.flush()
+    def _ensure(self, s: Session, learner_id: str) -> None:
+        """The learner's row, created unless there (also when another request races us)."""
+        s.execute(self.db.sql.learner_insert, {"lid": learner_id, "now": utcnow()})
 
     # ---- port quiz (the hot path: Core statements, one transaction per answer) ----
     def _dues(
@@ -93,7 +88,7 @@ class Store:
     ) -> list[CardDue]:
         rows: dict[str, Any] = {}
         if conn is not None and learner_id:
-            rows = {r.card: r for r in conn.execute(sql.DUES, {"lid": learner_id})}
+            rows = {r.card: r for r in conn.execute(self.db.sql.dues, {"lid": learner_id})}
         out = []
         for cid in self.card_ids:
             r = rows.get(cid)
@@ -126,13 +121,14 @@ class Store:
         Returns every card's due time after the answer, or None when this exact question
         was already answered (a re-sent form) and nothing was stored.
         """
+        q = self.db.sql
         with self.db.write() as s:
             conn = s.connection()
-            self._ensure_core(conn, learner_id, now)
-            if conn.execute(sql.ANSWER_DUP, {"lid": learner_id, "nonce": nonce}).first():
-                return None
-            conn.execute(
-                sql.ANSWER_INSERT,
+            conn.execute(q.learner_insert, {"lid": learner_id, "now": now})
+            if q.learner_lock is not None:
+                conn.execute(q.learner_lock, {"lid": learner_id})
+            added = conn.execute(
+                q.answer_insert,
                 {
                     "learner_id": learner_id,
                     "mode": mode,
@@ -145,6 +141,8 @@ class Store:
                     "nonce": nonce,
                 },
             )
+            if added.first() is None:  # this nonce is stored already: a re-sent form
+                return None
             if mode == "srs":
                 self._review(conn, learner_id, card, srs.rating_for(correct, ms, kind), now)
             return self._dues(conn, learner_id, now)
@@ -152,7 +150,8 @@ class Store:
     def _review(
         self, conn: Connection, learner_id: str, card: str, rating: Rating, now: datetime
     ) -> None:
-        row = conn.execute(sql.CARD_GET, {"lid": learner_id, "card": card}).first()
+        q = self.db.sql
+        row = conn.execute(q.card_get, {"lid": learner_id, "card": card}).first()
         fields = None
         if row is not None:
             fields = srs.CardFields(
@@ -174,18 +173,13 @@ class Store:
         }
         if row is None:
             conn.execute(
-                sql.CARD_INSERT, {"learner_id": learner_id, "card": card, "reps": 1, **values}
+                q.card_insert, {"learner_id": learner_id, "card": card, "reps": 1, **values}
             )
         else:
             conn.execute(
-                sql.CARD_UPDATE,
+                q.card_update,
                 {"lid": learner_id, "key_card": card, "reps": row.reps + 1, **values},
             )
-
-    @staticmethod
-    def _ensure_core(conn: Connection, learner_id: str, now: datetime) -> None:
-        if conn.execute(sql.LEARNER_EXISTS, {"lid": learner_id}).first() is None:
-            conn.execute(sql.LEARNER_INSERT, {"lid": learner_id, "now": now})
 
     # ---- speed round ----
     def start_speed(self, learner_id: str, now: datetime) -> str:
@@ -220,8 +214,29 @@ class Store:
         now: datetime,
     ) -> bool:
         """Counts only inside the minute (plus a short grace); False if it did not count."""
+        try:
+            return self._speed_answer(
+                learner_id, run_id, card, kind, given, correct, ms, nonce, now
+            )
+        except IntegrityError:  # the same form sent twice at once: the other one counted
+            return False
+
+    def _speed_answer(
+        self,
+        learner_id: str,
+        run_id: str,
+        card: str,
+        kind: str,
+        given: str,
+        correct: bool,
+        ms: int | None,
+        nonce: str,
+        now: datetime,
+    ) -> bool:
         with self.db.write() as s:
-            run = s.get(SpeedRun, run_id)
+            # Locked on PostgreSQL (FOR UPDATE; nothing on SQLite, whose writers queue
+            # already), so two answers at once each add to the score.
+            run = s.get(SpeedRun, run_id, with_for_update=True)
             if run is None or run.learner_id != learner_id:
                 return False
             if self.speed_left(run, now) < -SPEED_GRACE_S:

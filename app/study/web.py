@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -15,6 +17,23 @@ from app.web.i18n import gettext as _
 
 def study(request: Request) -> Study:
     return request.app.state.study
+
+
+def on_db_thread(body: Callable[..., Response]) -> Callable[..., Awaitable[Response]]:
+    """Make a study route async, its body run on the database threads (`Database.call`).
+
+    The one path from a request to the learner store: the loop only awaits, so a request
+    waiting on the database (SQLite's lock, a PostgreSQL row lock) stalls no other request.
+    FastAPI reads the parameters from `body`'s signature (functools.wraps) and passes them
+    all by name.
+    """
+
+    @functools.wraps(body)
+    async def route(**params: Any) -> Response:
+        request: Request = params["request"]
+        return await study(request).db.call(functools.partial(body, **params))
+
+    return route
 
 
 def lang() -> str:

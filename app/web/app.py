@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -90,6 +91,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if app.state.lab is not None:
                 await app.state.lab.close()
+            # Off the loop: the database threads may still be finishing a request's write.
+            await asyncio.to_thread(app.state.study.close)
 
     app = MailFlowApp(title="MailFlow Lab", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
