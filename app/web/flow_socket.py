@@ -60,7 +60,10 @@ class FlowConnection:
     def _event_html(self, index: int) -> str:
         assert self.session is not None
         event = self.session.recording.events[index]
-        return self._render("_event.html", event=event, step=index + 1, catalog=self.flow.catalog)
+        current = index + 1 == self.session.cursor
+        return self._render(
+            "_event.html", event=event, step=index + 1, catalog=self.flow.catalog, current=current
+        )
 
     def _panel(self) -> int:
         s = self.session
@@ -85,6 +88,11 @@ class FlowConnection:
         assert s is not None
         html = "".join(self._event_html(i) for i in range(s.cursor))
         summary = self._render("_summary.html", hops=hops(s.recording.events))
+        extra: dict[str, Any] = {}
+        if fresh:  # a new run: the stage's data (queue ids, file names) is new too
+            extra["stage_html"] = self._render(
+                "_stage_block.html", recording=s.recording, step=s.cursor, lang=self.lang
+            )
         await self.send(
             {
                 "type": "sync",
@@ -92,6 +100,7 @@ class FlowConnection:
                 "fresh": fresh,
                 "html": html,
                 "summary_html": summary,
+                **extra,
                 **self._position(),
             }
         )

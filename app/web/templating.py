@@ -12,6 +12,7 @@ from starlette.templating import Jinja2Templates
 from app.notes import localized
 from app.web import i18n
 from app.web.flow_view import actor_label, actor_role, explain
+from app.web.stage_render import render_stage, stage_moves
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent.parent / "templates"
 
@@ -38,5 +39,7 @@ def make_templates() -> Jinja2Templates:
     env.globals["shown_text"] = lambda event: localized(event, i18n.current_lang.get())
     env.globals["current_lang"] = i18n.current_lang.get
     env.globals["lang_query"] = lang_query
+    env.globals["render_stage"] = render_stage
+    env.globals["stage_moves"] = stage_moves
     env.globals["HTMX"] = "vendor/htmx-2.0.11/htmx.min.js"
     return Jinja2Templates(env=env)

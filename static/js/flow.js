@@ -2,6 +2,8 @@
 // draws the events the server sends back. It never makes up a protocol line:
 // every <li> it shows is HTML the server rendered from a recorded event.
 
+import { createStage } from "./stage.js";
+
 const root = document.getElementById("flow");
 const log = document.getElementById("log");
 const progress = document.getElementById("progress");
@@ -13,7 +15,9 @@ const blank = document.getElementById("blank");
 const buttons = Object.fromEntries(
   [...document.querySelectorAll("[data-action]")].map((el) => [el.dataset.action, el]),
 );
-const reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)");
+const stage = createStage(document.getElementById("stage"));
+const ladder = document.getElementById("ladder");
+const slideLink = document.querySelector("[data-slide]");
 
 const state = {
   slug: root.dataset.slug,
@@ -67,6 +71,8 @@ function receive(msg) {
       break;
     case "sync":
       state.session = msg.session;
+      if (msg.stage_html) stage.replace(msg.stage_html, msg.step);
+      if (msg.fresh) ladder.dataset.loaded = "";
       log.innerHTML = msg.html;
       if (msg.summary_html) summary.firstElementChild && replaceSummary(msg.summary_html);
       position(msg);
@@ -75,7 +81,6 @@ function receive(msg) {
     case "step":
       log.insertAdjacentHTML("beforeend", msg.html);
       position(msg);
-      animate(msg.event);
       // Instant, not smooth: a clicker pressed quickly must never leave the log behind.
       log.lastElementChild.scrollIntoView({ block: "nearest" });
       break;
@@ -109,9 +114,17 @@ function position(msg) {
   buttons.back.disabled = msg.step <= 0;
   summary.hidden = msg.step < msg.total;
   if ("playing" in msg) setPlaying(msg.playing);
-  for (const panel of document.querySelectorAll(".panel")) {
-    if (Number(panel.dataset.panel) === msg.panel) panel.setAttribute("aria-current", "step");
-    else panel.removeAttribute("aria-current");
+  // The transcript's current line, the stage and the ladder follow the same step.
+  for (const li of log.querySelectorAll(":scope > li[aria-current]")) li.removeAttribute("aria-current");
+  log.lastElementChild?.setAttribute("aria-current", "step");
+  if (stage.step !== msg.step) stage.show(msg.step);
+  markLadder(msg.step);
+  if (slideLink) {
+    const href = new URL(slideLink.href);
+    href.pathname = href.pathname.replace(/\/step\/\d+\.svg$/, `/step/${msg.step}.svg`);
+    href.searchParams.set("session", state.session);
+    slideLink.href = href;
+    slideLink.download = `${state.slug}-${msg.step}.svg`;
   }
   const url = new URL(location.href);
   url.searchParams.set("step", msg.step);
@@ -124,24 +137,41 @@ function setPlaying(on) {
   buttons.play.setAttribute("aria-pressed", String(on));
 }
 
-// Move the envelope from the speaking actor to the listening one (CSS transform only).
-function animate(event) {
-  const panel = document.getElementById(`panel-${event.panel}`);
-  if (!panel) return;
-  const stage = panel.querySelector(".stage");
-  const from = stage.querySelector(`[data-actor="${CSS.escape(event.src)}"]`);
-  const to = stage.querySelector(`[data-actor="${CSS.escape(event.dst)}"]`);
-  for (const a of document.querySelectorAll(".actor.speaking")) a.classList.remove("speaking");
-  from?.classList.add("speaking");
-  const envelope = stage.querySelector(".envelope");
-  if (!envelope || !from || !to || reducedMotion.matches) return;
-  const x = (el) => el.offsetLeft + el.offsetWidth / 2 - envelope.offsetWidth / 2;
-  envelope.style.transition = "none";
-  envelope.style.transform = `translateX(${x(from)}px)`;
-  envelope.getBoundingClientRect(); // commit the start position before moving
-  envelope.style.transition = "";
-  envelope.style.transform = `translateX(${x(to)}px)`;
+// The ladder: the whole run as a sequence diagram, fetched (server-rendered) the first
+// time it is opened; clicking an arrow jumps there.
+async function toggleLadder() {
+  const open = ladder.hidden;
+  ladder.hidden = !open;
+  buttons.ladder.setAttribute("aria-pressed", String(open));
+  document.body.classList.toggle("ladder-open", open);
+  if (open && !ladder.dataset.loaded) {
+    const src = new URL(ladder.dataset.src, location.href);
+    src.searchParams.set("session", state.session);
+    const r = await fetch(src);
+    if (r.ok) {
+      ladder.innerHTML = await r.text();
+      ladder.dataset.loaded = "1";
+    }
+  }
+  if (open) markLadder(state.step);
 }
+
+function markLadder(step) {
+  if (ladder.hidden) return;
+  for (const a of ladder.querySelectorAll("[data-step][aria-current]")) a.removeAttribute("aria-current");
+  const here = ladder.querySelector(`[data-step="${step}"]`);
+  if (here) {
+    here.setAttribute("aria-current", "step");
+    here.scrollIntoView({ block: "nearest" });
+  }
+}
+
+ladder.addEventListener("click", (e) => {
+  const a = e.target.closest("a[data-step]");
+  if (!a) return;
+  e.preventDefault();
+  send({ type: "goto", step: Number(a.dataset.step) });
+});
 
 const actions = {
   next: () => send({ type: "next" }),
@@ -149,6 +179,7 @@ const actions = {
   play: () => send({ type: state.playing ? "pause" : "play" }),
   restart: () => send({ type: "restart" }),
   help: () => (help.open ? help.close() : help.showModal()),
+  ladder: toggleLadder,
 };
 
 for (const [name, el] of Object.entries(buttons)) {
@@ -178,7 +209,7 @@ document.addEventListener("keydown", (e) => {
     ArrowRight: actions.next, " ": actions.next, PageDown: actions.next,
     ArrowLeft: actions.back, PageUp: actions.back,
     Home: actions.restart, p: actions.play, P: actions.play, "?": actions.help,
-    f: togglePresenter, F: togglePresenter,
+    f: togglePresenter, F: togglePresenter, l: toggleLadder, L: toggleLadder,
     b: () => { if (document.body.classList.contains("present")) blank.hidden = !blank.hidden; },
     B: () => { if (document.body.classList.contains("present")) blank.hidden = !blank.hidden; },
   };
@@ -198,11 +229,8 @@ document.addEventListener("mousemove", () => {
   pointerTimer = setTimeout(() => document.body.classList.remove("pointer-active"), 2500);
 });
 
-// A deep link (?step=N) opens mid-story: show where the last line went.
-const lastShown = log.lastElementChild;
-if (lastShown) {
-  animate({ panel: Number(lastShown.dataset.panel), src: lastShown.dataset.src, dst: lastShown.dataset.dst });
-  lastShown.scrollIntoView({ block: "nearest" });
-}
+// A deep link (?step=N) opens mid-story: the stage shows that step, still.
+stage.show(state.step, { animate: false });
+log.lastElementChild?.scrollIntoView({ block: "nearest" });
 
 connect();
