@@ -123,7 +123,7 @@ function position(msg) {
     const href = new URL(slideLink.href);
     href.pathname = href.pathname.replace(/\/step\/\d+\.svg$/, `/step/${msg.step}.svg`);
     href.searchParams.set("session", state.session);
-    slideLink.href = href;
+    slideLink.setAttribute("href", href.pathname + href.search);
     slideLink.download = `${state.slug}-${msg.step}.svg`;
   }
   const url = new URL(location.href);
