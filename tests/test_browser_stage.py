@@ -94,3 +94,45 @@ def test_the_ladder_toggles_and_a_click_jumps_there(page: Page, live_url: str) -
     )
     page.get_by_role("button", name="Ladder view").click()
     expect(ladder).to_be_hidden()
+
+
+def test_the_live_region_says_each_step_in_words(page: Page, live_url: str) -> None:
+    page.goto(f"{live_url}/flow/basic-pop3?step=6&lang=en")
+    live = page.locator("[data-stage-live][aria-live=polite]")
+    page.keyboard.press("ArrowRight")  # step 7: the EHLO again, now inside TLS
+    expect(page.locator("#log > li")).to_have_count(7)
+    expect(live).to_have_text(re.compile(r"^MUA → MSA, SMTP 587, TLS: EHLO alice-laptop"))
+    page.keyboard.press("ArrowLeft")
+    expect(live).to_have_text(re.compile(r"^MSA: TLSv1\.3"))
+    page.goto(f"{live_url}/flow/basic-pop3?step=1&lang=en")
+    page.keyboard.press("ArrowRight")
+    expect(live).to_have_text(re.compile(r"^MUA → MSA, SMTP 587, not encrypted: EHLO"))
+
+
+def test_a_flow_page_is_light_on_the_wire(browser: Browser, live_url: str) -> None:
+    """First visit under 50 KB, a repeat visit under 20 KB (static files revalidate)."""
+    context = browser.new_context()
+    page = context.new_page()
+
+    def visit() -> int:
+        responses: list = []
+
+        def seen(response: object) -> None:
+            responses.append(response)
+
+        page.on("response", seen)
+        page.goto(f"{live_url}/flow/tls-ports?step=40", wait_until="load")
+        expect(page.locator("#log > li")).to_have_count(40)
+        page.remove_listener("response", seen)
+        total = 0
+        for r in responses:
+            sizes = r.request.sizes()
+            # A response served from the browser's cache crossed no wire (sizes < 0).
+            total += max(0, sizes["responseBodySize"]) + max(0, sizes["responseHeadersSize"])
+        return total
+
+    first = visit()
+    again = visit()
+    context.close()
+    assert first <= 50 * 1024, first
+    assert again <= 20 * 1024, again

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Callable
 from xml.etree import ElementTree
 
@@ -10,7 +11,7 @@ import pytest
 from app.scenarios.model import load_all
 from app.scenarios.runner import Recording
 from app.web.stage import COMPACT, FULL, derive, packet_box
-from app.web.stage_render import render_stage
+from app.web.stage_render import render_stage, stage_moves
 
 Rec = Callable[[str], Recording]
 SVG = "{http://www.w3.org/2000/svg}"
@@ -141,3 +142,16 @@ def test_standalone_svg_is_well_formed_with_values_and_no_external_references(
         assert current == [] and packet.get("display") == "none"
     else:
         assert len(current) == 1 and packet.get("display") == "inline"
+
+
+@pytest.mark.parametrize("slug", sorted(load_all()))
+def test_the_stage_adds_at_most_12_kb_compressed(scenario_recording: Rec, slug: str) -> None:
+    rec = scenario_recording(slug)
+    block = "".join(
+        [
+            str(render_stage(rec, 0, "ja")),
+            str(render_stage(rec, 0, "ja", compact=True)),
+            stage_moves(rec, "ja"),
+        ]
+    )
+    assert len(gzip.compress(block.encode())) <= 12 * 1024
