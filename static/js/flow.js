@@ -2,6 +2,7 @@
 // draws the events the server sends back. It never makes up a protocol line:
 // every <li> it shows is HTML the server rendered from a recorded event.
 
+import { connectFlow, flowKeys } from "./flow_stepper.js";
 import { createStage } from "./stage.js";
 
 const root = document.getElementById("flow");
@@ -28,55 +29,27 @@ const state = {
   playing: false,
 };
 
-let socket = null;
-let retry = 0;
-const outbox = [];
-
-function connect() {
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  socket = new WebSocket(`${scheme}://${location.host}/ws/flow`);
-  socket.addEventListener("open", () => {
-    retry = 0;
-    // Re-attach to the same recorded run at the step on screen: nothing is lost.
-    socket.send(JSON.stringify({ type: "hello", slug: state.slug, session: state.session, step: state.step, lang: state.lang }));
+const flow = connectFlow(state, receive, (online) => {
+  if (online) {
     if (status.textContent) status.textContent = root.dataset.labelOnline;
-  });
-  socket.addEventListener("message", (e) => receive(JSON.parse(e.data)));
-  socket.addEventListener("close", () => {
+  } else {
     status.textContent = root.dataset.labelOffline;
     setPlaying(false);
-    retry = Math.min(retry + 1, 6);
-    setTimeout(connect, 250 * 2 ** retry);
-  });
-}
-
-function send(message) {
-  if (socket && socket.readyState === WebSocket.OPEN && outbox.length === 0) {
-    socket.send(JSON.stringify(message));
-  } else {
-    outbox.push(message);
   }
-}
-
-function flush() {
-  while (outbox.length && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(outbox.shift()));
-}
+});
+const send = flow.send;
 
 function receive(msg) {
   switch (msg.type) {
     case "ready":
-      state.session = msg.session;
       position(msg);
-      flush();
       break;
     case "sync":
-      state.session = msg.session;
       if (msg.stage_html) stage.replace(msg.stage_html, msg.step);
       if (msg.fresh) ladder.dataset.loaded = "";
       log.innerHTML = msg.html;
       if (msg.summary_html) summary.firstElementChild && replaceSummary(msg.summary_html);
       position(msg);
-      flush();
       break;
     case "step":
       log.insertAdjacentHTML("beforeend", msg.html);
@@ -197,29 +170,14 @@ function togglePresenter() {
   document.body.classList.toggle("present");
 }
 
-document.addEventListener("keydown", (e) => {
-  if (e.altKey || e.ctrlKey || e.metaKey) return;
-  const tag = e.target.tagName;
-  if (tag === "INPUT" || tag === "SELECT" || tag === "TEXTAREA") return;
-  if (help.open && e.key !== "?") return;
-  const onButton = tag === "BUTTON" && (e.key === " " || e.key === "Enter");
-  if (onButton) return; // let a focused button do its own job
-  const key = e.key;
-  const map = {
-    ArrowRight: actions.next, " ": actions.next, PageDown: actions.next,
-    ArrowLeft: actions.back, PageUp: actions.back,
-    Home: actions.restart, p: actions.play, P: actions.play, "?": actions.help,
-    f: togglePresenter, F: togglePresenter, l: toggleLadder, L: toggleLadder,
-    b: () => { if (document.body.classList.contains("present")) blank.hidden = !blank.hidden; },
-    B: () => { if (document.body.classList.contains("present")) blank.hidden = !blank.hidden; },
-  };
-  if (!blank.hidden && key !== "b" && key !== "B") { blank.hidden = true; }
-  const fn = map[key];
-  if (fn) {
-    e.preventDefault();
-    fn();
-  }
-});
+function toggleBlank() {
+  if (document.body.classList.contains("present")) blank.hidden = !blank.hidden;
+}
+
+document.addEventListener(
+  "keydown",
+  flowKeys({ ...actions, presenter: togglePresenter, blank: toggleBlank }, { isOpen: () => help.open, blank }),
+);
 
 // Presenter mode: controls stay hidden until the mouse moves.
 let pointerTimer = 0;
@@ -232,5 +190,3 @@ document.addEventListener("mousemove", () => {
 // A deep link (?step=N) opens mid-story: the stage shows that step, still.
 stage.show(state.step, { animate: false });
 log.lastElementChild?.scrollIntoView({ block: "nearest" });
-
-connect();
