@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import gzip
+import json
 from collections.abc import Callable
 from xml.etree import ElementTree
 
 import pytest
 
+from app.events import Event
 from app.scenarios.model import load_all
 from app.scenarios.runner import Recording
 from app.web.stage import COMPACT, FULL, derive, packet_box
@@ -155,3 +157,16 @@ def test_the_stage_adds_at_most_12_kb_compressed(scenario_recording: Rec, slug: 
         ]
     )
     assert len(gzip.compress(block.encode())) <= 12 * 1024
+
+
+def test_mail_text_cannot_break_out_of_the_stage_data_or_the_svg() -> None:
+    event = Event(
+        1, "s1", 1, "mua-alice", "msa-a", "SMTP", 587, True, "c2s",
+        "Subject: </script><!--<script>alert(1)</script>", "smtp.data.content",
+    )  # fmt: skip
+    rec = Recording("basic-pop3", "en", (event,), 0.0, 0.0)
+    data = stage_moves(rec, "en")
+    assert "<" not in data and json.loads(data)[0][5].startswith("Subject: </script>")
+    svg = str(render_stage(rec, 1, "en", standalone=True))
+    ElementTree.fromstring(svg)
+    assert "<script" not in svg and "&lt;/script&gt;" in svg

@@ -67,11 +67,12 @@ def stage_moves(recording: Recording, lang: str) -> str:
     """Per step: [link, src, dst, direction, tls, packet text, text alternative, forward].
 
     JSON for a `<script type="application/json">` block (data, never run, so the
-    page's Content-Security-Policy allows it); `</` is escaped so no text ends it.
+    page's Content-Security-Policy allows it); every `<` is escaped (\\u003c), so no mail
+    text can end the block or open a comment in it.
     """
     stage = stage_of(recording, lang)
     rows = [
         [m.link, m.src, m.dst, m.direction[0], int(m.tls), m.text, m.live, int(m.forward)]
         for m in stage.moves
     ]
-    return json.dumps(rows, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
+    return json.dumps(rows, ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
