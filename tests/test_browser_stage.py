@@ -136,3 +136,33 @@ def test_a_flow_page_is_light_on_the_wire(browser: Browser, live_url: str) -> No
     context.close()
     assert first <= 50 * 1024, first
     assert again <= 20 * 1024, again
+
+
+
+MAILS = """() => [...document.querySelectorAll('svg[data-stage="full"] [data-mail]')]
+  .map((m) => m.getAttribute('class'))"""
+
+
+def test_the_mail_is_marked_by_dele_removed_at_quit_and_back_restores_it(
+    page: Page, live_url: str
+) -> None:
+    page.goto(f"{live_url}/flow/basic-pop3?lang=en&step=77")
+    session = page.locator("#flow").get_attribute("data-session")
+    states = {77: page.evaluate(MAILS)}
+    for n in range(78, 84):
+        page.keyboard.press("ArrowRight")
+        expect(page.locator("#log > li")).to_have_count(n)
+        states[n] = page.evaluate(MAILS)
+        # What the page paints is what the server draws for that step of the same run.
+        svg = httpx.get(f"{live_url}/flow/basic-pop3/step/{n}.svg?session={session}").text
+        assert states[n] == re.findall(r'class="(mail kind-\w+ is-\w+)"', svg), n
+    files = {n: [c for c in classes if "kind-file" in c] for n, classes in states.items()}
+    # DELE's +OK (step 79) only marks the file; QUIT's UPDATE state removes it (step 82).
+    expect(page.locator("#log > li").nth(78)).to_contain_text("marked for deletion")
+    assert files[78] == ["mail kind-file is-here"] and files[79] == ["mail kind-file is-deleted"]
+    assert files[81] == ["mail kind-file is-deleted"] and files[82] == ["mail kind-file is-gone"]
+    # ← walks it back exactly.
+    for n in range(82, 76, -1):
+        page.keyboard.press("ArrowLeft")
+        expect(page.locator("#log > li")).to_have_count(n)
+        assert page.evaluate(MAILS) == states[n], n
