@@ -239,6 +239,19 @@ def test_presenter_mode_stage_large_line_dimmed_past_and_blank(
     expect(page.locator("#help")).to_be_hidden()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "stage-presenter-1920.png"))
+    # Across a hop change (the MSA's last reply → the MTA's DNS query) the packet moves,
+    # never over a label, and ← brings it back.
+    page.goto(f"{live_url}/flow/basic-pop3?step=21&present=1&lang=en")
+    at = settled(page)
+    page.keyboard.press("ArrowRight")
+    expect(log_items(page)).to_have_count(22)
+    moved = settled(page)
+    assert (at["link"], moved["link"]) == ("mua-alice--msa-a", "mta-a--dns")
+    assert moved["packet"] != at["packet"]
+    assert not any(overlaps(moved["packet"], label) for label in moved["labels"])
+    page.keyboard.press("ArrowLeft")
+    expect(log_items(page)).to_have_count(21)
+    assert settled(page)["packet"] == pytest.approx(at["packet"], abs=0.5)
     page.keyboard.press("f")
     expect(page.locator("body")).not_to_have_class("flow-page present")
     context.close()
