@@ -46,7 +46,11 @@ function receive(msg) {
       break;
     case "sync":
       if (msg.stage_html) stage.replace(msg.stage_html, msg.step);
-      if (msg.fresh) ladder.dataset.loaded = "";
+      if (msg.fresh) {
+        // A new run: the ladder shows that run (loaded now if open, else when opened).
+        ladder.dataset.loaded = "";
+        if (!ladder.hidden) loadLadder().then(() => markLadder(state.step));
+      }
       log.innerHTML = msg.html;
       if (msg.summary_html) summary.firstElementChild && replaceSummary(msg.summary_html);
       position(msg);
@@ -117,16 +121,18 @@ async function toggleLadder() {
   ladder.hidden = !open;
   buttons.ladder.setAttribute("aria-pressed", String(open));
   document.body.classList.toggle("ladder-open", open);
-  if (open && !ladder.dataset.loaded) {
-    const src = new URL(ladder.dataset.src, location.href);
-    src.searchParams.set("session", state.session);
-    const r = await fetch(src);
-    if (r.ok) {
-      ladder.innerHTML = await r.text();
-      ladder.dataset.loaded = "1";
-    }
-  }
+  if (open && !ladder.dataset.loaded) await loadLadder();
   if (open) markLadder(state.step);
+}
+
+async function loadLadder() {
+  const src = new URL(ladder.dataset.src, location.href);
+  src.searchParams.set("session", state.session);
+  const r = await fetch(src);
+  if (r.ok) {
+    ladder.innerHTML = await r.text();
+    ladder.dataset.loaded = "1";
+  }
 }
 
 function markLadder(step) {
