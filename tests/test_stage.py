@@ -170,3 +170,13 @@ def test_mail_text_cannot_break_out_of_the_stage_data_or_the_svg() -> None:
     svg = str(render_stage(rec, 1, "en", standalone=True))
     ElementTree.fromstring(svg)
     assert "<script" not in svg and "&lt;/script&gt;" in svg
+
+
+@pytest.mark.parametrize("slug", sorted(load_all()))
+def test_every_scenario_exports_well_formed_slides(scenario_recording: Rec, slug: str) -> None:
+    rec = scenario_recording(slug)
+    for step in (0, len(rec.events) // 2, len(rec.events)):
+        for lang in ("ja", "en"):
+            root = ElementTree.fromstring(str(render_stage(rec, step, lang, standalone=True)))
+            actors = {el.get("data-actor") for el in root.iter() if el.get("data-actor")}
+            assert {"mua-alice", "msa-a", "dns", "mta-b", "mda-b"} <= actors
