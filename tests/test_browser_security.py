@@ -189,7 +189,16 @@ def test_the_lab_does_not_load_in_a_foreign_frame(
     assert inbox_files(site)
 
 
-PAGES = ["/", "/flow", "/quiz", "/quiz/exam", "/quiz/speed", "/me", "/quiz/stats"]
+PAGES = [
+    "/",
+    "/flow",
+    "/quiz",
+    "/quiz/exam",
+    "/quiz/speed",
+    "/me",
+    "/quiz/stats",
+    "/flow/basic-pop3/handout",
+]
 CSP_LISTENER = """
 window.__csp = [];
 document.addEventListener("securitypolicyviolation",

@@ -119,6 +119,14 @@ async def test_unknown_session_gets_a_fresh_run_at_the_requested_step(live_url: 
         assert sync["type"] == "sync" and sync["fresh"] is True and sync["step"] == 3
         assert sync["html"].count('<li class="ev') == 3
         assert sync["session"] != "gone"
+        # Only the current line is marked; the new run's stage comes along, at step 3.
+        assert sync["html"].count('aria-current="step"') == 1 and 'id="ev-3"' in sync["html"]
+        stage = sync["stage_html"]
+        assert 'data-stage="full"' in stage and 'data-stage="compact"' in stage
+        assert 'id="stage-moves"' in stage and stage.count('aria-current="true"') == 2
+        # A goto on the same run sends no stage: it has not changed.
+        again = await ask(ws, {"type": "goto", "step": 5})
+        assert again["type"] == "sync" and again["fresh"] is False and "stage_html" not in again
 
 
 async def test_goto_restart_play_pause_speed_and_end(live_url: str) -> None:

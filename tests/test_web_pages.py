@@ -29,11 +29,19 @@ def test_home_says_what_it_is_and_links_both_scenarios(http: httpx.Client) -> No
 
 
 @pytest.mark.parametrize("slug", ["basic-pop3", "basic-imap"])
-def test_flow_page_has_four_panels_log_and_controls(http: httpx.Client, slug: str) -> None:
+def test_flow_page_has_the_stage_log_and_controls(http: httpx.Client, slug: str) -> None:
     r = http.get(f"/flow/{slug}")
     assert r.status_code == 200
-    assert len(re.findall(r'<section class="panel" id="panel-\d"', r.text)) == 4
-    assert '<ol id="log" class="log" role="log"' in r.text
+    # The stage replaces the four panels: a full and a compact one, each with the actors
+    # of the journey and its four regions, the protocols and ports on them.
+    assert r.text.count("<svg") >= 2 and 'data-stage="full"' in r.text
+    assert 'data-stage="compact"' in r.text
+    for actor in ("mua-alice", "msa-a", "dns", "mta-b", "mda-b", "mua-bob"):
+        assert f'data-actor="{actor}"' in r.text
+    assert len(set(re.findall(r'data-region="(\d)"', r.text))) == 4
+    assert "SMTP · 587 · TLS" in r.text
+    # role=log wraps the list, so the list stays a list.
+    assert re.search(r'<div class="log-wrap" role="log"[^>]*>\s*<ol id="log" class="log">', r.text)
     assert r.text.count('<li class="ev') == 0
     for label in ("次へ", "戻る", "再生", "最初から"):
         assert f">{label}" in r.text or f"{label}<" in r.text or f"{label} " in r.text
@@ -44,7 +52,10 @@ def test_flow_page_has_four_panels_log_and_controls(http: httpx.Client, slug: st
 def test_step_parameter_reveals_that_many_lines(http: httpx.Client) -> None:
     r = http.get("/flow/basic-pop3?step=5")
     assert r.text.count('<li class="ev') == 5
-    assert 'aria-current="step"' in r.text
+    # The current line is marked, and the stage's hop for it (MUA → MSA).
+    assert re.search(r'<li [^>]*id="ev-5"[^>]*aria-current="step"', r.text)
+    assert r.text.count('aria-current="step"') == 1
+    assert re.search(r'data-link="mua-alice--msa-a"[^>]*aria-current="true"', r.text)
     # Past the end: the whole run, summary shown.
     r = http.get("/flow/basic-pop3?step=99999")
     total = int(re.search(r'data-total="(\d+)"', r.text).group(1))

@@ -34,6 +34,7 @@ from app.web.predict import router as predict_router
 from app.web.resources import STATIC_DIR
 from app.web.security import SecurityMiddleware
 from app.web.service import FlowService
+from app.web.stage_pages import router as stage_router
 from app.web.teacher import TeacherGate
 from app.web.teacher import router as teacher_router
 from app.web.templating import make_templates
@@ -152,6 +153,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse(body, status_code=200 if ok else 503)
 
     app.include_router(pages_router)
+    app.include_router(stage_router)
     app.include_router(socket_router)
     app.include_router(predict_router)
     app.include_router(study_router)

@@ -129,10 +129,15 @@ class FlowConnection:
 
     def _event_html(self, index: int) -> str:
         assert self.session is not None
+        event = self.session.recording.events[index]
+        if index + 1 == self.session.cursor:
+            # The current line is marked (aria-current): rendered afresh, never cached.
+            return self._render(
+                "_event.html", event=event, step=index + 1, catalog=self.flow.catalog, current=True
+            )
         cache = self._cache()
         html = cache.get(index)
         if html is None:
-            event = self.session.recording.events[index]
             html = self._render(
                 "_event.html", event=event, step=index + 1, catalog=self.flow.catalog
             )
@@ -169,6 +174,11 @@ class FlowConnection:
         assert s is not None
         html = "".join(self._event_html(i) for i in range(s.cursor))
         summary = self._summary_html()
+        extra: dict[str, Any] = {}
+        if fresh:  # a new run: the stage's data (queue ids, file names) is new too
+            extra["stage_html"] = self._render(
+                "_stage_block.html", recording=s.recording, step=s.cursor, lang=self.lang
+            )
         await self.send(
             {
                 "type": "sync",
@@ -176,6 +186,7 @@ class FlowConnection:
                 "fresh": fresh,
                 "html": html,
                 "summary_html": summary,
+                **extra,
                 **self._position(),
             }
         )

@@ -1,4 +1,4 @@
-"""Server-rendered pages: the start page and the four-panel flow page."""
+"""Server-rendered pages: the start page and the flow page (stage, transcript, controls)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from fastapi.responses import Response
 from app.digits import is_digits
 from app.events import Event
 from app.web import i18n
-from app.web.flow_view import hops, panels
+from app.web.flow_view import hops
 from app.web.predict import MODES, predict_page, unknown_mode
 from app.web.scenario_list import scenario_list
 from app.web.service import FlowService
+from app.web.stage_render import stage_of
 
 router = APIRouter()
 
@@ -96,11 +97,11 @@ async def flow_page(request: Request, slug: str) -> Response:
             "events": events[:step],
             "step": step,
             "total": session.total,
-            "panels": panels(events),
+            "recording": session.recording,
+            "stage_live": stage_of(session.recording, lang).moves[step - 1].live if step else "",
             "hops": hops(events),
             "catalog": flow.catalog,
             "lang": lang,
             "present": request.query_params.get("present") == "1",
-            "active_panel": events[step - 1].panel if step else 0,
         },
     )

@@ -13,6 +13,7 @@ from app.notes import localized
 from app.web import i18n
 from app.web.flow_view import actor_label, actor_role, explain
 from app.web.resources import TEMPLATE_DIR
+from app.web.stage_render import render_stage, stage_moves
 
 
 def lang_query(request: Request, lang: str) -> str:
@@ -37,6 +38,8 @@ def make_templates(static_url: Callable[[str], str] | None = None) -> Jinja2Temp
     env.globals["shown_text"] = lambda event: localized(event, i18n.current_lang.get())
     env.globals["current_lang"] = i18n.current_lang.get
     env.globals["lang_query"] = lang_query
+    env.globals["render_stage"] = render_stage
+    env.globals["stage_moves"] = stage_moves
     env.globals["HTMX"] = "vendor/htmx-2.0.11/htmx.min.js"
     # `static_url('js/flow.js')` → `/static/js/flow.<hash8>.js`, cached for a year.
     env.globals["static_url"] = static_url or (lambda rel: f"/static/{rel}")

@@ -2,6 +2,9 @@
 // draws the events the server sends back. It never makes up a protocol line:
 // every <li> it shows is HTML the server rendered from a recorded event.
 
+import { connectFlow, flowKeys } from "./flow_stepper.js";
+import { createStage } from "./stage.js";
+
 const root = document.getElementById("flow");
 const log = document.getElementById("log");
 const progress = document.getElementById("progress");
@@ -13,7 +16,9 @@ const blank = document.getElementById("blank");
 const buttons = Object.fromEntries(
   [...document.querySelectorAll("[data-action]")].map((el) => [el.dataset.action, el]),
 );
-const reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)");
+const stage = createStage(document.getElementById("stage"));
+const ladder = document.getElementById("ladder");
+const slideLink = document.querySelector("[data-slide]");
 
 const state = {
   slug: root.dataset.slug,
@@ -24,58 +29,35 @@ const state = {
   playing: false,
 };
 
-let socket = null;
-let retry = 0;
-const outbox = [];
-
-function connect() {
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  socket = new WebSocket(`${scheme}://${location.host}/ws/flow`);
-  socket.addEventListener("open", () => {
-    retry = 0;
-    // Re-attach to the same recorded run at the step on screen: nothing is lost.
-    socket.send(JSON.stringify({ type: "hello", slug: state.slug, session: state.session, step: state.step, lang: state.lang }));
+const flow = connectFlow(state, receive, (online) => {
+  if (online) {
     if (status.textContent) status.textContent = root.dataset.labelOnline;
-  });
-  socket.addEventListener("message", (e) => receive(JSON.parse(e.data)));
-  socket.addEventListener("close", () => {
+  } else {
     status.textContent = root.dataset.labelOffline;
     setPlaying(false);
-    retry = Math.min(retry + 1, 6);
-    setTimeout(connect, 250 * 2 ** retry);
-  });
-}
-
-function send(message) {
-  if (socket && socket.readyState === WebSocket.OPEN && outbox.length === 0) {
-    socket.send(JSON.stringify(message));
-  } else {
-    outbox.push(message);
   }
-}
-
-function flush() {
-  while (outbox.length && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(outbox.shift()));
-}
+});
+const send = flow.send;
 
 function receive(msg) {
   switch (msg.type) {
     case "ready":
-      state.session = msg.session;
       position(msg);
-      flush();
       break;
     case "sync":
-      state.session = msg.session;
+      if (msg.stage_html) stage.replace(msg.stage_html, msg.step);
+      if (msg.fresh) {
+        // A new run: the ladder shows that run (loaded now if open, else when opened).
+        ladder.dataset.loaded = "";
+        if (!ladder.hidden) loadLadder().then(() => markLadder(state.step));
+      }
       log.innerHTML = msg.html;
       if (msg.summary_html) summary.firstElementChild && replaceSummary(msg.summary_html);
       position(msg);
-      flush();
       break;
     case "step":
       log.insertAdjacentHTML("beforeend", msg.html);
       position(msg);
-      animate(msg.event);
       // Instant, not smooth: a clicker pressed quickly must never leave the log behind.
       log.lastElementChild.scrollIntoView({ block: "nearest" });
       break;
@@ -109,9 +91,17 @@ function position(msg) {
   buttons.back.disabled = msg.step <= 0;
   summary.hidden = msg.step < msg.total;
   if ("playing" in msg) setPlaying(msg.playing);
-  for (const panel of document.querySelectorAll(".panel")) {
-    if (Number(panel.dataset.panel) === msg.panel) panel.setAttribute("aria-current", "step");
-    else panel.removeAttribute("aria-current");
+  // The transcript's current line, the stage and the ladder follow the same step.
+  for (const li of log.querySelectorAll(":scope > li[aria-current]")) li.removeAttribute("aria-current");
+  log.lastElementChild?.setAttribute("aria-current", "step");
+  if (stage.step !== msg.step) stage.show(msg.step);
+  markLadder(msg.step);
+  if (slideLink) {
+    const href = new URL(slideLink.href);
+    href.pathname = href.pathname.replace(/\/step\/\d+\.svg$/, `/step/${msg.step}.svg`);
+    href.searchParams.set("session", state.session);
+    slideLink.setAttribute("href", href.pathname + href.search);
+    slideLink.download = `${state.slug}-${msg.step}.svg`;
   }
   const url = new URL(location.href);
   url.searchParams.set("step", msg.step);
@@ -124,24 +114,43 @@ function setPlaying(on) {
   buttons.play.setAttribute("aria-pressed", String(on));
 }
 
-// Move the envelope from the speaking actor to the listening one (CSS transform only).
-function animate(event) {
-  const panel = document.getElementById(`panel-${event.panel}`);
-  if (!panel) return;
-  const stage = panel.querySelector(".stage");
-  const from = stage.querySelector(`[data-actor="${CSS.escape(event.src)}"]`);
-  const to = stage.querySelector(`[data-actor="${CSS.escape(event.dst)}"]`);
-  for (const a of document.querySelectorAll(".actor.speaking")) a.classList.remove("speaking");
-  from?.classList.add("speaking");
-  const envelope = stage.querySelector(".envelope");
-  if (!envelope || !from || !to || reducedMotion.matches) return;
-  const x = (el) => el.offsetLeft + el.offsetWidth / 2 - envelope.offsetWidth / 2;
-  envelope.style.transition = "none";
-  envelope.style.transform = `translateX(${x(from)}px)`;
-  envelope.getBoundingClientRect(); // commit the start position before moving
-  envelope.style.transition = "";
-  envelope.style.transform = `translateX(${x(to)}px)`;
+// The ladder: the whole run as a sequence diagram, fetched (server-rendered) the first
+// time it is opened; clicking an arrow jumps there.
+async function toggleLadder() {
+  const open = ladder.hidden;
+  ladder.hidden = !open;
+  buttons.ladder.setAttribute("aria-pressed", String(open));
+  document.body.classList.toggle("ladder-open", open);
+  if (open && !ladder.dataset.loaded) await loadLadder();
+  if (open) markLadder(state.step);
 }
+
+async function loadLadder() {
+  const src = new URL(ladder.dataset.src, location.href);
+  src.searchParams.set("session", state.session);
+  const r = await fetch(src);
+  if (r.ok) {
+    ladder.innerHTML = await r.text();
+    ladder.dataset.loaded = "1";
+  }
+}
+
+function markLadder(step) {
+  if (ladder.hidden) return;
+  for (const a of ladder.querySelectorAll("[data-step][aria-current]")) a.removeAttribute("aria-current");
+  const here = ladder.querySelector(`[data-step="${step}"]`);
+  if (here) {
+    here.setAttribute("aria-current", "step");
+    here.scrollIntoView({ block: "nearest" });
+  }
+}
+
+ladder.addEventListener("click", (e) => {
+  const a = e.target.closest("a[data-step]");
+  if (!a) return;
+  e.preventDefault();
+  send({ type: "goto", step: Number(a.dataset.step) });
+});
 
 const actions = {
   next: () => send({ type: "next" }),
@@ -149,6 +158,7 @@ const actions = {
   play: () => send({ type: state.playing ? "pause" : "play" }),
   restart: () => send({ type: "restart" }),
   help: () => (help.open ? help.close() : help.showModal()),
+  ladder: toggleLadder,
 };
 
 for (const [name, el] of Object.entries(buttons)) {
@@ -166,29 +176,14 @@ function togglePresenter() {
   document.body.classList.toggle("present");
 }
 
-document.addEventListener("keydown", (e) => {
-  if (e.altKey || e.ctrlKey || e.metaKey) return;
-  const tag = e.target.tagName;
-  if (tag === "INPUT" || tag === "SELECT" || tag === "TEXTAREA") return;
-  if (help.open && e.key !== "?") return;
-  const onButton = tag === "BUTTON" && (e.key === " " || e.key === "Enter");
-  if (onButton) return; // let a focused button do its own job
-  const key = e.key;
-  const map = {
-    ArrowRight: actions.next, " ": actions.next, PageDown: actions.next,
-    ArrowLeft: actions.back, PageUp: actions.back,
-    Home: actions.restart, p: actions.play, P: actions.play, "?": actions.help,
-    f: togglePresenter, F: togglePresenter,
-    b: () => { if (document.body.classList.contains("present")) blank.hidden = !blank.hidden; },
-    B: () => { if (document.body.classList.contains("present")) blank.hidden = !blank.hidden; },
-  };
-  if (!blank.hidden && key !== "b" && key !== "B") { blank.hidden = true; }
-  const fn = map[key];
-  if (fn) {
-    e.preventDefault();
-    fn();
-  }
-});
+function toggleBlank() {
+  if (document.body.classList.contains("present")) blank.hidden = !blank.hidden;
+}
+
+document.addEventListener(
+  "keydown",
+  flowKeys({ ...actions, presenter: togglePresenter, blank: toggleBlank }, { isOpen: () => help.open, blank }),
+);
 
 // Presenter mode: controls stay hidden until the mouse moves.
 let pointerTimer = 0;
@@ -198,11 +193,6 @@ document.addEventListener("mousemove", () => {
   pointerTimer = setTimeout(() => document.body.classList.remove("pointer-active"), 2500);
 });
 
-// A deep link (?step=N) opens mid-story: show where the last line went.
-const lastShown = log.lastElementChild;
-if (lastShown) {
-  animate({ panel: Number(lastShown.dataset.panel), src: lastShown.dataset.src, dst: lastShown.dataset.dst });
-  lastShown.scrollIntoView({ block: "nearest" });
-}
-
-connect();
+// A deep link (?step=N) opens mid-story: the stage shows that step, still.
+stage.show(state.step, { animate: false });
+log.lastElementChild?.scrollIntoView({ block: "nearest" });
