@@ -140,15 +140,16 @@ def test_an_earlier_versions_export_imports_and_skips_what_no_longer_exists(
         {**old["exam_runs"][0], "questions": ["question-removed-01"], "answers": []}
     )
     body = json.dumps(old).encode()
-    with TestClient(client.app) as fresh:
-        r = fresh.post("/me/import", files={"file": ("old.json", body)}, follow_redirects=False)
-        assert r.status_code == 303 and r.headers["location"] == "/me?imported=1&skipped=4"
-        page = fresh.get(r.headers["location"]).text
-        assert "学習記録をインポートしました" in page and "記録 4 件は、読み込まずに" in page
-        again = fresh.get("/me/export").json()
-        assert again["answers"] == exported["answers"] and again["cards"] == exported["cards"]
-        assert len(again["exam_runs"]) == 1
-        assert fresh.get("/quiz/stats").status_code == 200
+    # Another learner's cookies on the running app (a second lifespan would close its database).
+    fresh = TestClient(client.app)
+    r = fresh.post("/me/import", files={"file": ("old.json", body)}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/me?imported=1&skipped=4"
+    page = fresh.get(r.headers["location"]).text
+    assert "学習記録をインポートしました" in page and "記録 4 件は、読み込まずに" in page
+    again = fresh.get("/me/export").json()
+    assert again["answers"] == exported["answers"] and again["cards"] == exported["cards"]
+    assert len(again["exam_runs"]) == 1
+    assert fresh.get("/quiz/stats").status_code == 200
     api = client.post("/api/me/import", content=body, headers={"content-type": "application/json"})
     assert api.status_code == 200
     assert api.json()["skipped"] == {"answers": 2, "cards": 1, "exam_runs": 1}
