@@ -166,3 +166,24 @@ def test_the_mail_is_marked_by_dele_removed_at_quit_and_back_restores_it(
         page.keyboard.press("ArrowLeft")
         expect(page.locator("#log > li")).to_have_count(n)
         assert page.evaluate(MAILS) == states[n], n
+
+
+@pytest.mark.parametrize("slug", ["basic-pop3", "lookalike-domain", "ppap", "spoofing"])
+@pytest.mark.parametrize("lang", ["ja", "en"])
+def test_every_actor_name_stays_inside_its_box(
+    page: Page, live_url: str, slug: str, lang: str
+) -> None:
+    # Measured with the real fonts: Japanese names have no spaces to break at.
+    page.set_viewport_size({"width": 1920, "height": 1080})
+    page.goto(f"{live_url}/flow/{slug}?lang={lang}")
+    outside = page.evaluate(
+        """() => [...document.querySelectorAll('svg[data-stage=full] [data-actor]')]
+            .flatMap(g => {
+                const r = g.querySelector('rect').getBBox();
+                return [...g.querySelectorAll('text')].map(t => [g.dataset.actor, t.getBBox()])
+                    .filter(([, b]) => b.x < r.x + 2 || b.x + b.width > r.x + r.width - 2
+                                       || b.y < r.y || b.y + b.height > r.y + r.height)
+                    .map(([id, b]) => id + ' ' + Math.round(b.width));
+            })"""
+    )
+    assert outside == []

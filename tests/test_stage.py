@@ -12,7 +12,7 @@ import pytest
 from app.events import Event
 from app.scenarios.model import load_all
 from app.scenarios.runner import Recording
-from app.web.stage import COMPACT, FULL, derive, packet_box
+from app.web.stage import COMPACT, FULL, derive, packet_box, sans_width
 from app.web.stage_render import render_stage, stage_moves
 
 Rec = Callable[[str], Recording]
@@ -56,6 +56,19 @@ def test_every_line_has_a_hop_and_the_packet_never_covers_an_actor(
     for i, a in enumerate(boxes):
         for b in boxes[i + 1 :]:
             assert not overlaps(a, b)
+
+
+@pytest.mark.parametrize("slug", sorted(load_all()))
+@pytest.mark.parametrize("lang", ["ja", "en"])
+def test_every_actor_name_fits_its_box(scenario_recording: Rec, slug: str, lang: str) -> None:
+    # Japanese names have no spaces to break at (アリスのメールソフト): they must still fit.
+    stage = derive(scenario_recording(slug).events, lang)
+    room = FULL.node_w - 14
+    for node in stage.nodes:
+        assert len(node.lines) <= 2, node
+        for line, size in zip(node.lines, node.sizes, strict=True):
+            assert sans_width(line, size) <= room, (node.id, line, size)
+            assert size >= 11 and not line.startswith(("の", "）", " ")), (node.id, line)
 
 
 def test_the_hop_of_a_note_dns_and_a_maildir_file(scenario_recording: Rec) -> None:

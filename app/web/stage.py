@@ -102,6 +102,7 @@ class Node:
     role: str
     label: str
     lines: tuple[str, ...]  # the label broken into at most two lines
+    sizes: tuple[float, ...]  # each line's font size: smaller only where it must, to fit
     x: float  # centre
     y: float
     w: float
@@ -328,17 +329,49 @@ def sans_width(text: str, size: float) -> float:
 def _label_lines(label: str, dims: Dims) -> tuple[str, ...]:
     """A name in at most two lines that fit the node; a host name gets its own line."""
     room = dims.node_w - 14
-    if sans_width(label, dims.name_size) <= room or " " not in label:
+    if sans_width(label, dims.name_size) <= room:
         return (label,)
     parts = label.rsplit(" ", 1)
-    if re.fullmatch(r"[\w.\-@]+", parts[1]) and "." in parts[1]:
+    if len(parts) == 2 and re.fullmatch(r"[\w.\-@]+", parts[1]) and "." in parts[1]:
         return (parts[0], parts[1])
-    words = label.split(" ")
-    for cut in range(len(words) - 1, 0, -1):
-        head = " ".join(words[:cut])
-        if sans_width(head, dims.name_size) <= room:
-            return (head, " ".join(words[cut:]))
-    return (words[0], " ".join(words[1:]))
+    return _two_lines(label, dims.name_size, room)
+
+
+# A line may not start with these (Japanese line-breaking rules, 禁則).
+_NO_LINE_START = set("のがはをにへとでもやゃゅょっァィゥェォャュョッー・、。，．）」』】ー")
+
+
+def _two_lines(label: str, size: float, room: float) -> tuple[str, ...]:
+    """Two lines from one name: at a space, after の or before （ first, else between
+    any two wide characters; the cut that leaves the longer line shortest wins."""
+    best: tuple[float, tuple[str, ...]] | None = None
+    for i in range(1, len(label)):
+        before, after = label[i - 1], label[i]
+        natural = after == " " or before == "の" or after == "（"
+        wide = unicodedata.east_asian_width(before) in "WF" or (
+            unicodedata.east_asian_width(after) in "WF"
+        )
+        if not (natural or wide) or after in _NO_LINE_START:
+            continue
+        head, tail = label[:i].rstrip(), label[i:].lstrip()
+        if not head or not tail:
+            continue
+        widest = max(sans_width(head, size), sans_width(tail, size))
+        score = widest - (room / 2 if natural and widest <= room else 0)
+        if best is None or score < best[0]:
+            best = (score, (head, tail))
+    return best[1] if best else (label,)
+
+
+def _line_sizes(lines: tuple[str, ...], dims: Dims) -> tuple[float, ...]:
+    """The name size, or smaller for a line that would not fit (never below 11 px)."""
+    room = dims.node_w - 14
+    sizes = []
+    for line in lines:
+        need = sans_width(line, 1.0)
+        fit = room / need if need else dims.name_size
+        sizes.append(max(11.0, min(float(dims.name_size), int(fit * 2) / 2)))
+    return tuple(sizes)
 
 
 def _t(lang: str, message: str) -> str:
@@ -405,7 +438,8 @@ def derive(
         label = actor_label(actor, lang)
         nodes.append(
             Node(
-                actor, actor_role(actor), label, _label_lines(label, dims), col_x(b, col),
+                actor, actor_role(actor), label, (lines := _label_lines(label, dims)),
+                _line_sizes(lines, dims), col_x(b, col),
                 row_y(b, row), dims.node_w, dims.node_h, col, row,
             )
         )  # fmt: skip
