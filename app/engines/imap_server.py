@@ -33,12 +33,15 @@ from app.protocols.imap import (
     MailboxNote,
     Output,
     ReadMessages,
+    ReadSummaries,
     Send,
     StartTLS,
 )
 from app.protocols.imap.mime import ParsedMessage
 from app.protocols.imap.reads import prepare
+from app.protocols.imap.summary import Summary
 from app.world.accounts import Accounts
+from app.world.folder_index import INDEXES, read_message
 from app.world.mailstore import Folder, MailStore, StoredMessage
 
 IDLE_POLL_SECONDS = 1.0
@@ -233,7 +236,7 @@ def _read_messages(folder: Folder, keys: Sequence[str], text: bool) -> dict[str,
         if path is None:
             continue
         try:
-            data = path.read_bytes()
+            data = read_message(path)
         except FileNotFoundError:  # its flags changed meanwhile: look it up again
             try:
                 data = folder.read(key)
@@ -352,6 +355,8 @@ class _Session:
                 # Write what the command has said so far, read off the loop, go on.
                 await self.drain()
                 queue.extend(self.conn.messages_loaded(await self.load(out)))
+            elif isinstance(out, ReadSummaries):
+                queue.extend(self.conn.summaries_loaded(await self.summaries(out)))
             elif isinstance(out, Send):
                 self.writer.write(out.data)
                 self.tap.server(wire_text(out.data), out.key)
@@ -383,6 +388,18 @@ class _Session:
         except KeyError:
             return {}
         return await asyncio.to_thread(_read_messages, folder, request.keys, request.text)
+
+    async def summaries(self, request: ReadSummaries) -> dict[str, Summary]:
+        """The folder index's records, from a worker thread: it stats the index files,
+        reads what another process appended, and builds any missing record."""
+        user = self.conn.user
+        if user is None:
+            return {}
+        try:
+            folder = self.ctx.store.folder(user, _safe_name(request.mailbox))
+        except KeyError:
+            return {}
+        return await asyncio.to_thread(INDEXES.summaries, folder.path, request.keys)
 
     async def drain(self) -> None:
         await drain_or_cut(self.writer, self.endpoint.idle_timeout)

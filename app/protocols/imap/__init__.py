@@ -8,6 +8,7 @@ from app.protocols.imap.outputs import (
     MailboxNote,
     Output,
     ReadMessages,
+    ReadSummaries,
     Send,
     StartTLS,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "MessageInfo",
     "Output",
     "ReadMessages",
+    "ReadSummaries",
     "Send",
     "StartTLS",
     "State",

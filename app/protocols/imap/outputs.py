@@ -49,6 +49,15 @@ class ReadMessages:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadSummaries:
+    """Look these messages up in the folder index off the event loop (building the
+    records of any it lacks from their files), then call `summaries_loaded`."""
+
+    mailbox: str
+    keys: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class StartTLS:
     """Write everything before this, then run the TLS handshake."""
 
@@ -58,4 +67,13 @@ class Close:
     """Write everything before this, then close the connection."""
 
 
-Output = ClientSent | Send | MailboxNote | MailboxChanged | ReadMessages | StartTLS | Close
+Output = (
+    ClientSent
+    | Send
+    | MailboxNote
+    | MailboxChanged
+    | ReadMessages
+    | ReadSummaries
+    | StartTLS
+    | Close
+)

@@ -19,6 +19,9 @@ from app.protocols.imap.mime import ParsedMessage
 
 BATCH_MESSAGES = 32
 BATCH_OCTETS = 8 * 1024 * 1024
+# Index records are about 1 KiB each: a whole folder's worth per request keeps the
+# worker-thread round trips to one per command for any folder a person has.
+BATCH_SUMMARIES = 4096
 
 T = TypeVar("T")
 
@@ -28,6 +31,7 @@ class Need:
     mailbox: str
     keys: tuple[str, ...]
     text: bool = False  # SEARCH: also decode the text (body parts, header) for matching
+    summaries: bool = False  # the folder index's records (summary.Summary), not the files
 
 
 class NeedsBody(Exception):
@@ -46,6 +50,11 @@ def batches(items: Sequence[T], size_of: Sequence[int]) -> Iterator[list[T]]:
         octets += size
     if group:
         yield group
+
+
+def chunks(items: Sequence[T], size: int = BATCH_SUMMARIES) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def prepare(data: bytes, text: bool) -> ParsedMessage:

@@ -26,6 +26,7 @@ from app.protocols.imap.outputs import (
     MailboxNote,
     Output,
     ReadMessages,
+    ReadSummaries,
     Send,
     StartTLS,
 )
@@ -40,6 +41,7 @@ from app.protocols.imap.parser import (
 from app.protocols.imap.reads import Need
 from app.protocols.imap.sasl import decode_plain, finish_plain
 from app.protocols.imap.state import State
+from app.protocols.imap.summary import Summary, summarize
 from app.protocols.imap.view import SelectedMailbox
 from app.protocols.imap.wire import CommandError, text_arg
 
@@ -116,7 +118,8 @@ class ImapConnection:
         self._cache: OrderedDict[tuple[str, str], ParsedMessage] = OrderedDict()
         self._batch: dict[tuple[str, str], ParsedMessage] = {}  # the batch being worked on
         self._steps: Steps | None = None  # a command waiting for messages
-        self._read: ReadMessages | None = None
+        self._read: ReadMessages | ReadSummaries | None = None
+        self._summaries: dict[tuple[str, str], Summary] = {}  # the batch being worked on
 
     # -- public API ------------------------------------------------------------
     @property
@@ -321,6 +324,17 @@ class ImapConnection:
             return []
         mailbox = self._read.mailbox
         self._batch.update(((mailbox, key), msg) for key, msg in loaded.items())
+        return self._resume_reading()
+
+    def summaries_loaded(self, loaded: dict[str, Summary]) -> list[Output]:
+        """The adapter's answer to ReadSummaries: the index records it found, by key."""
+        if self._mode != "reading" or not isinstance(self._read, ReadSummaries):
+            return []
+        mailbox = self._read.mailbox
+        self._summaries = {(mailbox, key): s for key, s in loaded.items()}
+        return self._resume_reading()
+
+    def _resume_reading(self) -> list[Output]:
         self._mode, self._read = "command", None
         cmd = self._waiting
         assert cmd is not None
@@ -354,7 +368,13 @@ class ImapConnection:
         try:
             while True:
                 need = next(steps)
-                self._batch = {}
+                self._batch, self._summaries = {}, {}
+                if need.summaries:
+                    if self.defer_reads:
+                        self._read = ReadSummaries(need.mailbox, need.keys)
+                        return _SUSPENDED
+                    self._summarize_here(need.mailbox, need.keys)
+                    continue
                 missing = []
                 for key in need.keys:
                     msg = self._cache.get((need.mailbox, key))
@@ -372,16 +392,16 @@ class ImapConnection:
                         data = self.user_mailboxes().read(need.mailbox, key)
                         self._batch[(need.mailbox, key)] = ParsedMessage(data)
         except StopIteration as stop:
-            self._steps, self._batch = None, {}
+            self._steps, self._batch, self._summaries = None, {}, {}
             return stop.value
         except CommandError as exc:
-            self._steps, self._batch = None, {}
+            self._steps, self._batch, self._summaries = None, {}, {}
             return exc.status, exc.text
         except (KeyError, FileNotFoundError):
-            self._steps, self._batch = None, {}
+            self._steps, self._batch, self._summaries = None, {}, {}
             return "NO", "[NONEXISTENT] No such mailbox or message"
         except OSError as exc:
-            self._steps, self._batch = None, {}
+            self._steps, self._batch, self._summaries = None, {}, {}
             return "NO", f"[SERVERBUG] Storage error: {exc.strerror or exc}"
 
     def _complete(self, cmd: Command, status: str, text: str) -> list[Output]:
@@ -434,6 +454,21 @@ class ImapConnection:
         while len(self._cache) > _CACHE_MESSAGES:
             self._cache.popitem(last=False)
         return msg
+
+    def batch_summaries(self) -> dict[tuple[str, str], Summary]:
+        """The current batch's index records by (mailbox, key)."""
+        return self._summaries
+
+    def summary(self, mailbox: str, key: str) -> Summary:
+        """The index record of a message of the current batch. KeyError: it is gone."""
+        return self._summaries[(mailbox, key)]
+
+    def _summarize_here(self, mailbox: str, keys: tuple[str, ...]) -> None:
+        """In-memory backend (tests, predict mode): reading costs nothing."""
+        for key in keys:
+            with contextlib.suppress(KeyError, FileNotFoundError):
+                data = self.user_mailboxes().read(mailbox, key)
+                self._summaries[(mailbox, key)] = summarize(key, data)
 
     def claim_recent(self) -> None:
         """This read-write session is the first to see these messages: they are \\Recent
