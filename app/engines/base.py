@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import ssl
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -19,6 +21,9 @@ MAILBOX_ACTOR = "mailbox"
 # a mail program logs in at once, and otherwise 50 silent connections would fill a
 # listener until the post-login timeout (10 min for POP3, 30 for IMAP) ran out.
 PRE_LOGIN_TIMEOUT = 60.0
+# A client that asked for TLS and then sends no ClientHello is cut after this long.
+TLS_HANDSHAKE_TIMEOUT = 30.0
+log = logging.getLogger("mailflow.engines")
 
 
 def mailbox_actor(address: str | None) -> str:
@@ -57,6 +62,7 @@ class Endpoint:
     max_connections: int = 50
     idle_timeout: float = 300.0  # silence allowed after a login (or where none is needed)
     login_timeout: float = PRE_LOGIN_TIMEOUT  # silence allowed before a login
+    tls_handshake_timeout: float = TLS_HANDSHAKE_TIMEOUT  # STARTTLS/STLS and implicit TLS
     _expected: deque[tuple[str, int | None]] = field(default_factory=deque)
     active: int = 0
     _idle_waiters: list[asyncio.Future[None]] = field(default_factory=list)
@@ -128,3 +134,33 @@ def abort_if_unsent(writer: asyncio.StreamWriter) -> None:
     with contextlib.suppress(Exception):  # a closed TLS transport may refuse to answer
         if writer.transport.get_write_buffer_size():
             writer.transport.abort()
+
+
+async def start_tls_dropping_plaintext(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    context: ssl.SSLContext,
+    timeout: float,
+) -> int:
+    """Switch a connection to TLS after STARTTLS/STLS; returns the plaintext octets dropped.
+
+    Whatever the client sent after the command but before its ClientHello was sent in
+    clear and may have been injected by a man in the middle; executing it after the
+    handshake, as if it came through TLS, is the CVE-2011-0411 class of bug (RFC 3207
+    §4.2 / RFC 2595 §3.1). The core drops what it holds; this drops what the stream
+    reader already took from the socket. A stalled handshake is cut after `timeout`.
+    """
+    buffered = getattr(reader, "_buffer", None)  # StreamReader offers no public way
+    dropped = 0
+    if isinstance(buffered, bytearray):
+        dropped = len(buffered)
+        buffered.clear()
+    await writer.start_tls(context, ssl_handshake_timeout=timeout)
+    return dropped
+
+
+def report_bug(protocol: str, exc: BaseException) -> None:
+    """The error policy of every engine: an exception nobody expected is a bug. It is
+    logged with its traceback, the client gets a generic server error and the
+    connection is closed; it is never turned into an ordinary -ERR/NO that hides it."""
+    log.error("%s session: unexpected error, connection closed", protocol, exc_info=exc)

@@ -22,6 +22,8 @@ from app.engines.base import (
     abort_if_unsent,
     drain_or_cut,
     mailbox_actor,
+    report_bug,
+    start_tls_dropping_plaintext,
 )
 from app.engines.tls import describe_tls
 from app.events import Tap, wire_text
@@ -288,6 +290,9 @@ class _Session:
             await self.serve()
         except (ConnectionError, OSError, asyncio.IncompleteReadError):
             pass  # the client went away; nothing left to say
+        except Exception as exc:  # a bug: logged, answered, the connection closed
+            report_bug("IMAP", exc)
+            await self.send_and_close(b"* BYE [SERVERBUG] Internal server error\r\n")
         finally:
             self.endpoint.release()
             self.set_watch(None)
@@ -370,7 +375,14 @@ class _Session:
                     name = _safe_name(out.mailbox)
                     notify_mailbox_changed(self.ctx.store.folder(out.user, name).path)
             elif isinstance(out, StartTLS):
-                await self.writer.start_tls(self.ctx.tls.server_context)
+                # No await between the tagged OK and the switch: the ClientHello must
+                # reach the TLS layer, never the plaintext buffer dropped here.
+                await start_tls_dropping_plaintext(
+                    self.reader,
+                    self.writer,
+                    self.ctx.tls.server_context,
+                    self.endpoint.tls_handshake_timeout,
+                )
                 self.tap.tls = True
                 self.tls_note()
             elif isinstance(out, Close):
@@ -448,6 +460,7 @@ async def start_imap_server(
     if ssl_ctx is None:
         return await asyncio.start_server(handle, host, port)
     # A stalled handshake must not hold a connection slot for asyncio's default 60 s.
+    timeout = min(endpoint.timeout(False), endpoint.tls_handshake_timeout)
     return await asyncio.start_server(
-        handle, host, port, ssl=ssl_ctx, ssl_handshake_timeout=min(endpoint.timeout(False), 30.0)
+        handle, host, port, ssl=ssl_ctx, ssl_handshake_timeout=timeout
     )

@@ -20,6 +20,8 @@ from app.engines.base import (
     abort_if_unsent,
     drain_or_cut,
     mailbox_actor,
+    report_bug,
+    start_tls_dropping_plaintext,
 )
 from app.engines.tls import describe_tls
 from app.events import Tap
@@ -32,13 +34,13 @@ from app.protocols.pop3 import (
     Reply,
     State,
     busy_reply,
+    internal_error_reply,
     wire_size,
 )
 from app.world.accounts import Accounts
 from app.world.mailstore import MailStore
 
 READ_CHUNK = 4096
-TLS_HANDSHAKE_TIMEOUT = 30.0
 CLOSE_TIMEOUT = 2.0
 
 # Called after each successful login with (user, peer address, the session's tap):
@@ -129,8 +131,9 @@ async def start_pop3_server(
     if tls is None:
         return await asyncio.start_server(on_connect, host, port)
     # A stalled handshake must not hold a connection slot for asyncio's default 60 s.
+    timeout = min(endpoint.timeout(False), endpoint.tls_handshake_timeout)
     return await asyncio.start_server(
-        on_connect, host, port, ssl=tls, ssl_handshake_timeout=min(endpoint.timeout(False), 30.0)
+        on_connect, host, port, ssl=tls, ssl_handshake_timeout=timeout
     )
 
 
@@ -174,6 +177,10 @@ class _Session:
         except (ConnectionError, ssl.SSLError, OSError, TimeoutError):
             # The client vanished or the handshake failed: RFC 1939 §6, no UPDATE.
             self.conn.connection_lost()
+        except Exception as exc:  # a bug: logged, answered, the connection closed
+            report_bug("POP3", exc)
+            self.conn.connection_lost()  # no UPDATE state: nothing is removed
+            await self._send(internal_error_reply())
         finally:
             # The lock goes first: whoever waits for the connection count to drop
             # (the scenario runner) may log in again at once.
@@ -248,12 +255,12 @@ class _Session:
 
     async def _start_tls(self) -> None:
         # Plaintext the client pipelined after STLS must not count as encrypted
-        # input (CVE-2011-0411); StreamReader offers no public way to drop it.
-        buffered = getattr(self.reader, "_buffer", None)
-        if isinstance(buffered, bytearray):
-            buffered.clear()
-        await self.writer.start_tls(
-            self.ctx.tls.server_context, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT
+        # input (CVE-2011-0411): base.py drops it, and bounds the handshake.
+        await start_tls_dropping_plaintext(
+            self.reader,
+            self.writer,
+            self.ctx.tls.server_context,
+            self.endpoint.tls_handshake_timeout,
         )
         self.conn.tls_started()
         self.tap.tls = True

@@ -62,8 +62,9 @@ class MaildropInUse(Exception):
 
 
 class POP3Backend(Protocol):
-    """What the core needs from a maildrop. Implementations may raise on I/O errors;
-    the core turns that into an -ERR reply rather than letting it escape."""
+    """What the core needs from a maildrop. Implementations raise OSError (or KeyError
+    for a message gone) on storage errors, which the core answers with -ERR; any other
+    exception is a bug and escapes to the adapter."""
 
     def authenticate(self, user: str, password: str) -> bool: ...
 
@@ -186,6 +187,11 @@ def uidl_of(key: str) -> str:
 def busy_reply() -> Reply:
     """Sent instead of a greeting when the listener has no room."""
     return Reply(b"-ERR too many connections\r\n", "pop3.busy")
+
+
+def internal_error_reply() -> Reply:
+    """Sent before closing when the server itself failed (a bug, logged by the adapter)."""
+    return Reply(b"-ERR [SYS/PERM] internal server error, closing connection\r\n", "pop3.bug")
 
 
 def timeout_reply() -> Reply:
@@ -587,7 +593,7 @@ class POP3Connection:
             outcome = _err("[IN-USE] maildrop is locked by another session, try again later")
             outcome.key = IN_USE_KEY
             return outcome
-        except Exception:
+        except (OSError, KeyError):  # the maildrop cannot be read now; a bug is not this
             infos = None
         if infos is None:
             self.user = None
@@ -708,10 +714,11 @@ class POP3Connection:
 
     @staticmethod
     def _safe(call: Callable[[], T]) -> T | None:
-        # A failing backend (disk full, file vanished) must become -ERR, never a crash.
+        # A failing disk (full, file vanished) becomes -ERR. Anything else is a bug and
+        # goes up to the adapter, which logs it and closes (app.engines.base.report_bug).
         try:
             return call()
-        except Exception:
+        except (OSError, KeyError):
             return None
 
 
