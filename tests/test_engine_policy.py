@@ -140,7 +140,7 @@ async def test_pop3_bug_is_not_a_quiet_err_but_a_storage_error_still_is(
             raise FileNotFoundError(key)  # the disk: an ordinary -ERR, the session goes on
         raise ZeroDivisionError("a bug in the backend")
 
-    monkeypatch.setattr(pop3_server.MailStoreBackend, "read", read)
+    monkeypatch.setattr(pop3_server.Pop3Maildrops, "read", read)
     conn = await connect(pop3_port)
     conn.send(b"USER bob@b.example\r\nPASS bob-pass\r\n")
     await conn.until(b"+OK")

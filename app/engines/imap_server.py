@@ -107,7 +107,7 @@ def _safe_name(name: str) -> str:
     return name
 
 
-class MailStoreMailboxes:
+class ImapUserFolders:
     """One account's folders in the lab MailStore (implements UserMailboxes)."""
 
     def __init__(self, store: MailStore, address: str) -> None:
@@ -215,17 +215,17 @@ class MailStoreMailboxes:
         return self.folder(name).listing()
 
 
-class MailStoreBackend:
+class ImapMailStore:
     """ImapBackend over the lab's MailStore and Accounts."""
 
     def __init__(self, store: MailStore, accounts: Accounts) -> None:
         self.store = store
         self.accounts = accounts
 
-    def login(self, user: str, password: str) -> MailStoreMailboxes | None:
+    def login(self, user: str, password: str) -> ImapUserFolders | None:
         if not self.accounts.check(user, password):
             return None
-        return MailStoreMailboxes(self.store, user.lower())
+        return ImapUserFolders(self.store, user.lower())
 
 
 def _read_messages(folder: Folder, keys: Sequence[str], text: bool) -> dict[str, ParsedMessage]:
@@ -256,7 +256,7 @@ class _Session:
         self,
         ctx: EngineContext,
         endpoint: Endpoint,
-        backend: MailStoreBackend,
+        backend: ImapMailStore,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         cleartext_login: bool = False,
@@ -451,7 +451,7 @@ async def start_imap_server(
 
     `cleartext_login`: accept LOGIN/AUTHENTICATE before STARTTLS. Off by default, as
     Dovecot's disable_plaintext_auth: the server then advertises LOGINDISABLED."""
-    backend = MailStoreBackend(ctx.store, ctx.accounts)
+    backend = ImapMailStore(ctx.store, ctx.accounts)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _Session(ctx, endpoint, backend, reader, writer, cleartext_login).run()

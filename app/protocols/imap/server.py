@@ -39,11 +39,12 @@ from app.protocols.imap.parser import (
     sniff,
 )
 from app.protocols.imap.reads import Need
-from app.protocols.imap.sasl import decode_plain, finish_plain
+from app.protocols.imap.sasl import finish_plain
 from app.protocols.imap.state import State
 from app.protocols.imap.summary import Summary, summarize
 from app.protocols.imap.view import SelectedMailbox
 from app.protocols.imap.wire import CommandError, text_arg
+from app.protocols.sasl import shown as sasl_shown
 
 # Octets per command line, CRLF excluded: Dovecot's imap_max_line_length (64 KiB).
 # RFC 7162 §4 asks for at least 8192; clients send long ID, SEARCH and UID sets.
@@ -561,9 +562,9 @@ class ImapConnection:
                 ClientSent(line, "imap.auth.response"),
                 *self._complete(cmd, "BAD", "Authentication cancelled"),
             ]
-        decoded = decode_plain(text)
+        decoded = sasl_shown(text)
         if decoded is not None:
-            detail["decoded"] = decoded.replace("\x00", "␀")
+            detail["decoded"] = decoded
         out: list[Output] = [ClientSent(line, "imap.auth.response", detail)]
         status, reply = self._call(lambda c, _: finish_plain(c, text), cmd) or ("NO", "")
         return out + self._complete(cmd, status, reply)
@@ -603,9 +604,9 @@ def _detail(cmd: Command) -> dict[str, str]:
         ir = cmd.args[1]
         mech = cmd.args[0].value if isinstance(cmd.args[0], Atom) else "?"
         detail = {"masked": f"{cmd.tag} AUTHENTICATE {mech} ****"}
-        decoded = decode_plain(ir.value.encode() if isinstance(ir, Atom) else ir)
+        decoded = sasl_shown(ir.value.encode() if isinstance(ir, Atom) else ir)
         if decoded is not None:
-            detail["decoded"] = decoded.replace("\x00", "␀")
+            detail["decoded"] = decoded
         return detail
     return {}
 
