@@ -33,8 +33,8 @@ from app.protocols.pop3 import (
     MaildropInUse,
     OpenMaildrop,
     POP3Connection,
+    Pop3Reply,
     ReadMessage,
-    Reply,
     State,
     StorageRequest,
     busy_reply,
@@ -317,7 +317,7 @@ class _Session:
             state = await asyncio.to_thread(self.backend.inbox_state, self.conn.user)
             self.tap.note(state, "maildir.state", src=mailbox, dst=server)
 
-    async def _send(self, reply: Reply) -> None:
+    async def _send(self, reply: Pop3Reply) -> None:
         self.tap.server(reply.text, reply.key)
         self.writer.write(reply.data)
         with contextlib.suppress(ConnectionError):

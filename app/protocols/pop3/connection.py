@@ -82,7 +82,7 @@ class ClientLine:
 
 
 @dataclass(frozen=True, slots=True)
-class Reply:
+class Pop3Reply:
     data: bytes  # exact wire bytes, CRLF-terminated
     key: str
 
@@ -91,18 +91,18 @@ class Reply:
         return wire_text(self.data)
 
 
-def busy_reply() -> Reply:
+def busy_reply() -> Pop3Reply:
     """Sent instead of a greeting when the listener has no room."""
-    return Reply(b"-ERR too many connections\r\n", "pop3.busy")
+    return Pop3Reply(b"-ERR too many connections\r\n", "pop3.busy")
 
 
-def internal_error_reply() -> Reply:
+def internal_error_reply() -> Pop3Reply:
     """Sent before closing when the server itself failed (a bug, logged by the adapter)."""
-    return Reply(b"-ERR [SYS/PERM] internal server error, closing connection\r\n", "pop3.bug")
+    return Pop3Reply(b"-ERR [SYS/PERM] internal server error, closing connection\r\n", "pop3.bug")
 
 
-def timeout_reply() -> Reply:
-    return Reply(b"-ERR idle timeout\r\n", "pop3.timeout")
+def timeout_reply() -> Pop3Reply:
+    return Pop3Reply(b"-ERR idle timeout\r\n", "pop3.timeout")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +110,7 @@ class Exchange:
     """One client line and the server's complete answer to it."""
 
     command: ClientLine
-    reply: Reply
+    reply: Pop3Reply
     action: Action = Action.NONE
     removed: tuple[str, ...] = ()  # files removed in the UPDATE state (QUIT)
     login_failed: bool = False  # lets the adapter apply its delay policy
@@ -149,7 +149,7 @@ def _strip_eol(raw: bytes) -> bytes:
 
 
 def _status(status: bytes, text: str) -> bytes:
-    # Reply text may echo client input: never let it smuggle a line break.
+    # Pop3Reply text may echo client input: never let it smuggle a line break.
     clean = _CONTROL.sub("?", text).encode("utf-8", "replace")
     return status + b" " + clean + CRLF if clean else status + CRLF
 
@@ -259,8 +259,9 @@ class POP3Connection:
     def closed(self) -> bool:
         return self.state is State.CLOSED
 
-    def greeting(self) -> Reply:
-        return Reply(f"+OK MailFlow Lab POP3 ready {self.banner_id}\r\n".encode(), "pop3.greeting")
+    def greeting(self) -> Pop3Reply:
+        text = f"+OK MailFlow Lab POP3 ready {self.banner_id}\r\n"
+        return Pop3Reply(text.encode(), "pop3.greeting")
 
     def receive_data(self, data: bytes) -> list[Exchange | StorageRequest]:
         """Frame `data` into lines and answer each complete one, in order. A command
@@ -323,7 +324,7 @@ class POP3Connection:
         self.state = State.CLOSED
         self._messages = []
 
-    def timeout(self) -> Reply:
+    def timeout(self) -> Pop3Reply:
         self.connection_lost()
         return timeout_reply()
 
@@ -360,7 +361,7 @@ class POP3Connection:
         detail = {"octets": str(octets), "shown": f"first {len(_strip_eol(prefix))} octets"}
         return Exchange(
             ClientLine(prefix, TOOLONG_KEY, detail),
-            Reply(b"-ERR line too long\r\n", TOOLONG_KEY + ".err"),
+            Pop3Reply(b"-ERR line too long\r\n", TOOLONG_KEY + ".err"),
         )
 
     # -- commands --------------------------------------------------------------
@@ -432,7 +433,7 @@ class POP3Connection:
             self._awaiting_tls = True
         return Exchange(
             command,
-            Reply(outcome.data, reply_key),
+            Pop3Reply(outcome.data, reply_key),
             outcome.action,
             outcome.removed,
             outcome.login_failed,
