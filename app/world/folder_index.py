@@ -31,6 +31,7 @@ import contextlib
 import json
 import os
 import threading
+import time
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -197,6 +198,7 @@ class FolderIndexes:
                         except FileNotFoundError:
                             continue
                     built.append(summarize(key, data))
+                    time.sleep(0)  # let the event loop have the GIL between messages
                 self.rebuilt += len(built)
                 append_records(folder, built)
                 for record in built:
