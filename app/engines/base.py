@@ -8,6 +8,7 @@ import contextlib
 import logging
 import ssl
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from app.engines.login_guard import LoginGuard
@@ -110,6 +111,24 @@ class Endpoint:
         waiter = asyncio.get_running_loop().create_future()
         self._idle_waiters.append(waiter)
         await waiter
+
+
+async def start_listener(
+    handle: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+    ctx: EngineContext,
+    endpoint: Endpoint,
+    host: str,
+    port: int,
+) -> asyncio.Server:
+    """Listen for a POP3/IMAP adapter; with implicit TLS (995, 993) the handshake is
+    done before `handle` runs, and a stalled one must not hold a connection slot for
+    asyncio's default 60 s."""
+    if not endpoint.implicit_tls:
+        return await asyncio.start_server(handle, host, port)
+    timeout = min(endpoint.timeout(False), endpoint.tls_handshake_timeout)
+    return await asyncio.start_server(
+        handle, host, port, ssl=ctx.tls.server_context, ssl_handshake_timeout=timeout
+    )
 
 
 async def close_server(server: asyncio.AbstractServer) -> None:

@@ -24,6 +24,7 @@ from app.engines.base import (
     drain_or_cut,
     mailbox_actor,
     report_bug,
+    start_listener,
     start_tls_dropping_plaintext,
 )
 from app.engines.tls import describe_tls
@@ -461,11 +462,4 @@ async def start_imap_server(
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _Session(ctx, endpoint, backend, reader, writer, cleartext_login).run()
 
-    ssl_ctx = ctx.tls.server_context if endpoint.implicit_tls else None
-    if ssl_ctx is None:
-        return await asyncio.start_server(handle, host, port)
-    # A stalled handshake must not hold a connection slot for asyncio's default 60 s.
-    timeout = min(endpoint.timeout(False), endpoint.tls_handshake_timeout)
-    return await asyncio.start_server(
-        handle, host, port, ssl=ssl_ctx, ssl_handshake_timeout=timeout
-    )
+    return await start_listener(handle, ctx, endpoint, host, port)

@@ -22,6 +22,7 @@ from app.engines.base import (
     drain_or_cut,
     mailbox_actor,
     report_bug,
+    start_listener,
     start_tls_dropping_plaintext,
 )
 from app.engines.tls import describe_tls
@@ -141,15 +142,7 @@ async def start_pop3_server(
         session = _Session(ctx, endpoint, backend, reader, writer, on_login, cleartext_login)
         await session.run()
 
-    # With ssl= the handshake is finished before on_connect runs.
-    tls = ctx.tls.server_context if endpoint.implicit_tls else None
-    if tls is None:
-        return await asyncio.start_server(on_connect, host, port)
-    # A stalled handshake must not hold a connection slot for asyncio's default 60 s.
-    timeout = min(endpoint.timeout(False), endpoint.tls_handshake_timeout)
-    return await asyncio.start_server(
-        on_connect, host, port, ssl=tls, ssl_handshake_timeout=timeout
-    )
+    return await start_listener(on_connect, ctx, endpoint, host, port)
 
 
 class _Session:
