@@ -158,3 +158,41 @@ async def test_missing_index_is_rebuilt_and_expunged_records_dropped(
     snapshot = (inbox.path / SNAPSHOT).read_bytes()
     assert snapshot.count(b"\n") == 1 + 5 and gone.encode() not in snapshot
     assert not (inbox.path / JOURNAL).exists()
+
+
+async def test_append_copy_and_move_write_off_the_loop_with_index_records(
+    store: MailStore, port: int
+) -> None:
+    for i in range(4):
+        store.deliver(BOB, mail(i))
+
+    def work() -> list:
+        client = imaplib.IMAP4("127.0.0.1", port, timeout=10)
+        client.login(BOB, "bob-pass")
+        client.select("INBOX")
+        client.uid("STORE", "2", "+FLAGS", "(\\Flagged $Label1)")
+        out = [
+            client.uid("COPY", "1:2", "Sent"),
+            client.uid("MOVE", "3", "Trash"),
+            client.append("Sent", "(\\Seen $Work)", None, mail(9)),
+        ]
+        before = folder_index.message_reads
+        client.select("Sent")
+        out.append(client.uid("FETCH", "1:*", f"(FLAGS {HEADERS})"))
+        out.append(folder_index.message_reads - before)
+        client.select("INBOX")
+        out.append(client.uid("SEARCH", "ALL"))
+        client.logout()
+        return out
+
+    copied, moved, appended, fetched, reads, inbox = await asyncio.to_thread(work)
+    assert copied[0] == "OK"
+    assert moved[0] == "OK" and inbox[1] == [b"1 2 4"]
+    assert appended[0] == "OK" and b"[APPENDUID" in appended[1][0]
+    assert reads == 0  # the copies and the append came with their index records
+    headers = fetched_headers(fetched[1])
+    assert headers == {1: expected(0), 2: expected(1), 3: expected(9)}
+    flags = b" ".join(p[0] if isinstance(p, tuple) else p for p in fetched[1])
+    assert b"UID 2 FLAGS (\\Flagged $Label1)" in flags
+    assert b"UID 3 FLAGS (\\Seen $Work)" in flags
+    assert len(store.folder(BOB, "Trash").listing()) == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -40,14 +41,16 @@ from app.protocols.imap import (
     ReadSummaries,
     Send,
     StartTLS,
+    WriteMessages,
 )
 from app.protocols.imap.mime import ParsedMessage
 from app.protocols.imap.reads import prepare
 from app.protocols.imap.summary import Summary
 from app.world.accounts import Accounts
-from app.world.folder_index import INDEXES, read_message
+from app.world.folder_index import INDEXES, list_files, read_message, record_delivery
 from app.world.mailstore import Folder, MailStore, StoredMessage
 
+log = logging.getLogger("mailflow.imap")
 IDLE_POLL_SECONDS = 1.0
 READ_CHUNK = 64 * 1024
 CLOSE_GRACE = 5.0  # seconds a closing connection may take to flush its last bytes
@@ -201,6 +204,11 @@ class ImapUserFolders:
             data, host=self.store.host, flags=flags, internaldate=internaldate
         )
 
+    def register(self, name: str, key: str, flags: frozenset[str]) -> StoredMessage:
+        folder = self.folder(name)
+        folder.store_keywords(key, flags)
+        return folder.find(key)
+
     def copy(self, src: str, key: str, dst: str) -> StoredMessage:
         source = self.folder(src)
         info = next((m for m in source.messages() if m.key == key), None)
@@ -254,6 +262,41 @@ def _read_messages(folder: Folder, keys: Sequence[str], text: bool) -> dict[str,
         # each message, so a SEARCH TEXT over a big folder costs the loop ~1 ms slices.
         time.sleep(0)
     return found
+
+
+def _write_messages(
+    dst: Folder, sources: dict[str, Folder], request: WriteMessages, host: str
+) -> list[str | None]:
+    """Runs in a worker thread: only files with new unique names are written (no UID
+    bookkeeping), and each new message's folder index record is appended."""
+    keys: list[str | None] = []
+    for m in request.messages:
+        data = m.data
+        if data is None and m.source is not None:
+            src = sources[m.source[0]]
+            data = _read_one(src, m.source[1])
+            if data is None:
+                keys.append(None)  # expunged meanwhile
+                continue
+        assert data is not None
+        key = dst.write(data, host=host, flags=m.flags, internaldate=m.internaldate)
+        try:
+            record_delivery(dst.path, key, data)
+        except Exception:  # rebuilt from the file on first read
+            log.exception("folder index: no record for %s", key)
+        keys.append(key)
+    return keys
+
+
+def _read_one(folder: Folder, key: str) -> bytes | None:
+    path = list_files(folder.path).get(key)
+    if path is None:
+        return None
+    try:
+        return read_message(path)
+    except FileNotFoundError:  # renamed (flags) meanwhile: look once more
+        path = list_files(folder.path).get(key)
+        return read_message(path) if path is not None else None
 
 
 # -- one connection ------------------------------------------------------------------
@@ -368,6 +411,14 @@ class _Session:
                 queue.extend(self.conn.messages_loaded(await self.load(out)))
             elif isinstance(out, ReadSummaries):
                 queue.extend(self.conn.summaries_loaded(await self.summaries(out)))
+            elif isinstance(out, WriteMessages):
+                await self.drain()
+                try:
+                    keys = await self.write(out)
+                except OSError as exc:  # the disk: the command answers NO, the session goes on
+                    queue.extend(self.conn.messages_written([], exc))
+                else:
+                    queue.extend(self.conn.messages_written(keys))
             elif isinstance(out, Send):
                 self.writer.write(out.data)
                 self.tap.server(wire_text(out.data), out.key)
@@ -418,6 +469,21 @@ class _Session:
         except KeyError:
             return {}
         return await asyncio.to_thread(INDEXES.summaries, folder.path, request.keys)
+
+    async def write(self, request: WriteMessages) -> list[str | None]:
+        """APPEND/COPY: write the files in a worker thread (tmp/, fsync, rename: the
+        slow part); the core then registers them on the loop, where UIDs are given."""
+        user = self.conn.user
+        if user is None:
+            return [None] * len(request.messages)
+        store = self.ctx.store
+        dst = store.folder(user, _safe_name(request.mailbox))
+        sources = {
+            m.source[0]: store.folder(user, _safe_name(m.source[0]))
+            for m in request.messages
+            if m.source is not None
+        }
+        return await asyncio.to_thread(_write_messages, dst, sources, request, store.host)
 
     async def drain(self) -> None:
         await drain_or_cut(self.writer, self.endpoint.idle_timeout)

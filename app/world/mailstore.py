@@ -265,10 +265,10 @@ class Folder:
             os.replace(src, dst)
         words = {f for f in flags if not f.startswith("\\")}
         if was is None or words != {f for f in was.flags if not f.startswith("\\")}:
-            self._store_keywords(key, flags)
+            self.store_keywords(key, flags)
         return f"cur/{dst.name}"
 
-    def _store_keywords(self, key: str, flags: frozenset[str] | set[str]) -> None:
+    def store_keywords(self, key: str, flags: frozenset[str] | set[str]) -> None:
         """Keywords go in the folder's index (durably), system flags in the file name."""
         words = sorted(f for f in flags if not f.startswith("\\"))
         data = self._load_uids()
@@ -306,7 +306,7 @@ class Folder:
     ) -> StoredMessage:
         """Write a message durably and return it with its new UID."""
         key = self.write(data, host=host, flags=flags, internaldate=internaldate)
-        self._store_keywords(key, flags)
+        self.store_keywords(key, flags)
         return self.find(key)
 
     def write(

@@ -11,6 +11,7 @@ from app.protocols.imap.outputs import (
     ReadSummaries,
     Send,
     StartTLS,
+    WriteMessages,
 )
 from app.protocols.imap.server import ImapConnection
 from app.protocols.imap.state import State
@@ -30,4 +31,5 @@ __all__ = [
     "StartTLS",
     "State",
     "UserMailboxes",
+    "WriteMessages",
 ]

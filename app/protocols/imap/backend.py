@@ -53,6 +53,11 @@ class UserMailboxes(Protocol):
     def append(
         self, name: str, data: bytes, flags: frozenset[str], internaldate: float | None
     ) -> ListedMessage: ...
+    def register(self, name: str, key: str, flags: frozenset[str]) -> ListedMessage:
+        """A file written by the adapter (WriteMessages) as `key`: give it its UID and
+        keep its keywords. Called on the event loop, where UIDs are handed out."""
+        ...
+
     def copy(self, src: str, key: str, dst: str) -> ListedMessage:
         """Copy one message keeping its flags and internal date."""
         ...

@@ -18,7 +18,7 @@ from app.protocols.imap.fetch import (
 )
 from app.protocols.imap.mime import ParsedMessage
 from app.protocols.imap.parser import Atom, Command, Token
-from app.protocols.imap.reads import Need, NeedsBody, batches, chunks
+from app.protocols.imap.reads import Need, NeedsBody, NewMessage, batches, chunks
 from app.protocols.imap.sasl import finish_plain
 from app.protocols.imap.search import SearchSubject, parse_search_plan
 from app.protocols.imap.state import State
@@ -349,7 +349,7 @@ def flag_lines(keywords: set[str], readonly: bool) -> list[str]:
     ]
 
 
-def append(conn: ImapConnection, cmd: Command) -> Result:
+def append(conn: ImapConnection, cmd: Command) -> Steps:
     args = list(cmd.args)
     if len(args) < 2:
         raise bad("APPEND needs a mailbox and a message")
@@ -369,7 +369,13 @@ def append(conn: ImapConnection, cmd: Command) -> Result:
     mbx = conn.user_mailboxes()
     if not mbx.exists(name):
         return "NO", "[TRYCREATE] No such mailbox"
-    info = mbx.append(name, message, flags, when)
+    if conn.defer_reads:  # the file is written (and fsynced) off the event loop
+        yield Need(name, (), store=(NewMessage(message, None, flags, when),))
+        (key,) = conn.written()
+        assert key is not None
+        info = mbx.register(name, key, flags)
+    else:
+        info = mbx.append(name, message, flags, when)
     conn.changed(name)
     return "OK", f"[APPENDUID {mbx.uidvalidity(name)} {info.uid}] APPEND completed"
 
@@ -589,7 +595,7 @@ def store(conn: ImapConnection, cmd: Command) -> Result:
     return "OK", f"{cmd.name} completed"
 
 
-def copy(conn: ImapConnection, cmd: Command) -> Result:
+def copy(conn: ImapConnection, cmd: Command) -> Steps:
     uid = cmd.name.startswith("UID ")
     move = cmd.name.endswith("MOVE")
     set_tok, box_tok = _args(cmd, 2)
@@ -600,7 +606,20 @@ def copy(conn: ImapConnection, cmd: Command) -> Result:
     if not mbx.exists(dst):
         return "NO", "[TRYCREATE] No such mailbox"
     src_uids, dst_uids, moved = [], [], []
-    for _, e in chosen:
+    if conn.defer_reads:  # read and written off the event loop, UIDs given here
+        disk = _disk_flags(conn, sel)
+        chosen = [(s, e) for s, e in chosen if e.uid in disk]
+        copies = tuple(
+            NewMessage(None, (sel.name, e.key), disk[e.uid], e.internaldate) for _, e in chosen
+        )
+        yield Need(dst, (), store=copies)
+        for (_, e), key in zip(chosen, conn.written(), strict=True):
+            if key is None:
+                continue  # expunged meanwhile
+            src_uids.append(e.uid)
+            dst_uids.append(mbx.register(dst, key, disk[e.uid]).uid)
+            moved.append(e)
+    for _, e in [] if conn.defer_reads else chosen:
         try:
             info = mbx.copy(sel.name, e.key, dst)
         except (KeyError, FileNotFoundError):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from app.protocols.imap.reads import NewMessage
+
 
 @dataclass(frozen=True, slots=True)
 class ClientSent:
@@ -58,6 +60,17 @@ class ReadSummaries:
 
 
 @dataclass(frozen=True, slots=True)
+class WriteMessages:
+    """Write these message files into `mailbox` off the event loop (tmp/, fsync, rename;
+    the source file read for a copy), then call `messages_written` with each one's new
+    Maildir key (None where a copy's source was gone). UIDs are given afterwards, on
+    the loop, by the backend's `register`."""
+
+    mailbox: str
+    messages: tuple[NewMessage, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class StartTLS:
     """Write everything before this, then run the TLS handshake."""
 
@@ -74,6 +87,7 @@ Output = (
     | MailboxChanged
     | ReadMessages
     | ReadSummaries
+    | WriteMessages
     | StartTLS
     | Close
 )

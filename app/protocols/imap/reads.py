@@ -27,11 +27,23 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message to write into a folder (APPEND), or to copy there from another
+    (`source`: (mailbox, key), COPY/MOVE), with its flags and internal date."""
+
+    data: bytes | None
+    source: tuple[str, str] | None
+    flags: frozenset[str]
+    internaldate: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class Need:
     mailbox: str
     keys: tuple[str, ...]
     text: bool = False  # SEARCH: also decode the text (body parts, header) for matching
     summaries: bool = False  # the folder index's records (summary.Summary), not the files
+    store: tuple[NewMessage, ...] = ()  # write these into `mailbox` (files only, no UIDs)
 
 
 class NeedsBody(Exception):

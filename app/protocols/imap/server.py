@@ -29,6 +29,7 @@ from app.protocols.imap.outputs import (
     ReadSummaries,
     Send,
     StartTLS,
+    WriteMessages,
 )
 from app.protocols.imap.parser import (
     LITERAL_AT_END,
@@ -119,7 +120,9 @@ class ImapConnection:
         self._cache: OrderedDict[tuple[str, str], ParsedMessage] = OrderedDict()
         self._batch: dict[tuple[str, str], ParsedMessage] = {}  # the batch being worked on
         self._steps: Steps | None = None  # a command waiting for messages
-        self._read: ReadMessages | ReadSummaries | None = None
+        self._read: ReadMessages | ReadSummaries | WriteMessages | None = None
+        self._written: list[str | None] = []  # WriteMessages' answer, for the handler
+        self._throw: BaseException | None = None  # the adapter's storage error, for it
         self._summaries: dict[tuple[str, str], Summary] = {}  # the batch being worked on
 
     # -- public API ------------------------------------------------------------
@@ -335,6 +338,20 @@ class ImapConnection:
         self._summaries = {(mailbox, key): s for key, s in loaded.items()}
         return self._resume_reading()
 
+    def messages_written(
+        self, keys: list[str | None], error: BaseException | None = None
+    ) -> list[Output]:
+        """The adapter's answer to WriteMessages: each message's new key, in order (None:
+        a copy's source was gone), or the exception writing raised."""
+        if self._mode != "reading" or not isinstance(self._read, WriteMessages):
+            return []
+        self._written, self._throw = list(keys), error
+        return self._resume_reading()
+
+    def written(self) -> list[str | None]:
+        """The keys of the messages the last WriteMessages wrote (see messages_written)."""
+        return self._written
+
     def _resume_reading(self) -> list[Output]:
         self._mode, self._read = "command", None
         cmd = self._waiting
@@ -368,8 +385,13 @@ class ImapConnection:
         assert steps is not None
         try:
             while True:
-                need = next(steps)
+                error, self._throw = self._throw, None
+                need = steps.throw(error) if error is not None else next(steps)
                 self._batch, self._summaries = {}, {}
+                if need.store:
+                    assert self.defer_reads, "only a deferring connection asks to write"
+                    self._read = WriteMessages(need.mailbox, need.store)
+                    return _SUSPENDED
                 if need.summaries:
                     if self.defer_reads:
                         self._read = ReadSummaries(need.mailbox, need.keys)
