@@ -196,3 +196,24 @@ async def test_append_copy_and_move_write_off_the_loop_with_index_records(
     assert b"UID 2 FLAGS (\\Flagged $Label1)" in flags
     assert b"UID 3 FLAGS (\\Seen $Work)" in flags
     assert len(store.folder(BOB, "Trash").listing()) == 1
+
+
+def test_deliveries_alone_grow_the_log_and_the_next_reader_compacts_it(
+    store: MailStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(folder_index, "COMPACT_AT", 5)
+    for i in range(3):
+        store.deliver(BOB, mail(i))
+    inbox = store.folder(BOB)
+    keys = [m.key for m in inbox.messages()]
+    assert INDEXES.summaries(inbox.path, keys).keys() == set(keys)  # no snapshot yet: one
+    assert (inbox.path / SNAPSHOT).exists() and not (inbox.path / JOURNAL).exists()
+    for i in range(3, 10):
+        store.deliver(BOB, mail(i))  # 7 records appended, no reader
+    assert (inbox.path / JOURNAL).read_bytes().count(b"\n") == 7
+    before = folder_index.message_reads
+    keys = [m.key for m in inbox.messages()]
+    assert len(INDEXES.summaries(inbox.path, keys[:1])) == 1  # nothing missing, but...
+    assert folder_index.message_reads == before
+    assert not (inbox.path / JOURNAL).exists()  # ...the log was folded into the snapshot
+    assert (inbox.path / SNAPSHOT).read_bytes().count(b"\n") == 1 + 10

@@ -204,8 +204,10 @@ class FolderIndexes:
                 for record in built:
                     entry.records[record.key] = record
                 entry.journal_records += len(built)
-                if entry.snapshot is None or entry.journal_records > COMPACT_AT:
-                    self._compact(folder, entry, set(files))
+            # Deliveries append without ever compacting: whoever reads does it.
+            if entry.records and (entry.snapshot is None or entry.journal_records > COMPACT_AT):
+                present = files if files is not None else list_files(folder)
+                self._compact(folder, entry, set(present))
             return {k: entry.records[k] for k in keys if k in entry.records}
 
     def _catch_up(self, folder: Path, entry: _Loaded) -> None:
