@@ -39,6 +39,7 @@ from app.protocols.imap import (
     Output,
     ReadMessages,
     ReadSummaries,
+    RemoveFiles,
     Send,
     StartTLS,
     WriteMessages,
@@ -419,6 +420,14 @@ class _Session:
                     queue.extend(self.conn.messages_written([], exc))
                 else:
                     queue.extend(self.conn.messages_written(keys))
+            elif isinstance(out, RemoveFiles):
+                await self.drain()
+                try:
+                    paths = await self.remove(out)
+                except OSError as exc:
+                    queue.extend(self.conn.files_removed([], exc))
+                else:
+                    queue.extend(self.conn.files_removed(paths))
             elif isinstance(out, Send):
                 self.writer.write(out.data)
                 self.tap.server(wire_text(out.data), out.key)
@@ -484,6 +493,14 @@ class _Session:
             if m.source is not None
         }
         return await asyncio.to_thread(_write_messages, dst, sources, request, store.host)
+
+    async def remove(self, request: RemoveFiles) -> list[str]:
+        """Expunge in a worker thread: unlinks and two directory fsyncs."""
+        user = self.conn.user
+        if user is None:
+            return []
+        folder = self.ctx.store.folder(user, _safe_name(request.mailbox))
+        return await asyncio.to_thread(folder.remove, list(request.keys))
 
     async def drain(self) -> None:
         await drain_or_cut(self.writer, self.endpoint.idle_timeout)

@@ -416,8 +416,16 @@ def _set_flags(conn: ImapConnection, sel: SelectedMailbox, e: Entry, flags: froz
     conn.changed(sel.name)
 
 
-def _remove(conn: ImapConnection, sel: SelectedMailbox, entries: list[Entry]) -> set[int]:
-    removed = conn.user_mailboxes().remove(sel.name, [e.key for e in entries])
+def _remove(
+    conn: ImapConnection, sel: SelectedMailbox, entries: list[Entry]
+) -> Generator[Need, None, set[int]]:
+    """Delete the entries' files (off the event loop when the adapter does storage)."""
+    keys = [e.key for e in entries]
+    if conn.defer_reads and keys:
+        yield Need(sel.name, (), remove=tuple(keys))
+        removed = conn.removed()
+    else:
+        removed = conn.user_mailboxes().remove(sel.name, keys)
     for path in removed:
         conn.note(f"removed {path}", "maildir.remove")
     if entries:
@@ -425,25 +433,26 @@ def _remove(conn: ImapConnection, sel: SelectedMailbox, entries: list[Entry]) ->
     return {e.uid for e in entries}
 
 
-def close(conn: ImapConnection, cmd: Command) -> Result:
+def close(conn: ImapConnection, cmd: Command) -> Steps:
     _args(cmd, 0)
     sel = _sel(conn)
     if cmd.name == "CLOSE" and not sel.readonly:
         # CLOSE expunges silently (RFC 3501 §6.4.2); UNSELECT does not.
         disk = _disk_flags(conn, sel)
-        _remove(conn, sel, [e for e in sel.entries if "\\Deleted" in disk.get(e.uid, ())])
+        doomed = [e for e in sel.entries if "\\Deleted" in disk.get(e.uid, ())]
+        yield from _remove(conn, sel, doomed)
     _deselect(conn)
     return "OK", f"{cmd.name} completed"
 
 
-def expunge(conn: ImapConnection, cmd: Command) -> Result:
+def expunge(conn: ImapConnection, cmd: Command) -> Steps:
     uid = cmd.name.startswith("UID ")
     args = _args(cmd, 1 if uid else 0)
     sel = _writable(conn)
     disk = _disk_flags(conn, sel)
     chosen = sel.select(seqset_arg(args[0]), True) if uid else list(enumerate(sel.entries, 1))
     doomed = [e for _, e in chosen if "\\Deleted" in disk.get(e.uid, ())]
-    for line in sel.drop(_remove(conn, sel, doomed)):
+    for line in sel.drop((yield from _remove(conn, sel, doomed))):
         conn.untagged(line)
     return "OK", f"{cmd.name} completed"
 
@@ -638,6 +647,6 @@ def copy(conn: ImapConnection, cmd: Command) -> Steps:
         return "OK", f"{code}{cmd.name} completed"
     if code:  # RFC 6851 §4.3: COPYUID goes in an untagged OK before the EXPUNGEs
         conn.untagged(f"* OK {code.strip()} Moved")
-    for line in sel.drop(_remove(conn, sel, moved)):
+    for line in sel.drop((yield from _remove(conn, sel, moved))):
         conn.untagged(line)
     return "OK", f"{cmd.name} completed"

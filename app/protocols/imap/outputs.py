@@ -71,6 +71,15 @@ class WriteMessages:
 
 
 @dataclass(frozen=True, slots=True)
+class RemoveFiles:
+    """Expunge: delete these messages' files off the event loop (unlink, directory
+    fsync), then call `files_removed` with the relative paths removed."""
+
+    mailbox: str
+    keys: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class StartTLS:
     """Write everything before this, then run the TLS handshake."""
 
@@ -88,6 +97,7 @@ Output = (
     | ReadMessages
     | ReadSummaries
     | WriteMessages
+    | RemoveFiles
     | StartTLS
     | Close
 )

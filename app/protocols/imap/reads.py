@@ -44,6 +44,7 @@ class Need:
     text: bool = False  # SEARCH: also decode the text (body parts, header) for matching
     summaries: bool = False  # the folder index's records (summary.Summary), not the files
     store: tuple[NewMessage, ...] = ()  # write these into `mailbox` (files only, no UIDs)
+    remove: tuple[str, ...] = ()  # expunge: delete these messages' files
 
 
 class NeedsBody(Exception):

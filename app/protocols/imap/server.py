@@ -27,6 +27,7 @@ from app.protocols.imap.outputs import (
     Output,
     ReadMessages,
     ReadSummaries,
+    RemoveFiles,
     Send,
     StartTLS,
     WriteMessages,
@@ -120,7 +121,8 @@ class ImapConnection:
         self._cache: OrderedDict[tuple[str, str], ParsedMessage] = OrderedDict()
         self._batch: dict[tuple[str, str], ParsedMessage] = {}  # the batch being worked on
         self._steps: Steps | None = None  # a command waiting for messages
-        self._read: ReadMessages | ReadSummaries | WriteMessages | None = None
+        self._read: ReadMessages | ReadSummaries | WriteMessages | RemoveFiles | None = None
+        self._removed: list[str] = []  # RemoveFiles' answer, for the handler
         self._written: list[str | None] = []  # WriteMessages' answer, for the handler
         self._throw: BaseException | None = None  # the adapter's storage error, for it
         self._summaries: dict[tuple[str, str], Summary] = {}  # the batch being worked on
@@ -348,6 +350,17 @@ class ImapConnection:
         self._written, self._throw = list(keys), error
         return self._resume_reading()
 
+    def files_removed(self, paths: list[str], error: BaseException | None = None) -> list[Output]:
+        """The adapter's answer to RemoveFiles: the relative paths it removed."""
+        if self._mode != "reading" or not isinstance(self._read, RemoveFiles):
+            return []
+        self._removed, self._throw = list(paths), error
+        return self._resume_reading()
+
+    def removed(self) -> list[str]:
+        """The paths the last RemoveFiles removed (see files_removed)."""
+        return self._removed
+
     def written(self) -> list[str | None]:
         """The keys of the messages the last WriteMessages wrote (see messages_written)."""
         return self._written
@@ -391,6 +404,10 @@ class ImapConnection:
                 if need.store:
                     assert self.defer_reads, "only a deferring connection asks to write"
                     self._read = WriteMessages(need.mailbox, need.store)
+                    return _SUSPENDED
+                if need.remove:
+                    assert self.defer_reads, "only a deferring connection asks to remove"
+                    self._read = RemoveFiles(need.mailbox, need.remove)
                     return _SUSPENDED
                 if need.summaries:
                     if self.defer_reads:
