@@ -4,10 +4,14 @@
     outputs = conn.greeting()
     outputs = conn.receive_data(chunk)   # any chunking; literals handled here
     outputs = conn.poll()                # while IDLE: pushes for changes made elsewhere
+    outputs = conn.messages_loaded(...)  # answers to ReadMessages, and likewise
+                                         # summaries_loaded / messages_written / files_removed
 
 The core frames commands (lines plus `{n}` / `{n+}` literals, deciding when to send
 "+ Ready for literal"), parses them, runs them against the injected backend and
-says what to write and what to show. It never raises on client input.
+says what to write and what to show. It never raises on client input. Built with
+defer_reads=True (the TCP adapter), it reads, writes and removes message files only
+through outputs the adapter answers off the event loop.
 """
 
 from __future__ import annotations

@@ -3,8 +3,14 @@
 Sans-IO, in the manner of h11: the adapter feeds received bytes in and gets back
 `Exchange`s - each one complete client line, the exact reply bytes to send, and
 what the adapter must do next (start TLS, close). No sockets, no asyncio, no clock
-beyond building the greeting's APOP timestamp. The maildrop is reached through an
-injected `POP3Backend`, so the whole protocol can be tested against a dict.
+beyond building the greeting's APOP timestamp, and no disk:
+
+    conn = POP3Connection(backend, defer_io=True)
+    items = conn.receive_data(chunk)      # Exchanges, maybe ending in a StorageRequest
+    items = conn.storage_done(result)     # the adapter did it off the loop: go on
+
+With defer_io=False (tests, predict mode) the core calls the injected `POP3Backend`
+itself, so the whole protocol can be tested against a dict.
 """
 
 from __future__ import annotations
