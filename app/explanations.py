@@ -16,9 +16,9 @@ from functools import lru_cache
 from pathlib import Path
 
 from app.digits import is_digits
+from app.langs import LANGS
 
 EXPLANATION_DIR = Path(__file__).resolve().parent / "content" / "explanations"
-LANGS = ("ja", "en")
 _RFC = re.compile(r"RFC\s*(\d+)(?:\s*§\s*([\w.]+))?")
 
 

@@ -17,9 +17,9 @@ from functools import lru_cache
 from pathlib import Path
 
 from app.events import Event
+from app.langs import LANGS
 
 NOTES_FILE = Path(__file__).resolve().parent / "content" / "notes.toml"
-LANGS = ("ja", "en")
 
 Line = tuple[str, Mapping[str, object]]
 

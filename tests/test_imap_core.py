@@ -813,3 +813,46 @@ def test_keywords_in_the_core_and_a_flags_update_when_one_is_new() -> None:
     assert b"* 1 FETCH (FLAGS (\\Recent $Forwarded))" in out
     assert b"b BAD" in sent(feed(conn, b"b STORE 1 +FLAGS (bad]word)\r\n"))
     assert sent(feed(conn, b"c SEARCH KEYWORD $forwarded\r\n")).startswith(b"* SEARCH 1\r\n")
+
+
+def test_deferred_append_move_and_expunge_hand_file_work_to_the_adapter() -> None:
+    from app.protocols.imap import RemoveFiles, WriteMessages
+
+    backend = with_mail(SIMPLE, MULTIPART)
+    box = backend.bob
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("the core touched the files itself")
+
+    def register(name: str, key: str, flags: frozenset[str]) -> Msg:
+        uid = box.next_uid.get(name, 1)
+        box.next_uid[name] = uid + 1
+        m = Msg(key, uid, flags, 1704103200.0, b"x")
+        box.boxes[name].append(m)
+        return m
+
+    box.append = box.copy = box.remove = refuse  # type: ignore[method-assign]
+    box.register = register  # type: ignore[attr-defined]
+    conn = ImapConnection(backend, tls_active=True, defer_reads=True)
+    feed(conn, b"a LOGIN bob@b.example bob-pass\r\nb SELECT INBOX\r\n")
+    out = feed(conn, b"c APPEND Sent (\\Seen) {3}\r\n")
+    out = feed(conn, b"abc\r\nd NOOP\r\n")
+    request = out[-1]
+    assert isinstance(request, WriteMessages) and request.mailbox == "Sent"
+    assert request.messages[0].data == b"abc" and request.messages[0].flags == {"\\Seen"}
+    done = sent(conn.messages_written(["w1"]))
+    assert done.startswith(b"c OK [APPENDUID") and done.endswith(b"d OK NOOP completed\r\n")
+    out = feed(conn, b"e UID MOVE 2 Trash\r\n")
+    write = out[-1]
+    assert isinstance(write, WriteMessages) and write.messages[0].source == ("INBOX", "k2")
+    remove = conn.messages_written(["w2"])[-1]
+    assert remove == RemoveFiles("INBOX", ("k2",))
+    box.boxes["INBOX"] = [m for m in box.boxes["INBOX"] if m.key != "k2"]
+    moved = sent(conn.files_removed(["cur/k2:2,"]))
+    assert b"* OK [COPYUID" in moved and b"* 2 EXPUNGE\r\n" in moved
+    assert moved.endswith(b"e OK UID MOVE completed\r\n")
+    # A disk error while writing is the command's NO, not the session's end.
+    feed(conn, b"f APPEND Sent {1}\r\n")
+    out = feed(conn, b"z\r\n")
+    failed = sent(conn.messages_written([], OSError(28, "No space left on device")))
+    assert failed == b"f NO [SERVERBUG] Storage error: No space left on device\r\n"

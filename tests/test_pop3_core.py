@@ -14,8 +14,8 @@ from app.protocols.pop3 import (
     MAX_LINE,
     Action,
     Exchange,
+    MaildropEntry,
     MaildropInUse,
-    MessageInfo,
     POP3Connection,
     State,
     dot_stuff,
@@ -44,8 +44,8 @@ class MemoryBackend:
     def apop_secret(self, user: str) -> str | None:
         return self.passwords.get(user)
 
-    def open(self, user: str) -> list[MessageInfo]:
-        return [MessageInfo(k, wire_size(v)) for k, v in self.messages.items()]
+    def open(self, user: str) -> list[MaildropEntry]:
+        return [MaildropEntry(k, wire_size(v)) for k, v in self.messages.items()]
 
     def read(self, user: str, key: str) -> bytes:
         if self.fail:
@@ -150,7 +150,7 @@ def test_implicit_tls_allows_passwords_from_the_start() -> None:
 
 def test_locked_maildrop_gets_in_use() -> None:
     class Locked(MemoryBackend):
-        def open(self, user: str) -> list[MessageInfo]:
+        def open(self, user: str) -> list[MaildropEntry]:
             raise MaildropInUse(user)
 
     conn = new_conn(Locked())

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import ssl
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from app.engines.login_guard import LoginGuard
@@ -19,6 +22,9 @@ MAILBOX_ACTOR = "mailbox"
 # a mail program logs in at once, and otherwise 50 silent connections would fill a
 # listener until the post-login timeout (10 min for POP3, 30 for IMAP) ran out.
 PRE_LOGIN_TIMEOUT = 60.0
+# A client that asked for TLS and then sends no ClientHello is cut after this long.
+TLS_HANDSHAKE_TIMEOUT = 30.0
+log = logging.getLogger("mailflow.engines")
 
 
 def mailbox_actor(address: str | None) -> str:
@@ -57,6 +63,7 @@ class Endpoint:
     max_connections: int = 50
     idle_timeout: float = 300.0  # silence allowed after a login (or where none is needed)
     login_timeout: float = PRE_LOGIN_TIMEOUT  # silence allowed before a login
+    tls_handshake_timeout: float = TLS_HANDSHAKE_TIMEOUT  # STARTTLS/STLS and implicit TLS
     _expected: deque[tuple[str, int | None]] = field(default_factory=deque)
     active: int = 0
     _idle_waiters: list[asyncio.Future[None]] = field(default_factory=list)
@@ -106,6 +113,24 @@ class Endpoint:
         await waiter
 
 
+async def start_listener(
+    handle: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+    ctx: EngineContext,
+    endpoint: Endpoint,
+    host: str,
+    port: int,
+) -> asyncio.Server:
+    """Listen for a POP3/IMAP adapter; with implicit TLS (995, 993) the handshake is
+    done before `handle` runs, and a stalled one must not hold a connection slot for
+    asyncio's default 60 s."""
+    if not endpoint.implicit_tls:
+        return await asyncio.start_server(handle, host, port)
+    timeout = min(endpoint.timeout(False), endpoint.tls_handshake_timeout)
+    return await asyncio.start_server(
+        handle, host, port, ssl=ctx.tls.server_context, ssl_handshake_timeout=timeout
+    )
+
+
 async def close_server(server: asyncio.AbstractServer) -> None:
     server.close()
     await server.wait_closed()
@@ -128,3 +153,33 @@ def abort_if_unsent(writer: asyncio.StreamWriter) -> None:
     with contextlib.suppress(Exception):  # a closed TLS transport may refuse to answer
         if writer.transport.get_write_buffer_size():
             writer.transport.abort()
+
+
+async def start_tls_dropping_plaintext(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    context: ssl.SSLContext,
+    timeout: float,
+) -> int:
+    """Switch a connection to TLS after STARTTLS/STLS; returns the plaintext octets dropped.
+
+    Whatever the client sent after the command but before its ClientHello was sent in
+    clear and may have been injected by a man in the middle; executing it after the
+    handshake, as if it came through TLS, is the CVE-2011-0411 class of bug (RFC 3207
+    §4.2 / RFC 2595 §3.1). The core drops what it holds; this drops what the stream
+    reader already took from the socket. A stalled handshake is cut after `timeout`.
+    """
+    buffered = getattr(reader, "_buffer", None)  # StreamReader offers no public way
+    dropped = 0
+    if isinstance(buffered, bytearray):
+        dropped = len(buffered)
+        buffered.clear()
+    await writer.start_tls(context, ssl_handshake_timeout=timeout)
+    return dropped
+
+
+def report_bug(protocol: str, exc: BaseException) -> None:
+    """The error policy of every engine: an exception nobody expected is a bug. It is
+    logged with its traceback, the client gets a generic server error and the
+    connection is closed; it is never turned into an ordinary -ERR/NO that hides it."""
+    log.error("%s session: unexpected error, connection closed", protocol, exc_info=exc)

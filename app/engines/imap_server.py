@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +24,9 @@ from app.engines.base import (
     abort_if_unsent,
     drain_or_cut,
     mailbox_actor,
+    report_bug,
+    start_listener,
+    start_tls_dropping_plaintext,
 )
 from app.engines.tls import describe_tls
 from app.events import Tap, wire_text
@@ -33,14 +38,20 @@ from app.protocols.imap import (
     MailboxNote,
     Output,
     ReadMessages,
+    ReadSummaries,
+    RemoveFiles,
     Send,
     StartTLS,
+    WriteMessages,
 )
 from app.protocols.imap.mime import ParsedMessage
 from app.protocols.imap.reads import prepare
+from app.protocols.imap.summary import Summary
 from app.world.accounts import Accounts
+from app.world.folder_index import INDEXES, list_files, read_message, record_delivery
 from app.world.mailstore import Folder, MailStore, StoredMessage
 
+log = logging.getLogger("mailflow.imap")
 IDLE_POLL_SECONDS = 1.0
 READ_CHUNK = 64 * 1024
 CLOSE_GRACE = 5.0  # seconds a closing connection may take to flush its last bytes
@@ -102,7 +113,7 @@ def _safe_name(name: str) -> str:
     return name
 
 
-class MailStoreMailboxes:
+class ImapUserFolders:
     """One account's folders in the lab MailStore (implements UserMailboxes)."""
 
     def __init__(self, store: MailStore, address: str) -> None:
@@ -194,6 +205,11 @@ class MailStoreMailboxes:
             data, host=self.store.host, flags=flags, internaldate=internaldate
         )
 
+    def register(self, name: str, key: str, flags: frozenset[str]) -> StoredMessage:
+        folder = self.folder(name)
+        folder.store_keywords(key, flags)
+        return folder.find(key)
+
     def copy(self, src: str, key: str, dst: str) -> StoredMessage:
         source = self.folder(src)
         info = next((m for m in source.messages() if m.key == key), None)
@@ -210,17 +226,17 @@ class MailStoreMailboxes:
         return self.folder(name).listing()
 
 
-class MailStoreBackend:
+class ImapMailStore:
     """ImapBackend over the lab's MailStore and Accounts."""
 
     def __init__(self, store: MailStore, accounts: Accounts) -> None:
         self.store = store
         self.accounts = accounts
 
-    def login(self, user: str, password: str) -> MailStoreMailboxes | None:
+    def login(self, user: str, password: str) -> ImapUserFolders | None:
         if not self.accounts.check(user, password):
             return None
-        return MailStoreMailboxes(self.store, user.lower())
+        return ImapUserFolders(self.store, user.lower())
 
 
 def _read_messages(folder: Folder, keys: Sequence[str], text: bool) -> dict[str, ParsedMessage]:
@@ -233,7 +249,7 @@ def _read_messages(folder: Folder, keys: Sequence[str], text: bool) -> dict[str,
         if path is None:
             continue
         try:
-            data = path.read_bytes()
+            data = read_message(path)
         except FileNotFoundError:  # its flags changed meanwhile: look it up again
             try:
                 data = folder.read(key)
@@ -242,7 +258,46 @@ def _read_messages(folder: Folder, keys: Sequence[str], text: bool) -> dict[str,
         except OSError:
             continue
         found[key] = prepare(data, text)
+        # Parsing holds the GIL; a thread keeps it for up to 5 ms (the switch interval)
+        # while the event loop, serving every web page, waits. Hand it over after
+        # each message, so a SEARCH TEXT over a big folder costs the loop ~1 ms slices.
+        time.sleep(0)
     return found
+
+
+def _write_messages(
+    dst: Folder, sources: dict[str, Folder], request: WriteMessages, host: str
+) -> list[str | None]:
+    """Runs in a worker thread: only files with new unique names are written (no UID
+    bookkeeping), and each new message's folder index record is appended."""
+    keys: list[str | None] = []
+    for m in request.messages:
+        data = m.data
+        if data is None and m.source is not None:
+            src = sources[m.source[0]]
+            data = _read_one(src, m.source[1])
+            if data is None:
+                keys.append(None)  # expunged meanwhile
+                continue
+        assert data is not None
+        key = dst.write(data, host=host, flags=m.flags, internaldate=m.internaldate)
+        try:
+            record_delivery(dst.path, key, data)
+        except Exception:  # rebuilt from the file on first read
+            log.exception("folder index: no record for %s", key)
+        keys.append(key)
+    return keys
+
+
+def _read_one(folder: Folder, key: str) -> bytes | None:
+    path = list_files(folder.path).get(key)
+    if path is None:
+        return None
+    try:
+        return read_message(path)
+    except FileNotFoundError:  # renamed (flags) meanwhile: look once more
+        path = list_files(folder.path).get(key)
+        return read_message(path) if path is not None else None
 
 
 # -- one connection ------------------------------------------------------------------
@@ -251,7 +306,7 @@ class _Session:
         self,
         ctx: EngineContext,
         endpoint: Endpoint,
-        backend: MailStoreBackend,
+        backend: ImapMailStore,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         cleartext_login: bool = False,
@@ -285,6 +340,9 @@ class _Session:
             await self.serve()
         except (ConnectionError, OSError, asyncio.IncompleteReadError):
             pass  # the client went away; nothing left to say
+        except Exception as exc:  # a bug: logged, answered, the connection closed
+            report_bug("IMAP", exc)
+            await self.send_and_close(b"* BYE [SERVERBUG] Internal server error\r\n")
         finally:
             self.endpoint.release()
             self.set_watch(None)
@@ -352,6 +410,24 @@ class _Session:
                 # Write what the command has said so far, read off the loop, go on.
                 await self.drain()
                 queue.extend(self.conn.messages_loaded(await self.load(out)))
+            elif isinstance(out, ReadSummaries):
+                queue.extend(self.conn.summaries_loaded(await self.summaries(out)))
+            elif isinstance(out, WriteMessages):
+                await self.drain()
+                try:
+                    keys = await self.write(out)
+                except OSError as exc:  # the disk: the command answers NO, the session goes on
+                    queue.extend(self.conn.messages_written([], exc))
+                else:
+                    queue.extend(self.conn.messages_written(keys))
+            elif isinstance(out, RemoveFiles):
+                await self.drain()
+                try:
+                    paths = await self.remove(out)
+                except OSError as exc:
+                    queue.extend(self.conn.files_removed([], exc))
+                else:
+                    queue.extend(self.conn.files_removed(paths))
             elif isinstance(out, Send):
                 self.writer.write(out.data)
                 self.tap.server(wire_text(out.data), out.key)
@@ -365,7 +441,14 @@ class _Session:
                     name = _safe_name(out.mailbox)
                     notify_mailbox_changed(self.ctx.store.folder(out.user, name).path)
             elif isinstance(out, StartTLS):
-                await self.writer.start_tls(self.ctx.tls.server_context)
+                # No await between the tagged OK and the switch: the ClientHello must
+                # reach the TLS layer, never the plaintext buffer dropped here.
+                await start_tls_dropping_plaintext(
+                    self.reader,
+                    self.writer,
+                    self.ctx.tls.server_context,
+                    self.endpoint.tls_handshake_timeout,
+                )
                 self.tap.tls = True
                 self.tls_note()
             elif isinstance(out, Close):
@@ -383,6 +466,41 @@ class _Session:
         except KeyError:
             return {}
         return await asyncio.to_thread(_read_messages, folder, request.keys, request.text)
+
+    async def summaries(self, request: ReadSummaries) -> dict[str, Summary]:
+        """The folder index's records, from a worker thread: it stats the index files,
+        reads what another process appended, and builds any missing record."""
+        user = self.conn.user
+        if user is None:
+            return {}
+        try:
+            folder = self.ctx.store.folder(user, _safe_name(request.mailbox))
+        except KeyError:
+            return {}
+        return await asyncio.to_thread(INDEXES.summaries, folder.path, request.keys)
+
+    async def write(self, request: WriteMessages) -> list[str | None]:
+        """APPEND/COPY: write the files in a worker thread (tmp/, fsync, rename: the
+        slow part); the core then registers them on the loop, where UIDs are given."""
+        user = self.conn.user
+        if user is None:
+            return [None] * len(request.messages)
+        store = self.ctx.store
+        dst = store.folder(user, _safe_name(request.mailbox))
+        sources = {
+            m.source[0]: store.folder(user, _safe_name(m.source[0]))
+            for m in request.messages
+            if m.source is not None
+        }
+        return await asyncio.to_thread(_write_messages, dst, sources, request, store.host)
+
+    async def remove(self, request: RemoveFiles) -> list[str]:
+        """Expunge in a worker thread: unlinks and two directory fsyncs."""
+        user = self.conn.user
+        if user is None:
+            return []
+        folder = self.ctx.store.folder(user, _safe_name(request.mailbox))
+        return await asyncio.to_thread(folder.remove, list(request.keys))
 
     async def drain(self) -> None:
         await drain_or_cut(self.writer, self.endpoint.idle_timeout)
@@ -422,15 +540,9 @@ async def start_imap_server(
 
     `cleartext_login`: accept LOGIN/AUTHENTICATE before STARTTLS. Off by default, as
     Dovecot's disable_plaintext_auth: the server then advertises LOGINDISABLED."""
-    backend = MailStoreBackend(ctx.store, ctx.accounts)
+    backend = ImapMailStore(ctx.store, ctx.accounts)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _Session(ctx, endpoint, backend, reader, writer, cleartext_login).run()
 
-    ssl_ctx = ctx.tls.server_context if endpoint.implicit_tls else None
-    if ssl_ctx is None:
-        return await asyncio.start_server(handle, host, port)
-    # A stalled handshake must not hold a connection slot for asyncio's default 60 s.
-    return await asyncio.start_server(
-        handle, host, port, ssl=ssl_ctx, ssl_handshake_timeout=min(endpoint.timeout(False), 30.0)
-    )
+    return await start_listener(handle, ctx, endpoint, host, port)

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import ssl
+from collections import deque
 from collections.abc import Callable
 
 from app.engines.base import (
@@ -20,25 +21,31 @@ from app.engines.base import (
     abort_if_unsent,
     drain_or_cut,
     mailbox_actor,
+    report_bug,
+    start_listener,
+    start_tls_dropping_plaintext,
 )
 from app.engines.tls import describe_tls
 from app.events import Tap
 from app.protocols.pop3 import (
     Action,
     Exchange,
+    MaildropEntry,
     MaildropInUse,
-    MessageInfo,
+    OpenMaildrop,
     POP3Connection,
-    Reply,
+    Pop3Reply,
+    ReadMessage,
     State,
+    StorageRequest,
     busy_reply,
-    wire_size,
+    internal_error_reply,
 )
 from app.world.accounts import Accounts
-from app.world.mailstore import MailStore
+from app.world.folder_index import INDEXES
+from app.world.mailstore import Folder, MailStore, StoredMessage
 
 READ_CHUNK = 4096
-TLS_HANDSHAKE_TIMEOUT = 30.0
 CLOSE_TIMEOUT = 2.0
 
 # Called after each successful login with (user, peer address, the session's tap):
@@ -53,8 +60,12 @@ LoginHook = Callable[[str, str, Tap], None]
 _locked: set[str] = set()
 
 
-class MailStoreBackend:
-    """The core's `POP3Backend` over the lab's Maildirs and accounts (INBOX only)."""
+class Pop3Maildrops:
+    """The lab's Maildirs and accounts as the POP3 adapter serves them (INBOX only).
+
+    The core asks for storage with StorageRequests (it runs with defer_io); this
+    answers them: the lock and the folder listing on the loop (three stat calls while
+    the folder is unchanged, as for IMAP), every file operation in a worker thread."""
 
     def __init__(self, store: MailStore, accounts: Accounts) -> None:
         self.store = store
@@ -69,7 +80,9 @@ class MailStoreBackend:
     def apop_secret(self, user: str) -> str | None:
         return self.accounts.password(user)
 
-    def open(self, user: str) -> list[MessageInfo]:
+    async def open_maildrop(self, user: str) -> list[MaildropEntry]:
+        """Lock and list the maildrop. Sizes come from the folder index (no message
+        file is read for them), the move of new mail to cur/ happens off the loop."""
         key = self._lock_key(user)
         if key in _locked:
             raise MaildropInUse(user)
@@ -77,19 +90,11 @@ class MailStoreBackend:
         try:
             self.store.ensure_account(user)
             folder = self.store.folder(user)
-            infos = []
-            for message in folder.messages():
-                try:
-                    if message.subdir == "new":  # a client has seen it: to cur/, as Dovecot does
-                        folder.set_flags(message.key, message.flags, was=message)
-                    # Stored files use LF endings; POP3 sizes count the CRLF we send.
-                    infos.append(MessageInfo(message.key, wire_size(folder.read(message.key))))
-                except (KeyError, FileNotFoundError):
-                    continue  # removed by an IMAP session between listing and reading
+            listed = folder.messages()
+            return await asyncio.to_thread(_open_listed, folder, listed)
         except BaseException:
             _locked.discard(key)  # RFC 1939 §4: release the lock before refusing
             raise
-        return infos
 
     def release(self, user: str) -> None:
         """The session that opened `user`'s maildrop is over."""
@@ -102,10 +107,23 @@ class MailStoreBackend:
         return self.store.folder(user).remove(keys)
 
     def inbox_state(self, user: str) -> str:
+        # Called in a worker thread: it lists the folder.
         """'INBOX: N messages — new/: a, cur/: b', from really listing the Maildir."""
         listing = self.store.folder(user).listing()
         new = sum(1 for path in listing if path.startswith("new/"))
         return f"INBOX: {len(listing)} messages — new/: {new}, cur/: {len(listing) - new}"
+
+
+def _open_listed(folder: Folder, listed: list[StoredMessage]) -> list[MaildropEntry]:
+    """In a worker thread: take new mail out of new/ (a client has seen it, as Dovecot
+    does) and size every message from the folder index (RETR sends CRLF lines)."""
+    for message in listed:
+        if message.subdir == "new":
+            with contextlib.suppress(KeyError, FileNotFoundError):
+                folder.set_flags(message.key, message.flags, was=message)
+    # A message removed by an IMAP session meanwhile has no record: left out.
+    summaries = INDEXES.summaries(folder.path, [m.key for m in listed])
+    return [MaildropEntry(m.key, summaries[m.key].pop3_size) for m in listed if m.key in summaries]
 
 
 async def start_pop3_server(
@@ -118,20 +136,13 @@ async def start_pop3_server(
 ) -> asyncio.Server:
     """Listen for POP3 (STLS on a plain port, or implicit TLS when endpoint says so).
     `cleartext_login` lets USER/PASS through before STLS (a scenario that shows it)."""
-    backend = MailStoreBackend(ctx.store, ctx.accounts)
+    backend = Pop3Maildrops(ctx.store, ctx.accounts)
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         session = _Session(ctx, endpoint, backend, reader, writer, on_login, cleartext_login)
         await session.run()
 
-    # With ssl= the handshake is finished before on_connect runs.
-    tls = ctx.tls.server_context if endpoint.implicit_tls else None
-    if tls is None:
-        return await asyncio.start_server(on_connect, host, port)
-    # A stalled handshake must not hold a connection slot for asyncio's default 60 s.
-    return await asyncio.start_server(
-        on_connect, host, port, ssl=tls, ssl_handshake_timeout=min(endpoint.timeout(False), 30.0)
-    )
+    return await start_listener(on_connect, ctx, endpoint, host, port)
 
 
 class _Session:
@@ -141,7 +152,7 @@ class _Session:
         self,
         ctx: EngineContext,
         endpoint: Endpoint,
-        backend: MailStoreBackend,
+        backend: Pop3Maildrops,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         on_login: LoginHook | None = None,
@@ -155,10 +166,11 @@ class _Session:
         self.on_login = on_login
         self.tap = endpoint.new_tap(ctx.sink)
         self.conn = POP3Connection(
-            backend,
+            backend,  # type: ignore[arg-type]  # its storage goes through _perform
             hostname=endpoint.hostname,
             tls_active=endpoint.implicit_tls,
             cleartext_login=cleartext_login,
+            defer_io=True,
         )
         self._holding: str | None = None  # the maildrop this session has locked
         peer = writer.get_extra_info("peername")
@@ -174,6 +186,10 @@ class _Session:
         except (ConnectionError, ssl.SSLError, OSError, TimeoutError):
             # The client vanished or the handshake failed: RFC 1939 §6, no UPDATE.
             self.conn.connection_lost()
+        except Exception as exc:  # a bug: logged, answered, the connection closed
+            report_bug("POP3", exc)
+            self.conn.connection_lost()  # no UPDATE state: nothing is removed
+            await self._send(internal_error_reply())
         finally:
             # The lock goes first: whoever waits for the connection count to drop
             # (the scenario runner) may log in again at once.
@@ -195,9 +211,31 @@ class _Session:
             if data is None:
                 return
             was = self.conn.state
-            for exchange in self.conn.receive_data(data):
-                await self._answer(exchange, was)
-                was = self.conn.state
+            items = deque(self.conn.receive_data(data))
+            while items:
+                item = items.popleft()
+                if isinstance(item, Exchange):
+                    await self._answer(item, was)
+                    was = self.conn.state
+                else:  # the core waits for storage: done off the loop, then it goes on
+                    value, error = await self._perform(item)
+                    items.extend(self.conn.storage_done(value, error))
+
+    async def _perform(self, request: StorageRequest) -> tuple[object, BaseException | None]:
+        """Answer the core's storage request; an exception is handed back to the core,
+        which answers -ERR for a storage error and raises anything else again."""
+        try:
+            if isinstance(request, OpenMaildrop):
+                value: object = await self.backend.open_maildrop(request.user)
+                self._holding = request.user
+            elif isinstance(request, ReadMessage):
+                value = await asyncio.to_thread(self.backend.read, request.user, request.key)
+            else:
+                keys = list(request.keys)
+                value = await asyncio.to_thread(self.backend.delete, request.user, keys)
+        except Exception as exc:
+            return None, exc
+        return value, None
 
     async def _read(self) -> bytes | None:
         """The next chunk, or None after EOF or the idle timeout (already answered)."""
@@ -237,7 +275,7 @@ class _Session:
             peer = self.writer.get_extra_info("peername")
             self.on_login(self.conn.user, peer[0] if peer else "", self.tap)
         if exchange.updated:
-            self._note_update(exchange.removed)
+            await self._note_update(exchange.removed)
         self.writer.write(exchange.reply.data)
         if exchange.action is Action.START_TLS:
             # No await between the +OK and the switch: the client's ClientHello must
@@ -248,12 +286,12 @@ class _Session:
 
     async def _start_tls(self) -> None:
         # Plaintext the client pipelined after STLS must not count as encrypted
-        # input (CVE-2011-0411); StreamReader offers no public way to drop it.
-        buffered = getattr(self.reader, "_buffer", None)
-        if isinstance(buffered, bytearray):
-            buffered.clear()
-        await self.writer.start_tls(
-            self.ctx.tls.server_context, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT
+        # input (CVE-2011-0411): base.py drops it, and bounds the handshake.
+        await start_tls_dropping_plaintext(
+            self.reader,
+            self.writer,
+            self.ctx.tls.server_context,
+            self.endpoint.tls_handshake_timeout,
         )
         self.conn.tls_started()
         self.tap.tls = True
@@ -263,16 +301,16 @@ class _Session:
         description = describe_tls(self.writer.get_extra_info("ssl_object"))
         self.tap.note(description, "tls.handshake", protocol="TLS")
 
-    def _note_update(self, removed: tuple[str, ...]) -> None:
+    async def _note_update(self, removed: tuple[str, ...]) -> None:
         server = self.endpoint.server_actor
         mailbox = mailbox_actor(self.conn.user)
         for relpath in removed:
             self.tap.note(f"removed {relpath}", "maildir.remove", src=mailbox, dst=server)
         if self.conn.user is not None:
-            state = self.backend.inbox_state(self.conn.user)
+            state = await asyncio.to_thread(self.backend.inbox_state, self.conn.user)
             self.tap.note(state, "maildir.state", src=mailbox, dst=server)
 
-    async def _send(self, reply: Reply) -> None:
+    async def _send(self, reply: Pop3Reply) -> None:
         self.tap.server(reply.text, reply.key)
         self.writer.write(reply.data)
         with contextlib.suppress(ConnectionError):

@@ -67,7 +67,7 @@ LMTP = Role("mda.b.example", lmtp=True, starttls=False, auth_mechanisms=())
 
 
 @dataclass(frozen=True, slots=True)
-class Reply:
+class OrderReply:
     code: int
     text: str  # the whole reply, lines joined with "\n" (as events show them)
 
@@ -80,8 +80,8 @@ class Reply:
 Authenticator = Callable[[str, str], bool]
 
 
-def _reply(text: str) -> Reply:
-    return Reply(int(text[:3]), text)
+def _reply(text: str) -> OrderReply:
+    return OrderReply(int(text[:3]), text)
 
 
 def _queue_id() -> str:
@@ -114,10 +114,10 @@ class SmtpOrder:
     def phase(self) -> Phase:
         return self.s.phase
 
-    def greeting(self) -> Reply:
+    def greeting(self) -> OrderReply:
         return _reply(f"220 {self.role.hostname} MailFlow Lab")
 
-    def command(self, line: str) -> Reply:
+    def command(self, line: str) -> OrderReply:
         """The reply to one client line (no line ending). Never raises on input.
 
         Replies go through the same table as the servers' (app/protocols/smtp_replies.py):
@@ -140,7 +140,7 @@ class SmtpOrder:
         text = "\n".join(enhance(verb, part) for part in reply.text.split("\n"))
         return reply if text == reply.text else _reply(text)
 
-    def replay(self, line: str, recorded_code: int | None) -> Reply:
+    def replay(self, line: str, recorded_code: int | None) -> OrderReply:
         """Feed a recorded client line; when the real server refused what order allows
         (a policy said no: unknown mailbox, relay denied), keep the real outcome."""
         before = copy.deepcopy(self.s)
@@ -157,7 +157,7 @@ class SmtpOrder:
         """The STARTTLS handshake is done: the session starts over (RFC 3207 §4.2)."""
         self.s = _Session(tls=True)
 
-    def end_data(self) -> list[Reply]:
+    def end_data(self) -> list[OrderReply]:
         """The client sent the final "."; aiosmtpd clears the transaction either way.
         Returns what the lab's servers answer: SMTP once, LMTP once per accepted
         recipient in RCPT order (RFC 2033 §4.2). The queue ids are the core's own."""
@@ -171,7 +171,7 @@ class SmtpOrder:
         return [_reply(f"250 2.0.0 Ok: queued as {_queue_id()}")]
 
     # -- commands --------------------------------------------------------------
-    def _command(self, line: str) -> Reply:
+    def _command(self, line: str) -> OrderReply:
         if not line.strip(" \t"):
             return _reply("500 Error: bad syntax")
         verb_raw, _, arg_raw = line.partition(" ")
@@ -191,23 +191,23 @@ class SmtpOrder:
             return _reply('500 Error: command "LHLO" not recognized')
         return handler(self, arg)
 
-    def _needs_helo(self, name: str = "HELO") -> Reply | None:
+    def _needs_helo(self, name: str = "HELO") -> OrderReply | None:
         if self.s.helo is None:
             return _reply(f"503 Error: send {name} first")  # aiosmtpd says HELO even for LMTP
         return None
 
-    def _needs_auth(self) -> Reply | None:
+    def _needs_auth(self) -> OrderReply | None:
         if self.role.auth_required and not self.s.authenticated:
             return _reply("530 5.7.0 Authentication required")
         return None
 
-    def _helo(self, arg: str | None) -> Reply:
+    def _helo(self, arg: str | None) -> OrderReply:
         if not arg:
             return _reply("501 Syntax: HELO hostname")
         self._greeted(arg, extended=False)
         return _reply(f"250 {self.role.hostname}")
 
-    def _ehlo(self, arg: str | None) -> Reply:
+    def _ehlo(self, arg: str | None) -> OrderReply:
         if not arg:
             return _reply("501 Syntax: EHLO hostname")  # aiosmtpd's LHLO is its EHLO
         self._greeted(arg, extended=True)
@@ -217,7 +217,7 @@ class SmtpOrder:
         if self.role.auth_mechanisms and (self.s.tls or not self.role.auth_requires_tls):
             lines.append("AUTH " + " ".join(sorted(self.role.auth_mechanisms)))
         lines += [ESC_KEYWORD, "HELP"]  # the tap adds ENHANCEDSTATUSCODES before the last
-        return Reply(
+        return OrderReply(
             250,
             "\n".join(
                 f"250{'-' if i < len(lines) - 1 else ' '}{text}" for i, text in enumerate(lines)
@@ -229,7 +229,7 @@ class SmtpOrder:
         self.s.helo, self.s.extended = name, extended
         self.s.mail_from, self.s.rcpts = None, []
 
-    def _starttls(self, arg: str | None) -> Reply:
+    def _starttls(self, arg: str | None) -> OrderReply:
         if arg:
             return _reply("501 Syntax: STARTTLS")
         if not self.role.starttls:
@@ -239,7 +239,7 @@ class SmtpOrder:
         self.s.phase = Phase.TLS
         return _reply("220 Ready to start TLS")
 
-    def _auth(self, arg: str | None) -> Reply:
+    def _auth(self, arg: str | None) -> OrderReply:
         if (refused := self._needs_helo("EHLO")) is not None:
             return refused
         if not self.s.extended:
@@ -266,7 +266,7 @@ class SmtpOrder:
         self.s.phase = Phase.AUTH_USER
         return _reply("334 VXNlcm5hbWU6")  # "Username:"
 
-    def _auth_line(self, line: str) -> Reply:
+    def _auth_line(self, line: str) -> OrderReply:
         phase, self.s.phase = self.s.phase, Phase.COMMAND
         if line.strip() == "*":
             return _reply("501 5.7.0 Auth aborted")
@@ -279,7 +279,7 @@ class SmtpOrder:
             return _reply("501 5.5.2 Can't decode base64")
         return self._check(self.s.login_user, password.decode("utf-8", "replace"))
 
-    def _login_user(self, blob: str) -> Reply:
+    def _login_user(self, blob: str) -> OrderReply:
         user = _b64(blob)
         if user is None:
             return _reply("501 5.5.2 Can't decode base64")
@@ -287,7 +287,7 @@ class SmtpOrder:
         self.s.phase = Phase.AUTH_PASS
         return _reply("334 UGFzc3dvcmQ6")  # "Password:"
 
-    def _plain(self, blob: str) -> Reply:
+    def _plain(self, blob: str) -> OrderReply:
         raw = _b64(blob)
         if raw is None:
             return _reply("501 5.5.2 Can't decode base64")
@@ -297,20 +297,20 @@ class SmtpOrder:
         _authz, user, password = (p.decode("utf-8", "replace") for p in parts)
         return self._check(user, password)
 
-    def _check(self, user: str, password: str) -> Reply:
+    def _check(self, user: str, password: str) -> OrderReply:
         if self.authenticator is not None and not self.authenticator(user, password):
             return _reply("535 5.7.8 Authentication credentials invalid")
         self.s.authenticated = True
         return _reply("235 2.7.0 Authentication successful")
 
-    def _mail(self, arg: str | None) -> Reply:
+    def _mail(self, arg: str | None) -> OrderReply:
         if (refused := self._needs_helo() or self._needs_auth()) is not None:
             return refused
         syntax = "501 Syntax: MAIL FROM: <address>"
         if self.s.extended:
             syntax += " [SP <mail-parameters>]"
         address = _address(arg, "FROM:")
-        if isinstance(address, Reply):
+        if isinstance(address, OrderReply):
             return address if address.code != 501 else _reply(syntax)
         addr, params = address
         if not self.s.extended and params:
@@ -338,7 +338,7 @@ class SmtpOrder:
         self.s.mail_from = addr
         return _reply("250 OK")
 
-    def _rcpt(self, arg: str | None) -> Reply:
+    def _rcpt(self, arg: str | None) -> OrderReply:
         if (refused := self._needs_helo() or self._needs_auth()) is not None:
             return refused
         if self.s.mail_from is None:
@@ -347,7 +347,7 @@ class SmtpOrder:
         if self.s.extended:
             syntax += " [SP <mail-parameters>]"
         address = _address(arg, "TO:")
-        if isinstance(address, Reply):
+        if isinstance(address, OrderReply):
             return address if address.code != 501 else _reply(syntax)
         addr, params = address
         if not self.s.extended and params:
@@ -364,7 +364,7 @@ class SmtpOrder:
         self.s.rcpts.append(addr)
         return _reply("250 2.1.5 Ok")  # what the lab's policies say to a recipient they take
 
-    def _data(self, arg: str | None) -> Reply:
+    def _data(self, arg: str | None) -> OrderReply:
         if (refused := self._needs_helo() or self._needs_auth()) is not None:
             return refused
         if not self.s.rcpts:
@@ -374,29 +374,29 @@ class SmtpOrder:
         self.s.phase = Phase.DATA
         return _reply("354 End data with <CR><LF>.<CR><LF>")
 
-    def _data_line(self, line: str) -> Reply:
+    def _data_line(self, line: str) -> OrderReply:
         # Content is not a command; only its end gets a reply.
         if line == ".":
             replies = self.end_data()
             return _reply("\n".join(r.text for r in replies))
-        return Reply(0, "")
+        return OrderReply(0, "")
 
-    def _rset(self, arg: str | None) -> Reply:
+    def _rset(self, arg: str | None) -> OrderReply:
         if arg:
             return _reply("501 Syntax: RSET")
         self.s.mail_from, self.s.rcpts = None, []
         return _reply("250 OK")
 
-    def _noop(self, arg: str | None) -> Reply:
+    def _noop(self, arg: str | None) -> OrderReply:
         return _reply("250 OK")
 
-    def _quit(self, arg: str | None) -> Reply:
+    def _quit(self, arg: str | None) -> OrderReply:
         if arg:
             return _reply("501 Syntax: QUIT")
         self.s.phase = Phase.CLOSED
         return _reply("221 Bye")
 
-    def _vrfy(self, arg: str | None) -> Reply:
+    def _vrfy(self, arg: str | None) -> OrderReply:
         if (refused := self._needs_auth()) is not None:
             return refused
         if not arg:
@@ -405,7 +405,7 @@ class SmtpOrder:
             return _reply(f"502 Could not VRFY {arg}")
         return _reply("252 Cannot VRFY user, but will accept message and attempt delivery")
 
-    def _help(self, arg: str | None) -> Reply:
+    def _help(self, arg: str | None) -> OrderReply:
         if (refused := self._needs_auth()) is not None:
             return refused
         names = sorted(
@@ -421,7 +421,7 @@ class SmtpOrder:
         code = 501 if arg else 250
         return _reply(f"{code} Supported commands: {' '.join(names)}")
 
-    def _expn(self, arg: str | None) -> Reply:
+    def _expn(self, arg: str | None) -> OrderReply:
         return _reply("502 EXPN not implemented")
 
 
@@ -457,7 +457,7 @@ def _parse_addr(arg: str) -> tuple[str, str] | None:
     return token.addr_spec or "", str(rest)
 
 
-def _address(arg: str | None, keyword: str) -> tuple[str, str] | Reply:
+def _address(arg: str | None, keyword: str) -> tuple[str, str] | OrderReply:
     if arg is None or arg[: len(keyword)].upper() != keyword:
         return _reply("501 Syntax")
     rest = arg[len(keyword) :].strip()
@@ -472,7 +472,7 @@ def _address(arg: str | None, keyword: str) -> tuple[str, str] | Reply:
     return addr, params.strip()
 
 
-_HANDLERS: dict[str, Callable[[SmtpOrder, str | None], Reply]] = {
+_HANDLERS: dict[str, Callable[[SmtpOrder, str | None], OrderReply]] = {
     "HELO": SmtpOrder._helo,
     "EHLO": SmtpOrder._ehlo,
     "LHLO": SmtpOrder._ehlo,

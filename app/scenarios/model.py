@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.langs import LANGS
+
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "content" / "scenarios"
-LANGS = ("ja", "en")
 
 
 class ScenarioError(ValueError):

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from app.langs import LANGS
+
 CONTENT = Path(__file__).resolve().parent.parent / "content"
 QUIZ_DIR = CONTENT / "quiz"
 QUESTION_DIR = CONTENT / "questions"
-LANGS = ("ja", "en")
 LETTERS = ("ア", "イ", "ウ", "エ")
 LEVELS = ("FE", "SG", "AP")
 ROLES = ("relay", "submit", "download", "sync")  # what a mail port is for

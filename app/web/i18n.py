@@ -16,7 +16,8 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
 
-LANGS = ("ja", "en")
+from app.langs import LANGS
+
 DEFAULT_LANG = "ja"
 LOCALE_DIR = Path(__file__).resolve().parent.parent / "locales"
 COOKIE = "lang"

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from app.events import Event
-from app.protocols.pop3 import MessageInfo as Pop3Info
+from app.protocols.pop3 import MaildropEntry as Pop3Info
 from app.protocols.pop3 import wire_size
 from app.world.accounts import DEFAULT_ACCOUNTS
 

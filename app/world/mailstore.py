@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import mailbox
 import os
 import socket
@@ -23,7 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.world.durable import COMMITS, fsync_dir, write_durably
+from app.world.folder_index import read_message, record_delivery
 
+log = logging.getLogger("mailflow.mailstore")
 FOLDERS = ("INBOX", "Sent", "Trash")
 UID_FILE = "mailflow-uids.json"
 # Per account, the last UIDVALIDITY handed out (Dovecot keeps dovecot-uidvalidity).
@@ -232,7 +235,7 @@ class Folder:
         raise KeyError(key)
 
     def read(self, key: str) -> bytes:
-        return self._file(key).read_bytes()
+        return read_message(self._file(key))
 
     def files(self) -> dict[str, Path]:
         """Every message's current file by key: one directory listing for many reads."""
@@ -262,10 +265,10 @@ class Folder:
             os.replace(src, dst)
         words = {f for f in flags if not f.startswith("\\")}
         if was is None or words != {f for f in was.flags if not f.startswith("\\")}:
-            self._store_keywords(key, flags)
+            self.store_keywords(key, flags)
         return f"cur/{dst.name}"
 
-    def _store_keywords(self, key: str, flags: frozenset[str] | set[str]) -> None:
+    def store_keywords(self, key: str, flags: frozenset[str] | set[str]) -> None:
         """Keywords go in the folder's index (durably), system flags in the file name."""
         words = sorted(f for f in flags if not f.startswith("\\"))
         data = self._load_uids()
@@ -303,7 +306,7 @@ class Folder:
     ) -> StoredMessage:
         """Write a message durably and return it with its new UID."""
         key = self.write(data, host=host, flags=flags, internaldate=internaldate)
-        self._store_keywords(key, flags)
+        self.store_keywords(key, flags)
         return self.find(key)
 
     def write(
@@ -329,9 +332,20 @@ class Folder:
         return name
 
     async def write_async(self, data: bytes, *, host: str = "localhost") -> str:
-        """`write` of a new, unflagged message through the process's group commit."""
+        """`write` of a new, unflagged message through the process's group commit; its
+        folder index record is appended in the same writer thread, off the loop."""
         name = _unique_name(host)
-        await COMMITS.write(self.path / "tmp" / name, self.path / "new" / name, data)
+        folder = self.path
+
+        def index(_tmp: Path) -> None:
+            # Before the rename: a record for a file that never appears is harmless,
+            # and a crash after the rename but before this is repaired on first read.
+            try:
+                record_delivery(folder, name, data)
+            except Exception:  # the delivery must not fail for its cache entry
+                log.exception("folder index: no record for %s", name)
+
+        await COMMITS.write(self.path / "tmp" / name, self.path / "new" / name, data, index)
         return name
 
     def find(self, key: str) -> StoredMessage:
@@ -402,7 +416,13 @@ class MailStore:
 
     def deliver(self, address: str, data: bytes, folder: str = "INBOX") -> StoredMessage:
         self.ensure_account(address)
-        return self.folder(address, folder).add(data, host=self.host)
+        box = self.folder(address, folder)
+        stored = box.add(data, host=self.host)
+        try:
+            record_delivery(box.path, stored.key, data)
+        except Exception:  # rebuilt from the file on first read
+            log.exception("folder index: no record for %s", stored.key)
+        return stored
 
     async def deliver_async(self, address: str, data: bytes, folder: str = "INBOX") -> str:
         """Write a delivery through the group commit; returns its relative path.

@@ -1,6 +1,6 @@
 """IMAP4rev1 (RFC 3501) server core, sans-IO, with the RFC 9051 parts clients use."""
 
-from app.protocols.imap.backend import ImapBackend, MessageInfo, UserMailboxes
+from app.protocols.imap.backend import ImapBackend, ListedMessage, UserMailboxes
 from app.protocols.imap.outputs import (
     ClientSent,
     Close,
@@ -8,8 +8,11 @@ from app.protocols.imap.outputs import (
     MailboxNote,
     Output,
     ReadMessages,
+    ReadSummaries,
+    RemoveFiles,
     Send,
     StartTLS,
+    WriteMessages,
 )
 from app.protocols.imap.server import ImapConnection
 from app.protocols.imap.state import State
@@ -19,13 +22,16 @@ __all__ = [
     "Close",
     "ImapBackend",
     "ImapConnection",
+    "ListedMessage",
     "MailboxChanged",
     "MailboxNote",
-    "MessageInfo",
     "Output",
     "ReadMessages",
+    "ReadSummaries",
+    "RemoveFiles",
     "Send",
     "StartTLS",
     "State",
     "UserMailboxes",
+    "WriteMessages",
 ]

@@ -1,7 +1,7 @@
 """What the IMAP core needs from the mail storage, as Protocols.
 
 The core never touches files itself; the adapter hands it an `ImapBackend`
-(app.engines.imap_server.MailStoreBackend is the one over MailStore + Accounts).
+(app.engines.imap_server.ImapMailStore is the one over MailStore + Accounts).
 Mailbox names given to a `UserMailboxes` are already normalised ("INBOX" in
 upper case, hierarchy delimiter ".").
 """
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 
-class MessageInfo(Protocol):
+class ListedMessage(Protocol):
     """One message as listed from a folder (app.world.mailstore.StoredMessage fits)."""
 
     @property
@@ -38,7 +38,7 @@ class UserMailboxes(Protocol):
     def subscriptions(self) -> set[str]: ...
     def set_subscribed(self, name: str, subscribed: bool) -> None: ...
 
-    def messages(self, name: str) -> Sequence[MessageInfo]: ...
+    def messages(self, name: str) -> Sequence[ListedMessage]: ...
     def uidvalidity(self, name: str) -> int: ...
     def uidnext(self, name: str) -> int: ...
     def read(self, name: str, key: str) -> bytes: ...
@@ -52,8 +52,13 @@ class UserMailboxes(Protocol):
 
     def append(
         self, name: str, data: bytes, flags: frozenset[str], internaldate: float | None
-    ) -> MessageInfo: ...
-    def copy(self, src: str, key: str, dst: str) -> MessageInfo:
+    ) -> ListedMessage: ...
+    def register(self, name: str, key: str, flags: frozenset[str]) -> ListedMessage:
+        """A file written by the adapter (WriteMessages) as `key`: give it its UID and
+        keep its keywords. Called on the event loop, where UIDs are handed out."""
+        ...
+
+    def copy(self, src: str, key: str, dst: str) -> ListedMessage:
         """Copy one message keeping its flags and internal date."""
         ...
 

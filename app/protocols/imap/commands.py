@@ -6,16 +6,23 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from app.protocols.imap.fetch import FetchItem, FetchSubject, parse_fetch_items, render
+from app.protocols.imap.fetch import (
+    FetchItem,
+    FetchSubject,
+    parse_fetch_items,
+    render,
+    summary_renderer,
+)
 from app.protocols.imap.mime import ParsedMessage
 from app.protocols.imap.parser import Atom, Command, Token
-from app.protocols.imap.reads import Need, NeedsBody, batches
+from app.protocols.imap.reads import Need, NeedsBody, NewMessage, batches, chunks
 from app.protocols.imap.sasl import finish_plain
-from app.protocols.imap.search import SearchSubject, parse_search
+from app.protocols.imap.search import SearchSubject, parse_search_plan
 from app.protocols.imap.state import State
+from app.protocols.imap.summary import Summary
 from app.protocols.imap.view import Entry, SelectedMailbox
 from app.protocols.imap.wire import (
     SYSTEM_FLAGS,
@@ -212,11 +219,11 @@ def status(conn: ImapConnection, cmd: Command) -> Steps:
             value = sum("\\Deleted" in m.flags for m in messages)
         elif item == "SIZE":  # RFC 8438: the octets as IMAP sends them (CRLF)
             value = 0
-            for group in batches(messages, [getattr(m, "size", 0) for m in messages]):
-                yield Need(name, tuple(m.key for m in group))
+            for group in chunks(messages):  # from the folder index, not the files
+                yield Need(name, tuple(m.key for m in group), summaries=True)
                 for m in group:
-                    with contextlib.suppress(KeyError, FileNotFoundError):
-                        value += conn.load(name, m.key).size
+                    with contextlib.suppress(KeyError):
+                        value += conn.summary(name, m.key).size
         else:
             raise bad(f"Unknown STATUS item {item}")
         values.append(f"{item} {value}")
@@ -342,7 +349,7 @@ def flag_lines(keywords: set[str], readonly: bool) -> list[str]:
     ]
 
 
-def append(conn: ImapConnection, cmd: Command) -> Result:
+def append(conn: ImapConnection, cmd: Command) -> Steps:
     args = list(cmd.args)
     if len(args) < 2:
         raise bad("APPEND needs a mailbox and a message")
@@ -362,7 +369,13 @@ def append(conn: ImapConnection, cmd: Command) -> Result:
     mbx = conn.user_mailboxes()
     if not mbx.exists(name):
         return "NO", "[TRYCREATE] No such mailbox"
-    info = mbx.append(name, message, flags, when)
+    if conn.defer_reads:  # the file is written (and fsynced) off the event loop
+        yield Need(name, (), store=(NewMessage(message, None, flags, when),))
+        (key,) = conn.written()
+        assert key is not None
+        info = mbx.register(name, key, flags)
+    else:
+        info = mbx.append(name, message, flags, when)
     conn.changed(name)
     return "OK", f"[APPENDUID {mbx.uidvalidity(name)} {info.uid}] APPEND completed"
 
@@ -403,8 +416,16 @@ def _set_flags(conn: ImapConnection, sel: SelectedMailbox, e: Entry, flags: froz
     conn.changed(sel.name)
 
 
-def _remove(conn: ImapConnection, sel: SelectedMailbox, entries: list[Entry]) -> set[int]:
-    removed = conn.user_mailboxes().remove(sel.name, [e.key for e in entries])
+def _remove(
+    conn: ImapConnection, sel: SelectedMailbox, entries: list[Entry]
+) -> Generator[Need, None, set[int]]:
+    """Delete the entries' files (off the event loop when the adapter does storage)."""
+    keys = [e.key for e in entries]
+    if conn.defer_reads and keys:
+        yield Need(sel.name, (), remove=tuple(keys))
+        removed = conn.removed()
+    else:
+        removed = conn.user_mailboxes().remove(sel.name, keys)
     for path in removed:
         conn.note(f"removed {path}", "maildir.remove")
     if entries:
@@ -412,25 +433,26 @@ def _remove(conn: ImapConnection, sel: SelectedMailbox, entries: list[Entry]) ->
     return {e.uid for e in entries}
 
 
-def close(conn: ImapConnection, cmd: Command) -> Result:
+def close(conn: ImapConnection, cmd: Command) -> Steps:
     _args(cmd, 0)
     sel = _sel(conn)
     if cmd.name == "CLOSE" and not sel.readonly:
         # CLOSE expunges silently (RFC 3501 §6.4.2); UNSELECT does not.
         disk = _disk_flags(conn, sel)
-        _remove(conn, sel, [e for e in sel.entries if "\\Deleted" in disk.get(e.uid, ())])
+        doomed = [e for e in sel.entries if "\\Deleted" in disk.get(e.uid, ())]
+        yield from _remove(conn, sel, doomed)
     _deselect(conn)
     return "OK", f"{cmd.name} completed"
 
 
-def expunge(conn: ImapConnection, cmd: Command) -> Result:
+def expunge(conn: ImapConnection, cmd: Command) -> Steps:
     uid = cmd.name.startswith("UID ")
     args = _args(cmd, 1 if uid else 0)
     sel = _writable(conn)
     disk = _disk_flags(conn, sel)
     chosen = sel.select(seqset_arg(args[0]), True) if uid else list(enumerate(sel.entries, 1))
     doomed = [e for _, e in chosen if "\\Deleted" in disk.get(e.uid, ())]
-    for line in sel.drop(_remove(conn, sel, doomed)):
+    for line in sel.drop((yield from _remove(conn, sel, doomed))):
         conn.untagged(line)
     return "OK", f"{cmd.name} completed"
 
@@ -441,18 +463,21 @@ def _no_body() -> ParsedMessage:
 
 def search(conn: ImapConnection, cmd: Command) -> Steps:
     uid = cmd.name.startswith("UID ")
-    predicate = parse_search(cmd.args)
+    predicate, reads_body = parse_search_plan(cmd.args)
     sel = _sel(conn)
     max_seq, max_uid = len(sel), sel.max_uid
 
-    def matches(seq: int, e: Entry, load: Callable[[], ParsedMessage]) -> bool:
+    def matches(
+        seq: int, e: Entry, load: Callable[[], ParsedMessage], summary: Summary | None = None
+    ) -> bool:
         subject = SearchSubject(
-            seq, e.uid, e.flags, e.internaldate, e.recent, max_seq, max_uid, load=load
+            seq, e.uid, e.flags, e.internaldate, e.recent, max_seq, max_uid, load, summary
         )
         return predicate(subject)
 
-    # First pass on what the session knows (flags, dates, numbers); only messages whose
-    # answer depends on their contents are read, in batches, off the event loop.
+    # First pass on what the session knows (flags, dates, numbers), then on the folder
+    # index (header fields, sizes); only messages whose answer depends on more than
+    # that are read, in batches, off the event loop.
     hits: list[int] = []
     pending: list[tuple[int, Entry]] = []
     for seq, e in enumerate(sel.entries, 1):
@@ -463,6 +488,18 @@ def search(conn: ImapConnection, cmd: Command) -> Steps:
                 hits.append(seq)
         except NeedsBody:
             pending.append((seq, e))
+    unindexed: list[tuple[int, Entry]] = []
+    for chunk in [] if reads_body else chunks(pending):
+        yield Need(sel.name, tuple(e.key for _, e in chunk), summaries=True)
+        for seq, e in chunk:
+            try:
+                if matches(seq, e, _no_body, conn.summary(sel.name, e.key)):
+                    hits.append(seq)
+            except NeedsBody:
+                unindexed.append((seq, e))
+            except KeyError:
+                continue  # expunged by someone else meanwhile
+    pending = pending if reads_body else unindexed
     for group in batches(pending, [e.size for _, e in pending]):
         yield Need(sel.name, tuple(e.key for _, e in group), text=True)
         for seq, e in group:
@@ -488,22 +525,46 @@ def fetch(conn: ImapConnection, cmd: Command) -> Steps:
     sets_seen = not sel.readonly and any(i.sets_seen for i in items)
     needs_message = any(i.needs_message for i in items)
     disk = _disk_flags(conn, sel) if sets_seen else {}
-    groups = batches(chosen, [e.size for _, e in chosen]) if needs_message else [chosen]
+    # Header fields, sizes, ENVELOPE and BODYSTRUCTURE come from the folder index
+    # (one request for the lot); anything else reads the files, a batch at a time.
+    indexed = needs_message and all(i.from_summary for i in items)
+    has_flags = any(i.kind == "FLAGS" for i in items)
+    if indexed:
+        groups: Iterable[Sequence[tuple[int, Entry]]] = chunks(chosen)
+    elif needs_message:
+        groups = batches(chosen, [e.size for _, e in chosen])
+    else:
+        groups = [chosen]
+    if indexed and not sets_seen:
+        # The common case (a mail program listing a folder): a tight loop over the index.
+        renderers = [summary_renderer(i) for i in items]
+        for chunk in chunks(chosen):
+            yield Need(sel.name, tuple(e.key for _, e in chunk), summaries=True)
+            found = conn.batch_summaries()
+            for seq, e in chunk:
+                s = found.get((sel.name, e.key))
+                if s is None:
+                    continue  # expunged meanwhile
+                flags, uid, date = e.shown_flags, e.uid, e.internaldate
+                parts = b" ".join([r(uid, flags, date, s) for r in renderers])
+                conn.untagged(b"* %d FETCH (%s)\r\n" % (seq, parts))
+        return "OK", f"{cmd.name} completed"
     for group in groups:
-        if needs_message:  # read off the event loop by the adapter, a batch at a time
-            yield Need(sel.name, tuple(e.key for _, e in group))
+        if needs_message:  # read off the event loop by the adapter
+            yield Need(sel.name, tuple(e.key for _, e in group), summaries=indexed)
         for seq, e in group:
             try:
-                msg = conn.load(sel.name, e.key) if needs_message else None
+                summary = conn.summary(sel.name, e.key) if indexed else None
+                msg = conn.load(sel.name, e.key) if needs_message and not indexed else None
                 marked = False
                 if sets_seen and e.uid in disk and "\\Seen" not in disk[e.uid]:
                     _set_flags(conn, sel, e, disk[e.uid] | {"\\Seen"})
                     marked = True
             except (KeyError, FileNotFoundError):
                 continue
-            subject = FetchSubject(e.uid, e.shown_flags, e.internaldate, msg)
+            subject = FetchSubject(e.uid, e.shown_flags, e.internaldate, msg, summary)
             parts = [render(i, subject) for i in items]
-            if marked and not any(i.kind == "FLAGS" for i in items):
+            if marked and not has_flags:
                 parts.append(b"FLAGS " + format_flags(e.shown_flags))  # \Seen set on the way
             conn.untagged(b"* %d FETCH (" % seq + b" ".join(parts) + b")")
     return "OK", f"{cmd.name} completed"
@@ -543,7 +604,7 @@ def store(conn: ImapConnection, cmd: Command) -> Result:
     return "OK", f"{cmd.name} completed"
 
 
-def copy(conn: ImapConnection, cmd: Command) -> Result:
+def copy(conn: ImapConnection, cmd: Command) -> Steps:
     uid = cmd.name.startswith("UID ")
     move = cmd.name.endswith("MOVE")
     set_tok, box_tok = _args(cmd, 2)
@@ -554,7 +615,20 @@ def copy(conn: ImapConnection, cmd: Command) -> Result:
     if not mbx.exists(dst):
         return "NO", "[TRYCREATE] No such mailbox"
     src_uids, dst_uids, moved = [], [], []
-    for _, e in chosen:
+    if conn.defer_reads:  # read and written off the event loop, UIDs given here
+        disk = _disk_flags(conn, sel)
+        chosen = [(s, e) for s, e in chosen if e.uid in disk]
+        copies = tuple(
+            NewMessage(None, (sel.name, e.key), disk[e.uid], e.internaldate) for _, e in chosen
+        )
+        yield Need(dst, (), store=copies)
+        for (_, e), key in zip(chosen, conn.written(), strict=True):
+            if key is None:
+                continue  # expunged meanwhile
+            src_uids.append(e.uid)
+            dst_uids.append(mbx.register(dst, key, disk[e.uid]).uid)
+            moved.append(e)
+    for _, e in [] if conn.defer_reads else chosen:
         try:
             info = mbx.copy(sel.name, e.key, dst)
         except (KeyError, FileNotFoundError):
@@ -573,6 +647,6 @@ def copy(conn: ImapConnection, cmd: Command) -> Result:
         return "OK", f"{code}{cmd.name} completed"
     if code:  # RFC 6851 §4.3: COPYUID goes in an untagged OK before the EXPUNGEs
         conn.untagged(f"* OK {code.strip()} Moved")
-    for line in sel.drop(_remove(conn, sel, moved)):
+    for line in sel.drop((yield from _remove(conn, sel, moved))):
         conn.untagged(line)
     return "OK", f"{cmd.name} completed"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from app.protocols.imap.reads import NewMessage
+
 
 @dataclass(frozen=True, slots=True)
 class ClientSent:
@@ -49,6 +51,35 @@ class ReadMessages:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadSummaries:
+    """Look these messages up in the folder index off the event loop (building the
+    records of any it lacks from their files), then call `summaries_loaded`."""
+
+    mailbox: str
+    keys: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WriteMessages:
+    """Write these message files into `mailbox` off the event loop (tmp/, fsync, rename;
+    the source file read for a copy), then call `messages_written` with each one's new
+    Maildir key (None where a copy's source was gone). UIDs are given afterwards, on
+    the loop, by the backend's `register`."""
+
+    mailbox: str
+    messages: tuple[NewMessage, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveFiles:
+    """Expunge: delete these messages' files off the event loop (unlink, directory
+    fsync), then call `files_removed` with the relative paths removed."""
+
+    mailbox: str
+    keys: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class StartTLS:
     """Write everything before this, then run the TLS handshake."""
 
@@ -58,4 +89,15 @@ class Close:
     """Write everything before this, then close the connection."""
 
 
-Output = ClientSent | Send | MailboxNote | MailboxChanged | ReadMessages | StartTLS | Close
+Output = (
+    ClientSent
+    | Send
+    | MailboxNote
+    | MailboxChanged
+    | ReadMessages
+    | ReadSummaries
+    | WriteMessages
+    | RemoveFiles
+    | StartTLS
+    | Close
+)

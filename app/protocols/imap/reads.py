@@ -19,8 +19,22 @@ from app.protocols.imap.mime import ParsedMessage
 
 BATCH_MESSAGES = 32
 BATCH_OCTETS = 8 * 1024 * 1024
+# Index records are about 1 KiB each: a whole folder's worth per request keeps the
+# worker-thread round trips to one per command for any folder a person has.
+BATCH_SUMMARIES = 4096
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message to write into a folder (APPEND), or to copy there from another
+    (`source`: (mailbox, key), COPY/MOVE), with its flags and internal date."""
+
+    data: bytes | None
+    source: tuple[str, str] | None
+    flags: frozenset[str]
+    internaldate: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +42,9 @@ class Need:
     mailbox: str
     keys: tuple[str, ...]
     text: bool = False  # SEARCH: also decode the text (body parts, header) for matching
+    summaries: bool = False  # the folder index's records (summary.Summary), not the files
+    store: tuple[NewMessage, ...] = ()  # write these into `mailbox` (files only, no UIDs)
+    remove: tuple[str, ...] = ()  # expunge: delete these messages' files
 
 
 class NeedsBody(Exception):
@@ -46,6 +63,11 @@ def batches(items: Sequence[T], size_of: Sequence[int]) -> Iterator[list[T]]:
         octets += size
     if group:
         yield group
+
+
+def chunks(items: Sequence[T], size: int = BATCH_SUMMARIES) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def prepare(data: bytes, text: bool) -> ParsedMessage:

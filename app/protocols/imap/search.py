@@ -5,10 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.message import Message
 from email.utils import getaddresses, parsedate_to_datetime
 
 from app.protocols.imap.mime import ParsedMessage, decode_words, header_values
 from app.protocols.imap.parser import Atom, ParseError, Token
+from app.protocols.imap.summary import CACHED_FIELDS, Summary
 from app.protocols.imap.wire import (
     CommandError,
     SequenceSet,
@@ -30,13 +32,28 @@ class SearchSubject:
     max_seq: int
     max_uid: int
     load: Callable[[], ParsedMessage]
+    summary: Summary | None = None  # the folder index's record, when the command has it
     _msg: ParsedMessage | None = field(default=None)
+    _cached: Message | None = field(default=None)
 
     @property
     def message(self) -> ParsedMessage:
         if self._msg is None:
             self._msg = self.load()
         return self._msg
+
+    def headers_for(self, name: str) -> Message:
+        """Where to look for header `name`: the index's cached fields if it is one of
+        them, else the message itself (which may mean reading the file)."""
+        if self.summary is not None and name.lower() in CACHED_FIELDS:
+            if self._cached is None:
+                self._cached = self.summary.headers()
+            return self._cached
+        return self.message.mime.headers
+
+    @property
+    def size(self) -> int:
+        return self.summary.size if self.summary is not None else self.message.size
 
 
 Predicate = Callable[[SearchSubject], bool]
@@ -64,7 +81,7 @@ _ADDRESS_HEADERS = frozenset({"from", "to", "cc", "bcc", "sender", "reply-to"})
 
 
 def _header_has(s: SearchSubject, name: str, needle: str) -> bool:
-    values = header_values(s.message.mime.headers, name)
+    values = header_values(s.headers_for(name), name)
     if not needle:
         return bool(values)
     if any(needle in _decoded(v).casefold() for v in values):
@@ -80,7 +97,7 @@ def _header_has(s: SearchSubject, name: str, needle: str) -> bool:
 
 
 def _sent_date(s: SearchSubject) -> dt.date | None:
-    values = header_values(s.message.mime.headers, "Date")
+    values = header_values(s.headers_for("Date"), "Date")
     try:
         return parsedate_to_datetime(values[0]).date() if values else None
     except (TypeError, ValueError):
@@ -105,6 +122,7 @@ class _Stream:
     def __init__(self, tokens: list[Token]) -> None:
         self.tokens = tokens
         self.pos = 0
+        self.reads_body = False  # a BODY or TEXT key: the index cannot answer it
 
     def done(self) -> bool:
         return self.pos >= len(self.tokens)
@@ -132,6 +150,7 @@ def _key(st: _Stream, depth: int = 0) -> Predicate:
         preds = []
         while not sub.done():
             preds.append(_key(sub, depth + 1))
+        st.reads_body |= sub.reads_body
         if not preds:
             raise bad("Empty search key list")
         return lambda s: all(p(s) for p in preds)
@@ -161,6 +180,8 @@ def _key(st: _Stream, depth: int = 0) -> Predicate:
         field_name = text_arg(st.next("header name"))
         needle = text_arg(st.next("search string")).casefold()
         return lambda s: _header_has(s, field_name, needle)
+    if name in ("BODY", "TEXT"):
+        st.reads_body = True
     if name == "BODY":
         needle = text_arg(st.next("search string")).casefold()
         return lambda s: needle in s.message.folded_text
@@ -170,8 +191,8 @@ def _key(st: _Stream, depth: int = 0) -> Predicate:
     if name in ("LARGER", "SMALLER"):
         n = number_arg(st.next("size"), "size")
         if name == "LARGER":
-            return lambda s: s.message.size > n
-        return lambda s: s.message.size < n
+            return lambda s: s.size > n
+        return lambda s: s.size < n
     if name in ("BEFORE", "ON", "SINCE"):
         return _compare(_internal_date, name, parse_date(st.next("date")))
     if name in ("SENTBEFORE", "SENTON", "SENTSINCE"):
@@ -194,6 +215,12 @@ def _key(st: _Stream, depth: int = 0) -> Predicate:
 
 
 def parse_search(tokens: list[Token]) -> Predicate:
+    return parse_search_plan(tokens)[0]
+
+
+def parse_search_plan(tokens: list[Token]) -> tuple[Predicate, bool]:
+    """The predicate, and whether it reads message bodies (BODY, TEXT): a search
+    that does not is answered from flags and the folder index alone."""
     st = _Stream(tokens)
     if tokens and isinstance(tokens[0], Atom) and tokens[0].upper() == "CHARSET":
         st.next()
@@ -205,4 +232,4 @@ def parse_search(tokens: list[Token]) -> Predicate:
         preds.append(_key(st))
     if not preds:
         raise bad("SEARCH needs at least one key")
-    return lambda s: all(p(s) for p in preds)
+    return (lambda s: all(p(s) for p in preds)), st.reads_body

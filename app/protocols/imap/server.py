@@ -4,10 +4,14 @@
     outputs = conn.greeting()
     outputs = conn.receive_data(chunk)   # any chunking; literals handled here
     outputs = conn.poll()                # while IDLE: pushes for changes made elsewhere
+    outputs = conn.messages_loaded(...)  # answers to ReadMessages, and likewise
+                                         # summaries_loaded / messages_written / files_removed
 
 The core frames commands (lines plus `{n}` / `{n+}` literals, deciding when to send
 "+ Ready for literal"), parses them, runs them against the injected backend and
-says what to write and what to show. It never raises on client input.
+says what to write and what to show. It never raises on client input. Built with
+defer_reads=True (the TCP adapter), it reads, writes and removes message files only
+through outputs the adapter answers off the event loop.
 """
 
 from __future__ import annotations
@@ -26,8 +30,11 @@ from app.protocols.imap.outputs import (
     MailboxNote,
     Output,
     ReadMessages,
+    ReadSummaries,
+    RemoveFiles,
     Send,
     StartTLS,
+    WriteMessages,
 )
 from app.protocols.imap.parser import (
     LITERAL_AT_END,
@@ -38,10 +45,12 @@ from app.protocols.imap.parser import (
     sniff,
 )
 from app.protocols.imap.reads import Need
-from app.protocols.imap.sasl import decode_plain, finish_plain
+from app.protocols.imap.sasl import finish_plain
 from app.protocols.imap.state import State
+from app.protocols.imap.summary import Summary, summarize
 from app.protocols.imap.view import SelectedMailbox
 from app.protocols.imap.wire import CommandError, text_arg
+from app.protocols.sasl import shown as sasl_shown
 
 # Octets per command line, CRLF excluded: Dovecot's imap_max_line_length (64 KiB).
 # RFC 7162 §4 asks for at least 8192; clients send long ID, SEARCH and UID sets.
@@ -116,7 +125,11 @@ class ImapConnection:
         self._cache: OrderedDict[tuple[str, str], ParsedMessage] = OrderedDict()
         self._batch: dict[tuple[str, str], ParsedMessage] = {}  # the batch being worked on
         self._steps: Steps | None = None  # a command waiting for messages
-        self._read: ReadMessages | None = None
+        self._read: ReadMessages | ReadSummaries | WriteMessages | RemoveFiles | None = None
+        self._removed: list[str] = []  # RemoveFiles' answer, for the handler
+        self._written: list[str | None] = []  # WriteMessages' answer, for the handler
+        self._throw: BaseException | None = None  # the adapter's storage error, for it
+        self._summaries: dict[tuple[str, str], Summary] = {}  # the batch being worked on
 
     # -- public API ------------------------------------------------------------
     @property
@@ -321,6 +334,42 @@ class ImapConnection:
             return []
         mailbox = self._read.mailbox
         self._batch.update(((mailbox, key), msg) for key, msg in loaded.items())
+        return self._resume_reading()
+
+    def summaries_loaded(self, loaded: dict[str, Summary]) -> list[Output]:
+        """The adapter's answer to ReadSummaries: the index records it found, by key."""
+        if self._mode != "reading" or not isinstance(self._read, ReadSummaries):
+            return []
+        mailbox = self._read.mailbox
+        self._summaries = {(mailbox, key): s for key, s in loaded.items()}
+        return self._resume_reading()
+
+    def messages_written(
+        self, keys: list[str | None], error: BaseException | None = None
+    ) -> list[Output]:
+        """The adapter's answer to WriteMessages: each message's new key, in order (None:
+        a copy's source was gone), or the exception writing raised."""
+        if self._mode != "reading" or not isinstance(self._read, WriteMessages):
+            return []
+        self._written, self._throw = list(keys), error
+        return self._resume_reading()
+
+    def files_removed(self, paths: list[str], error: BaseException | None = None) -> list[Output]:
+        """The adapter's answer to RemoveFiles: the relative paths it removed."""
+        if self._mode != "reading" or not isinstance(self._read, RemoveFiles):
+            return []
+        self._removed, self._throw = list(paths), error
+        return self._resume_reading()
+
+    def removed(self) -> list[str]:
+        """The paths the last RemoveFiles removed (see files_removed)."""
+        return self._removed
+
+    def written(self) -> list[str | None]:
+        """The keys of the messages the last WriteMessages wrote (see messages_written)."""
+        return self._written
+
+    def _resume_reading(self) -> list[Output]:
         self._mode, self._read = "command", None
         cmd = self._waiting
         assert cmd is not None
@@ -353,8 +402,23 @@ class ImapConnection:
         assert steps is not None
         try:
             while True:
-                need = next(steps)
-                self._batch = {}
+                error, self._throw = self._throw, None
+                need = steps.throw(error) if error is not None else next(steps)
+                self._batch, self._summaries = {}, {}
+                if need.store:
+                    assert self.defer_reads, "only a deferring connection asks to write"
+                    self._read = WriteMessages(need.mailbox, need.store)
+                    return _SUSPENDED
+                if need.remove:
+                    assert self.defer_reads, "only a deferring connection asks to remove"
+                    self._read = RemoveFiles(need.mailbox, need.remove)
+                    return _SUSPENDED
+                if need.summaries:
+                    if self.defer_reads:
+                        self._read = ReadSummaries(need.mailbox, need.keys)
+                        return _SUSPENDED
+                    self._summarize_here(need.mailbox, need.keys)
+                    continue
                 missing = []
                 for key in need.keys:
                     msg = self._cache.get((need.mailbox, key))
@@ -372,16 +436,16 @@ class ImapConnection:
                         data = self.user_mailboxes().read(need.mailbox, key)
                         self._batch[(need.mailbox, key)] = ParsedMessage(data)
         except StopIteration as stop:
-            self._steps, self._batch = None, {}
+            self._steps, self._batch, self._summaries = None, {}, {}
             return stop.value
         except CommandError as exc:
-            self._steps, self._batch = None, {}
+            self._steps, self._batch, self._summaries = None, {}, {}
             return exc.status, exc.text
         except (KeyError, FileNotFoundError):
-            self._steps, self._batch = None, {}
+            self._steps, self._batch, self._summaries = None, {}, {}
             return "NO", "[NONEXISTENT] No such mailbox or message"
         except OSError as exc:
-            self._steps, self._batch = None, {}
+            self._steps, self._batch, self._summaries = None, {}, {}
             return "NO", f"[SERVERBUG] Storage error: {exc.strerror or exc}"
 
     def _complete(self, cmd: Command, status: str, text: str) -> list[Output]:
@@ -434,6 +498,21 @@ class ImapConnection:
         while len(self._cache) > _CACHE_MESSAGES:
             self._cache.popitem(last=False)
         return msg
+
+    def batch_summaries(self) -> dict[tuple[str, str], Summary]:
+        """The current batch's index records by (mailbox, key)."""
+        return self._summaries
+
+    def summary(self, mailbox: str, key: str) -> Summary:
+        """The index record of a message of the current batch. KeyError: it is gone."""
+        return self._summaries[(mailbox, key)]
+
+    def _summarize_here(self, mailbox: str, keys: tuple[str, ...]) -> None:
+        """In-memory backend (tests, predict mode): reading costs nothing."""
+        for key in keys:
+            with contextlib.suppress(KeyError, FileNotFoundError):
+                data = self.user_mailboxes().read(mailbox, key)
+                self._summaries[(mailbox, key)] = summarize(key, data)
 
     def claim_recent(self) -> None:
         """This read-write session is the first to see these messages: they are \\Recent
@@ -526,9 +605,9 @@ class ImapConnection:
                 ClientSent(line, "imap.auth.response"),
                 *self._complete(cmd, "BAD", "Authentication cancelled"),
             ]
-        decoded = decode_plain(text)
+        decoded = sasl_shown(text)
         if decoded is not None:
-            detail["decoded"] = decoded.replace("\x00", "␀")
+            detail["decoded"] = decoded
         out: list[Output] = [ClientSent(line, "imap.auth.response", detail)]
         status, reply = self._call(lambda c, _: finish_plain(c, text), cmd) or ("NO", "")
         return out + self._complete(cmd, status, reply)
@@ -568,9 +647,9 @@ def _detail(cmd: Command) -> dict[str, str]:
         ir = cmd.args[1]
         mech = cmd.args[0].value if isinstance(cmd.args[0], Atom) else "?"
         detail = {"masked": f"{cmd.tag} AUTHENTICATE {mech} ****"}
-        decoded = decode_plain(ir.value.encode() if isinstance(ir, Atom) else ir)
+        decoded = sasl_shown(ir.value.encode() if isinstance(ir, Atom) else ir)
         if decoded is not None:
-            detail["decoded"] = decoded.replace("\x00", "␀")
+            detail["decoded"] = decoded
         return detail
     return {}
 

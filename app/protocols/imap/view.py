@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from app.protocols.imap.backend import MessageInfo
+from app.protocols.imap.backend import ListedMessage
 from app.protocols.imap.wire import SequenceSet, bad, format_flags
 
 
@@ -31,7 +31,7 @@ class Entry:
 
 
 class SelectedMailbox:
-    def __init__(self, name: str, readonly: bool, messages: Sequence[MessageInfo]) -> None:
+    def __init__(self, name: str, readonly: bool, messages: Sequence[ListedMessage]) -> None:
         self.name = name
         self.readonly = readonly
         self.entries = [_entry(m) for m in messages]
@@ -47,7 +47,7 @@ class SelectedMailbox:
     def max_uid(self) -> int:
         return self.entries[-1].uid if self.entries else 0
 
-    def refresh(self, current: Sequence[MessageInfo], allow_expunge: bool) -> list[bytes]:
+    def refresh(self, current: Sequence[ListedMessage], allow_expunge: bool) -> list[bytes]:
         now = {m.uid: m for m in current}
         lines: list[bytes] = []
         for i in range(len(self.entries) - 1, -1, -1):
@@ -103,6 +103,6 @@ class SelectedMailbox:
         return lines
 
 
-def _entry(m: MessageInfo) -> Entry:
+def _entry(m: ListedMessage) -> Entry:
     size = getattr(m, "size", 0)
     return Entry(m.uid, m.key, frozenset(m.flags), m.internaldate, m.subdir == "new", size)

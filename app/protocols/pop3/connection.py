@@ -3,14 +3,18 @@
 Sans-IO, in the manner of h11: the adapter feeds received bytes in and gets back
 `Exchange`s - each one complete client line, the exact reply bytes to send, and
 what the adapter must do next (start TLS, close). No sockets, no asyncio, no clock
-beyond building the greeting's APOP timestamp. The maildrop is reached through an
-injected `POP3Backend`, so the whole protocol can be tested against a dict.
+beyond building the greeting's APOP timestamp, and no disk:
+
+    conn = POP3Connection(backend, defer_io=True)
+    items = conn.receive_data(chunk)      # Exchanges, maybe ending in a StorageRequest
+    items = conn.storage_done(result)     # the adapter did it off the loop: go on
+
+With defer_io=False (tests, predict mode) the core calls the injected `POP3Backend`
+itself, so the whole protocol can be tested against a dict.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import os
@@ -20,11 +24,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import NamedTuple, Protocol, TypeVar
+from typing import TypeVar
 
 from app.events import wire_text
+from app.protocols import sasl
+from app.protocols.pop3.backend import (
+    MaildropInUse,
+    OpenMaildrop,
+    POP3Backend,
+    ReadMessage,
+    RemoveMessages,
+    StorageRequest,
+)
+from app.protocols.pop3.wire import CRLF, dot_stuff, to_wire, uidl_of
 
-CRLF = b"\r\n"
 MAX_LINE = 255  # RFC 2449 §4: a command line is at most 255 octets including CRLF
 MAX_AUTH_LINE = 4096  # RFC 5034 §4: SASL responses are exempt from the 255 limit
 MAX_FAILED_LOGINS = 3  # then the adapter hangs up; slows down password guessing
@@ -42,45 +55,9 @@ AUTH_ONLY = frozenset({"USER", "PASS", "APOP", "AUTH", "STLS"})
 TRANSACTION_ONLY = frozenset({"STAT", "LIST", "RETR", "DELE", "NOOP", "RSET", "TOP", "UIDL"})
 COMMANDS = AUTH_ONLY | TRANSACTION_ONLY | {"CAPA", "QUIT"}
 
-_UIDL_RE = re.compile(r"[\x21-\x7e]{1,70}")  # RFC 1939 §7 unique-id syntax
-_LINE_START_DOT = re.compile(rb"(?m)^\.")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 T = TypeVar("T")
-
-
-# -- the backend the core talks to ------------------------------------------------
-
-
-class MessageInfo(NamedTuple):
-    key: str  # stable unique id (the Maildir key); becomes the UIDL
-    size: int  # octets as sent by RETR: CRLF line endings, before dot-stuffing
-
-
-class MaildropInUse(Exception):
-    """Raised by `POP3Backend.open` while another session holds the maildrop."""
-
-
-class POP3Backend(Protocol):
-    """What the core needs from a maildrop. Implementations may raise on I/O errors;
-    the core turns that into an -ERR reply rather than letting it escape."""
-
-    def authenticate(self, user: str, password: str) -> bool: ...
-
-    def apop_secret(self, user: str) -> str | None:
-        """The shared secret (clear password) for APOP, or None for no such user."""
-        ...
-
-    def open(self, user: str) -> list[MessageInfo]:
-        """Lock the maildrop and snapshot it; message n is element n-1. Raises
-        MaildropInUse while another session holds the lock (RFC 1939 §4)."""
-        ...
-
-    def read(self, user: str, key: str) -> bytes: ...
-
-    def delete(self, user: str, keys: list[str]) -> list[str]:
-        """Remove messages for good; returns the removed files' relative paths."""
-        ...
 
 
 # -- what the core hands back -----------------------------------------------------
@@ -111,7 +88,7 @@ class ClientLine:
 
 
 @dataclass(frozen=True, slots=True)
-class Reply:
+class Pop3Reply:
     data: bytes  # exact wire bytes, CRLF-terminated
     key: str
 
@@ -120,12 +97,26 @@ class Reply:
         return wire_text(self.data)
 
 
+def busy_reply() -> Pop3Reply:
+    """Sent instead of a greeting when the listener has no room."""
+    return Pop3Reply(b"-ERR too many connections\r\n", "pop3.busy")
+
+
+def internal_error_reply() -> Pop3Reply:
+    """Sent before closing when the server itself failed (a bug, logged by the adapter)."""
+    return Pop3Reply(b"-ERR [SYS/PERM] internal server error, closing connection\r\n", "pop3.bug")
+
+
+def timeout_reply() -> Pop3Reply:
+    return Pop3Reply(b"-ERR idle timeout\r\n", "pop3.timeout")
+
+
 @dataclass(frozen=True, slots=True)
 class Exchange:
     """One client line and the server's complete answer to it."""
 
     command: ClientLine
-    reply: Reply
+    reply: Pop3Reply
     action: Action = Action.NONE
     removed: tuple[str, ...] = ()  # files removed in the UPDATE state (QUIT)
     login_failed: bool = False  # lets the adapter apply its delay policy
@@ -155,43 +146,6 @@ class _Outcome:
         return self.data.startswith(b"+OK")
 
 
-# -- wire helpers -----------------------------------------------------------------
-
-
-def to_wire(message: bytes) -> bytes:
-    """A stored message as POP3 sends it: every line ending CRLF, last line too."""
-    text = message.replace(CRLF, b"\n").replace(b"\n", CRLF)
-    if text and not text.endswith(CRLF):
-        text += CRLF
-    return text
-
-
-def wire_size(message: bytes) -> int:
-    """The size LIST and STAT report (RFC 1939 §5: exact octets as transmitted)."""
-    return len(to_wire(message))
-
-
-def dot_stuff(body: bytes) -> bytes:
-    """RFC 1939 §3: a line starting with '.' gets one more, so '.' alone ends data."""
-    return _LINE_START_DOT.sub(b"..", body)
-
-
-def uidl_of(key: str) -> str:
-    """The key itself when it fits RFC 1939's unique-id syntax, else a stable digest."""
-    if _UIDL_RE.fullmatch(key):
-        return key
-    return hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()[:40]
-
-
-def busy_reply() -> Reply:
-    """Sent instead of a greeting when the listener has no room."""
-    return Reply(b"-ERR too many connections\r\n", "pop3.busy")
-
-
-def timeout_reply() -> Reply:
-    return Reply(b"-ERR idle timeout\r\n", "pop3.timeout")
-
-
 def _strip_eol(raw: bytes) -> bytes:
     if raw.endswith(CRLF):
         return raw[:-2]
@@ -201,7 +155,7 @@ def _strip_eol(raw: bytes) -> bytes:
 
 
 def _status(status: bytes, text: str) -> bytes:
-    # Reply text may echo client input: never let it smuggle a line break.
+    # Pop3Reply text may echo client input: never let it smuggle a line break.
     clean = _CONTROL.sub("?", text).encode("utf-8", "replace")
     return status + b" " + clean + CRLF if clean else status + CRLF
 
@@ -249,35 +203,10 @@ def _number(arg: str) -> int | None:
     return int(arg) if arg.isascii() and arg.isdigit() else None
 
 
-def decode_plain(response: str) -> tuple[str, str, str] | None:
-    """RFC 4616 PLAIN: base64 of authzid NUL authcid NUL passwd; None if malformed."""
-    raw = _b64(response)
-    if raw is None:
-        return None
-    parts = raw.split(b"\0")
-    if len(parts) != 3:
-        return None
-    try:
-        authzid, user, password = (p.decode("utf-8") for p in parts)
-    except UnicodeDecodeError:
-        return None
-    return authzid, user, password
-
-
-def _b64(response: str) -> bytes | None:
-    if response == "=":  # RFC 5034: '=' stands for an empty initial response
-        return b""
-    try:
-        return base64.b64decode(response, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-
-
 def _plain_detail(response: str) -> dict[str, str]:
-    raw = _b64(response)
-    if raw is None:
+    decoded = sasl.shown(response)
+    if decoded is None:
         return {"masked": "AUTH PLAIN ****"}
-    decoded = raw.decode("utf-8", "replace").replace("\0", "␀")
     return {"decoded": decoded, "masked": "AUTH PLAIN ****"}
 
 
@@ -303,8 +232,16 @@ class POP3Connection:
         tls_available: bool = True,
         cleartext_login: bool = False,
         banner_id: str | None = None,
+        defer_io: bool = False,
     ) -> None:
         self.backend = backend
+        # True (the TCP adapter): the maildrop is opened, read and updated through
+        # StorageRequests the adapter answers off the event loop (storage_done); False
+        # (in-memory backends: tests, predict mode): the core calls the backend itself.
+        self.defer_io = defer_io
+        self._request: StorageRequest | None = None
+        self._then: Callable[[object, BaseException | None], _Outcome] | None = None
+        self._finish: Callable[[_Outcome], Exchange] | None = None
         self.hostname = hostname
         self.tls_active = tls_active
         self.tls_available = tls_available
@@ -328,28 +265,53 @@ class POP3Connection:
     def closed(self) -> bool:
         return self.state is State.CLOSED
 
-    def greeting(self) -> Reply:
-        return Reply(f"+OK MailFlow Lab POP3 ready {self.banner_id}\r\n".encode(), "pop3.greeting")
+    def greeting(self) -> Pop3Reply:
+        text = f"+OK MailFlow Lab POP3 ready {self.banner_id}\r\n"
+        return Pop3Reply(text.encode(), "pop3.greeting")
 
-    def receive_data(self, data: bytes) -> list[Exchange]:
-        """Frame `data` into lines and answer each complete one, in order."""
+    def receive_data(self, data: bytes) -> list[Exchange | StorageRequest]:
+        """Frame `data` into lines and answer each complete one, in order. A command
+        that needs the maildrop ends the list with its StorageRequest; the lines after
+        it wait until the adapter calls `storage_done`."""
         if self.closed or self._awaiting_tls:
             return []
         self._buffer += data
-        out: list[Exchange] = []
-        while not self.closed and not self._awaiting_tls:
+        out: list[Exchange | StorageRequest] = []
+        while not self.closed and not self._awaiting_tls and self._request is None:
             exchange = self._next_exchange()
             if exchange is None:
                 break
             out.append(exchange)
+        if self._request is not None:
+            out.append(self._request)
+            return out
         if self._awaiting_tls:
             # RFC 2595 §4 / CVE-2011-0411: plaintext pipelined after STLS must not
             # be executed inside the TLS session.
             self._buffer.clear()
         return out
 
+    def storage_done(
+        self, value: object = None, error: BaseException | None = None
+    ) -> list[Exchange | StorageRequest]:
+        """The adapter's answer to the pending StorageRequest: its result, or the
+        exception it raised. Storage errors become -ERR; any other exception is a bug
+        and is raised again here, for the adapter's error policy."""
+        then, finish = self._then, self._finish
+        if then is None or finish is None:
+            return []
+        self._request = self._then = self._finish = None
+        exchange = finish(then(value, error))
+        return [exchange, *self.receive_data(b"")]
+
     def receive_line(self, line: bytes) -> Exchange:
-        """Answer one complete line (with or without its line ending)."""
+        """Answer one complete line (with or without its line ending); only for a
+        connection that calls its backend itself (defer_io=False)."""
+        exchange = self._receive_line(line)
+        assert exchange is not None, "receive_line with defer_io: use receive_data"
+        return exchange
+
+    def _receive_line(self, line: bytes) -> Exchange | None:
         if len(line) > self._line_limit():
             return self._too_long(line[:SHOWN_OVERLONG], len(line))
         if self._auth_pending:
@@ -368,7 +330,7 @@ class POP3Connection:
         self.state = State.CLOSED
         self._messages = []
 
-    def timeout(self) -> Reply:
+    def timeout(self) -> Pop3Reply:
         self.connection_lost()
         return timeout_reply()
 
@@ -377,6 +339,8 @@ class POP3Connection:
         return MAX_AUTH_LINE if self._auth_pending else MAX_LINE
 
     def _next_exchange(self) -> Exchange | None:
+        """The answer to the next complete line; None when there is none yet, or when
+        the command waits for the adapter (self._request is then set)."""
         end = self._buffer.find(b"\n")
         if end < 0:
             self._absorb_overflow()
@@ -387,7 +351,7 @@ class POP3Connection:
             prefix, count = self._overflow
             self._overflow = None
             return self._too_long(prefix, count + len(line))
-        return self.receive_line(line)
+        return self._receive_line(line)
 
     def _absorb_overflow(self) -> None:
         # No line end yet. Once the partial line can no longer fit, keep only a
@@ -403,11 +367,11 @@ class POP3Connection:
         detail = {"octets": str(octets), "shown": f"first {len(_strip_eol(prefix))} octets"}
         return Exchange(
             ClientLine(prefix, TOOLONG_KEY, detail),
-            Reply(b"-ERR line too long\r\n", TOOLONG_KEY + ".err"),
+            Pop3Reply(b"-ERR line too long\r\n", TOOLONG_KEY + ".err"),
         )
 
     # -- commands --------------------------------------------------------------
-    def _command(self, line: bytes) -> Exchange:
+    def _command(self, line: bytes) -> Exchange | None:
         body = _strip_eol(line)
         verb_raw, _, arg_raw = body.partition(b" ")
         verb = verb_raw.decode("ascii", "replace").upper()
@@ -422,9 +386,16 @@ class POP3Connection:
         if name == "CAPA" and self.stls_done:
             key = "pop3.capa.again"  # RFC 2595 §4: the list asked again inside TLS
         command = ClientLine(line, key, self._detail(name, arg_raw))
-        reply_key = CONTINUATION_KEY if outcome.continuation else f"{key}.{_verdict(outcome)}"
-        reply_key = outcome.key or reply_key
-        return self._exchange(command, reply_key, outcome)
+
+        def finish(outcome: _Outcome) -> Exchange:
+            reply_key = CONTINUATION_KEY if outcome.continuation else f"{key}.{_verdict(outcome)}"
+            return self._exchange(command, outcome.key or reply_key, outcome)
+
+        return self._suspend(finish) if outcome is _SUSPENDED else finish(outcome)
+
+    def _suspend(self, finish: Callable[[_Outcome], Exchange]) -> None:
+        self._finish = finish
+        return None
 
     def _dispatch(self, name: str, verb: str, arg: str) -> _Outcome:
         if self.closed:
@@ -468,7 +439,7 @@ class POP3Connection:
             self._awaiting_tls = True
         return Exchange(
             command,
-            Reply(outcome.data, reply_key),
+            Pop3Reply(outcome.data, reply_key),
             outcome.action,
             outcome.removed,
             outcome.login_failed,
@@ -529,7 +500,7 @@ class POP3Connection:
             return _Outcome(b"+ \r\n", continuation=True)  # RFC 5034: empty challenge
         return self._plain(initial.strip())
 
-    def _auth_response(self, line: bytes) -> Exchange:
+    def _auth_response(self, line: bytes) -> Exchange | None:
         self._auth_pending = False
         body = _strip_eol(line)
         text = _valid_text(body)
@@ -542,10 +513,14 @@ class POP3Connection:
         else:
             outcome = self._plain(text.strip())
         command = ClientLine(line, "pop3.auth.response", detail)
-        return self._exchange(command, f"pop3.auth.{_verdict(outcome)}", outcome)
+
+        def finish(outcome: _Outcome) -> Exchange:
+            return self._exchange(command, f"pop3.auth.{_verdict(outcome)}", outcome)
+
+        return self._suspend(finish) if outcome is _SUSPENDED else finish(outcome)
 
     def _plain(self, response: str) -> _Outcome:
-        decoded = decode_plain(response)
+        decoded = sasl.decode_plain(response)
         if decoded is None:
             return _err("AUTH PLAIN response is not base64 of authzid NUL user NUL password")
         authzid, user, password = decoded
@@ -579,25 +554,43 @@ class POP3Connection:
         return outcome
 
     def _login(self, user: str) -> _Outcome:
-        try:
-            infos: list[MessageInfo] | None = self.backend.open(user)
-        except MaildropInUse:
+        return self._io(OpenMaildrop(user), lambda value, error: self._opened(user, value, error))
+
+    def _opened(self, user: str, infos: object, error: BaseException | None) -> _Outcome:
+        if isinstance(error, MaildropInUse):
             # RFC 2449 §8.1.2: the password was right, but another session holds the lock.
             self.user = None
             outcome = _err("[IN-USE] maildrop is locked by another session, try again later")
             outcome.key = IN_USE_KEY
             return outcome
-        except Exception:
-            infos = None
-        if infos is None:
+        if isinstance(error, (OSError, KeyError)):  # the maildrop cannot be read now
             self.user = None
             return _err("[SYS/TEMP] cannot open the maildrop, try again later")
+        if error is not None:
+            raise error  # a bug: the adapter's error policy deals with it
+        assert isinstance(infos, list)
         self.user = user
         self.maildrop = user
         self._messages = [_Message(n, info.key, info.size) for n, info in enumerate(infos, 1)]
         self.state = State.TRANSACTION
         count, size = self._totals()
         return _ok(f"{user} has {count} messages ({size} octets)")
+
+    def _io(
+        self,
+        request: StorageRequest,
+        then: Callable[[object, BaseException | None], _Outcome],
+    ) -> _Outcome:
+        """Ask storage for something: at once (in-memory backend), or by handing the
+        adapter `request` and going on in `storage_done`."""
+        if self.defer_io:
+            self._request, self._then = request, then
+            return _SUSPENDED
+        try:
+            value = perform(self.backend, request)
+        except Exception as exc:  # sorted out by `then`: -ERR or raised again
+            return then(None, exc)
+        return then(value, None)
 
     # -- TRANSACTION ------------------------------------------------------------
     def _stat(self, arg: str) -> _Outcome:
@@ -643,14 +636,20 @@ class POP3Connection:
         found = self._find(number)
         if isinstance(found, str):
             return _err(found)
-        user, key = self.user or "", found.key
-        data = self._safe(lambda: self.backend.read(user, key))
-        if data is None:
-            return _err(f"[SYS/TEMP] message {found.number} is no longer available")
-        wire = to_wire(data)
-        if top is None:
-            return _multiline(f"{len(wire)} octets", wire)
-        return _multiline("top of message follows", _split_top(wire, top))
+        number = found.number
+
+        def then(data: object, error: BaseException | None) -> _Outcome:
+            if isinstance(error, (OSError, KeyError)):
+                return _err(f"[SYS/TEMP] message {number} is no longer available")
+            if error is not None:
+                raise error
+            assert isinstance(data, bytes)
+            wire = to_wire(data)
+            if top is None:
+                return _multiline(f"{len(wire)} octets", wire)
+            return _multiline("top of message follows", _split_top(wire, top))
+
+        return self._io(ReadMessage(self.user or "", found.key), then)
 
     def _dele(self, arg: str) -> _Outcome:
         args = arg.split()
@@ -678,16 +677,23 @@ class POP3Connection:
         if self.state is not State.TRANSACTION:
             return _Outcome(b"+OK MailFlow Lab POP3 signing off\r\n", Action.CLOSE)
         self.state = State.UPDATE
-        keys = [m.key for m in self._messages if m.deleted]
-        user = self.user or ""
-        removed = self._safe(lambda: self.backend.delete(user, keys)) if keys else []
-        if removed is None:
-            outcome = _err("[SYS/TEMP] some deleted messages were not removed")
-            outcome.action, outcome.updated = Action.CLOSE, True
-            return outcome
+        keys = tuple(m.key for m in self._messages if m.deleted)
         left = len(self._messages) - len(keys)
-        text = f"+OK signing off ({len(removed)} messages removed, {left} left)\r\n"
-        return _Outcome(text.encode(), Action.CLOSE, tuple(removed), updated=True)
+
+        def then(removed: object, error: BaseException | None) -> _Outcome:
+            if isinstance(error, (OSError, KeyError)):
+                outcome = _err("[SYS/TEMP] some deleted messages were not removed")
+                outcome.action, outcome.updated = Action.CLOSE, True
+                return outcome
+            if error is not None:
+                raise error
+            assert isinstance(removed, list)
+            text = f"+OK signing off ({len(removed)} messages removed, {left} left)\r\n"
+            return _Outcome(text.encode(), Action.CLOSE, tuple(removed), updated=True)
+
+        if not keys:
+            return then([], None)
+        return self._io(RemoveMessages(self.user or "", keys), then)
 
     # -- helpers ----------------------------------------------------------------
     def _totals(self) -> tuple[int, int]:
@@ -708,11 +714,24 @@ class POP3Connection:
 
     @staticmethod
     def _safe(call: Callable[[], T]) -> T | None:
-        # A failing backend (disk full, file vanished) must become -ERR, never a crash.
+        # A failing disk (full, file vanished) becomes -ERR. Anything else is a bug and
+        # goes up to the adapter, which logs it and closes (app.engines.base.report_bug).
         try:
             return call()
-        except Exception:
+        except (OSError, KeyError):
             return None
+
+
+def perform(backend: POP3Backend, request: StorageRequest) -> object:
+    """Carry out a storage request on a backend (what an adapter does off the loop)."""
+    if isinstance(request, OpenMaildrop):
+        return backend.open(request.user)
+    if isinstance(request, ReadMessage):
+        return backend.read(request.user, request.key)
+    return backend.delete(request.user, list(request.keys))
+
+
+_SUSPENDED = _Outcome(b"")  # a handler's answer while the adapter does its storage request
 
 
 def _verdict(outcome: _Outcome) -> str:
