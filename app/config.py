@@ -43,6 +43,11 @@ class Settings:
     max_sessions: int = 5000
     public_url: str = ""  # e.g. https://mail.school.example behind a reverse proxy
     teacher_password: str = ""  # empty: teacher-only pages are off in public mode
+    redis_url: str = ""  # set: rooms and the lab live view share state through Redis
+    web_workers: int = 1  # web processes behind the one port (more than 1 needs Redis)
+    room_max_students: int = 500
+    room_join_rate: int = 60  # joins (and room creations) per minute per client address
+    room_ttl: float = 3 * 3600.0  # a room without activity is deleted after this
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -56,6 +61,10 @@ class Settings:
             database_url=os.environ.get("MAILFLOW_DATABASE_URL", ""),
             public_url=os.environ.get("MAILFLOW_PUBLIC_URL", "").strip(),
             teacher_password=os.environ.get("MAILFLOW_TEACHER_PASSWORD", ""),
+            redis_url=os.environ.get("MAILFLOW_REDIS_URL", "").strip(),
+            web_workers=_int("MAILFLOW_WEB_WORKERS", 1),
+            room_max_students=_int("MAILFLOW_ROOM_MAX_STUDENTS", 500),
+            room_join_rate=_int("MAILFLOW_ROOM_JOIN_RATE", 60),
         )
 
     @property
@@ -90,6 +99,15 @@ class Settings:
                 f"MAILFLOW_PUBLIC_URL={self.public_url!r} must be the address people open, "
                 "scheme and host only, e.g. https://mail.school.example"
             )
+        if self.web_workers < 1 or self.web_workers > 64:
+            raise ConfigError(f"MAILFLOW_WEB_WORKERS={self.web_workers} must be 1..64")
+        if self.web_workers > 1 and not self.redis_url:
+            raise ConfigError(
+                f"MAILFLOW_WEB_WORKERS={self.web_workers} needs MAILFLOW_REDIS_URL: rooms "
+                "and the lab live view are shared between web workers through Redis"
+            )
+        if self.room_max_students < 1 or self.room_join_rate < 1:
+            raise ConfigError("MAILFLOW_ROOM_MAX_STUDENTS and MAILFLOW_ROOM_JOIN_RATE must be ≥ 1")
         if not 0 <= self.lab_offset <= 60000:
             raise ConfigError(f"MAILFLOW_LAB_OFFSET={self.lab_offset} must be 0..60000")
 

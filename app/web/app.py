@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
+from app.bus import make_bus
 from app.config import Settings
 from app.engines.tls import LabTLS
 from app.explanations import Catalog
@@ -22,6 +24,13 @@ from app.lab.live import LiveSink
 from app.lab.live import router as lab_socket_router
 from app.lab.routes import router as lab_router
 from app.lab.world import LabWorld, lab_ports
+from app.rooms.hub import RoomHub
+from app.rooms.limits import Buckets
+from app.rooms.render import Renderer
+from app.rooms.routes import router as rooms_router
+from app.rooms.service import RoomService
+from app.rooms.socket import router as room_socket_router
+from app.rooms.state import Rooms
 from app.scenarios.model import load_all
 from app.study.routes import router as study_router
 from app.study.setup import init_study
@@ -49,7 +58,28 @@ class MailFlowApp(FastAPI):
 
     def build_middleware_stack(self) -> ASGIApp:
         settings: Settings = self.state.settings
-        return SecurityMiddleware(super().build_middleware_stack(), settings.public_origin)
+        secured = SecurityMiddleware(super().build_middleware_stack(), settings.public_origin)
+        return WorkerHeader(secured)
+
+
+class WorkerHeader:
+    """`X-MailFlow-Worker: <pid>` on every HTTP response: which web worker served it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.header = (b"x-mailflow-worker", str(os.getpid()).encode())
+
+    async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_worker(message):  # type: ignore[no-untyped-def]
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), self.header]
+            await send(message)
+
+        await self.app(scope, receive, send_with_worker)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -72,6 +102,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await app.state.health.check()
         app.state.study = init_study(settings)
         app.state.teacher = TeacherGate(settings, app.state.study.store.secret("teacher-key"))
+        bus = make_bus(settings.redis_url)
+        await bus.start()
+        service = RoomService(bus, ttl=settings.room_ttl, max_students=settings.room_max_students)
+        renderer = Renderer(app.state.templates, app.state.flow.catalog, app.state.study.content)
+        app.state.rooms = Rooms(
+            bus=bus,
+            service=service,
+            hub=RoomHub(service, renderer),
+            renderer=renderer,
+            flow=app.state.flow,
+            study=app.state.study,
+            joins=Buckets(settings.room_join_rate / 60.0, float(settings.room_join_rate)),
+        )
+        app.state.rooms.start()
         app.state.lab = None
         if settings.lab:
             app.state.hub = Hub()
@@ -90,6 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if app.state.lab is not None:
                 await app.state.lab.close()
+            await app.state.rooms.close()
 
     app = MailFlowApp(title="MailFlow Lab", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
@@ -148,4 +193,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(lab_router)
     app.include_router(lab_socket_router)
     app.include_router(teacher_router)
+    app.include_router(rooms_router)
+    app.include_router(room_socket_router)
     return app
