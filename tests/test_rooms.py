@@ -138,7 +138,7 @@ def test_students_cannot_drive_and_never_see_the_teacher_token(served: Served) -
 
 
 def test_room_socket_from_another_origin_is_refused(served: Served) -> None:
-    code, teacher = create_room(served.url)
+    _code, teacher = create_room(served.url)
 
     async def attempt() -> None:
         url = served.url.replace("http://", "ws://") + "/ws/room"
@@ -176,7 +176,7 @@ def test_every_response_names_its_worker(served: Served) -> None:
 
 
 def test_nickname_is_escaped_on_every_page(served: Served) -> None:
-    code, teacher = create_room(served.url)
+    code, _teacher = create_room(served.url)
     student = join_room(served.url, code, nick="<b>x</b>&<script>")
     page = student.get(f"/r/{code}").text
     assert "<b>x</b>" not in page and "&lt;b&gt;x&lt;/b&gt;" in page
