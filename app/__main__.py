@@ -11,6 +11,7 @@ import uvicorn
 from app.config import ConfigError, Settings
 from app.lab.world import SERVICES, lab_ports
 from app.web.app import create_app
+from app.web.workers import supervise
 
 
 def busy_port(settings: Settings) -> str | None:
@@ -59,6 +60,8 @@ def main() -> int:
     if settings.lab:
         ports = lab_ports(settings.lab_offset)
         print("Lab listeners: " + ", ".join(f"{s.name} {ports[s.name]}" for s in SERVICES))
+    if settings.web_workers > 1:
+        return supervise(settings)
     uvicorn.run(
         create_app(settings),
         host=settings.host,

@@ -9,6 +9,7 @@ for another. Origin is checked by the security middleware before this runs.
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -263,7 +264,7 @@ class RoomSocket:
 @router.websocket("/ws/room")
 async def room_socket(ws: WebSocket) -> None:
     rooms: Rooms = ws.app.state.rooms
-    await ws.accept()
+    await ws.accept(headers=[(b"x-mailflow-worker", str(os.getpid()).encode())])
     sock = RoomSocket(ws, rooms)
     try:
         while True:

@@ -19,6 +19,7 @@ from app.config import Settings
 from app.engines.tls import LabTLS
 from app.explanations import Catalog
 from app.lab.accounts_file import load_accounts
+from app.lab.bus_hub import PublishingHub, follow
 from app.lab.hub import Hub
 from app.lab.live import LiveSink
 from app.lab.live import router as lab_socket_router
@@ -82,7 +83,8 @@ class WorkerHeader:
         await self.app(scope, receive, send_with_worker)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, lab_bridge: bool = False) -> FastAPI:
+    """`lab_bridge`: another web worker runs the lab; its live view arrives over the bus."""
     settings = settings or Settings.from_env()
 
     @asynccontextmanager
@@ -101,9 +103,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.health = EngineHealth(tls, settings.runs_dir)
         await app.state.health.check()
         app.state.study = init_study(settings)
-        app.state.teacher = TeacherGate(settings, app.state.study.store.secret("teacher-key"))
         bus = make_bus(settings.redis_url)
         await bus.start()
+        app.state.teacher = TeacherGate(settings, app.state.study.store.secret("teacher-key"))
         service = RoomService(bus, ttl=settings.room_ttl, max_students=settings.room_max_students)
         renderer = Renderer(app.state.templates, app.state.flow.catalog, app.state.study.content)
         app.state.rooms = Rooms(
@@ -117,8 +119,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.rooms.start()
         app.state.lab = None
-        if settings.lab:
+        lab_follow = None
+        if not settings.lab and lab_bridge:
             app.state.hub = Hub()
+            lab_follow = await follow(bus, app.state.hub)
+        if settings.lab:
+            # With Redis, other web workers show this lab's live view too.
+            app.state.hub = PublishingHub(bus) if settings.redis_url else Hub()
             lab_dir = settings.data_dir / "lab"
             app.state.lab = LabWorld(
                 lab_dir,
@@ -134,6 +141,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if app.state.lab is not None:
                 await app.state.lab.close()
+            if isinstance(getattr(app.state, "hub", None), PublishingHub):
+                await app.state.hub.close()
+            if lab_follow is not None:
+                await lab_follow.close()
             await app.state.rooms.close()
 
     app = MailFlowApp(title="MailFlow Lab", lifespan=lifespan, docs_url=None, redoc_url=None)
