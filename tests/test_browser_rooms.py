@@ -10,7 +10,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    WebSocketRoute,
+    expect,
+    sync_playwright,
+)
 from redis_server import RedisServer
 from served import Served
 from workers import Workers
@@ -108,16 +115,36 @@ def test_teacher_and_three_students_run_a_poll(browser: Browser, site: str) -> N
     for _, page in students:
         expect(page.locator("#log > li[aria-current=step]")).to_have_attribute("data-step", "3")
 
-    # A phone drops off the network; the class goes on; it comes back where the teacher is.
-    sleeper_ctx, sleeper = students[2]
-    sleeper_ctx.set_offline(True)
+    # A phone drops off the network (its socket is cut, new ones fail); the class goes
+    # on; when the network is back it resumes where the teacher is, without a reload.
+    _sleeper_ctx, sleeper = students[2]
+    line = {"down": False, "open": []}
+
+    def network(ws: WebSocketRoute) -> None:
+        if line["down"]:
+            ws.close()
+            return
+        ws.connect_to_server()
+        line["open"].append(ws)
+
+    sleeper.route_web_socket(re.compile(r"/ws/room$"), network)
+    sleeper.reload()  # from now on its room socket passes through `network`
+    expect(sleeper.locator("#log > li[aria-current=step]")).to_have_attribute("data-step", "3")
+    line["down"] = True
+    for ws in line["open"]:
+        ws.close()
     expect(sleeper.locator("#status")).to_contain_text("接続が切れました")
     teacher.keyboard.press("ArrowRight")
     teacher.keyboard.press("ArrowRight")
     expect(students[0][1].locator("#log > li")).to_have_count(5)
-    sleeper_ctx.set_offline(False)
-    expect(sleeper.locator("#log > li[aria-current=step]")).to_have_attribute("data-step", "5")
+    expect(sleeper.locator("#log > li")).to_have_count(3)
+    line["down"] = False
+    sleeper.evaluate("window.dispatchEvent(new Event('online'))")
+    expect(sleeper.locator("#log > li[aria-current=step]")).to_have_attribute(
+        "data-step", "5", timeout=20_000
+    )
     expect(sleeper.locator("#log > li")).to_have_count(5)
+    expect(sleeper.locator("#status")).to_have_text("接続しました。")
 
     # Students look back, never ahead of the teacher.
     first = students[0][1]

@@ -90,9 +90,12 @@ function receive(msg) {
     case "tally":
       setPoll(msg.poll, msg.html, msg.type === "tally" ? state.pollState : msg.type);
       break;
-    case "answered":
-      if (msg.status !== "ok") status.textContent = msg.status;
+    case "answered": {
+      const note = pollArea.querySelector(".poll-note");
+      const label = msg.status === "ok" ? root.dataset.labelAnswered : root.dataset[`labelAnswer${msg.status[0].toUpperCase()}${msg.status.slice(1)}`];
+      if (note && label) note.textContent = label;
       break;
+    }
     case "count":
       if (joined) joined.textContent = msg.joined;
       break;
