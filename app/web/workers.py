@@ -48,8 +48,13 @@ def run_worker(index: int, settings: Settings, sock: socket.socket) -> None:
 
 
 def prepare(settings: Settings) -> None:
-    """Migrations and the signing keys, once, before the workers race to create them."""
+    """Certificates, migrations and signing keys, once, before the workers race to make
+    them (two workers writing a fresh CA at once would leave a key and a certificate
+    that do not match)."""
+    from app.engines.tls import LabTLS
     from app.study.setup import init_study
+
+    LabTLS.load(settings.tls_dir)
 
     study = init_study(settings)
     study.store.secret("teacher-key")
