@@ -132,7 +132,7 @@ def create_app(settings: Settings | None = None, *, lab_bridge: bool = False) ->
                 tls,
                 load_accounts(lab_dir / "accounts.toml"),
                 LiveSink(app.state.hub),
-                host=settings.host,
+                host=settings.lab_bind_host,
                 ports=lab_ports(settings.lab_offset),
             )
             await app.state.lab.start()
