@@ -120,7 +120,9 @@ def create_app(settings: Settings | None = None, *, lab_bridge: bool = False) ->
         app.state.rooms.start()
         app.state.lab = None
         lab_follow = None
-        if not settings.lab and lab_bridge:
+        if not settings.lab and (lab_bridge or settings.redis_url):
+            # The lab runs in another process (worker 0, or the compose file's lab
+            # service): its live view reaches this one over Redis.
             app.state.hub = Hub()
             lab_follow = await follow(bus, app.state.hub)
         if settings.lab:
