@@ -88,6 +88,7 @@ def main() -> int:
         port=settings.port,
         log_level="info",
         ws_max_size=64 * 1024,
+        ws="websockets-sansio",  # sends never wait: one room fan-out is one loop (rooms/hub)
     )
     return 0
 

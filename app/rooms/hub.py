@@ -2,15 +2,14 @@
 
 Each room with a local socket subscribes to its channel once. A message from the bus
 (published by whichever worker served the teacher) is rendered once per language and
-role, and the same string is queued to every local socket. Each socket has a small
-bounded queue and its own writer: a phone that stops reading is dropped (it reconnects
-and resyncs), never slowing the rest of the class.
+role, and the same string is written to every local socket in one loop (see Conn).
+The next step is rendered ahead, while the class reads the current one, so a `next`
+costs the fan-out and nothing else.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -26,57 +25,36 @@ from app.rooms.render import Renderer, dumps
 from app.rooms.service import RoomService, Student
 
 log = logging.getLogger("mailflow.rooms")
-QUEUE = 32  # messages a socket may fall behind before it is dropped
 REFRESH = 0.15  # seconds: live counts and tallies are coalesced to this rate
 
 
 class Conn:
-    """One socket: a teacher's console or a student's phone."""
+    """One socket: a teacher's console or a student's phone.
 
-    __slots__ = ("code", "lang", "queue", "role", "student", "writer", "ws")
+    Sends go straight to the transport: the server runs uvicorn's sans-I/O websockets
+    (`ws="websockets-sansio"`), whose send writes the frame and returns without
+    waiting, so one fan-out is one loop over the sockets with no task per client. A
+    phone that stops reading is closed by the keepalive (no pong within 20 s); a send
+    that fails marks the socket closed and it is skipped from then on.
+    """
+
+    __slots__ = ("closed", "code", "lang", "role", "student", "ws")
 
     def __init__(
         self, ws: WebSocket, code: str, role: str, lang: str, student: Student | None
     ) -> None:
         self.ws, self.code, self.role, self.lang, self.student = ws, code, role, lang, student
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue(QUEUE)
-        self.writer: asyncio.Task[None] | None = None
+        self.closed = False
 
-    def start(self) -> None:
-        self.writer = asyncio.create_task(self._write())
-
-    def send(self, text: str) -> bool:
+    async def send(self, text: str) -> bool:
+        if self.closed:
+            return False
         try:
-            self.queue.put_nowait(text)
-        except asyncio.QueueFull:
-            self.drop()
+            await self.ws.send_text(text)
+        except Exception:
+            self.closed = True  # gone; the socket's own loop detaches it
             return False
         return True
-
-    def drop(self) -> None:
-        """A client too slow to keep up: close it; its page reconnects and resyncs."""
-        if self.writer is not None:
-            self.writer.cancel()
-        with contextlib.suppress(Exception):
-            asyncio.get_running_loop().create_task(self.ws.close(code=1013))
-
-    async def _write(self) -> None:
-        try:
-            while True:
-                text = await self.queue.get()
-                if text is None:
-                    return
-                await self.ws.send_text(text)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            return  # the socket went away; the reader side cleans up
-
-    async def stop(self) -> None:
-        if self.writer is not None:
-            self.writer.cancel()
-            with contextlib.suppress(BaseException):
-                await self.writer
 
 
 @dataclass
@@ -109,10 +87,9 @@ class RoomHub:
                     self.service.key(code), lambda raw: self.on_bus(code, raw)
                 )
             room.conns.add(conn)
-        conn.start()
 
     async def detach(self, conn: Conn) -> None:
-        await conn.stop()
+        conn.closed = True
         async with self._lock:
             room = self.rooms.get(conn.code)
             if room is None:
@@ -124,7 +101,7 @@ class RoomHub:
                     await room.sub.close()
 
     # -- fan-out ------------------------------------------------------------------------
-    def fan_out(
+    async def fan_out(
         self,
         room: LocalRoom,
         build: Callable[[str, str], str | None],
@@ -140,7 +117,7 @@ class RoomHub:
                 cache[key] = build(*key)
             text = cache[key]
             if text is not None:
-                conn.send(text)
+                await conn.send(text)
 
     async def on_bus(self, code: str, raw: bytes) -> None:
         room = self.rooms.get(code)
@@ -171,22 +148,32 @@ class RoomHub:
             return
         events = recording.events
 
-        def build(lang: str, role: str) -> str:
-            key = (step, lang)
-            text = room.steps.get(key)
-            if text is None:
-                text = room.steps[key] = dumps(
-                    {
-                        "type": "step",
-                        "step": step,
-                        "total": len(events),
-                        "panel": events[step - 1].panel,
-                        "html": self.renderer.event(events, step - 1, lang),
-                    }
-                )
-            return text
+        def build(lang: str, role: str = "") -> str:
+            return self._step_text(room, events, step, lang)
 
-        self.fan_out(room, build)
+        await self.fan_out(room, build)
+        if step < len(events):
+            langs = {c.lang for c in room.conns}
+            asyncio.get_running_loop().call_soon(self._ahead, room, events, step + 1, langs)
+
+    def _step_text(self, room: LocalRoom, events: Any, step: int, lang: str) -> str:
+        key = (step, lang)
+        text = room.steps.get(key)
+        if text is None:
+            text = room.steps[key] = dumps(
+                {
+                    "type": "step",
+                    "step": step,
+                    "total": len(events),
+                    "panel": events[step - 1].panel,
+                    "html": self.renderer.event(events, step - 1, lang),
+                }
+            )
+        return text
+
+    def _ahead(self, room: LocalRoom, events: Any, step: int, langs: set[str]) -> None:
+        for lang in langs:
+            self._step_text(room, events, step, lang)
 
     async def _position(self, room: LocalRoom, meta: RoomMeta, kind: str) -> None:
         recording = await self.service.recording(room.code)
@@ -206,7 +193,7 @@ class RoomHub:
                 message["html"] = self.log_html(events, meta.step, lang)
             return dumps(message)
 
-        self.fan_out(room, build)
+        await self.fan_out(room, build)
 
     def log_html(self, events: Any, step: int, lang: str) -> str:
         return "".join(self.renderer.event(events, i, lang) for i in range(step))
@@ -238,7 +225,7 @@ class RoomHub:
                         ),
                     }
                 )
-            conn.send(cache[key])
+            await conn.send(cache[key])
 
     def _schedule(self, room: LocalRoom, kind: str) -> None:
         if kind in room.pending:
@@ -258,7 +245,7 @@ class RoomHub:
     async def _count(self, room: LocalRoom) -> None:
         joined = await self.service.joined(room.code)
         text = dumps({"type": "count", "joined": joined})
-        self.fan_out(room, lambda lang, role: text)
+        await self.fan_out(room, lambda lang, role: text)
 
     async def _tally(self, room: LocalRoom) -> None:
         meta = await self.service.meta(room.code)
@@ -273,13 +260,13 @@ class RoomHub:
             html = self.renderer.poll(poll, recording.events, lang, role, counts=counts)
             return dumps({"type": "tally", "poll": poll.id, "answered": sum(counts), "html": html})
 
-        self.fan_out(room, build, roles=("teacher",))
+        await self.fan_out(room, build, roles=("teacher",))
 
     async def _ended(self, room: LocalRoom, meta: RoomMeta) -> None:
         answers = await self.service.all_answers(meta)
         for conn in list(room.conns):
             rows = results_for(self.renderer, meta, answers, conn)
-            conn.send(
+            await conn.send(
                 dumps(
                     {
                         "type": "ended",

@@ -52,7 +52,7 @@ class RoomSocket:
 
     async def reply(self, message: dict[str, Any]) -> None:
         if self.conn is not None:
-            self.conn.send(dumps(message))
+            await self.conn.send(dumps(message))
         else:
             await self.ws.send_text(dumps(message))
 

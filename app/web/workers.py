@@ -43,7 +43,9 @@ def run_worker(index: int, settings: Settings, sock: socket.socket) -> None:
     os.environ["MAILFLOW_WORKER_INDEX"] = str(index)
     own = replace(settings, lab=settings.lab and index == 0, web_workers=1)
     app = create_app(own, lab_bridge=settings.lab)
-    config = uvicorn.Config(app, log_level="info", ws_max_size=WS_MAX_SIZE)
+    config = uvicorn.Config(
+        app, log_level="info", ws_max_size=WS_MAX_SIZE, ws="websockets-sansio"
+    )
     uvicorn.Server(config).run(sockets=[sock])
 
 

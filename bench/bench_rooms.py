@@ -1,0 +1,239 @@
+"""Classroom room fan-out: one room, N students, the teacher sends `next`.
+
+Latency of a step = the teacher's `next` sent → the last student's `step` event
+received. Baseline in the same run: a bare Starlette broadcast (bench/broadcast_app.py)
+of a payload of the same size to the same number of websocket clients. Memory: the
+server's RSS after all students are connected minus before, per student (for workers,
+summed over the worker processes). Every process runs on loopback; every loop is
+bounded.
+
+    .venv/bin/python bench/bench_rooms.py --students 300
+    .venv/bin/python bench/bench_rooms.py --students 1000
+    .venv/bin/python bench/bench_rooms.py --students 1000 --workers 2   # with redis-server
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from common import free_port, percentile, rss_kib, start_process, wait_for_port
+from websockets.asyncio.client import connect
+
+CODE = re.compile(r'data-room-code="([A-Z2-9]{6})"')
+STEP_GAP = 0.25  # seconds between the teacher's steps: every student has the last one first
+OPEN_CONCURRENCY = 50
+
+
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def rss_total(pids: list[int]) -> int:
+    return sum(rss_kib(p) for p in pids)
+
+
+class Receiver:
+    """One student: records when each step arrived (no JSON parsing on the hot path)."""
+
+    def __init__(self, ws, marker: bytes | str) -> None:  # type: ignore[no-untyped-def]
+        self.ws = ws
+        self.marker = marker
+        self.times: list[float] = []
+        self.got = asyncio.Event()
+        self.want = 0
+
+    async def run(self) -> None:
+        async for frame in self.ws:
+            if self.marker in frame:
+                self.times.append(time.perf_counter())
+                if len(self.times) >= self.want:
+                    self.got.set()
+
+
+async def _rounds(send, receivers: list[Receiver], steps: int) -> list[float]:  # type: ignore[no-untyped-def]
+    latencies = []
+    for n in range(1, steps + 1):
+        for r in receivers:
+            r.want = n
+            if len(r.times) < n:
+                r.got.clear()
+        started = time.perf_counter()
+        await send()
+        await asyncio.wait_for(asyncio.gather(*(r.got.wait() for r in receivers)), 60)
+        latencies.append(max(r.times[n - 1] for r in receivers) - started)
+        await asyncio.sleep(STEP_GAP)
+    return latencies
+
+
+async def _open_many(urls_headers: list[tuple[str, dict[str, str]]], hello: list[str | None]):  # type: ignore[no-untyped-def]
+    gate = asyncio.Semaphore(OPEN_CONCURRENCY)
+
+    async def one(i: int):  # type: ignore[no-untyped-def]
+        url, headers = urls_headers[i]
+        async with gate:
+            ws = await connect(url, additional_headers=headers, max_size=2**22, open_timeout=120)
+            if hello[i] is not None:
+                await ws.send(hello[i])
+                while b'"type":"sync"' not in (m := await ws.recv()).encode():
+                    pass
+            return ws
+
+    return await asyncio.gather(*(one(i) for i in range(len(urls_headers))))
+
+
+async def bench_room(base: str, pids_of, students: int, steps: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    async with httpx.AsyncClient(base_url=base, timeout=120) as http:
+        page = await http.post("/classroom", data={"scenario": "basic-pop3"},
+                               follow_redirects=True)
+        code = CODE.search(page.text).group(1)  # type: ignore[union-attr]
+        teacher_cookie = f"mft_{code}={http.cookies.get(f'mft_{code}')}"
+        cookies = []
+        gate = asyncio.Semaphore(OPEN_CONCURRENCY)
+
+        async def join(i: int) -> str:
+            async with gate:
+                r = await http.post(f"/r/{code}", data={"nick": f"s{i}"},
+                                    follow_redirects=False)
+                assert r.status_code == 303, r.text[:300]
+                return f"mfs_{code}={r.cookies.get(f'mfs_{code}')}"
+
+        cookies = await asyncio.gather(*(join(i) for i in range(students)))
+    ws_url = base.replace("http://", "ws://") + "/ws/room"
+    before = rss_total(pids_of())
+    hello = json.dumps({"type": "hello", "code": code, "role": "student", "lang": "ja"})
+    socks = await _open_many([(ws_url, {"Cookie": c, "Origin": base}) for c in cookies],
+                             [hello] * students)
+    after = rss_total(pids_of())
+    teacher = (await _open_many([(ws_url, {"Cookie": teacher_cookie, "Origin": base})],
+                                [hello.replace('"student"', '"teacher"')]))[0]
+    receivers = [Receiver(ws, '"type":"step"') for ws in socks]
+    tasks = [asyncio.create_task(r.run()) for r in receivers]
+    latencies = await _rounds(lambda: teacher.send('{"type":"next"}'), receivers, steps)
+    complete = all(len(r.times) == steps for r in receivers)
+    for ws in [*socks, teacher]:
+        await ws.close()
+    for t in tasks:
+        t.cancel()
+    return _stats(latencies, before, after, students) | {"every_step": complete}
+
+
+async def bench_bare(base: str, pid: int, students: int, steps: int, size: int) -> dict:  # type: ignore[type-arg]
+    ws_url = base.replace("http://", "ws://")
+    before = rss_kib(pid)
+    socks = await _open_many([(ws_url + "/ws", {})] * students, [None] * students)
+    after = rss_kib(pid)
+    teacher = await connect(ws_url + "/ws/teacher")
+    payload = json.dumps({"type": "step", "html": "x" * max(0, size - 30)})
+    receivers = [Receiver(ws, '"type": "step"') for ws in socks]
+    tasks = [asyncio.create_task(r.run()) for r in receivers]
+    latencies = await _rounds(lambda: teacher.send(payload), receivers, steps)
+    complete = all(len(r.times) == steps for r in receivers)
+    for ws in [*socks, teacher]:
+        await ws.close()
+    for t in tasks:
+        t.cancel()
+    return _stats(latencies, before, after, students) | {"every_step": complete}
+
+
+def _stats(latencies: list[float], before: int, after: int, n: int) -> dict[str, float]:
+    return {
+        "students": n,
+        "steps": len(latencies),
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p95_ms": percentile(latencies, 95) * 1000,
+        "max_ms": max(latencies) * 1000,
+        "kib_per_student": (after - before) / n,
+    }
+
+
+def start_redis(workdir: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [shutil.which("redis-server") or "/usr/bin/redis-server", "--port", str(port),
+         "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "Ready to accept connections" in line:
+            break
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
+def wait_workers(base: str, count: int) -> None:
+    seen: set[str] = set()
+    for _ in range(2000):  # bounded: stop as soon as every worker has answered once
+        try:
+            with httpx.Client() as c:
+                seen.add(c.get(base + "/join", timeout=5).headers["x-mailflow-worker"])
+        except httpx.HTTPError:
+            time.sleep(0.1)
+        if len(seen) >= count:
+            return
+    raise RuntimeError("the workers did not all answer")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--students", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    results: dict[str, dict] = {}  # type: ignore[type-arg]
+    with tempfile.TemporaryDirectory() as data:
+        env = {"MAILFLOW_DATA_DIR": data, "MAILFLOW_LAB": "0",
+               "MAILFLOW_ROOM_MAX_STUDENTS": str(args.students + 10),
+               "MAILFLOW_ROOM_JOIN_RATE": str(args.students * 100)}
+        redis = None
+        if args.workers > 1:
+            redis, url = start_redis(data)
+            env |= {"MAILFLOW_REDIS_URL": url, "MAILFLOW_WEB_WORKERS": str(args.workers)}
+        app_port, bare_port = free_port(), free_port()
+        app = start_process(["-m", "app"], {**env, "MAILFLOW_PORT": str(app_port)})
+        bare = start_process(["-m", "uvicorn", "bench.broadcast_app:app", "--port",
+                              str(bare_port), "--log-level", "warning"])
+        try:
+            wait_for_port(app_port, 60)
+            wait_for_port(bare_port)
+            base = f"http://127.0.0.1:{app_port}"
+            if args.workers > 1:
+                wait_workers(base, args.workers)
+
+            def pids() -> list[int]:
+                return children(app.pid) if args.workers > 1 else [app.pid]
+
+            results["room"] = asyncio.run(bench_room(base, pids, args.students, args.steps))
+            size = 3000  # about a step message of basic-pop3 (one <li> with explanation)
+            results["bare"] = asyncio.run(
+                bench_bare(f"http://127.0.0.1:{bare_port}", bare.pid, args.students,
+                           args.steps, size))
+        finally:
+            for proc in (app, bare):
+                proc.terminate()
+                proc.wait(timeout=30)
+            if redis is not None:
+                redis.terminate()
+                redis.wait(timeout=10)
+    print(f"{'':6}{'students':>9}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}{'KiB/stud':>10}"
+          f"{'all steps':>10}")
+    for name, r in results.items():
+        print(f"{name:6}{r['students']:>9}{r['p50_ms']:>9.1f}{r['p95_ms']:>9.1f}"
+              f"{r['max_ms']:>9.1f}{r['kib_per_student']:>10.1f}{r['every_step']!s:>10}")
+    room, bare = results["room"], results["bare"]
+    print(f"p95 ratio room/bare: {room['p95_ms'] / bare['p95_ms']:.2f}; "
+          f"memory above bare: {room['kib_per_student'] - bare['kib_per_student']:.1f} KiB/student")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
