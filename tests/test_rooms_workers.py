@@ -54,7 +54,9 @@ async def _room_across_workers(w: Workers) -> None:
             msg = await sock.until("step")
             assert msg["step"] == step  # every student gets every step, in order
     await ts.send(type="poll", kind="predict")
-    poll = next(await sock.until("poll") for sock in students)["poll"]
+    polls = [(await sock.until("poll"))["poll"] for sock in students]
+    poll = polls[0]
+    assert set(polls) == {poll}
     for sock in students:
         await sock.send(type="answer", poll=poll, choice=0)
         assert (await sock.until("answered"))["status"] == "ok"

@@ -204,16 +204,16 @@ class RoomSocket:
             await self.reply({"type": "gone"})
             return
         status = await self.service.answer(meta, self.conn.student, msg.poll, msg.choice)
+        learner = self.conn.student.learner
+        poll = meta.current()
+        if status == "ok" and learner and poll is not None:
+            # Written before the reply: "answered" means it is in the student's progress.
+            await self.record_for_me(meta, poll, learner, msg.choice)
         await self.reply(
             {"type": "answered", "poll": msg.poll, "choice": msg.choice, "status": status}
         )
-        if status != "ok":
-            return
-        await self.service.publish(meta.code, {"t": "tally"})
-        learner = self.conn.student.learner
-        poll = meta.current()
-        if learner and poll is not None:
-            await self.record_for_me(meta, poll, learner, msg.choice)
+        if status == "ok":
+            await self.service.publish(meta.code, {"t": "tally"})
 
     async def record_for_me(self, meta: RoomMeta, poll: Any, learner: str, choice: int) -> None:
         """Counted in the student's own progress (/me): they opted in when joining."""
