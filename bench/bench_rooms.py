@@ -2,7 +2,9 @@
 
 Latency of a step = the teacher's `next` sent → the last student's `step` event
 received. Baseline in the same run: a bare Starlette broadcast (bench/broadcast_app.py)
-of a payload of the same size to the same number of websocket clients. Memory: the
+of a payload of the same size to the same number of websocket clients. Both sets of
+clients stay connected and the two servers step in turn, so a busy moment of the shared
+machine falls on both alike. Memory: the
 server's RSS after all students are connected minus before, per student (for workers,
 summed over the worker processes). Every process runs on loopback; every loop is
 bounded.
@@ -60,19 +62,43 @@ class Receiver:
                     self.got.set()
 
 
-async def _rounds(send, receivers: list[Receiver], steps: int) -> list[float]:  # type: ignore[no-untyped-def]
-    latencies = []
-    for n in range(1, steps + 1):
-        for r in receivers:
+class Side:
+    """One server under test, its clients connected: a send and who must receive it."""
+
+    def __init__(self, send, receivers: list[Receiver], sockets: list, before: int,  # type: ignore[no-untyped-def]
+                 after: int) -> None:
+        self.send, self.receivers, self.sockets = send, receivers, sockets
+        self.before, self.after = before, after
+        self.latencies: list[float] = []
+        self.tasks = [asyncio.create_task(r.run()) for r in receivers]
+
+    async def step(self, n: int) -> None:
+        for r in self.receivers:
             r.want = n
             if len(r.times) < n:
                 r.got.clear()
         started = time.perf_counter()
-        await send()
-        await asyncio.wait_for(asyncio.gather(*(r.got.wait() for r in receivers)), 60)
-        latencies.append(max(r.times[n - 1] for r in receivers) - started)
-        await asyncio.sleep(STEP_GAP)
-    return latencies
+        await self.send()
+        await asyncio.wait_for(asyncio.gather(*(r.got.wait() for r in self.receivers)), 60)
+        self.latencies.append(max(r.times[n - 1] for r in self.receivers) - started)
+
+    async def close(self) -> dict[str, float]:
+        steps = len(self.latencies)
+        complete = all(len(r.times) == steps for r in self.receivers)
+        for ws in self.sockets:
+            await ws.close()
+        for t in self.tasks:
+            t.cancel()
+        n = len(self.receivers)
+        return _stats(self.latencies, self.before, self.after, n) | {"every_step": complete}
+
+
+async def interleaved(sides: list[Side], steps: int) -> None:
+    """The two servers step in turn, so both see the same machine load over the run."""
+    for n in range(1, steps + 1):
+        for side in sides:
+            await side.step(n)
+            await asyncio.sleep(STEP_GAP)
 
 
 async def _open_many(urls_headers: list[tuple[str, dict[str, str]]], hello: list[str | None]):  # type: ignore[no-untyped-def]
@@ -84,20 +110,19 @@ async def _open_many(urls_headers: list[tuple[str, dict[str, str]]], hello: list
             ws = await connect(url, additional_headers=headers, max_size=2**22, open_timeout=120)
             if hello[i] is not None:
                 await ws.send(hello[i])
-                while b'"type":"sync"' not in (m := await ws.recv()).encode():
+                while '"type":"sync"' not in await ws.recv():
                     pass
             return ws
 
     return await asyncio.gather(*(one(i) for i in range(len(urls_headers))))
 
 
-async def bench_room(base: str, pids_of, students: int, steps: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+async def prepare_room(base: str, pids_of, students: int) -> Side:  # type: ignore[no-untyped-def]
     async with httpx.AsyncClient(base_url=base, timeout=120) as http:
         page = await http.post("/classroom", data={"scenario": "basic-pop3"},
                                follow_redirects=True)
         code = CODE.search(page.text).group(1)  # type: ignore[union-attr]
         teacher_cookie = f"mft_{code}={http.cookies.get(f'mft_{code}')}"
-        cookies = []
         gate = asyncio.Semaphore(OPEN_CONCURRENCY)
 
         async def join(i: int) -> str:
@@ -117,17 +142,11 @@ async def bench_room(base: str, pids_of, students: int, steps: int) -> dict[str,
     teacher = (await _open_many([(ws_url, {"Cookie": teacher_cookie, "Origin": base})],
                                 [hello.replace('"student"', '"teacher"')]))[0]
     receivers = [Receiver(ws, '"type":"step"') for ws in socks]
-    tasks = [asyncio.create_task(r.run()) for r in receivers]
-    latencies = await _rounds(lambda: teacher.send('{"type":"next"}'), receivers, steps)
-    complete = all(len(r.times) == steps for r in receivers)
-    for ws in [*socks, teacher]:
-        await ws.close()
-    for t in tasks:
-        t.cancel()
-    return _stats(latencies, before, after, students) | {"every_step": complete}
+    return Side(lambda: teacher.send('{"type":"next"}'), receivers, [*socks, teacher],
+                before, after)
 
 
-async def bench_bare(base: str, pid: int, students: int, steps: int, size: int) -> dict:  # type: ignore[type-arg]
+async def prepare_bare(base: str, pid: int, students: int, size: int) -> Side:
     ws_url = base.replace("http://", "ws://")
     before = rss_kib(pid)
     socks = await _open_many([(ws_url + "/ws", {})] * students, [None] * students)
@@ -135,14 +154,16 @@ async def bench_bare(base: str, pid: int, students: int, steps: int, size: int) 
     teacher = await connect(ws_url + "/ws/teacher")
     payload = json.dumps({"type": "step", "html": "x" * max(0, size - 30)})
     receivers = [Receiver(ws, '"type": "step"') for ws in socks]
-    tasks = [asyncio.create_task(r.run()) for r in receivers]
-    latencies = await _rounds(lambda: teacher.send(payload), receivers, steps)
-    complete = all(len(r.times) == steps for r in receivers)
-    for ws in [*socks, teacher]:
-        await ws.close()
-    for t in tasks:
-        t.cancel()
-    return _stats(latencies, before, after, students) | {"every_step": complete}
+    return Side(lambda: teacher.send(payload), receivers, [*socks, teacher], before, after)
+
+
+async def run(room_base: str, pids_of, bare_base: str, bare_pid: int, students: int,  # type: ignore[no-untyped-def]
+              steps: int) -> dict[str, dict]:  # type: ignore[type-arg]
+    room = await prepare_room(room_base, pids_of, students)
+    size = 3000  # about a step message of basic-pop3 (one <li> with its explanation)
+    bare = await prepare_bare(bare_base, bare_pid, students, size)
+    await interleaved([room, bare], steps)
+    return {"room": await room.close(), "bare": await bare.close()}
 
 
 def _stats(latencies: list[float], before: int, after: int, n: int) -> dict[str, float]:
@@ -212,11 +233,8 @@ def main() -> None:
             def pids() -> list[int]:
                 return children(app.pid) if args.workers > 1 else [app.pid]
 
-            results["room"] = asyncio.run(bench_room(base, pids, args.students, args.steps))
-            size = 3000  # about a step message of basic-pop3 (one <li> with explanation)
-            results["bare"] = asyncio.run(
-                bench_bare(f"http://127.0.0.1:{bare_port}", bare.pid, args.students,
-                           args.steps, size))
+            results = asyncio.run(run(base, pids, f"http://127.0.0.1:{bare_port}", bare.pid,
+                                      args.students, args.steps))
         finally:
             for proc in (app, bare):
                 proc.terminate()

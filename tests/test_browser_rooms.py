@@ -69,6 +69,9 @@ def _context(browser: Browser, errors: list[str], **kw: object) -> tuple[Browser
     context = browser.new_context(**kw)  # type: ignore[arg-type]
     page = context.new_page()
     page.on("pageerror", lambda e: errors.append(str(e)))
+    # A Content-Security-Policy violation is a console error, not a page error.
+    page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text
+            else None)
     return context, page
 
 
@@ -150,8 +153,18 @@ def test_teacher_and_three_students_run_a_poll(browser: Browser, site: str) -> N
     first = students[0][1]
     first.get_by_role("button", name="前の行").click()
     expect(first.locator("#log > li[aria-current=step]")).to_have_attribute("data-step", "4")
+    first.get_by_role("button", name="前の行").click()
+    expect(first.locator("#log > li[aria-current=step]")).to_have_attribute("data-step", "3")
+    first.get_by_role("button", name="次の行").click()
     first.get_by_role("button", name="次の行").click()
     expect(first.get_by_role("button", name="次の行")).to_be_disabled()
+
+    # The teacher reloads the console and keeps control (the token is in a cookie).
+    teacher.reload()
+    expect(teacher.locator("#log > li")).to_have_count(5)
+    teacher.keyboard.press("ArrowRight")
+    for _, page in students:
+        expect(page.locator("#log > li")).to_have_count(6)
 
     # A live question: what does the client send next?
     teacher.get_by_role("button", name="出題：クライアントが次に送る行は？").click()
