@@ -122,6 +122,7 @@ class RoomService:
         raw = await self.bus.get(self.key(code))
         if raw is None:
             self._recordings.pop(code, None)
+            self._touched.pop(code, None)
             return None
         return RoomMeta.from_bytes(raw)
 
