@@ -283,3 +283,26 @@ def test_rooms_expire_with_their_nicknames_and_answers(
         assert len(bus) == 0
 
     asyncio.run(run())
+
+
+def test_a_flood_of_messages_is_slowed_then_closed(served: Served) -> None:
+    code, _teacher = create_room(served.url)
+    student = join_room(served.url, code)
+
+    async def flood() -> None:
+        sock = await RoomSocket.open(served.url, student, code, "student")
+        await sock.until("sync")
+        for _ in range(60):  # far over 10 a second after a burst of 20
+            await sock.send(type="answer", poll=1, choice=0)
+        codes = []
+        try:
+            while True:
+                msg = await sock.recv()
+                if msg["type"] == "error":
+                    codes.append(msg["code"])
+        except Exception:  # the server closed the socket (1008)
+            pass
+        assert "slow_down" in codes
+        assert sock.ws.close_code == 1008
+
+    asyncio.run(flood())
