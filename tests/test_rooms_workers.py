@@ -68,3 +68,32 @@ async def _room_across_workers(w: Workers) -> None:
 
 def test_one_room_across_two_workers(workers: Workers) -> None:
     asyncio.run(_room_across_workers(workers))
+
+
+def test_every_worker_serves_the_lab_page_of_the_one_lab(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    from served import free_lab_offset
+
+    redis = RedisServer(tmp_path_factory.mktemp("redis-lab"))
+    offset = free_lab_offset()
+    w = Workers(tmp_path_factory.mktemp("workers-lab"), redis.url, count=2,
+                MAILFLOW_LAB="1", MAILFLOW_LAB_OFFSET=str(offset))
+    try:
+        served_by, pages = set(), set()
+        for _ in range(200):  # a bound: stop once both workers have taken a connection
+            with httpx.Client() as client:
+                served_by.add(client.get(w.url + "/join").headers["x-mailflow-worker"])
+                lab = client.get(w.url + "/lab")
+                assert lab.status_code == 200
+                assert str(587 + offset) in lab.text  # the running lab's real ports
+                pages.add(lab.headers["x-mailflow-worker"])
+                ca = client.get(w.url + "/lab/mailflow-ca.pem")
+                assert ca.status_code == 200 and b"BEGIN CERTIFICATE" in ca.content
+            if len(served_by) == 2:
+                break
+        assert len(served_by) == 2
+        assert len(pages) == 1  # always answered by the worker that runs the lab
+    finally:
+        w.stop()
+        redis.stop()

@@ -38,6 +38,7 @@ from app.study.setup import init_study
 from app.web import i18n
 from app.web.flow_socket import router as socket_router
 from app.web.health import EngineHealth
+from app.web.lab_forward import LabForward
 from app.web.pages import router as pages_router
 from app.web.predict import router as predict_router
 from app.web.security import SecurityMiddleware
@@ -59,7 +60,12 @@ class MailFlowApp(FastAPI):
 
     def build_middleware_stack(self) -> ASGIApp:
         settings: Settings = self.state.settings
-        secured = SecurityMiddleware(super().build_middleware_stack(), settings.public_origin)
+        secured: ASGIApp = SecurityMiddleware(
+            super().build_middleware_stack(), settings.public_origin
+        )
+        forward = getattr(self.state, "lab_forward", None)
+        if forward is not None:
+            secured = LabForward(secured, forward)
         return WorkerHeader(secured)
 
 
@@ -77,14 +83,20 @@ class WorkerHeader:
 
         async def send_with_worker(message):  # type: ignore[no-untyped-def]
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), self.header]
+                headers = message.get("headers", [])
+                # A request forwarded to the lab's worker keeps that worker's name.
+                if not any(k.lower() == self.header[0] for k, _ in headers):
+                    message["headers"] = [*headers, self.header]
             await send(message)
 
         await self.app(scope, receive, send_with_worker)
 
 
-def create_app(settings: Settings | None = None, *, lab_bridge: bool = False) -> FastAPI:
-    """`lab_bridge`: another web worker runs the lab; its live view arrives over the bus."""
+def create_app(
+    settings: Settings | None = None, *, lab_bridge: bool = False, lab_forward: Path | None = None
+) -> FastAPI:
+    """`lab_bridge`: another web worker runs the lab; its live view arrives over the bus.
+    `lab_forward`: that worker's Unix socket, where `/lab` pages are forwarded."""
     settings = settings or Settings.from_env()
 
     @asynccontextmanager
@@ -151,6 +163,7 @@ def create_app(settings: Settings | None = None, *, lab_bridge: bool = False) ->
 
     app = MailFlowApp(title="MailFlow Lab", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
+    app.state.lab_forward = lab_forward
     app.state.templates = make_templates()
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

@@ -18,6 +18,7 @@ import sys
 import time
 from dataclasses import replace
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from types import FrameType
 
 import uvicorn
@@ -37,16 +38,37 @@ def _bind(settings: Settings) -> socket.socket:
     return sock
 
 
-def run_worker(index: int, settings: Settings, sock: socket.socket) -> None:
+def lab_socket_path(settings: Settings) -> Path:
+    return settings.data_dir / "lab-web.sock"
+
+
+def run_worker(
+    index: int, settings: Settings, sock: socket.socket, lab_sock: socket.socket | None
+) -> None:
     from app.web.app import create_app
 
     os.environ["MAILFLOW_WORKER_INDEX"] = str(index)
-    own = replace(settings, lab=settings.lab and index == 0, web_workers=1)
-    app = create_app(own, lab_bridge=settings.lab)
-    config = uvicorn.Config(
-        app, log_level="info", ws_max_size=WS_MAX_SIZE, ws="websockets-sansio"
-    )
-    uvicorn.Server(config).run(sockets=[sock])
+    runs_lab = settings.lab and index == 0
+    own = replace(settings, lab=runs_lab, web_workers=1)
+    forward = lab_socket_path(settings) if settings.lab and not runs_lab else None
+    app = create_app(own, lab_bridge=settings.lab, lab_forward=forward)
+    config = uvicorn.Config(app, log_level="info", ws_max_size=WS_MAX_SIZE, ws="websockets-sansio")
+    sockets = [sock] if lab_sock is None or not runs_lab else [sock, lab_sock]
+    uvicorn.Server(config).run(sockets=sockets)
+
+
+def _bind_lab_socket(settings: Settings) -> socket.socket | None:
+    """Worker 0's private door for `/lab` requests the other workers forward."""
+    if not settings.lab:
+        return None
+    path = lab_socket_path(settings)
+    path.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    path.chmod(0o600)
+    sock.listen(256)
+    sock.set_inheritable(True)
+    return sock
 
 
 def prepare(settings: Settings) -> None:
@@ -67,12 +89,15 @@ def supervise(settings: Settings) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     prepare(settings)
     sock = _bind(settings)
+    lab_sock = _bind_lab_socket(settings)
     ctx = multiprocessing.get_context("spawn")
     procs: dict[int, BaseProcess] = {}
     stopping = False
 
     def start(index: int) -> None:
-        proc = ctx.Process(target=run_worker, args=(index, settings, sock), name=f"web-{index}")
+        proc = ctx.Process(
+            target=run_worker, args=(index, settings, sock, lab_sock), name=f"web-{index}"
+        )
         proc.start()
         procs[index] = proc
 
@@ -89,8 +114,11 @@ def supervise(settings: Settings) -> int:
         while not stopping:
             for index, proc in list(procs.items()):
                 if not proc.is_alive() and not stopping:
-                    print(f"mailflow: web worker {index} exited; starting it again",
-                          file=sys.stderr, flush=True)
+                    print(
+                        f"mailflow: web worker {index} exited; starting it again",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                     start(index)
             time.sleep(0.5)  # a supervisor's watch interval, not a wait for a result
     finally:
@@ -100,4 +128,7 @@ def supervise(settings: Settings) -> int:
         for proc in procs.values():
             proc.join(timeout=15)
         sock.close()
+        if lab_sock is not None:
+            lab_sock.close()
+            lab_socket_path(settings).unlink(missing_ok=True)
     return 0
