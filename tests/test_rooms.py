@@ -230,6 +230,15 @@ def test_opted_in_answers_count_in_my_progress(served: Served) -> None:
 
     asyncio.run(answer())
     assert student.get("/api/me/progress").json()["answered"] == before + 1
+    me = student.get("/me")
+    assert me.status_code == 200
+    # The progress file carries the room answer and reads back in (export → import).
+    exported = student.get("/me/export")
+    assert '"mode": "room"' in exported.text
+    back = student.post("/me/import", files={"file": ("p.json", exported.content)},
+                        follow_redirects=False)
+    assert back.status_code == 303, back.text[:300]
+    assert student.get("/api/me/progress").json()["answered"] == before + 1
 
 
 def test_join_rate_and_room_size_are_limited(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ class _Strict(BaseModel):
 
 
 class AnswerIn(_Strict):
-    mode: Literal["srs", "practice", "speed", "exam"]
+    mode: Literal["srs", "practice", "speed", "exam", "room"]  # room: a classroom poll
     item: Annotated[str, Field(min_length=1, max_length=60)]
     kind: Annotated[str, Field(max_length=20)]
     given: Short
