@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import re
 import shutil
 import subprocess
@@ -62,35 +63,126 @@ class Receiver:
                     self.got.set()
 
 
-class Side:
-    """One server under test, its clients connected: a send and who must receive it."""
+class LocalGroup:
+    """Students whose sockets live in this process."""
 
-    def __init__(self, send, receivers: list[Receiver], sockets: list, before: int,  # type: ignore[no-untyped-def]
-                 after: int) -> None:
-        self.send, self.receivers, self.sockets = send, receivers, sockets
-        self.before, self.after = before, after
-        self.latencies: list[float] = []
+    def __init__(self, receivers: list[Receiver]) -> None:
+        self.receivers = receivers
         self.tasks = [asyncio.create_task(r.run()) for r in receivers]
 
-    async def step(self, n: int) -> None:
+    def expect(self, n: int) -> None:
         for r in self.receivers:
             r.want = n
             if len(r.times) < n:
                 r.got.clear()
+
+    async def arrived(self, n: int) -> float:
+        await asyncio.wait_for(asyncio.gather(*(r.got.wait() for r in self.receivers)), 60)
+        return max(r.times[n - 1] for r in self.receivers)
+
+    async def close(self, steps: int) -> bool:
+        complete = all(len(r.times) == steps for r in self.receivers)
+        for r in self.receivers:
+            await r.ws.close()
+        for t in self.tasks:
+            t.cancel()
+        return complete
+
+
+class Side:
+    """One server under test, its clients connected: a send and who must receive it."""
+
+    def __init__(self, send, groups: list, others: list, before: int, after: int,  # type: ignore[no-untyped-def]
+                 students: int) -> None:
+        self.send, self.groups, self.others = send, groups, others
+        self.before, self.after, self.students = before, after, students
+        self.latencies: list[float] = []
+
+    async def step(self, n: int) -> None:
+        for g in self.groups:
+            g.expect(n)
         started = time.perf_counter()
         await self.send()
-        await asyncio.wait_for(asyncio.gather(*(r.got.wait() for r in self.receivers)), 60)
-        self.latencies.append(max(r.times[n - 1] for r in self.receivers) - started)
+        last = max(await asyncio.gather(*(g.arrived(n) for g in self.groups)))
+        self.latencies.append(last - started)
 
     async def close(self) -> dict[str, float]:
         steps = len(self.latencies)
-        complete = all(len(r.times) == steps for r in self.receivers)
-        for ws in self.sockets:
+        complete = all([await g.close(steps) for g in self.groups])
+        for ws in self.others:
             await ws.close()
-        for t in self.tasks:
+        return _stats(self.latencies, self.before, self.after, self.students) | {
+            "every_step": complete
+        }
+
+
+def _child(conn, targets: list[tuple[str, dict[str, str], str | None]], marker: str) -> None:  # type: ignore[no-untyped-def]
+    """A client process: opens its share of the students, reports each complete step."""
+
+    async def main() -> None:
+        socks = await _open_many([(u, h) for u, h, _ in targets], [x for _, _, x in targets])
+        receivers = [Receiver(ws, marker) for ws in socks]
+        tasks = [asyncio.create_task(r.run()) for r in receivers]
+        loop = asyncio.get_running_loop()
+        conn.send("ready")
+        n = 0
+        while True:
+            command = await loop.run_in_executor(None, conn.recv)
+            if command == "close":
+                break
+            n = command
+            while min(len(r.times) for r in receivers) < n:
+                for r in receivers:
+                    r.want = n
+                    if len(r.times) < n:
+                        r.got.clear()
+                await asyncio.gather(*(r.got.wait() for r in receivers))
+            conn.send(max(r.times[n - 1] for r in receivers))
+        conn.send(all(len(r.times) == n for r in receivers))
+        for ws in socks:
+            await ws.close()
+        for t in tasks:
             t.cancel()
-        n = len(self.receivers)
-        return _stats(self.latencies, self.before, self.after, n) | {"every_step": complete}
+
+    asyncio.run(main())
+
+
+class RemoteGroup:
+    """Students whose sockets live in another client process (perf_counter is the
+    system's monotonic clock, so its times compare with this process's)."""
+
+    def __init__(self, targets: list[tuple[str, dict[str, str], str | None]], marker: str
+                 ) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_child, args=(child, targets, marker))
+        self.proc.start()
+
+    async def ready(self) -> None:
+        assert await asyncio.to_thread(self.conn.recv) == "ready"
+
+    def expect(self, n: int) -> None:
+        self.conn.send(n)
+
+    async def arrived(self, n: int) -> float:
+        return await asyncio.to_thread(self.conn.recv)
+
+    async def close(self, steps: int) -> bool:
+        self.conn.send("close")
+        complete = await asyncio.to_thread(self.conn.recv)
+        await asyncio.to_thread(self.proc.join, 60)
+        return bool(complete)
+
+
+async def make_groups(targets: list[tuple[str, dict[str, str], str | None]], marker: str,
+                      clients: int) -> list:  # type: ignore[type-arg]
+    if clients <= 1:
+        socks = await _open_many([(u, h) for u, h, _ in targets], [x for _, _, x in targets])
+        return [LocalGroup([Receiver(ws, marker) for ws in socks])]
+    groups = [RemoteGroup(targets[i::clients], marker) for i in range(clients)]
+    for g in groups:
+        await g.ready()
+    return groups
 
 
 async def interleaved(sides: list[Side], steps: int) -> None:
@@ -117,7 +209,7 @@ async def _open_many(urls_headers: list[tuple[str, dict[str, str]]], hello: list
     return await asyncio.gather(*(one(i) for i in range(len(urls_headers))))
 
 
-async def prepare_room(base: str, pids_of, students: int) -> Side:  # type: ignore[no-untyped-def]
+async def prepare_room(base: str, pids_of, students: int, clients: int) -> Side:  # type: ignore[no-untyped-def]
     async with httpx.AsyncClient(base_url=base, timeout=120) as http:
         page = await http.post("/classroom", data={"scenario": "basic-pop3"},
                                follow_redirects=True)
@@ -136,32 +228,31 @@ async def prepare_room(base: str, pids_of, students: int) -> Side:  # type: igno
     ws_url = base.replace("http://", "ws://") + "/ws/room"
     before = rss_total(pids_of())
     hello = json.dumps({"type": "hello", "code": code, "role": "student", "lang": "ja"})
-    socks = await _open_many([(ws_url, {"Cookie": c, "Origin": base}) for c in cookies],
-                             [hello] * students)
+    targets = [(ws_url, {"Cookie": c, "Origin": base}, hello) for c in cookies]
+    groups = await make_groups(targets, '"type":"step"', clients)
     after = rss_total(pids_of())
     teacher = (await _open_many([(ws_url, {"Cookie": teacher_cookie, "Origin": base})],
                                 [hello.replace('"student"', '"teacher"')]))[0]
-    receivers = [Receiver(ws, '"type":"step"') for ws in socks]
-    return Side(lambda: teacher.send('{"type":"next"}'), receivers, [*socks, teacher],
-                before, after)
+    return Side(lambda: teacher.send('{"type":"next"}'), groups, [teacher], before, after,
+                students)
 
 
-async def prepare_bare(base: str, pid: int, students: int, size: int) -> Side:
+async def prepare_bare(base: str, pid: int, students: int, size: int, clients: int) -> Side:
     ws_url = base.replace("http://", "ws://")
     before = rss_kib(pid)
-    socks = await _open_many([(ws_url + "/ws", {})] * students, [None] * students)
+    groups = await make_groups([(ws_url + "/ws", {}, None)] * students, '"type": "step"',
+                               clients)
     after = rss_kib(pid)
     teacher = await connect(ws_url + "/ws/teacher")
     payload = json.dumps({"type": "step", "html": "x" * max(0, size - 30)})
-    receivers = [Receiver(ws, '"type": "step"') for ws in socks]
-    return Side(lambda: teacher.send(payload), receivers, [*socks, teacher], before, after)
+    return Side(lambda: teacher.send(payload), groups, [teacher], before, after, students)
 
 
 async def run(room_base: str, pids_of, bare_base: str, bare_pid: int, students: int,  # type: ignore[no-untyped-def]
-              steps: int) -> dict[str, dict]:  # type: ignore[type-arg]
-    room = await prepare_room(room_base, pids_of, students)
+              steps: int, clients: int) -> dict[str, dict]:  # type: ignore[type-arg]
+    room = await prepare_room(room_base, pids_of, students, clients)
     size = 3000  # about a step message of basic-pop3 (one <li> with its explanation)
-    bare = await prepare_bare(bare_base, bare_pid, students, size)
+    bare = await prepare_bare(bare_base, bare_pid, students, size, clients)
     await interleaved([room, bare], steps)
     return {"room": await room.close(), "bare": await bare.close()}
 
@@ -209,6 +300,8 @@ def main() -> None:
     parser.add_argument("--students", type=int, default=300)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--clients", type=int, default=1,
+                        help="client processes the students are spread over")
     args = parser.parse_args()
     results: dict[str, dict] = {}  # type: ignore[type-arg]
     with tempfile.TemporaryDirectory() as data:
@@ -234,7 +327,7 @@ def main() -> None:
                 return children(app.pid) if args.workers > 1 else [app.pid]
 
             results = asyncio.run(run(base, pids, f"http://127.0.0.1:{bare_port}", bare.pid,
-                                      args.students, args.steps))
+                                      args.students, args.steps, args.clients))
         finally:
             for proc in (app, bare):
                 proc.terminate()

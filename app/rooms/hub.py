@@ -171,6 +171,13 @@ class RoomHub:
             )
         return text
 
+    def ahead(self, code: str, events: Any, step: int, lang: str) -> None:
+        """Render the step after `step` for a socket that just attached (so the first
+        `next` of a class does not wait for a template to compile)."""
+        room = self.rooms.get(code)
+        if room is not None and 1 <= step + 1 <= len(events):
+            self._ahead(room, events, step + 1, {lang})
+
     def _ahead(self, room: LocalRoom, events: Any, step: int, langs: set[str]) -> None:
         for lang in langs:
             self._step_text(room, events, step, lang)

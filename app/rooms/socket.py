@@ -125,6 +125,7 @@ class RoomSocket:
                 "nick": conn.student.nick if conn.student else None,
             }
         )
+        hub.ahead(meta.code, events, meta.step, conn.lang)
 
     # -- the teacher --------------------------------------------------------------------
     async def teacher(self, msg: Any) -> None:
