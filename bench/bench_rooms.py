@@ -2,7 +2,8 @@
 
 Latency of a step = the teacher's `next` sent → the last student's `step` event
 received. Baseline in the same run: a bare Starlette broadcast (bench/broadcast_app.py)
-of a payload of the same size to the same number of websocket clients. Both sets of
+of the same payload (the room's own step messages, byte for byte, as one extra student
+received them) to the same number of websocket clients. Both sets of
 clients stay connected and the two servers step in turn, so a busy moment of the shared
 machine falls on both alike. Memory: the
 server's RSS after all students are connected minus before, per student (for workers,
@@ -52,6 +53,8 @@ class Receiver:
         self.ws = ws
         self.marker = marker
         self.times: list[float] = []
+        self.frames: list[str] = []  # kept by the probe only
+        self.keep = False
         self.got = asyncio.Event()
         self.want = 0
 
@@ -59,6 +62,8 @@ class Receiver:
         async for frame in self.ws:
             if self.marker in frame:
                 self.times.append(time.perf_counter())
+                if self.keep:
+                    self.frames.append(frame)
                 if len(self.times) >= self.want:
                     self.got.set()
 
@@ -102,7 +107,7 @@ class Side:
         for g in self.groups:
             g.expect(n)
         started = time.perf_counter()
-        await self.send()
+        await self.send(n)
         last = max(await asyncio.gather(*(g.arrived(n) for g in self.groups)))
         self.latencies.append(last - started)
 
@@ -224,35 +229,46 @@ async def prepare_room(base: str, pids_of, students: int, clients: int) -> Side:
                 assert r.status_code == 303, r.text[:300]
                 return f"mfs_{code}={r.cookies.get(f'mfs_{code}')}"
 
-        cookies = await asyncio.gather(*(join(i) for i in range(students)))
+        # One more student, the probe, in this process: it keeps the step messages it
+        # gets, which the bare broadcast then sends (the same payload, byte for byte).
+        cookies = await asyncio.gather(*(join(i) for i in range(students + 1)))
+        probe_cookie = cookies.pop()
     ws_url = base.replace("http://", "ws://") + "/ws/room"
     before = rss_total(pids_of())
     hello = json.dumps({"type": "hello", "code": code, "role": "student", "lang": "ja"})
     targets = [(ws_url, {"Cookie": c, "Origin": base}, hello) for c in cookies]
     groups = await make_groups(targets, '"type":"step"', clients)
     after = rss_total(pids_of())
+    probe_ws = (await _open_many([(ws_url, {"Cookie": probe_cookie, "Origin": base})],
+                                 [hello]))[0]
+    probe = Receiver(probe_ws, '"type":"step"')
+    probe.keep = True
+    groups.append(LocalGroup([probe]))
     teacher = (await _open_many([(ws_url, {"Cookie": teacher_cookie, "Origin": base})],
                                 [hello.replace('"student"', '"teacher"')]))[0]
-    return Side(lambda: teacher.send('{"type":"next"}'), groups, [teacher], before, after,
+    side = Side(lambda n: teacher.send('{"type":"next"}'), groups, [teacher], before, after,
                 students)
+    side.probe = probe  # type: ignore[attr-defined]
+    return side
 
 
-async def prepare_bare(base: str, pid: int, students: int, size: int, clients: int) -> Side:
+async def prepare_bare(base: str, pid: int, students: int, probe: Receiver, clients: int
+                       ) -> Side:
     ws_url = base.replace("http://", "ws://")
     before = rss_kib(pid)
-    groups = await make_groups([(ws_url + "/ws", {}, None)] * students, '"type": "step"',
+    groups = await make_groups([(ws_url + "/ws", {}, None)] * students, '"type":"step"',
                                clients)
     after = rss_kib(pid)
-    teacher = await connect(ws_url + "/ws/teacher")
-    payload = json.dumps({"type": "step", "html": "x" * max(0, size - 30)})
-    return Side(lambda: teacher.send(payload), groups, [teacher], before, after, students)
+    teacher = await connect(ws_url + "/ws/teacher", max_size=2**22)
+    # Step n of the bare run sends the room's own step n message, as the probe got it.
+    return Side(lambda n: teacher.send(probe.frames[n - 1]), groups, [teacher], before,
+                after, students)
 
 
 async def run(room_base: str, pids_of, bare_base: str, bare_pid: int, students: int,  # type: ignore[no-untyped-def]
               steps: int, clients: int) -> dict[str, dict]:  # type: ignore[type-arg]
     room = await prepare_room(room_base, pids_of, students, clients)
-    size = 3000  # about a step message of basic-pop3 (one <li> with its explanation)
-    bare = await prepare_bare(bare_base, bare_pid, students, size, clients)
+    bare = await prepare_bare(bare_base, bare_pid, students, room.probe, clients)  # type: ignore[attr-defined]
     await interleaved([room, bare], steps)
     return {"room": await room.close(), "bare": await bare.close()}
 

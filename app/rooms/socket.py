@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from app.rooms.hub import Conn
+from app.rooms.hub import Conn, results_for
 from app.rooms.limits import Buckets
 from app.rooms.messages import (
     AnswerMsg,
@@ -102,8 +102,6 @@ class RoomSocket:
             poll_html = renderer.poll(poll, events, conn.lang, conn.role, counts=counts, mine=mine)
         results = ""
         if meta.ended:
-            from app.rooms.hub import results_for
-
             rows = results_for(renderer, meta, await self.service.all_answers(meta), conn)
             results = renderer.results(meta, conn.lang, rows)
         await self.reply(
