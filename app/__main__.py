@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import errno
+import secrets
 import socket
 import sys
+from dataclasses import replace
 
 import uvicorn
 
 from app.config import ConfigError, Settings
 from app.lab.world import SERVICES, lab_ports
 from app.web.app import create_app
+from app.web.workers import supervise
 
 
 def busy_port(settings: Settings) -> str | None:
@@ -30,11 +33,26 @@ def busy_port(settings: Settings) -> str | None:
         with socket.socket() as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
-                sock.bind((settings.host, port))
+                host = settings.host if what == "web app" else settings.lab_bind_host
+                sock.bind((host, port))
             except OSError as exc:
                 why = "is already in use" if exc.errno == errno.EADDRINUSE else str(exc)
                 return f"port {port} for the {what} {why}: change {variable}"
     return None
+
+
+def classroom_password(settings: Settings) -> tuple[Settings, str]:
+    """On a classroom LAN without MAILFLOW_TEACHER_PASSWORD: one for this run, printed
+    here for the teacher (who sits at this console) and nowhere else."""
+    if not settings.is_classroom_lan or settings.teacher_password:
+        return settings, ""
+    password = secrets.token_urlsafe(9)
+    note = (
+        f"mailflow: teacher password for this run: {password}\n"
+        f"mailflow: start a class at http://{settings.host}:{settings.port}/classroom "
+        "(set MAILFLOW_TEACHER_PASSWORD to choose your own)"
+    )
+    return replace(settings, teacher_password=password), note
 
 
 def main() -> int:
@@ -44,6 +62,9 @@ def main() -> int:
     except ConfigError as exc:
         print(f"mailflow: {exc}", file=sys.stderr)
         return 2
+    settings, note = classroom_password(settings)
+    if note:
+        print(note, flush=True)
     problem = busy_port(settings)
     if problem:
         print(f"mailflow: {problem}", file=sys.stderr)
@@ -59,12 +80,15 @@ def main() -> int:
     if settings.lab:
         ports = lab_ports(settings.lab_offset)
         print("Lab listeners: " + ", ".join(f"{s.name} {ports[s.name]}" for s in SERVICES))
+    if settings.web_workers > 1:
+        return supervise(settings)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         log_level="info",
         ws_max_size=64 * 1024,
+        ws="websockets-sansio",  # sends never wait: one room fan-out is one loop (rooms/hub)
     )
     return 0
 

@@ -43,6 +43,12 @@ class Settings:
     max_sessions: int = 5000
     public_url: str = ""  # e.g. https://mail.school.example behind a reverse proxy
     teacher_password: str = ""  # empty: teacher-only pages are off in public mode
+    redis_url: str = ""  # set: rooms and the lab live view share state through Redis
+    web_workers: int = 1  # web processes behind the one port (more than 1 needs Redis)
+    room_max_students: int = 500
+    room_join_rate: int = 60  # joins (and room creations) per minute per client address
+    room_ttl: float = 3 * 3600.0  # a room without activity is deleted after this
+    lab_host: str = ""  # where the lab's mail listeners listen; empty: see lab_bind_host
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -56,6 +62,11 @@ class Settings:
             database_url=os.environ.get("MAILFLOW_DATABASE_URL", ""),
             public_url=os.environ.get("MAILFLOW_PUBLIC_URL", "").strip(),
             teacher_password=os.environ.get("MAILFLOW_TEACHER_PASSWORD", ""),
+            redis_url=os.environ.get("MAILFLOW_REDIS_URL", "").strip(),
+            web_workers=_int("MAILFLOW_WEB_WORKERS", 1),
+            room_max_students=_int("MAILFLOW_ROOM_MAX_STUDENTS", 500),
+            room_join_rate=_int("MAILFLOW_ROOM_JOIN_RATE", 60),
+            lab_host=os.environ.get("MAILFLOW_LAB_HOST", "").strip(),
         )
 
     @property
@@ -69,6 +80,31 @@ class Settings:
             return False
 
     @property
+    def is_classroom_lan(self) -> bool:
+        """MAILFLOW_HOST is this machine's address on a private network (a classroom's
+        Wi-Fi): students' phones reach the web app, nothing beyond the LAN does."""
+        try:
+            address = ipaddress.ip_address(self.host.strip("[]"))
+        except ValueError:
+            return False
+        return address.is_private and not (address.is_loopback or address.is_unspecified)
+
+    @property
+    def teacher_only(self) -> bool:
+        """Teacher pages (the lab's viewer and reset, creating rooms) need the password."""
+        return self.public or self.is_classroom_lan
+
+    @property
+    def lab_bind_host(self) -> str:
+        """The lab's mail listeners: their accounts have well-known passwords, so on a
+        classroom LAN they stay on loopback unless MAILFLOW_LAB_HOST opens them."""
+        if self.lab_host:
+            return self.lab_host
+        if self.is_classroom_lan:
+            return "127.0.0.1"
+        return self.host
+
+    @property
     def public_origin(self) -> str | None:
         """The origin of MAILFLOW_PUBLIC_URL (scheme://host:port), or None when unset."""
         from app.web.security import origin_of  # the one place origins are normalised
@@ -77,11 +113,12 @@ class Settings:
 
     def check(self) -> None:
         """Refuse settings that would expose the lab's well-known passwords by accident."""
-        if not self.is_loopback and not self.public:
+        if not self.is_loopback and not self.public and not self.is_classroom_lan:
             raise ConfigError(
                 f"MAILFLOW_HOST={self.host} would serve beyond this machine. The lab accounts "
                 "have well-known passwords (alice-pass, bob-pass): set MAILFLOW_PUBLIC=1 "
-                "if you really want that, or keep MAILFLOW_HOST=127.0.0.1."
+                "if you really want that, use this machine's address on the classroom network "
+                "(e.g. MAILFLOW_HOST=192.168.1.10), or keep MAILFLOW_HOST=127.0.0.1."
             )
         if self.public_url and (
             self.public_origin is None or urlsplit(self.public_url).path not in ("", "/")
@@ -90,6 +127,15 @@ class Settings:
                 f"MAILFLOW_PUBLIC_URL={self.public_url!r} must be the address people open, "
                 "scheme and host only, e.g. https://mail.school.example"
             )
+        if self.web_workers < 1 or self.web_workers > 64:
+            raise ConfigError(f"MAILFLOW_WEB_WORKERS={self.web_workers} must be 1..64")
+        if self.web_workers > 1 and not self.redis_url:
+            raise ConfigError(
+                f"MAILFLOW_WEB_WORKERS={self.web_workers} needs MAILFLOW_REDIS_URL: rooms "
+                "and the lab live view are shared between web workers through Redis"
+            )
+        if self.room_max_students < 1 or self.room_join_rate < 1:
+            raise ConfigError("MAILFLOW_ROOM_MAX_STUDENTS and MAILFLOW_ROOM_JOIN_RATE must be ≥ 1")
         if not 0 <= self.lab_offset <= 60000:
             raise ConfigError(f"MAILFLOW_LAB_OFFSET={self.lab_offset} must be 0..60000")
 

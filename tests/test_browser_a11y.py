@@ -14,7 +14,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from served import Served
 
 pytestmark = pytest.mark.browser
-AXE = Path(__file__).resolve().parent / "vendor" / "axe.min.js"
+AXE = Path(__file__).resolve().parent / "vendor" / "axe-core-4.14.1" / "axe.min.js"
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--no-first-run", "--disable-sync"]
 PAGES = [
     "/",

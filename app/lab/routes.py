@@ -25,7 +25,7 @@ def _lab(request: Request) -> LabWorld:
 
 
 def _shown_host(request: Request) -> str:
-    host = request.app.state.settings.host
+    host = request.app.state.settings.lab_bind_host
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 
 

@@ -448,3 +448,36 @@ class Store:
                         out[t][0] += 1 if correct else 0
                         out[t][1] += 1
         return {k: (v[0], v[1]) for k, v in out.items()}
+
+    # ---- classroom rooms ----
+    def record_room_answer(
+        self,
+        learner_id: str,
+        item: str,
+        kind: str,
+        given: str,
+        correct: bool,
+        nonce: str,
+        now: datetime,
+    ) -> bool:
+        """A live-question answer from a room, for a student who opted in; False if that
+        question of that room was already recorded (the nonce is unique per learner)."""
+        try:
+            with self.db.write() as s:
+                self._ensure(s, learner_id)
+                s.add(
+                    Answer(
+                        learner_id=learner_id,
+                        mode="room",
+                        item=item,
+                        kind=kind,
+                        given=given,
+                        correct=correct,
+                        ms=None,
+                        at=now,
+                        nonce=nonce,
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True

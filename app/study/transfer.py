@@ -56,7 +56,7 @@ class _Strict(BaseModel):
 
 
 class AnswerIn(_Strict):
-    mode: Literal["srs", "practice", "speed", "exam"]
+    mode: Literal["srs", "practice", "speed", "exam", "room"]  # room: a classroom poll
     item: Id
     kind: Annotated[str, Field(min_length=1, max_length=20, pattern=r"^[a-z0-9_]+$")]
     given: Short

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -13,15 +15,24 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp
 
+from app.bus import make_bus
 from app.config import Settings
 from app.engines.tls import LabTLS
 from app.explanations import Catalog
 from app.lab.accounts_file import load_accounts
+from app.lab.bus_hub import PublishingHub, follow
 from app.lab.hub import Hub
 from app.lab.live import LiveSink
 from app.lab.live import router as lab_socket_router
 from app.lab.routes import router as lab_router
 from app.lab.world import LabWorld, lab_ports
+from app.rooms.hub import RoomHub
+from app.rooms.limits import Buckets
+from app.rooms.render import Renderer
+from app.rooms.routes import router as rooms_router
+from app.rooms.service import RoomService
+from app.rooms.socket import router as room_socket_router
+from app.rooms.state import Rooms
 from app.scenarios.model import load_all
 from app.study.routes import router as study_router
 from app.study.setup import init_study
@@ -29,6 +40,7 @@ from app.web import i18n
 from app.web.delivery import HashedStatic, RevalidateHTML
 from app.web.flow_socket import router as socket_router
 from app.web.health import EngineHealth
+from app.web.lab_forward import LabForward
 from app.web.pages import router as pages_router
 from app.web.predict import router as predict_router
 from app.web.resources import STATIC_DIR
@@ -51,10 +63,43 @@ class MailFlowApp(FastAPI):
 
     def build_middleware_stack(self) -> ASGIApp:
         settings: Settings = self.state.settings
-        return SecurityMiddleware(super().build_middleware_stack(), settings.public_origin)
+        secured: ASGIApp = SecurityMiddleware(
+            super().build_middleware_stack(), settings.public_origin
+        )
+        forward = getattr(self.state, "lab_forward", None)
+        if forward is not None:
+            secured = LabForward(secured, forward)
+        return WorkerHeader(secured)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+class WorkerHeader:
+    """`X-MailFlow-Worker: <pid>` on every HTTP response: which web worker served it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.header = (b"x-mailflow-worker", str(os.getpid()).encode())
+
+    async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_worker(message):  # type: ignore[no-untyped-def]
+            if message["type"] == "http.response.start":
+                headers = message.get("headers", [])
+                # A request forwarded to the lab's worker keeps that worker's name.
+                if not any(k.lower() == self.header[0] for k, _ in headers):
+                    message["headers"] = [*headers, self.header]
+            await send(message)
+
+        await self.app(scope, receive, send_with_worker)
+
+
+def create_app(
+    settings: Settings | None = None, *, lab_bridge: bool = False, lab_forward: Path | None = None
+) -> FastAPI:
+    """`lab_bridge`: another web worker runs the lab; its live view arrives over the bus.
+    `lab_forward`: that worker's Unix socket, where `/lab` pages are forwarded."""
     settings = settings or Settings.from_env()
 
     @asynccontextmanager
@@ -73,17 +118,38 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.health = EngineHealth(tls, settings.runs_dir)
         await app.state.health.check()
         app.state.study = init_study(settings)
+        bus = make_bus(settings.redis_url)
+        await bus.start()
         app.state.teacher = TeacherGate(settings, app.state.study.store.secret("teacher-key"))
+        service = RoomService(bus, ttl=settings.room_ttl, max_students=settings.room_max_students)
+        renderer = Renderer(app.state.templates, app.state.flow.catalog, app.state.study.content)
+        app.state.rooms = Rooms(
+            bus=bus,
+            service=service,
+            hub=RoomHub(service, renderer),
+            renderer=renderer,
+            flow=app.state.flow,
+            study=app.state.study,
+            joins=Buckets(settings.room_join_rate / 60.0, float(settings.room_join_rate)),
+        )
+        app.state.rooms.start()
         app.state.lab = None
-        if settings.lab:
+        lab_follow = None
+        if not settings.lab and (lab_bridge or settings.redis_url):
+            # The lab runs in another process (worker 0, or the compose file's lab
+            # service): its live view reaches this one over Redis.
             app.state.hub = Hub()
+            lab_follow = await follow(bus, app.state.hub)
+        if settings.lab:
+            # With Redis, other web workers show this lab's live view too.
+            app.state.hub = PublishingHub(bus) if settings.redis_url else Hub()
             lab_dir = settings.data_dir / "lab"
             app.state.lab = LabWorld(
                 lab_dir,
                 tls,
                 load_accounts(lab_dir / "accounts.toml"),
                 LiveSink(app.state.hub),
-                host=settings.host,
+                host=settings.lab_bind_host,
                 ports=lab_ports(settings.lab_offset),
             )
             await app.state.lab.start()
@@ -92,11 +158,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if app.state.lab is not None:
                 await app.state.lab.close()
+            if isinstance(getattr(app.state, "hub", None), PublishingHub):
+                await app.state.hub.close()
+            if lab_follow is not None:
+                await lab_follow.close()
+            await app.state.rooms.close()
             # Off the loop: the database threads may still be finishing a request's write.
             await asyncio.to_thread(app.state.study.close)
 
     app = MailFlowApp(title="MailFlow Lab", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
+    app.state.lab_forward = lab_forward
     # Delivery (app/web/delivery.py): static files from memory under content-hashed names,
     # HTML revalidated, text gzipped. GZip passes websockets through untouched, flushes each
     # chunk of a streamed body, skips text/event-stream and anything already encoded (the
@@ -160,4 +232,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(lab_router)
     app.include_router(lab_socket_router)
     app.include_router(teacher_router)
+    app.include_router(rooms_router)
+    app.include_router(room_socket_router)
     return app

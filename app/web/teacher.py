@@ -76,7 +76,7 @@ class TeacherGate:
     """Checks the password and the cookie; lives in app.state.teacher."""
 
     def __init__(self, settings: Settings, key: str) -> None:
-        self.public = settings.public
+        self.public = settings.teacher_only  # public, or a classroom LAN address
         self.password = settings.teacher_password
         self.secure_cookie = settings.public_url.lower().startswith("https:")
         self.serializer = URLSafeTimedSerializer(key, salt="teacher")

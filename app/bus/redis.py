@@ -1,0 +1,145 @@
+"""The Redis bus (redis-py asyncio): room state and fan-out shared by several web workers.
+
+One connection pool for commands and one pub/sub connection per process; every channel
+this process listens to is multiplexed on it, and one reader task hands each message to
+its local handlers (which never block: they render once and queue to local sockets).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+from collections import defaultdict
+
+import redis.asyncio as aioredis
+
+from app.bus import Handler
+
+log = logging.getLogger("mailflow.bus")
+
+
+class _RedisSubscription:
+    def __init__(self, bus: RedisBus, channel: str, handler: Handler) -> None:
+        self.bus, self.channel, self.handler = bus, channel, handler
+
+    async def close(self) -> None:
+        await self.bus._unsubscribe(self)
+
+
+class RedisBus:
+    name = "redis"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.redis = aioredis.Redis.from_url(url)
+        self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        self._handlers: dict[str, list[_RedisSubscription]] = defaultdict(list)
+        self._reader: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        await self.redis.ping()  # a wrong URL fails at start, not at the first class
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(BaseException):
+                await self._reader
+        with contextlib.suppress(Exception):
+            await self._pubsub.aclose()
+        await self.redis.aclose()
+
+    async def publish(self, channel: str, data: bytes) -> None:
+        await self.redis.publish(channel, data)
+
+    async def subscribe(self, channel: str, handler: Handler) -> _RedisSubscription:
+        sub = _RedisSubscription(self, channel, handler)
+        async with self._lock:
+            first = channel not in self._handlers or not self._handlers[channel]
+            self._handlers[channel].append(sub)
+            if first:
+                await self._pubsub.subscribe(channel)
+            if self._reader is None:
+                self._reader = asyncio.create_task(self._read())
+        return sub
+
+    async def _unsubscribe(self, sub: _RedisSubscription) -> None:
+        async with self._lock:
+            handlers = self._handlers.get(sub.channel)
+            if not handlers or sub not in handlers:
+                return
+            handlers.remove(sub)
+            if not handlers:
+                del self._handlers[sub.channel]
+                await self._pubsub.unsubscribe(sub.channel)
+
+    async def _read(self) -> None:
+        while True:
+            try:
+                message = await self._pubsub.get_message(timeout=1.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("redis pub/sub read failed; retrying")
+                await asyncio.sleep(0.5)
+                continue
+            if message is None or message.get("type") != "message":
+                continue
+            channel = message["channel"]
+            if isinstance(channel, bytes):
+                channel = channel.decode()
+            for sub in list(self._handlers.get(channel, ())):
+                try:
+                    result = sub.handler(message["data"])
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception:
+                    log.exception("bus handler failed on %s", channel)
+
+    # -- key/value ------------------------------------------------------------------
+    async def get(self, key: str) -> bytes | None:
+        return await self.redis.get(key)
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        await self.redis.set(key, value, px=int(ttl * 1000))
+
+    async def set_new(self, key: str, value: bytes, ttl: float) -> bool:
+        return bool(await self.redis.set(key, value, px=int(ttl * 1000), nx=True))
+
+    async def delete(self, *keys: str) -> None:
+        if keys:
+            await self.redis.delete(*keys)
+
+    async def touch(self, ttl: float, *keys: str) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.pexpire(key, int(ttl * 1000))
+            await pipe.execute()
+
+    async def hset_new(self, key: str, field: str, value: bytes, ttl: float) -> bool:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(key, field, value)
+            pipe.pexpire(key, int(ttl * 1000))
+            added, _ = await pipe.execute()
+        return bool(added)
+
+    async def hset(self, key: str, field: str, value: bytes, ttl: float) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, field, value)
+            pipe.pexpire(key, int(ttl * 1000))
+            await pipe.execute()
+
+    async def hget(self, key: str, field: str) -> bytes | None:
+        return await self.redis.hget(key, field)
+
+    async def hgetall(self, key: str) -> dict[str, bytes]:
+        raw = await self.redis.hgetall(key)
+        return {(k.decode() if isinstance(k, bytes) else k): v for k, v in raw.items()}
+
+    async def hlen(self, key: str) -> int:
+        return int(await self.redis.hlen(key))
+
+    def sweep(self) -> int:
+        return 0  # Redis expires keys itself

@@ -1,0 +1,236 @@
+"""Room state operations over the bus: create, join, step, poll, answer, report, expire.
+
+Every process serving rooms goes through these, so one room works the same whether the
+bus is this process's memory or a Redis shared by several web workers. Keys:
+
+    room:{code}            the RoomMeta JSON (only the teacher's actions write it)
+    room:{code}:rec        the recording, as JSON events
+    room:{code}:students   hash: student id → {"nick", "learner"}
+    room:{code}:a:{poll}   hash: student id → chosen index (first answer wins)
+    channel room:{code}    what happened, e.g. {"t": "step", "step": 5}
+
+Every key carries the room's TTL (3 hours), renewed by activity: when it lapses the
+nicknames and answers are gone with the room.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from app.bus import Bus
+from app.events import Event
+from app.rooms.codes import new_code
+from app.rooms.model import Poll, RoomMeta
+from app.scenarios.runner import Recording
+
+ROOM_TTL = 3 * 3600.0
+TOUCH_EVERY = 60.0  # students' answers renew the room at most this often per process
+RECORDINGS_CACHED = 64
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def student_id(token: str) -> str:
+    # Derived from the secret cookie, never sent to anyone: nobody can answer for another.
+    return hashlib.sha256(b"student:" + token.encode()).hexdigest()[:24]
+
+
+def recording_bytes(recording: Recording) -> bytes:
+    return json.dumps(
+        {
+            "slug": recording.slug,
+            "lang": recording.lang,
+            "started": recording.started,
+            "seconds": recording.seconds,
+            "events": [e.to_json() for e in recording.events],
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    ).encode()
+
+
+def recording_from(raw: bytes) -> Recording:
+    data = json.loads(raw)
+    events = tuple(Event(**e) for e in data["events"])
+    return Recording(data["slug"], data["lang"], events, data["started"], data["seconds"])
+
+
+@dataclass(frozen=True)
+class Student:
+    id: str
+    nick: str
+    learner: str | None  # the /me learner id when they opted in to count their answers
+
+
+class JoinRefused(Exception):
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code  # gone | locked | ended | full
+
+
+class RoomService:
+    def __init__(self, bus: Bus, *, ttl: float = ROOM_TTL, max_students: int = 500) -> None:
+        self.bus = bus
+        self.ttl = ttl
+        self.max_students = max_students
+        self._recordings: OrderedDict[str, Recording] = OrderedDict()
+        self._touched: dict[str, float] = {}
+
+    # -- keys ---------------------------------------------------------------------------
+    @staticmethod
+    def key(code: str, part: str = "") -> str:
+        return f"room:{code}:{part}" if part else f"room:{code}"
+
+    def _keys(self, meta: RoomMeta) -> list[str]:
+        return [
+            self.key(meta.code),
+            self.key(meta.code, "rec"),
+            self.key(meta.code, "students"),
+            *(self.key(meta.code, f"a:{p.id}") for p in meta.polls),
+        ]
+
+    # -- rooms --------------------------------------------------------------------------
+    async def create(self, slug: str, recording: Recording) -> tuple[RoomMeta, str]:
+        """A new room showing `recording`; returns it and the teacher's token."""
+        token = secrets.token_urlsafe(24)
+        rec = recording_bytes(recording)
+        while True:
+            meta = RoomMeta(
+                code=new_code(),
+                slug=slug,
+                lang=recording.lang,
+                teacher=token_hash(token),
+                total=len(recording.events),
+                created=time.time(),
+            )
+            if await self.bus.set_new(self.key(meta.code), meta.to_bytes(), self.ttl):
+                break
+        await self.bus.set(self.key(meta.code, "rec"), rec, self.ttl)
+        self._recordings[meta.code] = recording
+        return meta, token
+
+    async def meta(self, code: str) -> RoomMeta | None:
+        raw = await self.bus.get(self.key(code))
+        if raw is None:
+            self._recordings.pop(code, None)
+            self._touched.pop(code, None)
+            return None
+        return RoomMeta.from_bytes(raw)
+
+    async def save(self, meta: RoomMeta) -> None:
+        """Writes the teacher's change and renews every key of the room (activity)."""
+        await self.bus.set(self.key(meta.code), meta.to_bytes(), self.ttl)
+        await self.bus.touch(self.ttl, *self._keys(meta)[1:])
+        self._touched[meta.code] = time.monotonic()
+
+    async def activity(self, meta: RoomMeta) -> None:
+        last = self._touched.get(meta.code, 0.0)
+        if time.monotonic() - last >= TOUCH_EVERY:
+            self._touched[meta.code] = time.monotonic()
+            await self.bus.touch(self.ttl, *self._keys(meta))
+
+    async def publish(self, code: str, message: dict[str, Any]) -> None:
+        await self.bus.publish(self.key(code), json.dumps(message).encode())
+
+    async def recording(self, code: str) -> Recording | None:
+        cached = self._recordings.get(code)
+        if cached is not None:
+            self._recordings.move_to_end(code)
+            return cached
+        raw = await self.bus.get(self.key(code, "rec"))
+        if raw is None:
+            return None
+        recording = recording_from(raw)
+        self._recordings[code] = recording
+        while len(self._recordings) > RECORDINGS_CACHED:
+            self._recordings.popitem(last=False)
+        return recording
+
+    @staticmethod
+    def is_teacher(meta: RoomMeta, token: str | None) -> bool:
+        return bool(token) and hmac.compare_digest(token_hash(token or ""), meta.teacher)
+
+    # -- students -----------------------------------------------------------------------
+    async def join(self, meta: RoomMeta, nick: str, learner: str | None) -> tuple[Student, str]:
+        """A new student; returns them and their secret token (their cookie)."""
+        if meta.ended:
+            raise JoinRefused("ended")
+        if meta.locked:
+            raise JoinRefused("locked")
+        students = self.key(meta.code, "students")
+        if await self.bus.hlen(students) >= self.max_students:
+            raise JoinRefused("full")
+        token = secrets.token_urlsafe(24)
+        student = Student(student_id(token), nick, learner)
+        value = json.dumps({"nick": nick, "learner": learner}, ensure_ascii=False).encode()
+        await self.bus.hset(students, student.id, value, self.ttl)
+        await self.activity(meta)
+        return student, token
+
+    async def student(self, code: str, token: str | None) -> Student | None:
+        if not token:
+            return None
+        sid = student_id(token)
+        raw = await self.bus.hget(self.key(code, "students"), sid)
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        return Student(sid, data["nick"], data.get("learner"))
+
+    async def joined(self, code: str) -> int:
+        return await self.bus.hlen(self.key(code, "students"))
+
+    async def students(self, code: str) -> dict[str, Student]:
+        raw = await self.bus.hgetall(self.key(code, "students"))
+        out = {}
+        for sid, value in raw.items():
+            data = json.loads(value)
+            out[sid] = Student(sid, data["nick"], data.get("learner"))
+        return out
+
+    # -- answers ------------------------------------------------------------------------
+    async def answer(self, meta: RoomMeta, student: Student, poll_id: int, choice: int) -> str:
+        """ok | closed (not the open poll, or revealed) | bad (no such choice) | twice."""
+        poll = meta.current()
+        if poll is None or poll.id != poll_id or poll.revealed or meta.ended:
+            return "closed"
+        if not 0 <= choice < len(poll.right):
+            return "bad"
+        key = self.key(meta.code, f"a:{poll.id}")
+        if not await self.bus.hset_new(key, student.id, str(choice).encode(), self.ttl):
+            return "twice"
+        await self.activity(meta)
+        return "ok"
+
+    async def answers(self, code: str, poll_id: int) -> dict[str, bytes]:
+        return await self.bus.hgetall(self.key(code, f"a:{poll_id}"))
+
+    async def my_answer(self, code: str, poll_id: int, sid: str) -> int | None:
+        raw = await self.bus.hget(self.key(code, f"a:{poll_id}"), sid)
+        return int(raw) if raw is not None else None
+
+    async def all_answers(self, meta: RoomMeta) -> dict[int, dict[str, bytes]]:
+        return {p.id: await self.answers(meta.code, p.id) for p in meta.polls}
+
+    async def delete(self, meta: RoomMeta) -> None:
+        await self.bus.delete(*self._keys(meta))
+        self._recordings.pop(meta.code, None)
+        self._touched.pop(meta.code, None)
+
+
+def next_poll_id(meta: RoomMeta) -> int:
+    return max((p.id for p in meta.polls), default=0) + 1
+
+
+def open_poll(meta: RoomMeta, poll: Poll) -> None:
+    meta.polls.append(poll)
+    meta.poll = poll.id
