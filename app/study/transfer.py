@@ -304,6 +304,10 @@ def _against_content(doc: ProgressFile, content: Content) -> Parsed:
                 raise ImportProblem("invalid", f"exam_runs.{i}: answer {a.position}")
 
     def known(a: AnswerIn) -> bool:
+        if a.mode == "room":
+            # A classroom poll: a predicted line of a scenario, or a bank question while
+            # the bank still has it.
+            return a.item.startswith("predict:") or a.item in content.questions
         return a.item in (content.questions if a.mode == "exam" else content.cards)
 
     kept = Parsed(
