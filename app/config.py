@@ -43,6 +43,9 @@ class Settings:
     max_sessions: int = 5000
     public_url: str = ""  # e.g. https://mail.school.example behind a reverse proxy
     teacher_password: str = ""  # empty: teacher-only pages are off in public mode
+    record_workers: int = 1  # worker processes that run scenarios (2 cores: web + 1)
+    record_pool: int = 2  # recordings kept ready per (scenario, language); 0: none
+    record_idle_stop: float = 120.0  # seconds without a run before the worker exits; 0: never
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -56,6 +59,9 @@ class Settings:
             database_url=os.environ.get("MAILFLOW_DATABASE_URL", ""),
             public_url=os.environ.get("MAILFLOW_PUBLIC_URL", "").strip(),
             teacher_password=os.environ.get("MAILFLOW_TEACHER_PASSWORD", ""),
+            record_workers=_int("MAILFLOW_RECORD_WORKERS", 1),
+            record_pool=_int("MAILFLOW_RECORD_POOL", 2),
+            record_idle_stop=float(_int("MAILFLOW_RECORD_IDLE", 120)),
         )
 
     @property
@@ -92,6 +98,12 @@ class Settings:
             )
         if not 0 <= self.lab_offset <= 60000:
             raise ConfigError(f"MAILFLOW_LAB_OFFSET={self.lab_offset} must be 0..60000")
+        if not 1 <= self.record_workers <= 16:
+            raise ConfigError(f"MAILFLOW_RECORD_WORKERS={self.record_workers} must be 1..16")
+        if not 0 <= self.record_pool <= 10:
+            raise ConfigError(f"MAILFLOW_RECORD_POOL={self.record_pool} must be 0..10")
+        if self.record_idle_stop < 0:
+            raise ConfigError(f"MAILFLOW_RECORD_IDLE={self.record_idle_stop:g} must be ≥ 0")
 
     @property
     def resolved_database_url(self) -> str:

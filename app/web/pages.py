@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 
 from app.digits import is_digits
 from app.events import Event
+from app.scenarios.recording import Recording
 from app.web import i18n
 from app.web.flow_view import hops, panels
 from app.web.predict import MODES, predict_page, unknown_mode
@@ -81,7 +84,11 @@ async def flow_page(request: Request, slug: str) -> Response:
         return unknown_mode(request, mode)
     step, key, occurrence = _start(dict(request.query_params))
     lang = i18n.current_lang.get()
-    session = await flow.new_session(slug, lang)
+    # ?session= is the learner's own run after "record afresh" (kept across a reload);
+    # anything else gets the pool's shared recording, which is ready before it is asked.
+    session = flow.sessions.get(request.query_params.get("session"))
+    if session is None or session.slug != slug:
+        session = await flow.new_session(slug, lang)
     events = session.recording.events
     if key is not None:
         # The event in the recording shown; the start if this run lacks it.
@@ -102,5 +109,32 @@ async def flow_page(request: Request, slug: str) -> Response:
             "lang": lang,
             "present": request.query_params.get("present") == "1",
             "active_panel": events[step - 1].panel if step else 0,
+            "recorded": recorded_stamp(session.recording),
         },
     )
+
+
+def recorded_stamp(recording: Recording, now: float | None = None) -> dict[str, object]:
+    """When the run shown was recorded: minutes ago, and the UTC time for <time>."""
+    now = time.time() if now is None else now
+    utc = time.gmtime(recording.started)
+    return {
+        "minutes": max(0, int((now - recording.started) // 60)),
+        "hhmm": time.strftime("%H:%M", utc),
+        "iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", utc),
+    }
+
+
+@router.post("/flow/{slug}/afresh")
+async def record_afresh(request: Request, slug: str) -> Response:
+    """"Record afresh": a private live run for this learner only, then its page.
+
+    A form POST (same-origin checked by the security middleware), so it works without
+    JavaScript; the redirect keeps the run under ?session= across a reload.
+    """
+    flow = _flow(request)
+    if slug not in flow.scenarios:
+        raise HTTPException(404, detail="scenario")
+    lang = i18n.current_lang.get()
+    session = await flow.fresh_session(slug, lang)
+    return RedirectResponse(f"/flow/{slug}?session={session.id}&lang={lang}", status_code=303)
