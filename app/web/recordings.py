@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -59,6 +60,7 @@ class RecordingPool:
         self.max_uses = max_uses
         self.max_age = max_age
         self.runs = 0  # finished runs, pooled and private
+        self.pooled_runs: Counter[Key] = Counter()  # finished runs that went into the pool
         self.last_error: str | None = None
         self._entries: dict[Key, list[_Entry]] = {}
         self._inflight: dict[Key, list[asyncio.Future[Recording]]] = {}
@@ -166,6 +168,7 @@ class RecordingPool:
             future.exception()  # retrieved: a failed refill nobody waited for is not an error
             raise
         else:
+            self.pooled_runs[key] += 1
             self._add(key, recording)
             future.set_result(recording)
             return recording
