@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import secrets
 import time
+from collections import OrderedDict
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.digits import is_digits
 from app.events import Event
@@ -15,6 +17,7 @@ from app.web.flow_view import hops, panels
 from app.web.predict import MODES, predict_page, unknown_mode
 from app.web.scenario_list import scenario_list
 from app.web.service import FlowService
+from app.web.sessions import FlowSession
 
 router = APIRouter()
 
@@ -94,12 +97,23 @@ async def flow_page(request: Request, slug: str) -> Response:
         # The event in the recording shown; the start if this run lacks it.
         step = step_of_event(events, key, occurrence) or 0
     step = session.move_to(step)
-    return request.app.state.templates.TemplateResponse(
+    recorded = recorded_stamp(session.recording)
+    # A shared recording looks the same to every learner who opens the same address
+    # (a class opening one link): render it once, then only the session id differs.
+    cache_key = None
+    if not session.private:
+        cache_key = (session.recording, lang, request.url.path, request.url.query,
+                     recorded["minutes"])  # fmt: skip
+        html = _page_cache.get(cache_key)
+        if html is not None:
+            _page_cache.move_to_end(cache_key)
+            return HTMLResponse(html.replace(_SESSION_MARK, session.id))
+    page = request.app.state.templates.TemplateResponse(
         request,
         "flow.html",
         {
             "scenario": scenario,
-            "session": session,
+            "session": _Marked(session) if cache_key else session,
             "events": events[:step],
             "step": step,
             "total": session.total,
@@ -109,9 +123,34 @@ async def flow_page(request: Request, slug: str) -> Response:
             "lang": lang,
             "present": request.query_params.get("present") == "1",
             "active_panel": events[step - 1].panel if step else 0,
-            "recorded": recorded_stamp(session.recording),
+            "recorded": recorded,
         },
     )
+    if cache_key is None:
+        return page
+    html = bytes(page.body).decode()
+    _page_cache[cache_key] = html
+    while len(_page_cache) > PAGE_CACHE_SIZE:
+        _page_cache.popitem(last=False)
+    return HTMLResponse(html.replace(_SESSION_MARK, session.id))
+
+
+# Rendered flow pages of shared recordings, the session id left as a mark. Bounded:
+# a page is ~30 KB, and an entry keeps its recording alive until it is pushed out.
+PAGE_CACHE_SIZE = 64
+_page_cache: OrderedDict[tuple[object, ...], str] = OrderedDict()
+_SESSION_MARK = "session-" + secrets.token_hex(8)
+
+
+class _Marked:
+    """The session as the template sees it, with the mark for an id."""
+
+    def __init__(self, session: FlowSession) -> None:
+        self._session = session
+        self.id = _SESSION_MARK
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._session, name)
 
 
 def recorded_stamp(recording: Recording, now: float | None = None) -> dict[str, object]:

@@ -61,6 +61,7 @@ class RecordingPool:
         self.max_age = max_age
         self.runs = 0  # finished runs, pooled and private
         self.pooled_runs: Counter[Key] = Counter()  # finished runs that went into the pool
+        self.waits = 0  # get() calls that found the pool empty and waited for a run
         self.last_error: str | None = None
         self._entries: dict[Key, list[_Entry]] = {}
         self._inflight: dict[Key, list[asyncio.Future[Recording]]] = {}
@@ -75,6 +76,7 @@ class RecordingPool:
         key = (slug, lang)
         entries = self._entries.get(key)
         if not entries:
+            self.waits += 1
             inflight = self._inflight.get(key)
             if inflight:  # a refill of this key is under way: wait for that one
                 await asyncio.shield(inflight[0])
@@ -125,6 +127,7 @@ class RecordingPool:
             "target": self.target,
             "held": sum(len(v) for v in self._entries.values()),
             "runs": self.runs,
+            "waits": self.waits,
             "worker": "running" if self.worker.running else "stopped",
         }
 
