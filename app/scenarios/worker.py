@@ -36,11 +36,19 @@ _state: dict[str, Any] = {}
 
 
 def init(tls_dir: str, runs_dir: str, nice: int = NICE) -> None:
-    """Executor initializer: lower this process's priority and remember where to work."""
-    if nice:
-        os.nice(nice)
+    """Executor initializer: remember where to work and how nice to be."""
     _state["tls_dir"] = Path(tls_dir)
     _state["runs_dir"] = Path(runs_dir)
+    _state["nice"] = nice
+
+
+def _be_nice() -> None:
+    # Lowered on the first scenario run, not at start: the first job is the start-up
+    # health probe, which /healthz (and so a cold start) waits for. A process can only
+    # lower its own priority, so from then on everything here yields to the web.
+    nice = _state.pop("nice", 0)
+    if nice:
+        os.nice(nice)
 
 
 def _loop() -> asyncio.AbstractEventLoop:
@@ -64,6 +72,7 @@ def record(slug: str, lang: str) -> Recording:
     from app.scenarios.model import load_all
     from app.scenarios.runner import run_scenario
 
+    _be_nice()
     if "scenarios" not in _state:
         _state["scenarios"] = load_all()
     scenario = _state["scenarios"][slug]
