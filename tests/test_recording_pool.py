@@ -6,6 +6,7 @@ the real app. Waits are on the pool's own conditions (`wait_ready`), never on ti
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from collections.abc import AsyncIterator
@@ -69,6 +70,20 @@ async def test_the_pool_fills_in_the_background_and_refills_after_use(
         assert pool.stats()["held"] == 1  # the pool let go of the old one
     finally:
         await pool.close()
+
+
+async def test_a_learner_who_leaves_does_not_cancel_the_run_others_wait_for(
+    worker: RecordWorker,
+) -> None:
+    pool = RecordingPool(worker, [KEY], per_key=1)
+    leaver = asyncio.create_task(pool.get(*KEY))
+    await asyncio.sleep(0)  # one turn of the loop: the leaver has asked for the run
+    stayer = asyncio.create_task(pool.get(*KEY))
+    await asyncio.sleep(0)
+    leaver.cancel()  # the first learner closes the tab
+    recording = await stayer
+    assert leaver.cancelled() and pool.waits == 2
+    assert pool.pooled_runs[KEY] == 1 and await pool.get(*KEY) is recording
 
 
 async def test_fresh_is_a_private_new_run(worker: RecordWorker) -> None:

@@ -97,7 +97,9 @@ class RecordWorker:
                 result = await asyncio.wrap_future(executor.submit(fn, *args))
             except BrokenProcessPool as exc:
                 # The worker died (killed, out of memory): the next job starts a new one.
-                self._executor = None
+                if self._executor is not None:
+                    self._executor.shutdown(wait=False)
+                    self._executor = None
                 if not future.done():
                     future.set_exception(exc)
             except Exception as exc:

@@ -69,6 +69,7 @@ class RecordingPool:
         self._wake = asyncio.Event()
         self._changed = asyncio.Condition()
         self._filler: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # refills under way
 
     # -- the API ----------------------------------------------------------------
     async def get(self, slug: str, lang: str) -> Recording:
@@ -78,10 +79,10 @@ class RecordingPool:
         if not entries:
             self.waits += 1
             inflight = self._inflight.get(key)
-            if inflight:  # a refill of this key is under way: wait for that one
-                await asyncio.shield(inflight[0])
-            else:
-                await self._run_into_pool(key, FOREGROUND)
+            # A refill of this key under way is waited for; else one goes to the front.
+            future = inflight[0] if inflight else self._start_refill(key, FOREGROUND)
+            # Shielded: a learner who leaves does not cancel the run others may wait for.
+            await asyncio.shield(future)
             entries = self._entries[key]
         entry = self._pick(entries)
         entry.uses += 1
@@ -132,11 +133,13 @@ class RecordingPool:
         }
 
     async def close(self) -> None:
-        if self._filler is not None:
-            self._filler.cancel()
+        tasks = [*self._tasks, *([self._filler] if self._filler else [])]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._filler
-            self._filler = None
+                await task
+        self._filler = None
 
     # -- inside -----------------------------------------------------------------
     def _fresh(self, entry: _Entry) -> bool:
@@ -160,21 +163,29 @@ class RecordingPool:
         self.last_error = None
         return recording
 
-    async def _run_into_pool(self, key: Key, priority: int) -> Recording:
+    def _start_refill(self, key: Key, priority: int) -> asyncio.Future[Recording]:
+        """A run for the pool, as its own task; the future resolves once it is in."""
         future: asyncio.Future[Recording] = asyncio.get_running_loop().create_future()
         self._inflight.setdefault(key, []).append(future)
+        task = asyncio.create_task(self._refill(key, priority, future))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return future
+
+    async def _refill(self, key: Key, priority: int, future: asyncio.Future[Recording]) -> None:
         try:
             recording = await self._run(key, priority)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
         except Exception as exc:
             self._failed[key] = time.monotonic()
             future.set_exception(exc)
-            future.exception()  # retrieved: a failed refill nobody waited for is not an error
-            raise
+            future.exception()  # retrieved: a failed refill nobody waited for is no error
         else:
             self.pooled_runs[key] += 1
             self._add(key, recording)
             future.set_result(recording)
-            return recording
         finally:
             self._inflight[key].remove(future)
 
@@ -216,4 +227,4 @@ class RecordingPool:
                     await asyncio.wait_for(self._wake.wait(), RETRY_AFTER)
                 continue
             with contextlib.suppress(Exception):  # noted in last_error, retried later
-                await self._run_into_pool(key, BACKGROUND)
+                await asyncio.shield(self._start_refill(key, BACKGROUND))
