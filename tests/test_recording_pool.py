@@ -9,6 +9,9 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import select
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from app.web.record_worker import RecordWorker
 from app.web.recordings import RecordingPool
 
 KEY = ("basic-pop3", "ja")
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def message_id(recording: Recording) -> str:
@@ -140,3 +144,36 @@ def test_an_empty_pool_makes_the_first_page_wait_then_keeps_that_run(tmp_path: P
         second = client.get("/flow/basic-pop3")
         assert _session_and_stamp(second.text)[1] == _session_and_stamp(first.text)[1]
         assert pool.pooled_runs[KEY] == 1
+
+
+WEB_STAND_IN = """
+import asyncio, sys
+from pathlib import Path
+from app.scenarios import worker
+from app.web.record_worker import RecordWorker
+
+async def main():
+    w = RecordWorker(Path(sys.argv[1]) / "tls", Path(sys.argv[1]) / "runs")
+    print(await w.call(0, worker.pid), flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+def test_the_worker_exits_when_the_web_process_is_killed(tmp_path: Path) -> None:
+    web = subprocess.Popen(
+        [sys.executable, "-c", WEB_STAND_IN, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE
+    )
+    try:
+        worker_pid = int(web.stdout.readline())  # type: ignore[union-attr]
+        assert worker_pid != web.pid
+        exited = os.pidfd_open(worker_pid)  # readable once that process has ended
+    finally:
+        web.kill()  # no shutdown, no cleanup: as after a crash or `kill -9`
+        web.wait()
+    try:
+        readable, _, _ = select.select([exited], [], [], 60)  # a failsafe, not a pace
+        assert readable, "the worker outlived the web process"
+    finally:
+        os.close(exited)

@@ -12,8 +12,11 @@ closing finish in the background of the next job instead of being cancelled.
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import multiprocessing.connection
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +43,24 @@ def init(tls_dir: str, runs_dir: str, nice: int = NICE) -> None:
     _state["tls_dir"] = Path(tls_dir)
     _state["runs_dir"] = Path(runs_dir)
     _state["nice"] = nice
+    _exit_with_parent()
+
+
+def _exit_with_parent() -> None:
+    """End this process when the web process is gone, even if it was killed.
+
+    The executor's queues keep a pipe end open in here, so a worker would otherwise
+    wait for jobs forever after a `kill -9` of the web process.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _be_nice() -> None:
