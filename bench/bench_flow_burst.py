@@ -9,6 +9,8 @@ a run) before and after each burst says whether one did.
 
 Baseline in the same run, same client, same load: N learners GET /quiz/ports at once.
 Rounds alternate the order of the two. Loopback only; the app runs in its own process.
+Also printed: the web process's CPU time per learner (from /proc), which says what a
+burst costs the server independently of how busy the shared machine is.
 
     .venv/bin/python bench/bench_flow_burst.py --learners 100 --rounds 5
 """
@@ -22,6 +24,7 @@ import os
 import re
 import tempfile
 import time
+from pathlib import Path
 
 import httpx
 from common import free_port, percentile, start_process, wait_for_port
@@ -85,11 +88,17 @@ async def waits(base: str) -> int:
         return (await c.get("/healthz")).json()["recordings"]["waits"]
 
 
-async def bench(base: str, learners: int, rounds: int, fill_timeout: float) -> dict:
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def bench(base: str, pid: int, learners: int, rounds: int, fill_timeout: float) -> dict:
     filled_at = time.perf_counter()
     health = await wait_filled(base, fill_timeout)
     print(f"pool filled: {health['recordings']}", flush=True)
     results: dict[str, list[float]] = {"quiz": [], "flow": []}
+    cpu: dict[str, float] = {"quiz": 0.0, "flow": 0.0}
     waits_in_flow = 0
     await burst("quiz", base, 10)  # warm-up: first templates, first connections
     await burst("flow", base, 10)
@@ -97,7 +106,9 @@ async def bench(base: str, learners: int, rounds: int, fill_timeout: float) -> d
         order = ("quiz", "flow") if r % 2 == 0 else ("flow", "quiz")
         for kind in order:
             before = await waits(base)
+            cpu_before = cpu_seconds(pid)
             lat = await burst(kind, base, learners)
+            cpu[kind] += cpu_seconds(pid) - cpu_before
             if kind == "flow":
                 waits_in_flow += await waits(base) - before
             results[kind].extend(lat)
@@ -113,6 +124,7 @@ async def bench(base: str, learners: int, rounds: int, fill_timeout: float) -> d
                 "p95_ms": percentile(lat, 95) * 1000,
                 "p99_ms": percentile(lat, 99) * 1000,
                 "max_ms": max(lat) * 1000,
+                "server_cpu_ms_per_learner": cpu[kind] * 1000 / len(lat),
             }
             for kind, lat in results.items()
         },
@@ -133,19 +145,23 @@ def main() -> None:
         )
         try:
             wait_for_port(port)
+            base = f"http://127.0.0.1:{port}"
             result = asyncio.run(
-                bench(f"http://127.0.0.1:{port}", args.learners, args.rounds, args.fill_timeout)
+                bench(base, app.pid, args.learners, args.rounds, args.fill_timeout)
             )
         finally:
             app.terminate()
             app.wait(timeout=20)
     print(f"load average {os.getloadavg()[0]:.1f}")
-    print(f"{'':6}{'samples':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}")
+    print(
+        f"{'':6}{'samples':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+        f"{'cpu ms/learner':>16}"
+    )
     for kind in ("quiz", "flow"):
         r = result[kind]
         print(
             f"{kind:6}{r['samples']:>8}{r['p50_ms']:>9.1f}{r['p95_ms']:>9.1f}"
-            f"{r['p99_ms']:>9.1f}{r['max_ms']:>9.1f}"
+            f"{r['p99_ms']:>9.1f}{r['max_ms']:>9.1f}{r['server_cpu_ms_per_learner']:>16.2f}"
         )
     ok = result["flow"]["p95_ms"] <= 300 and result["waits_in_flow"] == 0
     print(f"page loads that waited for a run: {result['waits_in_flow']}")
