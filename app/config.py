@@ -44,7 +44,7 @@ class Settings:
     public_url: str = ""  # e.g. https://mail.school.example behind a reverse proxy
     teacher_password: str = ""  # empty: teacher-only pages are off in public mode
     record_workers: int = 1  # worker processes that run scenarios (2 cores: web + 1)
-    record_pool: int = 2  # recordings kept ready per (scenario, language); 0: none
+    record_pool: int = 2  # recordings kept ready per (scenario, language); 0: none ahead
     record_idle_stop: float = 120.0  # seconds without a run before the worker exits; 0: never
 
     @classmethod

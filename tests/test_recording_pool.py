@@ -177,3 +177,17 @@ def test_the_worker_exits_when_the_web_process_is_killed(tmp_path: Path) -> None
         assert readable, "the worker outlived the web process"
     finally:
         os.close(exited)
+
+
+def test_worker_and_pool_settings_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.config import ConfigError
+
+    monkeypatch.setenv("MAILFLOW_RECORD_WORKERS", "2")
+    monkeypatch.setenv("MAILFLOW_RECORD_POOL", "0")
+    monkeypatch.setenv("MAILFLOW_RECORD_IDLE", "0")
+    settings = Settings.from_env()
+    assert (settings.record_workers, settings.record_pool, settings.record_idle_stop) == (2, 0, 0)
+    for bad, name in (({"record_workers": 0}, "MAILFLOW_RECORD_WORKERS"),
+                      ({"record_pool": -1}, "MAILFLOW_RECORD_POOL")):  # fmt: skip
+        with pytest.raises(ConfigError, match=name):
+            Settings(**bad).check()  # type: ignore[arg-type]
