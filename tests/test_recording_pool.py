@@ -99,6 +99,20 @@ async def test_fresh_is_a_private_new_run(worker: RecordWorker) -> None:
     assert pool.pooled_runs[KEY] == 1 and pool.runs == 2
 
 
+async def test_an_idle_worker_is_let_go_and_started_again_when_needed(tmp_path: Path) -> None:
+    from app.scenarios import worker as in_worker
+
+    w = RecordWorker(tmp_path / "tls", tmp_path / "runs", idle_stop=0.05)
+    try:
+        first = await w.call(0, in_worker.pid)
+        await w.stopped_idle.wait()  # set when the idle timer let the process go
+        assert not w.running
+        second = await w.call(0, in_worker.pid)
+        assert second != first and w.starts == 2 and w.running
+    finally:
+        await w.close()
+
+
 def _session_and_stamp(html: str) -> tuple[str, str]:
     session = re.search(r'data-session="([^"]+)"', html).group(1)
     stamp = re.search(r'data-recorded="([^"]+)"', html).group(1)

@@ -58,6 +58,7 @@ class RecordWorker:
         self._busy = 0
         self._idle_timer: asyncio.TimerHandle | None = None
         self._closed = False
+        self.stopped_idle = asyncio.Event()  # set each time an idle worker is let go
 
     async def call(self, priority: int, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(*args)` in the worker process; `fn` must be a module-level function."""
@@ -92,6 +93,7 @@ class RecordWorker:
                 continue
             self._busy += 1
             self._cancel_idle_timer()
+            self.stopped_idle.clear()
             try:
                 executor = self._ensure_executor()
                 result = await asyncio.wrap_future(executor.submit(fn, *args))
@@ -131,6 +133,7 @@ class RecordWorker:
             return
         executor, self._executor = self._executor, None
         executor.shutdown(wait=False)  # no job is running: the worker exits at once
+        self.stopped_idle.set()
 
     @property
     def running(self) -> bool:
