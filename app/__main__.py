@@ -1,4 +1,8 @@
-"""`python -m app`: serve MailFlow Lab with the settings from the environment."""
+"""`python -m app`: serve MailFlow Lab with the settings from the environment.
+
+The web app is imported inside the functions, not at the top: the recording worker
+(spawn) imports this module as its `__main__` and must not pay for the web stack.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +12,13 @@ import socket
 import sys
 from dataclasses import replace
 
-import uvicorn
-
 from app.config import ConfigError, Settings
-from app.lab.world import SERVICES, lab_ports
-from app.web.app import create_app
-from app.web.workers import supervise
 
 
 def busy_port(settings: Settings) -> str | None:
     """Name the first port we cannot bind, before anything starts."""
+    from app.lab.world import SERVICES, lab_ports
+
     wanted = [("web app", settings.port, "MAILFLOW_PORT")]
     if settings.lab:
         ports = lab_ports(settings.lab_offset)
@@ -56,6 +57,12 @@ def classroom_password(settings: Settings) -> tuple[Settings, str]:
 
 
 def main() -> int:
+    import uvicorn
+
+    from app.lab.world import SERVICES, lab_ports
+    from app.web.app import create_app
+    from app.web.workers import supervise
+
     try:
         settings = Settings.from_env()
         settings.check()

@@ -49,6 +49,9 @@ class Settings:
     room_join_rate: int = 60  # joins (and room creations) per minute per client address
     room_ttl: float = 3 * 3600.0  # a room without activity is deleted after this
     lab_host: str = ""  # where the lab's mail listeners listen; empty: see lab_bind_host
+    record_workers: int = 1  # worker processes that run scenarios (2 cores: web + 1)
+    record_pool: int = 2  # recordings kept ready per (scenario, language); 0: none ahead
+    record_idle_stop: float = 120.0  # seconds without a run before the worker exits; 0: never
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -67,6 +70,9 @@ class Settings:
             room_max_students=_int("MAILFLOW_ROOM_MAX_STUDENTS", 500),
             room_join_rate=_int("MAILFLOW_ROOM_JOIN_RATE", 60),
             lab_host=os.environ.get("MAILFLOW_LAB_HOST", "").strip(),
+            record_workers=_int("MAILFLOW_RECORD_WORKERS", 1),
+            record_pool=_int("MAILFLOW_RECORD_POOL", 2),
+            record_idle_stop=float(_int("MAILFLOW_RECORD_IDLE", 120)),
         )
 
     @property
@@ -138,6 +144,12 @@ class Settings:
             raise ConfigError("MAILFLOW_ROOM_MAX_STUDENTS and MAILFLOW_ROOM_JOIN_RATE must be ≥ 1")
         if not 0 <= self.lab_offset <= 60000:
             raise ConfigError(f"MAILFLOW_LAB_OFFSET={self.lab_offset} must be 0..60000")
+        if not 1 <= self.record_workers <= 16:
+            raise ConfigError(f"MAILFLOW_RECORD_WORKERS={self.record_workers} must be 1..16")
+        if not 0 <= self.record_pool <= 10:
+            raise ConfigError(f"MAILFLOW_RECORD_POOL={self.record_pool} must be 0..10")
+        if self.record_idle_stop < 0:
+            raise ConfigError(f"MAILFLOW_RECORD_IDLE={self.record_idle_stop:g} must be ≥ 0")
 
     @property
     def resolved_database_url(self) -> str:

@@ -1,5 +1,8 @@
 """Flow page load: N browser sessions stepping through basic-pop3 at 2 steps per second.
 
+Each session starts with `hello`, which since the recording pool gets the pool's shared
+recording (the first one waits for the run; see bench_flow_many.py for 2,000 sessions).
+
 Reports step latency (the `next` control sent → its `step` event received) and the
 server's memory per session, next to a bare Starlette websocket echo measured in the
 same run, on the same machine, with the same client. Both servers run in their own

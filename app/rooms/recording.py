@@ -1,7 +1,8 @@
-"""The one recording a room shows: a real run of its scenario, made once at creation.
+"""The one recording a room shows: a real run of its scenario, taken from the pool.
 
-Behind one function so the room can later take its run from the recording pool instead
-of running the scenario itself (today's FlowService API).
+A recording is immutable data from a real run, so a room shares the pool's ready one
+(as learners on the flow page do): creating a room waits for no run unless the pool is
+still empty after a cold start. Everyone in the room sees that same run.
 """
 
 from __future__ import annotations
@@ -11,4 +12,4 @@ from app.web.service import FlowService
 
 
 async def room_recording(flow: FlowService, slug: str, lang: str) -> Recording:
-    return await flow.record(slug, lang)
+    return await flow.recordings.get(slug, lang)

@@ -10,28 +10,16 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from app.engines.tls import LabTLS
-from app.events import Event, Recorder
+from app.events import Recorder
 from app.scenarios.actions import ACTIONS, RunContext
 from app.scenarios.model import Scenario, ScenarioError
+from app.scenarios.recording import Recording
 from app.world.world import World, WorldOptions
 
 SETTLE_TIMEOUT = 5.0
-
-
-@dataclass(frozen=True)
-class Recording:
-    slug: str
-    lang: str
-    events: tuple[Event, ...]
-    started: float
-    seconds: float
-
-    def __len__(self) -> int:
-        return len(self.events)
 
 
 async def _settle(world: World, held: dict[str, int] | None = None) -> None:

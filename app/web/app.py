@@ -43,6 +43,8 @@ from app.web.health import EngineHealth
 from app.web.lab_forward import LabForward
 from app.web.pages import router as pages_router
 from app.web.predict import router as predict_router
+from app.web.record_worker import RecordWorker
+from app.web.recordings import RecordingPool
 from app.web.resources import STATIC_DIR
 from app.web.security import SecurityMiddleware
 from app.web.service import FlowService
@@ -105,18 +107,32 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        tls = LabTLS.load(settings.tls_dir)
+        tls = LabTLS.load(settings.tls_dir)  # before the worker, which loads the same files
         app.state.tls = tls
+        # Scenario runs and engine probes happen in the worker process, never here.
+        worker = RecordWorker(
+            settings.tls_dir,
+            settings.runs_dir,
+            workers=settings.record_workers,
+            idle_stop=settings.record_idle_stop,
+        )
+        app.state.health = EngineHealth(worker)
+        # The first probe starts the worker while this process sets up the rest; /healthz
+        # answers once it is in. Refills queue behind it at low priority.
+        first_check = asyncio.create_task(app.state.health.check())
+        scenarios = load_all()
+        pool = RecordingPool(
+            worker,
+            [(slug, lang) for lang in i18n.LANGS for slug in scenarios],
+            per_key=settings.record_pool,
+        )
         app.state.flow = FlowService(
-            tls=tls,
-            runs_dir=settings.runs_dir,
-            scenarios=load_all(),
+            recordings=pool,
+            scenarios=scenarios,
             catalog=Catalog.load(),
             session_ttl=settings.session_ttl,
             max_sessions=settings.max_sessions,
         )
-        app.state.health = EngineHealth(tls, settings.runs_dir)
-        await app.state.health.check()
         app.state.study = init_study(settings)
         bus = make_bus(settings.redis_url)
         await bus.start()
@@ -153,9 +169,13 @@ def create_app(
                 ports=lab_ports(settings.lab_offset),
             )
             await app.state.lab.start()
+        pool.start()
         try:
             yield
         finally:
+            first_check.cancel()
+            await pool.close()
+            await worker.close()
             if app.state.lab is not None:
                 await app.state.lab.close()
             if isinstance(getattr(app.state, "hub", None), PublishingHub):
@@ -217,9 +237,10 @@ def create_app(
         ok = health.ok
         body = {
             "status": "ok" if ok else "failing",
-            "engines": engines,
+            "engines": engines,  # probed in the worker process
             "runs": flow.runs,
             "sessions": len(flow.sessions),
+            "recordings": flow.recordings.stats(),
             "last_run_error": flow.last_error,
         }
         return JSONResponse(body, status_code=200 if ok else 503)

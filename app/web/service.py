@@ -1,50 +1,50 @@
-"""The flow service: runs scenarios for browser sessions and keeps their recordings."""
+"""The flow service: gives browser sessions their recordings and keeps the sessions.
+
+Recordings come from the pool (app/web/recordings.py), which runs scenarios in the
+worker process (app/web/record_worker.py); this process never runs a mail server.
+"""
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
-
-from app.engines.tls import LabTLS
 from app.explanations import Catalog
 from app.scenarios.model import Scenario
-from app.scenarios.runner import Recording, run_scenario
+from app.scenarios.recording import Recording
+from app.web.recordings import RecordingPool
 from app.web.sessions import FlowSession, SessionStore
-
-# Runs are CPU work (TLS handshakes); a few at a time keeps page loads fair on 2 cores.
-CONCURRENT_RUNS = 4
 
 
 class FlowService:
     def __init__(
         self,
         *,
-        tls: LabTLS,
-        runs_dir: Path,
+        recordings: RecordingPool,
         scenarios: dict[str, Scenario],
         catalog: Catalog,
         session_ttl: float,
         max_sessions: int,
     ) -> None:
-        self.tls = tls
-        self.runs_dir = runs_dir
+        self.recordings = recordings
         self.scenarios = scenarios
         self.catalog = catalog
         self.sessions = SessionStore(session_ttl, max_sessions)
-        self._slots = asyncio.Semaphore(CONCURRENT_RUNS)
-        self.runs = 0
-        self.last_error: str | None = None
+
+    @property
+    def runs(self) -> int:
+        """Scenario runs finished for this process (pooled and private)."""
+        return self.recordings.runs
+
+    @property
+    def last_error(self) -> str | None:
+        return self.recordings.last_error
 
     async def record(self, slug: str, lang: str) -> Recording:
-        async with self._slots:
-            try:
-                recording = await run_scenario(self.scenarios[slug], self.tls, self.runs_dir, lang)
-            except Exception as exc:  # surfaced on /healthz and to the learner
-                self.last_error = f"{slug}: {exc.__class__.__name__}: {exc}"
-                raise
-        self.runs += 1
-        self.last_error = None
-        return recording
+        """A private new run ("record afresh")."""
+        return await self.recordings.fresh(slug, lang)
 
     async def new_session(self, slug: str, lang: str) -> FlowSession:
-        return self.sessions.add(slug, await self.record(slug, lang))
+        """A session on the pool's shared recording (waits only while the pool is empty)."""
+        return self.sessions.add(slug, await self.recordings.get(slug, lang))
+
+    async def fresh_session(self, slug: str, lang: str) -> FlowSession:
+        """A session on a private new run."""
+        return self.sessions.add(slug, await self.recordings.fresh(slug, lang), private=True)

@@ -11,7 +11,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.scenarios.runner import Recording
+from app.scenarios.recording import Recording
 
 
 @dataclass
@@ -23,6 +23,7 @@ class FlowSession:
     speed: float = 1.0  # steps per second while playing
     last_seen: float = field(default_factory=time.monotonic)
     predict: Any = None  # predict mode's progress (app.web.predict_game.PredictState)
+    private: bool = False  # a run of its own ("record afresh"), not the pool's shared one
 
     @property
     def total(self) -> int:
@@ -39,9 +40,9 @@ class SessionStore:
         self.max_sessions = max_sessions
         self._sessions: OrderedDict[str, FlowSession] = OrderedDict()
 
-    def add(self, slug: str, recording: Recording) -> FlowSession:
+    def add(self, slug: str, recording: Recording, *, private: bool = False) -> FlowSession:
         self.prune()
-        session = FlowSession(secrets.token_urlsafe(12), slug, recording)
+        session = FlowSession(secrets.token_urlsafe(12), slug, recording, private=private)
         self._sessions[session.id] = session
         while len(self._sessions) > self.max_sessions:
             self._sessions.popitem(last=False)  # the least recently used goes first
@@ -62,6 +63,7 @@ class SessionStore:
         old.recording = recording
         old.cursor = 0
         old.predict = None
+        old.private = True
         return old
 
     def prune(self) -> None:

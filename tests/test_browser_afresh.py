@@ -1,0 +1,54 @@
+""""Record afresh" on the flow page, in Debian's Chromium: a private new run, kept on reload."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+pytestmark = pytest.mark.browser
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    yield pg
+    context.close()
+    assert not errors, errors
+
+
+def test_record_afresh_gives_a_private_run_that_survives_a_reload(
+    page: Page, live_url: str
+) -> None:
+    page.goto(f"{live_url}/flow/basic-pop3")
+    shared = page.locator("#flow").get_attribute("data-session")
+    stamp = page.locator(".recorded-at")
+    expect(stamp).to_contain_text("本物のサーバで記録")
+    expect(stamp).not_to_contain_text("あなた専用")
+
+    # A same-origin form POST from the page (Chromium sends Origin): the middleware lets
+    # it through, the server runs the scenario for this learner and redirects.
+    page.get_by_role("button", name="新しく記録し直す").click()
+    page.wait_for_url("**/flow/basic-pop3?session=*")
+    own = page.locator("#flow").get_attribute("data-session")
+    assert own and own != shared
+    expect(page.locator(".recorded-at")).to_contain_text("この記録はあなた専用です")
+
+    page.keyboard.press("ArrowRight")  # the websocket attaches to the private session
+    expect(page.locator("#log > li")).to_have_count(1)
+    page.reload()
+    assert page.locator("#flow").get_attribute("data-session") == own
+    expect(page.locator(".recorded-at")).to_contain_text("あなた専用")
