@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import socket
 import sys
+import time
 
 import uvicorn
 
@@ -13,8 +14,18 @@ from app.lab.world import SERVICES, lab_ports
 from app.web.app import create_app
 
 
-def busy_port(settings: Settings) -> str | None:
-    """Name the first port we cannot bind, before anything starts."""
+def busy_port(settings: Settings, patience: float = 5.0) -> str | None:
+    """Name the first port we cannot bind, before anything starts.
+
+    A lab port still held is given a few seconds: the lab process of a web process
+    that was just killed closes its listeners as soon as it sees its stdin close."""
+    deadline = time.monotonic() + patience
+    while (problem := _first_busy(settings)) is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return problem
+
+
+def _first_busy(settings: Settings) -> str | None:
     wanted = [("web app", settings.port, "MAILFLOW_PORT")]
     if settings.lab:
         ports = lab_ports(settings.lab_offset)

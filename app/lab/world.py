@@ -16,7 +16,6 @@ import errno
 import json
 import logging
 import os
-import pickle
 import shutil
 import sys
 import tempfile
@@ -32,7 +31,7 @@ from app.engines.smtp_policies import InboundPolicy, SubmissionPolicy
 from app.engines.smtp_server import start_smtp_server
 from app.engines.tls import LabTLS
 from app.events import PANEL_FETCH, PANEL_RELAY, PANEL_SUBMIT, Event, Sink
-from app.lab.inner import FRAME_HEADER
+from app.lab.channel import EventFields, subscribe
 from app.lab.stages import RETRY_SECONDS, Stage, settle
 from app.world.accounts import Accounts
 from app.world.dns import SimulatedDNS
@@ -91,6 +90,7 @@ class LabWorld:
         host: str = LOOPBACK,
         ports: dict[str, int] | None = None,
         idle_timeout: float | None = None,
+        session_prefix: str = "",
     ) -> None:
         self.dir = Path(data_dir)
         self.host = host
@@ -124,6 +124,7 @@ class LabWorld:
         self._restart_delay = 0.1
         self._closing = False
         self._socket_dir: str | None = None
+        self.session_prefix = session_prefix  # keeps session ids of restarted processes apart
 
     # -- policies -----------------------------------------------------------
     def _policy(self, service: Service) -> object | None:
@@ -176,7 +177,7 @@ class LabWorld:
             "tls_dir": str(Path(self.tls.directory).resolve()),
             "passwords": self.accounts.passwords,
             "domains": sorted(self.accounts.domains),
-            "session_prefix": f"in{self._inner_runs}-",
+            "session_prefix": f"{self.session_prefix}in{self._inner_runs}-",
             "lmtp_socket": self._lmtp_socket(),
         }
         proc.stdin.write(json.dumps(config).encode() + b"\n")
@@ -211,16 +212,12 @@ class LabWorld:
 
     async def _read_inner(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
-        with contextlib.suppress(asyncio.IncompleteReadError):
-            while True:
-                (size,) = FRAME_HEADER.unpack(await proc.stdout.readexactly(FRAME_HEADER.size))
-                self._from_inner(await proc.stdout.readexactly(size))
+        async for events, deliveries, _replies in subscribe(proc.stdout):
+            self._from_inner(events, deliveries)
         if not self._closing:
             self._restarter = asyncio.create_task(self._restart_inner(proc), name="lab-restart")
 
-    def _from_inner(self, frame: bytes) -> None:
-        # The child is this same program (app/lab/inner.py), so its pickles are trusted.
-        events, deliveries = pickle.loads(frame)
+    def _from_inner(self, events: list[EventFields], deliveries: list[str]) -> None:
         for fields in events:
             try:
                 self.sink(Event(*fields))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,11 +19,12 @@ from app.config import Settings
 from app.engines.tls import LabTLS
 from app.explanations import Catalog
 from app.lab.accounts_file import load_accounts
+from app.lab.control import LabProcess
 from app.lab.hub import Hub
 from app.lab.live import LiveSink
 from app.lab.live import router as lab_socket_router
 from app.lab.routes import router as lab_router
-from app.lab.world import LabWorld, lab_ports
+from app.lab.world import lab_ports
 from app.scenarios.model import load_all
 from app.study.routes import router as study_router
 from app.study.setup import init_study
@@ -60,23 +63,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         tls = LabTLS.load(settings.tls_dir)
         app.state.tls = tls
-        app.state.flow = FlowService(
-            tls=tls,
-            runs_dir=settings.runs_dir,
-            scenarios=load_all(),
-            catalog=Catalog.load(),
-            session_ttl=settings.session_ttl,
-            max_sessions=settings.max_sessions,
-        )
-        app.state.health = EngineHealth(tls, settings.runs_dir)
-        await app.state.health.check()
-        app.state.study = init_study(settings)
-        app.state.teacher = TeacherGate(settings, app.state.study.store.secret("teacher-key"))
         app.state.lab = None
+        lab_started = None
         if settings.lab:
+            # The mail listeners run in the lab process, never here; it starts while
+            # this process prepares the rest, so the two start-ups overlap.
             app.state.hub = Hub()
             lab_dir = settings.data_dir / "lab"
-            app.state.lab = LabWorld(
+            app.state.lab = LabProcess(
                 lab_dir,
                 tls,
                 load_accounts(lab_dir / "accounts.toml"),
@@ -84,10 +78,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 host=settings.host,
                 ports=lab_ports(settings.lab_offset),
             )
-            await app.state.lab.start()
+            lab_started = asyncio.create_task(app.state.lab.start(), name="lab-start")
         try:
+            app.state.flow = FlowService(
+                tls=tls,
+                runs_dir=settings.runs_dir,
+                scenarios=load_all(),
+                catalog=Catalog.load(),
+                session_ttl=settings.session_ttl,
+                max_sessions=settings.max_sessions,
+            )
+            app.state.health = EngineHealth(tls, settings.runs_dir)
+            await app.state.health.check()
+            app.state.study = init_study(settings)
+            app.state.teacher = TeacherGate(settings, app.state.study.store.secret("teacher-key"))
+            if lab_started is not None:
+                await lab_started
             yield
         finally:
+            if lab_started is not None and not lab_started.done():
+                lab_started.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await lab_started
             if app.state.lab is not None:
                 await app.state.lab.close()
 
