@@ -27,22 +27,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.engines.base import Endpoint, EngineContext, close_server
+from app.engines.base import EngineContext, close_server
 from app.engines.relay import ClientPool, deliver_lmtp
 from app.engines.smtp_policies import DeliveryPolicy, InboundPolicy
-from app.engines.smtp_server import start_smtp_server
 from app.engines.tls import LabTLS
-from app.events import PANEL_DELIVER, PANEL_RELAY, Event
+from app.events import Event
 from app.lab.channel import PipePublisher, event_fields
 from app.lab.stages import Stage, settle
+from app.sandbox import endpoint_for, start_listener
+from app.topology import HOST_A, HOST_B, LAB_INTERNAL
 from app.world.accounts import Accounts
 from app.world.mailstore import MailStore
 from app.world.spool import QueuedMail, Spool
 
 log = logging.getLogger("mailflow.lab.inner")
 LOOPBACK = "127.0.0.1"
-HOST_A, HOST_B = "mail.a.example", "mx.b.example"
-MDA_HOST = "mda.lab.example"
 
 
 class Inner:
@@ -79,42 +78,32 @@ class Inner:
         self.stage.rescan()
 
     async def start(self) -> None:
-        internal = {
-            name: (
-                Endpoint(PANEL_RELAY, "SMTP", 25, actor, "mta-a", host),
-                InboundPolicy(
-                    self.accounts,
-                    {domain},
-                    self.inbound[host],
-                    host,
-                    lambda e, s=self.inbound[host]: self.stage.offer(s, e),
-                    pipelining=True,
-                ),
-                False,
-            )
-            for name, actor, host, domain in (
-                ("mx-b", "mta-b", HOST_B, "b.example"),
-                ("mx-a", "mta-a-in", HOST_A, "a.example"),
-            )
-        }
-        internal["lmtp"] = (
-            Endpoint(PANEL_DELIVER, "LMTP", 24, "mda-b", "mta-b", MDA_HOST),
-            DeliveryPolicy(self.accounts, self.store, MDA_HOST, self.delivered, pipelining=True),
-            True,
-        )
-        for name, (endpoint, policy, lmtp) in internal.items():
-            if lmtp:
+        for listener in LAB_INTERNAL:
+            endpoint = endpoint_for(listener)
+            if listener.role == "delivery":
+                policy: object = DeliveryPolicy(
+                    self.accounts, self.store, listener.hostname, self.delivered, pipelining=True
+                )
                 # The MTA hands mail to the MDA over a Unix socket, as Postfix does to
                 # Dovecot's LMTP: cheaper than loopback TCP, and nobody else can reach it.
                 # A socket left by a previous run of this process (killed) is replaced.
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.lmtp_socket)
-                server = await start_smtp_server(
-                    self.ctx, endpoint, policy, lmtp=True, path=self.lmtp_socket
+                server = await start_listener(
+                    self.ctx, listener, endpoint, policy, path=self.lmtp_socket
                 )
             else:
-                server = await start_smtp_server(self.ctx, endpoint, policy, host=LOOPBACK)
-                self.ports[name] = server.sockets[0].getsockname()[1]
+                spool = self.inbound[listener.hostname]
+                policy = InboundPolicy(
+                    self.accounts,
+                    {listener.domain},
+                    spool,
+                    listener.hostname,
+                    lambda e, s=spool: self.stage.offer(s, e),
+                    pipelining=True,
+                )
+                server = await start_listener(self.ctx, listener, endpoint, policy, host=LOOPBACK)
+                self.ports[listener.name] = server.sockets[0].getsockname()[1]
             self._servers.append(server)
 
     async def flush_inbound(self) -> None:

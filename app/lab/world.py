@@ -20,19 +20,18 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from app.engines.base import Endpoint, EngineContext, close_server
-from app.engines.imap_server import notify_mailbox_changed, start_imap_server
-from app.engines.pop3_server import start_pop3_server
+from app.engines.imap_server import notify_mailbox_changed
 from app.engines.relay import ClientPool, relay
 from app.engines.smtp_policies import InboundPolicy, SubmissionPolicy
-from app.engines.smtp_server import start_smtp_server
 from app.engines.tls import LabTLS
-from app.events import PANEL_FETCH, PANEL_RELAY, PANEL_SUBMIT, Event, Sink
+from app.events import Event, Sink
 from app.lab.channel import EventFields, subscribe
 from app.lab.stages import RETRY_SECONDS, Stage, settle
+from app.sandbox import endpoint_for, start_listener
+from app.topology import HOST_A, HOST_B, LAB_CLIENT, LAB_PUBLIC, Listener
 from app.world.accounts import Accounts
 from app.world.dns import SimulatedDNS
 from app.world.mailstore import MailStore
@@ -41,34 +40,13 @@ from app.world.spool import QueuedMail, Spool
 
 log = logging.getLogger("mailflow.lab")
 LOOPBACK = "127.0.0.1"
-HOST_A, HOST_B = "mail.a.example", "mx.b.example"
-CLIENT = "lab-client"
+CLIENT = LAB_CLIENT
 ROOT = Path(__file__).resolve().parent.parent.parent
 INNER_START_SECONDS = 30.0
 
 
-@dataclass(frozen=True)
-class Service:
-    name: str
-    standard_port: int
-    protocol: str
-    panel: int
-    server_actor: str
-    hostname: str
-    implicit_tls: bool = False
-    idle_timeout: float = 300.0
-
-
-# RFC 1939 §3 asks for at least 10 minutes of POP3 idle time, RFC 3501 §5.4 30 for IMAP.
-SERVICES = (
-    Service("smtp", 25, "SMTP", PANEL_RELAY, "mta-b", HOST_B),
-    Service("submission", 587, "SMTP", PANEL_SUBMIT, "msa-a", HOST_A),
-    Service("submissions", 465, "SMTP", PANEL_SUBMIT, "msa-a", HOST_A, implicit_tls=True),
-    Service("pop3", 110, "POP3", PANEL_FETCH, "pop3-b", HOST_B, idle_timeout=600.0),
-    Service("pop3s", 995, "POP3", PANEL_FETCH, "pop3-b", HOST_B, True, 600.0),
-    Service("imap", 143, "IMAP", PANEL_FETCH, "imap-b", HOST_B, idle_timeout=1800.0),
-    Service("imaps", 993, "IMAP", PANEL_FETCH, "imap-b", HOST_B, True, 1800.0),
-)
+# The public listeners are described in app/topology.py with every other listener.
+SERVICES = LAB_PUBLIC
 
 
 class PortInUse(RuntimeError):
@@ -127,12 +105,12 @@ class LabWorld:
         self.session_prefix = session_prefix  # keeps session ids of restarted processes apart
 
     # -- policies -----------------------------------------------------------
-    def _policy(self, service: Service) -> object | None:
-        if service.name in ("submission", "submissions"):
+    def _policy(self, service: Listener) -> object | None:
+        if service.role == "submission":
             return SubmissionPolicy(
                 self.accounts, self.outbound, HOST_A, lambda e: self._relay.offer(self.outbound, e)
             )
-        if service.name == "smtp":
+        if service.role == "inbound":
             return InboundPolicy(
                 self.accounts,
                 {"b.example"},
@@ -264,32 +242,13 @@ class LabWorld:
                 await self._inner_reader
             self._inner_reader = None
 
-    async def _start_public(self, service: Service) -> None:
+    async def _start_public(self, service: Listener) -> None:
         port = self.wanted_ports[service.name]
-        endpoint = Endpoint(
-            service.panel,
-            service.protocol,
-            service.standard_port,
-            service.server_actor,
-            CLIENT,
-            service.hostname,
-            implicit_tls=service.implicit_tls,
-            idle_timeout=self.idle_timeout or service.idle_timeout,
-        )
+        endpoint = endpoint_for(service, self.idle_timeout)
         try:
-            if service.protocol == "SMTP":
-                server = await start_smtp_server(
-                    self.ctx,
-                    endpoint,
-                    self._policy(service),
-                    host=self.host,
-                    port=port,
-                    require_auth=service.name != "smtp",
-                )
-            elif service.protocol == "POP3":
-                server = await start_pop3_server(self.ctx, endpoint, host=self.host, port=port)
-            else:
-                server = await start_imap_server(self.ctx, endpoint, host=self.host, port=port)
+            server = await start_listener(
+                self.ctx, service, endpoint, self._policy(service), host=self.host, port=port
+            )
         except OSError as exc:
             if exc.errno in (errno.EADDRINUSE, errno.EACCES):
                 why = "is already in use" if exc.errno == errno.EADDRINUSE else "needs root"

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.engines.tls import LabTLS
-from app.world.world import LOOPBACK, World
+from app.sandbox import Sandbox
+from app.world.world import LOOPBACK
 
 CACHE_SECONDS = 10.0
 GREETINGS = {
@@ -47,7 +48,7 @@ class EngineHealth:
 
     async def _probe(self) -> dict[str, str]:
         self.runs_dir.mkdir(parents=True, exist_ok=True)
-        world = World(
+        world = Sandbox(
             Path(tempfile.mkdtemp(prefix="health-", dir=self.runs_dir)),
             self.tls,
             sink=lambda event: None,
