@@ -149,3 +149,38 @@ def test_a_killed_lab_restarts_delivers_what_it_accepted_and_streams_again(app: 
     assert msg["event"]["text"] == greeting.decode().rstrip("\r\n")
     assert msg["event"]["session"].startswith("r2-")  # numbered apart from the first run
     assert second == lab_pid(web)
+
+
+START_PROBE = """
+import sys
+from pathlib import Path
+from app.config import Settings
+from app.engines.tls import LabTLS
+from app.study.setup import init_study
+import app.web.app
+data = Path(sys.argv[1])
+LabTLS.load(data / "tls")
+init_study(Settings(data_dir=data, lab=False))
+print(sorted(m for m in ("cryptography", "alembic", "dkim", "pyzipper") if m in sys.modules))
+"""
+
+
+def test_a_start_with_made_certificates_and_a_current_database_skips_heavy_imports(
+    tmp_path: Path,
+) -> None:
+    """What the web process needs only the first time (making certificates, migrating
+    the database) or only for some scenarios (DKIM, S/MIME, ZIP) is not imported at start:
+    each costs several MB in a process that lives as long as the app."""
+
+    def start() -> str:
+        out = subprocess.run(
+            [sys.executable, "-c", START_PROBE, str(tmp_path)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return out.stdout.strip().splitlines()[-1]
+
+    assert start() == "['alembic', 'cryptography']"  # the first start makes them
+    assert start() == "[]"

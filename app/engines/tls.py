@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 # against a host name and will not match 127.0.0.1 to the certificate's IP entry.
 LAB_HOSTS = ("mail.a.example", "mx.b.example", "mx2.b.example", "localhost")
 log = logging.getLogger("mailflow.tls")
+# The host names the certificate in this directory was last found (or made) to name.
+HOSTS_STAMP = "server.hosts"
 
 
 def _name(cn: str) -> x509.Name:
@@ -120,6 +122,14 @@ def _generate(directory: Path, hosts: tuple[str, ...] = LAB_HOSTS) -> None:
     key_file = directory / "server.key"
     key_file.write_bytes(_pem_key(key))
     key_file.chmod(0o600)
+    (directory / HOSTS_STAMP).write_text("\n".join(hosts), "utf-8")
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text("utf-8")
+    except OSError:
+        return None
 
 
 def _missing_hosts(cert_file: Path) -> list[str]:
@@ -144,13 +154,18 @@ class LabTLS:
     @classmethod
     def load(cls, directory: Path) -> LabTLS:
         directory = Path(directory)
+        stamp = directory / HOSTS_STAMP
         if not (directory / "server.key").exists():
             _generate(directory)
+        elif _read(stamp) == "\n".join(LAB_HOSTS):
+            pass  # checked before: no need to parse the certificate (and load cryptography)
         elif missing := _missing_hosts(directory / "server.pem"):
             # Made by an older version (no DNS:localhost). The CA key was never kept,
             # so CA and certificate are made anew: import the new CA once more.
             log.warning("lab certificate lacks %s: making a new CA and certificate", missing)
             _generate(directory)
+        else:
+            stamp.write_text("\n".join(LAB_HOSTS), "utf-8")
         return cls(directory)
 
     @classmethod

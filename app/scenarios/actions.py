@@ -16,7 +16,6 @@ import aiosmtplib
 
 from app.engines.relay import deliver_lmtp
 from app.events import PANEL_SUBMIT, Tap
-from app.mua import smime
 from app.mua.compose import compose
 from app.notes import note
 from app.sandbox import Sandbox
@@ -85,6 +84,8 @@ async def submit(world: Sandbox, params: dict[str, Any], run: RunContext) -> Non
 
 
 def _note_smime(world: Sandbox, sender: str, rcpt: str) -> None:
+    from app.mua import smime  # cryptography: imported when a scenario uses S/MIME
+
     me = smime.identity(world.tls.directory, sender)
     them = smime.identity(world.tls.directory, rcpt)
     text, detail = note(

@@ -12,7 +12,6 @@ from email.policy import default as default_policy
 from typing import Any
 
 from app.events import PANEL_FETCH, PANEL_RELAY, Tap
-from app.mua import attachments, smime
 from app.notes import Line, note
 from app.sandbox import Sandbox
 from app.scenarios.context import RunContext
@@ -90,6 +89,8 @@ async def mime_decode(world: Sandbox, params: dict[str, Any], run: RunContext) -
 
 
 async def smime_open(world: Sandbox, params: dict[str, Any], run: RunContext) -> None:
+    from app.mua import smime  # a few MB, for a few scenarios: imported when used
+
     """Bob's MUA decrypts with his private key, then checks Alice's signature."""
     actor = params.get("actor", "mua-bob")
     user = params.get("user", "bob@b.example")
@@ -130,6 +131,8 @@ def _zip_and_password(messages: list[Message]) -> tuple[tuple[str, bytes] | None
 
 
 async def path_reader(world: Sandbox, params: dict[str, Any], run: RunContext) -> None:
+    from app.mua import attachments  # a few MB, for a few scenarios: imported when used
+
     """Someone who can read a server on the path (here the queue of mx.b.example,
     where both mails wait after the relay hop) takes the ZIP from one and the
     password from the other, and opens it."""

@@ -10,7 +10,6 @@ from typing import Any
 import aiosmtplib
 from aiosmtplib.auth import auth_plain_encode
 
-from app.engines.dkim_keys import DkimKey
 from app.engines.dsn import build_dsn
 from app.engines.relay import deliver_lmtp, relay
 from app.events import PANEL_RELAY, Tap
@@ -31,6 +30,8 @@ KNOWN_STEPS = frozenset(
 
 
 async def smtp_session(world: Sandbox, params: dict[str, Any], run: RunContext) -> None:
+    from app.engines.dkim_keys import DkimKey  # dkimpy and cryptography, when used
+
     """One SMTP client session, step by step (`steps`), against listener `server`.
 
     Parameters: server (endpoint name), actor and panel (who connects, which panel
