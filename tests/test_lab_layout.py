@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from test_lab_process import ROOT, App, ca_context, free_offset, inbox_files
 from websockets.sync.client import connect
@@ -128,8 +129,16 @@ def test_a_killed_lab_restarts_delivers_what_it_accepted_and_streams_again(app: 
     second = wait_for(
         lambda: (p := lab_pid(web)) and p != first and lab_ports(app) <= listening_ports(p) and p,
         "a new lab process on the lab ports",
+        timeout=60,
     )
     assert listening_ports(web) == {app.web}
+
+    def health() -> dict:
+        return httpx.get(f"http://127.0.0.1:{app.web}/healthz", timeout=10).json()
+
+    # Serving once the new process said its listeners are up (just after they listen).
+    lab = wait_for(lambda: (h := health())["lab"]["serving"] and h["lab"], "the lab serving")
+    assert lab == {"serving": True, "starts": 2}
     copies = wait_for(lambda: inbox_files(app), "the mail accepted before the kill")
     assert all(b"accepted before the kill" in c.read_bytes() for c in copies)
     queue = app.data / "lab" / "queue"

@@ -151,6 +151,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "sessions": len(flow.sessions),
             "last_run_error": flow.last_error,
         }
+        lab: LabProcess | None = request.app.state.lab
+        if lab is not None:
+            # The lab's listeners run in their own process; say whether it serves now
+            # (a restart takes a moment) and how many times it was started.
+            body["lab"] = {"serving": lab.ready.is_set(), "starts": lab.runs}
         return JSONResponse(body, status_code=200 if ok else 503)
 
     app.include_router(pages_router)
