@@ -123,6 +123,9 @@ class LabProcess:
                 future = self._waiting.pop(request_id, None)
                 if future is not None and not future.done():
                     future.set_result(answer)
+            # Frames already buffered are read without a pause; let the viewers' pumps
+            # send this frame's events before the next is published on top of them.
+            await asyncio.sleep(0)
         self.ready.clear()
         for future in self._waiting.values():
             if not future.done():

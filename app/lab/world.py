@@ -6,6 +6,10 @@ internal listeners on ephemeral loopback ports, so the live view can tell "your
 client" from the sandbox's own servers by the listener alone. Those listeners and
 the inbound queue run in a child process (app/lab/inner.py) so they use a second
 core; its events come back over a pipe into the same sink.
+
+`python -m app` runs this in the lab process (app/lab/process.py), never in the web;
+tests may run it in their own event loop with any sink. Its listeners are described in
+app/topology.py and started by app/sandbox.py's builder, like the scenario world's.
 """
 
 from __future__ import annotations
