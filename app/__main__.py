@@ -10,11 +10,11 @@ import time
 import uvicorn
 
 from app.config import ConfigError, Settings
-from app.lab.world import SERVICES, lab_ports
-from app.web.app import create_app
+from app.topology import LAB_PUBLIC as SERVICES
+from app.topology import lab_ports
 
 
-def busy_port(settings: Settings, patience: float = 5.0) -> str | None:
+def busy_port(settings: Settings, patience: float = 10.0) -> str | None:
     """Name the first port we cannot bind, before anything starts.
 
     A lab port still held is given a few seconds: the lab process of a web process
@@ -59,6 +59,16 @@ def main() -> int:
     if problem:
         print(f"mailflow: {problem}", file=sys.stderr)
         return 2
+    # A new data directory's certificates and database are made in a process of their
+    # own while this one imports the web stack (app/prepare.py).
+    from app import prepare
+
+    preparing = prepare.start(settings)
+    from app.web.app import create_app  # the heavy import, overlapped with the above
+
+    if preparing is not None and preparing.wait() != 0:
+        print("mailflow: preparing the data directory failed (see above)", file=sys.stderr)
+        return 1
     if settings.public:
         print(
             "mailflow: WARNING: serving beyond loopback; the lab accounts use the default "

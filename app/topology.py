@@ -93,3 +93,8 @@ LAB_INTERNAL = (
 
 def by_name(listeners: tuple[Listener, ...]) -> dict[str, Listener]:
     return {listener.name: listener for listener in listeners}
+
+
+def lab_ports(offset: int) -> dict[str, int]:
+    """The lab's public ports: each standard port plus MAILFLOW_LAB_OFFSET."""
+    return {listener.name: listener.standard_port + offset for listener in LAB_PUBLIC}

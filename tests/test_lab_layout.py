@@ -90,6 +90,22 @@ def test_the_web_process_holds_no_mail_listener(app: App) -> None:
     assert any("app.lab.inner" in cmdline(p) for p in children(lab))
 
 
+def mapped_files(pid: int) -> str:
+    return Path(f"/proc/{pid}/maps").read_text()
+
+
+def test_a_first_start_leaves_no_certificate_library_in_any_process(app: App) -> None:
+    """The fixture's data directory is new: certificates and database were made by the
+    short-lived `app.prepare` process, so no long-lived one keeps `cryptography`'s
+    native library (its Rust extension) mapped."""
+    assert app.proc is not None
+    assert (app.data / "tls" / "ca.pem").exists() and (app.data / "mailflow.db").exists()
+    lab = lab_pid(app.proc.pid)
+    assert lab is not None
+    for pid in (app.proc.pid, lab, *children(lab)):
+        assert "cryptography" not in mapped_files(pid), cmdline(pid)
+
+
 def test_the_lab_process_never_imports_the_web_stack() -> None:
     probe = (
         "import sys, app.lab.process, app.lab.inner; "

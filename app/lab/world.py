@@ -35,7 +35,7 @@ from app.events import Event, Sink
 from app.lab.channel import EventFields, subscribe
 from app.lab.stages import RETRY_SECONDS, Stage, settle
 from app.sandbox import endpoint_for, start_listener
-from app.topology import HOST_A, HOST_B, LAB_CLIENT, LAB_PUBLIC, Listener
+from app.topology import HOST_A, HOST_B, LAB_CLIENT, LAB_PUBLIC, Listener, lab_ports
 from app.world.accounts import Accounts
 from app.world.dns import SimulatedDNS
 from app.world.mailstore import MailStore
@@ -51,14 +51,13 @@ INNER_START_SECONDS = 30.0
 
 # The public listeners are described in app/topology.py with every other listener.
 SERVICES = LAB_PUBLIC
+__all__ = ["SERVICES", "LabWorld", "PortInUse", "lab_ports"]
 
 
 class PortInUse(RuntimeError):
     """A lab port is taken; the message names it and the setting to change."""
 
 
-def lab_ports(offset: int) -> dict[str, int]:
-    return {s.name: s.standard_port + offset for s in SERVICES}
 
 
 class LabWorld:
@@ -268,6 +267,9 @@ class LabWorld:
 
     async def close(self) -> None:
         self._closing = True
+        for server in self._servers:
+            # The ports first: a new lab process (after the web restarted) may want them.
+            server.close()
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
