@@ -29,6 +29,8 @@ async def _ask(lab: LabProcess, op: str, **args: Any) -> Any:
         return await lab.request(op, **args)
     except LabUnavailable:
         raise HTTPException(503, detail="lab_restarting") from None
+    except TimeoutError:  # a lab process that hangs: the page says so, it does not hang
+        raise HTTPException(503, detail="lab_busy") from None
 
 
 def _shown_host(request: Request) -> str:
