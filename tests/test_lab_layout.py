@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -209,3 +210,22 @@ def test_a_start_with_made_certificates_and_a_current_database_skips_heavy_impor
 
     assert start() == "['alembic', 'cryptography']"  # the first start makes them
     assert start() == "[]"
+
+
+def test_a_lab_process_that_hangs_costs_the_viewer_a_503_not_a_hung_page(app: App) -> None:
+    assert app.proc is not None
+    lab = lab_pid(app.proc.pid)
+    assert lab is not None
+    base = f"http://127.0.0.1:{app.web}"
+    assert httpx.get(f"{base}/lab/mailbox/bob@b.example/INBOX", timeout=30).status_code == 200
+    os.kill(lab, signal.SIGSTOP)  # alive but answering nothing
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            hung = pool.submit(httpx.get, f"{base}/lab/mailbox/bob@b.example/INBOX", timeout=30)
+            # While that request waits on the lab, the rest of the web serves as ever.
+            assert httpx.get(f"{base}/flow", timeout=30).status_code == 200
+            assert not hung.done()
+            assert hung.result().status_code == 503
+    finally:
+        os.kill(lab, signal.SIGCONT)
+    assert httpx.get(f"{base}/lab/mailbox/bob@b.example/INBOX", timeout=30).status_code == 200
