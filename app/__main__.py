@@ -10,15 +10,26 @@ import errno
 import secrets
 import socket
 import sys
+import time
 from dataclasses import replace
 
 from app.config import ConfigError, Settings
+from app.topology import LAB_PUBLIC as SERVICES
+from app.topology import lab_ports
 
 
-def busy_port(settings: Settings) -> str | None:
-    """Name the first port we cannot bind, before anything starts."""
-    from app.lab.world import SERVICES, lab_ports
+def busy_port(settings: Settings, patience: float = 10.0) -> str | None:
+    """Name the first port we cannot bind, before anything starts.
 
+    A lab port still held is given a few seconds: the lab process of a web process
+    that was just killed closes its listeners as soon as it sees its stdin close."""
+    deadline = time.monotonic() + patience
+    while (problem := _first_busy(settings)) is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return problem
+
+
+def _first_busy(settings: Settings) -> str | None:
     wanted = [("web app", settings.port, "MAILFLOW_PORT")]
     if settings.lab:
         ports = lab_ports(settings.lab_offset)
@@ -57,12 +68,6 @@ def classroom_password(settings: Settings) -> tuple[Settings, str]:
 
 
 def main() -> int:
-    import uvicorn
-
-    from app.lab.world import SERVICES, lab_ports
-    from app.web.app import create_app
-    from app.web.workers import supervise
-
     try:
         settings = Settings.from_env()
         settings.check()
@@ -76,6 +81,19 @@ def main() -> int:
     if problem:
         print(f"mailflow: {problem}", file=sys.stderr)
         return 2
+    # A new data directory's certificates and database are made in a process of their
+    # own while this one imports the web stack (app/prepare.py).
+    from app import prepare
+
+    preparing = prepare.start(settings)
+    import uvicorn
+
+    from app.web.app import create_app  # the heavy import, overlapped with the above
+    from app.web.workers import supervise
+
+    if preparing is not None and preparing.wait() != 0:
+        print("mailflow: preparing the data directory failed (see above)", file=sys.stderr)
+        return 1
     if settings.public:
         print(
             "mailflow: WARNING: serving beyond loopback; the lab accounts use the default "

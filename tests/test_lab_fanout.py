@@ -101,7 +101,11 @@ def test_a_viewer_that_falls_behind_is_told_and_closed_and_the_others_get_everyt
     lab: LabServer,
 ) -> None:
     hub = lab.app.state.hub
-    hub.queue_size = 20
+    # The lab process sends its events in frames of up to 5 ms (app/lab/channel.py), and
+    # this process (test and server share it) may read a few at once: a viewer that
+    # reads at once still gets several sessions' events in one go. The limit must be
+    # well above that, and is still reached by one that never reads.
+    hub.queue_size = 300
     fast = viewer(lab, max_queue=None)  # buffers all it is sent while the test is busy
     # A viewer that says hello and then reads nothing, with a tiny receive window.
     raw = socket.socket()

@@ -251,7 +251,7 @@ async def test_the_lab_live_view_gets_the_back_off_event(tmp_path: Path, lab_tls
         await asyncio.to_thread(wrong)
         events = []
         while not queue.empty():
-            events.append(queue.get_nowait().event)
+            events.append(queue.get_nowait().event)  # the hub queues Frames
         note = next(e for e in events if e.key == "login.backoff")
         assert note.protocol == "POP3" and note.detail["address"] == "127.0.0.1"
         assert note.text == (

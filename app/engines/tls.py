@@ -7,25 +7,35 @@ a learner can pin the fingerprint once. ECDSA P-256 keeps handshakes cheap.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import ipaddress
 import logging
 import ssl
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+# `cryptography` (about 12 MB per process) is imported only to make or check the
+# certificates, which the web process does once at start; the lab's processes open
+# the files with the ssl module alone (`LabTLS.existing`).
 
 # "localhost" matters to fetchmail, mbsync and offlineimap: they check the certificate
 # against a host name and will not match 127.0.0.1 to the certificate's IP entry.
 LAB_HOSTS = ("mail.a.example", "mx.b.example", "mx2.b.example", "localhost")
 log = logging.getLogger("mailflow.tls")
+# The host names the certificate in this directory was last found (or made) to name.
+HOSTS_STAMP = "server.hosts"
 
 
 def _name(cn: str) -> x509.Name:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
     return x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "MailFlow Lab"),
@@ -35,6 +45,8 @@ def _name(cn: str) -> x509.Name:
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -43,6 +55,11 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 def _generate(directory: Path, hosts: tuple[str, ...] = LAB_HOSTS) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
     now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = (
@@ -105,10 +122,20 @@ def _generate(directory: Path, hosts: tuple[str, ...] = LAB_HOSTS) -> None:
     key_file = directory / "server.key"
     key_file.write_bytes(_pem_key(key))
     key_file.chmod(0o600)
+    (directory / HOSTS_STAMP).write_text("\n".join(hosts), "utf-8")
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text("utf-8")
+    except OSError:
+        return None
 
 
 def _missing_hosts(cert_file: Path) -> list[str]:
     """LAB_HOSTS the server certificate does not name (all of them if unreadable)."""
+    from cryptography import x509
+
     try:
         cert = x509.load_pem_x509_certificates(cert_file.read_bytes())[0]
         names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -127,14 +154,24 @@ class LabTLS:
     @classmethod
     def load(cls, directory: Path) -> LabTLS:
         directory = Path(directory)
+        stamp = directory / HOSTS_STAMP
         if not (directory / "server.key").exists():
             _generate(directory)
+        elif _read(stamp) == "\n".join(LAB_HOSTS):
+            pass  # checked before: no need to parse the certificate (and load cryptography)
         elif missing := _missing_hosts(directory / "server.pem"):
             # Made by an older version (no DNS:localhost). The CA key was never kept,
             # so CA and certificate are made anew: import the new CA once more.
             log.warning("lab certificate lacks %s: making a new CA and certificate", missing)
             _generate(directory)
+        else:
+            stamp.write_text("\n".join(LAB_HOSTS), "utf-8")
         return cls(directory)
+
+    @classmethod
+    def existing(cls, directory: Path) -> LabTLS:
+        """The certificates another process of this app already made and checked."""
+        return cls(Path(directory))
 
     @property
     def ca_file(self) -> Path:
@@ -159,9 +196,11 @@ class LabTLS:
 
     @cached_property
     def fingerprint_sha256(self) -> str:
-        pem = self.cert_file.read_bytes()
-        cert = x509.load_pem_x509_certificates(pem)[0]
-        return cert.fingerprint(hashes.SHA256()).hex(":").upper()
+        # The first certificate of the chain file is the server's own.
+        pem = self.cert_file.read_text("ascii")
+        end = "-----END CERTIFICATE-----"
+        der = ssl.PEM_cert_to_DER_cert(pem[: pem.index(end) + len(end)])
+        return hashlib.sha256(der).digest().hex(":").upper()
 
 
 def describe_tls(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> str:

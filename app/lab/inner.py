@@ -12,10 +12,7 @@ Over stdin/stdout (started and watched by `LabWorld`):
   app is gone: this process exits.
 - stdout, first line, JSON: {"ports": {"mx-b": port, "mx-a": port}} (the MDA listens on
   the Unix socket "lmtp_socket", in a private directory the app owns);
-  then a frame every few ms that had news: a 4-byte big-endian length and a pickle
-  of (events, deliveries) — each event as the tuple of its fields, each delivery as
-  the recipient's address. Pickle, not JSON: both ends are this same program, and a
-  JSON line per event cost the two processes 15 µs per line against 2.5.
+  then frames of events and deliveries (app/lab/channel.py).
 """
 
 from __future__ import annotations
@@ -25,74 +22,30 @@ import contextlib
 import json
 import logging
 import os
-import pickle
 import signal
-import struct
 import sys
 from pathlib import Path
 from typing import Any
 
-from app.engines.base import Endpoint, EngineContext, close_server
+from app.engines.base import EngineContext, close_server
 from app.engines.relay import ClientPool, deliver_lmtp
 from app.engines.smtp_policies import DeliveryPolicy, InboundPolicy
-from app.engines.smtp_server import start_smtp_server
 from app.engines.tls import LabTLS
-from app.events import PANEL_DELIVER, PANEL_RELAY, Event
+from app.events import Event
+from app.lab.channel import PipePublisher, event_fields
 from app.lab.stages import Stage, settle
+from app.sandbox import endpoint_for, start_listener
+from app.topology import HOST_A, HOST_B, LAB_INTERNAL
 from app.world.accounts import Accounts
 from app.world.mailstore import MailStore
 from app.world.spool import QueuedMail, Spool
 
 log = logging.getLogger("mailflow.lab.inner")
 LOOPBACK = "127.0.0.1"
-HOST_A, HOST_B = "mail.a.example", "mx.b.example"
-MDA_HOST = "mda.lab.example"
-
-
-FRAME_HEADER = struct.Struct(">I")
-FRAME_DELAY = 0.005  # seconds
-
-
-def encode_frame(events: list[tuple[Any, ...]], deliveries: list[str]) -> bytes:
-    body = pickle.dumps((events, deliveries), protocol=pickle.HIGHEST_PROTOCOL)
-    return FRAME_HEADER.pack(len(body)) + body
-
-
-class Output:
-    """stdout to the app: a frame every few ms while there is news, never blocking."""
-
-    def __init__(self, transport: asyncio.WriteTransport) -> None:
-        self.transport = transport
-        self._events: list[tuple[Any, ...]] = []
-        self._deliveries: list[str] = []
-
-    def line(self, message: dict[str, Any]) -> None:
-        """The JSON line that starts the stream (the ports)."""
-        self.transport.write(json.dumps(message).encode() + b"\n")
-
-    def event(self, fields: tuple[Any, ...]) -> None:
-        self._soon()
-        self._events.append(fields)
-
-    def delivered(self, rcpt: str) -> None:
-        self._soon()
-        self._deliveries.append(rcpt)
-
-    def _soon(self) -> None:
-        if not self._events and not self._deliveries:
-            # A few ms of news per frame: each pipe write wakes the app's process, and
-            # a wake-up costs more than the frame; nobody sees a 5 ms delay.
-            asyncio.get_running_loop().call_later(FRAME_DELAY, self._flush)
-
-    def _flush(self) -> None:
-        frame = encode_frame(self._events, self._deliveries)
-        self._events, self._deliveries = [], []
-        if not self.transport.is_closing():
-            self.transport.write(frame)
 
 
 class Inner:
-    def __init__(self, config: dict[str, Any], out: Output) -> None:
+    def __init__(self, config: dict[str, Any], out: PipePublisher) -> None:
         data_dir = Path(config["data_dir"])
         self.out = out
         self.prefix = str(config.get("session_prefix", "in-"))
@@ -105,7 +58,7 @@ class Inner:
             HOST_B: Spool(data_dir / "queue" / "inbound-b"),
         }
         self.ctx = EngineContext(
-            self.store, self.accounts, LabTLS.load(Path(config["tls_dir"])), self.sink
+            self.store, self.accounts, LabTLS.existing(Path(config["tls_dir"])), self.sink
         )
         self.stage = Stage(ClientPool())
         self.ports: dict[str, int] = {}
@@ -114,10 +67,7 @@ class Inner:
 
     def sink(self, e: Event) -> None:
         # Session ids are counted per process; the prefix keeps them apart from the app's.
-        self.out.event(
-            (e.seq, self.prefix + e.session, e.panel, e.src, e.dst, e.protocol, e.port,
-             e.tls, e.direction, e.text, e.key, dict(e.detail))
-        )  # fmt: skip
+        self.out.publish(event_fields(e, self.prefix))
 
     def delivered(self, rcpt: str) -> None:
         self.out.delivered(rcpt)
@@ -128,42 +78,32 @@ class Inner:
         self.stage.rescan()
 
     async def start(self) -> None:
-        internal = {
-            name: (
-                Endpoint(PANEL_RELAY, "SMTP", 25, actor, "mta-a", host),
-                InboundPolicy(
-                    self.accounts,
-                    {domain},
-                    self.inbound[host],
-                    host,
-                    lambda e, s=self.inbound[host]: self.stage.offer(s, e),
-                    pipelining=True,
-                ),
-                False,
-            )
-            for name, actor, host, domain in (
-                ("mx-b", "mta-b", HOST_B, "b.example"),
-                ("mx-a", "mta-a-in", HOST_A, "a.example"),
-            )
-        }
-        internal["lmtp"] = (
-            Endpoint(PANEL_DELIVER, "LMTP", 24, "mda-b", "mta-b", MDA_HOST),
-            DeliveryPolicy(self.accounts, self.store, MDA_HOST, self.delivered, pipelining=True),
-            True,
-        )
-        for name, (endpoint, policy, lmtp) in internal.items():
-            if lmtp:
+        for listener in LAB_INTERNAL:
+            endpoint = endpoint_for(listener)
+            if listener.role == "delivery":
+                policy: object = DeliveryPolicy(
+                    self.accounts, self.store, listener.hostname, self.delivered, pipelining=True
+                )
                 # The MTA hands mail to the MDA over a Unix socket, as Postfix does to
                 # Dovecot's LMTP: cheaper than loopback TCP, and nobody else can reach it.
                 # A socket left by a previous run of this process (killed) is replaced.
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.lmtp_socket)
-                server = await start_smtp_server(
-                    self.ctx, endpoint, policy, lmtp=True, path=self.lmtp_socket
+                server = await start_listener(
+                    self.ctx, listener, endpoint, policy, path=self.lmtp_socket
                 )
             else:
-                server = await start_smtp_server(self.ctx, endpoint, policy, host=LOOPBACK)
-                self.ports[name] = server.sockets[0].getsockname()[1]
+                spool = self.inbound[listener.hostname]
+                policy = InboundPolicy(
+                    self.accounts,
+                    {listener.domain},
+                    spool,
+                    listener.hostname,
+                    lambda e, s=spool: self.stage.offer(s, e),
+                    pipelining=True,
+                )
+                server = await start_listener(self.ctx, listener, endpoint, policy, host=LOOPBACK)
+                self.ports[listener.name] = server.sockets[0].getsockname()[1]
             self._servers.append(server)
 
     async def flush_inbound(self) -> None:
@@ -194,7 +134,7 @@ async def main() -> int:
     reader = asyncio.StreamReader(limit=1 << 20)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     transport, _ = await loop.connect_write_pipe(asyncio.Protocol, sys.stdout)
-    out = Output(transport)
+    out = PipePublisher(transport)
     first = await reader.readline()
     if not first:
         return 0

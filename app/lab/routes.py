@@ -2,26 +2,35 @@
 
 from __future__ import annotations
 
-from email import message_from_bytes, policy
-from email.utils import parsedate_to_datetime
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from app.lab.commands import commands_for, config_files, mail_app_servers
-from app.lab.world import SERVICES, LabWorld
+from app.lab.control import LabProcess, LabUnavailable
+from app.lab.world import SERVICES
 from app.web import i18n
 from app.web.teacher import teacher_gate
 
 router = APIRouter()
-PREVIEW_LIMIT = 256 * 1024  # a huge message is shown cut, never loaded whole into a page
 
 
-def _lab(request: Request) -> LabWorld:
-    lab: LabWorld | None = getattr(request.app.state, "lab", None)
+def _lab(request: Request) -> LabProcess:
+    lab: LabProcess | None = getattr(request.app.state, "lab", None)
     if lab is None:
         raise HTTPException(404, detail="lab_off")
     return lab
+
+
+async def _ask(lab: LabProcess, op: str, **args: Any) -> Any:
+    """The lab process owns the Maildirs (UIDs, caches, IDLE sessions): it answers."""
+    try:
+        return await lab.request(op, **args)
+    except LabUnavailable:
+        raise HTTPException(503, detail="lab_restarting") from None
+    except TimeoutError:  # a lab process that hangs: the page says so, it does not hang
+        raise HTTPException(503, detail="lab_busy") from None
 
 
 def _shown_host(request: Request) -> str:
@@ -54,45 +63,15 @@ async def ca_certificate(request: Request) -> FileResponse:
     )
 
 
-def _summaries(lab: LabWorld, account: str, folder: str) -> list[dict[str, object]]:
-    box = lab.store.folder(account, folder)
-    out = []
-    for m in reversed(box.messages()):
-        head = box.read(m.key)[:PREVIEW_LIMIT]
-        msg = message_from_bytes(head.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n", policy=policy.default)
-        try:
-            date = parsedate_to_datetime(str(msg["Date"])) if msg["Date"] else None
-        except (TypeError, ValueError):
-            date = None
-        out.append(
-            {
-                "uid": m.uid,
-                "from": str(msg["From"] or ""),
-                "subject": str(msg["Subject"] or ""),
-                "date": date,
-                "size": m.size,
-                "flags": sorted(m.flags),
-                "file": m.relpath,
-            }
-        )
-    return out
-
-
 @router.get("/lab/mailbox/{account}/{folder}")
 async def mailbox(request: Request, account: str, folder: str) -> Response:
     lab = _lab(request)
     if (refused := teacher_gate(request)) is not None:
         return refused
-    if not lab.accounts.exists(account) or folder not in lab.store.folder_names(account):
+    found = await _ask(lab, "mailbox", account=account, folder=folder)
+    if found is None:
         raise HTTPException(404, detail="mailbox")
-    context = {
-        "account": account,
-        "folder": folder,
-        "folders": lab.store.folder_names(account),
-        "accounts": lab.accounts.users,
-        "messages": _summaries(lab, account, folder),
-        "lang": i18n.current_lang.get(),
-    }
+    context = {"account": account, "folder": folder, **found, "lang": i18n.current_lang.get()}
     return request.app.state.templates.TemplateResponse(request, "lab_mailbox.html", context)
 
 
@@ -101,29 +80,13 @@ async def message(request: Request, account: str, folder: str, uid: str) -> Resp
     lab = _lab(request)
     if (refused := teacher_gate(request)) is not None:
         return refused
-    if (
-        # isdigit() alone admits "²" and other Unicode digits that int() refuses.
-        not (uid.isascii() and uid.isdigit())
-        or not lab.accounts.exists(account)
-        or folder not in lab.store.folder_names(account)
-    ):
+    # isdigit() alone admits "²" and other Unicode digits that int() refuses.
+    if not (uid.isascii() and uid.isdigit()):
         raise HTTPException(404, detail="message")
-    box = lab.store.folder(account, folder)
-    found = next((m for m in box.messages() if m.uid == int(uid)), None)
+    found = await _ask(lab, "message", account=account, folder=folder, uid=int(uid))
     if found is None:
         raise HTTPException(404, detail="message")
-    raw = box.read(found.key)
-    text = raw[:PREVIEW_LIMIT].decode("utf-8", errors="replace")
-    context = {
-        "account": account,
-        "folder": folder,
-        "uid": found.uid,
-        "raw": text,
-        "cut": len(raw) > PREVIEW_LIMIT,
-        "size": len(raw),
-        "file": found.relpath,
-        "lang": i18n.current_lang.get(),
-    }
+    context = {"account": account, "folder": folder, **found, "lang": i18n.current_lang.get()}
     return request.app.state.templates.TemplateResponse(request, "lab_message.html", context)
 
 
@@ -133,6 +96,6 @@ async def reset(request: Request) -> Response:
     # Cross-site posts never get here: app/web/security.py refuses them for every route.
     if (refused := teacher_gate(request)) is not None:
         return refused
-    removed = lab.reset_mailboxes()
+    removed = await _ask(lab, "reset")
     request.app.state.hub.clear()
     return RedirectResponse(f"/lab?reset={removed}", status_code=303)

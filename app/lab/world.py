@@ -6,6 +6,10 @@ internal listeners on ephemeral loopback ports, so the live view can tell "your
 client" from the sandbox's own servers by the listener alone. Those listeners and
 the inbound queue run in a child process (app/lab/inner.py) so they use a second
 core; its events come back over a pipe into the same sink.
+
+`python -m app` runs this in the lab process (app/lab/process.py), never in the web;
+tests may run it in their own event loop with any sink. Its listeners are described in
+app/topology.py and started by app/sandbox.py's builder, like the scenario world's.
 """
 
 from __future__ import annotations
@@ -16,24 +20,22 @@ import errno
 import json
 import logging
 import os
-import pickle
 import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from app.engines.base import Endpoint, EngineContext, close_server
-from app.engines.imap_server import notify_mailbox_changed, start_imap_server
-from app.engines.pop3_server import start_pop3_server
+from app.engines.imap_server import notify_mailbox_changed
 from app.engines.relay import ClientPool, relay
 from app.engines.smtp_policies import InboundPolicy, SubmissionPolicy
-from app.engines.smtp_server import start_smtp_server
 from app.engines.tls import LabTLS
-from app.events import PANEL_FETCH, PANEL_RELAY, PANEL_SUBMIT, Event, Sink
-from app.lab.inner import FRAME_HEADER
+from app.events import Event, Sink
+from app.lab.channel import EventFields, subscribe
 from app.lab.stages import RETRY_SECONDS, Stage, settle
+from app.sandbox import endpoint_for, start_listener
+from app.topology import HOST_A, HOST_B, LAB_CLIENT, LAB_PUBLIC, Listener, lab_ports
 from app.world.accounts import Accounts
 from app.world.dns import SimulatedDNS
 from app.world.mailstore import MailStore
@@ -42,42 +44,20 @@ from app.world.spool import QueuedMail, Spool
 
 log = logging.getLogger("mailflow.lab")
 LOOPBACK = "127.0.0.1"
-HOST_A, HOST_B = "mail.a.example", "mx.b.example"
-CLIENT = "lab-client"
+CLIENT = LAB_CLIENT
 ROOT = Path(__file__).resolve().parent.parent.parent
 INNER_START_SECONDS = 30.0
 
 
-@dataclass(frozen=True)
-class Service:
-    name: str
-    standard_port: int
-    protocol: str
-    panel: int
-    server_actor: str
-    hostname: str
-    implicit_tls: bool = False
-    idle_timeout: float = 300.0
-
-
-# RFC 1939 §3 asks for at least 10 minutes of POP3 idle time, RFC 3501 §5.4 30 for IMAP.
-SERVICES = (
-    Service("smtp", 25, "SMTP", PANEL_RELAY, "mta-b", HOST_B),
-    Service("submission", 587, "SMTP", PANEL_SUBMIT, "msa-a", HOST_A),
-    Service("submissions", 465, "SMTP", PANEL_SUBMIT, "msa-a", HOST_A, implicit_tls=True),
-    Service("pop3", 110, "POP3", PANEL_FETCH, "pop3-b", HOST_B, idle_timeout=600.0),
-    Service("pop3s", 995, "POP3", PANEL_FETCH, "pop3-b", HOST_B, True, 600.0),
-    Service("imap", 143, "IMAP", PANEL_FETCH, "imap-b", HOST_B, idle_timeout=1800.0),
-    Service("imaps", 993, "IMAP", PANEL_FETCH, "imap-b", HOST_B, True, 1800.0),
-)
+# The public listeners are described in app/topology.py with every other listener.
+SERVICES = LAB_PUBLIC
+__all__ = ["SERVICES", "LabWorld", "PortInUse", "lab_ports"]
 
 
 class PortInUse(RuntimeError):
     """A lab port is taken; the message names it and the setting to change."""
 
 
-def lab_ports(offset: int) -> dict[str, int]:
-    return {s.name: s.standard_port + offset for s in SERVICES}
 
 
 class LabWorld:
@@ -91,6 +71,7 @@ class LabWorld:
         host: str = LOOPBACK,
         ports: dict[str, int] | None = None,
         idle_timeout: float | None = None,
+        session_prefix: str = "",
     ) -> None:
         self.dir = Path(data_dir)
         self.host = host
@@ -124,14 +105,15 @@ class LabWorld:
         self._restart_delay = 0.1
         self._closing = False
         self._socket_dir: str | None = None
+        self.session_prefix = session_prefix  # keeps session ids of restarted processes apart
 
     # -- policies -----------------------------------------------------------
-    def _policy(self, service: Service) -> object | None:
-        if service.name in ("submission", "submissions"):
+    def _policy(self, service: Listener) -> object | None:
+        if service.role == "submission":
             return SubmissionPolicy(
                 self.accounts, self.outbound, HOST_A, lambda e: self._relay.offer(self.outbound, e)
             )
-        if service.name == "smtp":
+        if service.role == "inbound":
             return InboundPolicy(
                 self.accounts,
                 {"b.example"},
@@ -176,7 +158,7 @@ class LabWorld:
             "tls_dir": str(Path(self.tls.directory).resolve()),
             "passwords": self.accounts.passwords,
             "domains": sorted(self.accounts.domains),
-            "session_prefix": f"in{self._inner_runs}-",
+            "session_prefix": f"{self.session_prefix}in{self._inner_runs}-",
             "lmtp_socket": self._lmtp_socket(),
         }
         proc.stdin.write(json.dumps(config).encode() + b"\n")
@@ -211,16 +193,12 @@ class LabWorld:
 
     async def _read_inner(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
-        with contextlib.suppress(asyncio.IncompleteReadError):
-            while True:
-                (size,) = FRAME_HEADER.unpack(await proc.stdout.readexactly(FRAME_HEADER.size))
-                self._from_inner(await proc.stdout.readexactly(size))
+        async for events, deliveries, _replies in subscribe(proc.stdout):
+            self._from_inner(events, deliveries)
         if not self._closing:
             self._restarter = asyncio.create_task(self._restart_inner(proc), name="lab-restart")
 
-    def _from_inner(self, frame: bytes) -> None:
-        # The child is this same program (app/lab/inner.py), so its pickles are trusted.
-        events, deliveries = pickle.loads(frame)
+    def _from_inner(self, events: list[EventFields], deliveries: list[str]) -> None:
         for fields in events:
             try:
                 self.sink(Event(*fields))
@@ -267,32 +245,13 @@ class LabWorld:
                 await self._inner_reader
             self._inner_reader = None
 
-    async def _start_public(self, service: Service) -> None:
+    async def _start_public(self, service: Listener) -> None:
         port = self.wanted_ports[service.name]
-        endpoint = Endpoint(
-            service.panel,
-            service.protocol,
-            service.standard_port,
-            service.server_actor,
-            CLIENT,
-            service.hostname,
-            implicit_tls=service.implicit_tls,
-            idle_timeout=self.idle_timeout or service.idle_timeout,
-        )
+        endpoint = endpoint_for(service, self.idle_timeout)
         try:
-            if service.protocol == "SMTP":
-                server = await start_smtp_server(
-                    self.ctx,
-                    endpoint,
-                    self._policy(service),
-                    host=self.host,
-                    port=port,
-                    require_auth=service.name != "smtp",
-                )
-            elif service.protocol == "POP3":
-                server = await start_pop3_server(self.ctx, endpoint, host=self.host, port=port)
-            else:
-                server = await start_imap_server(self.ctx, endpoint, host=self.host, port=port)
+            server = await start_listener(
+                self.ctx, service, endpoint, self._policy(service), host=self.host, port=port
+            )
         except OSError as exc:
             if exc.errno in (errno.EADDRINUSE, errno.EACCES):
                 why = "is already in use" if exc.errno == errno.EADDRINUSE else "needs root"
@@ -308,6 +267,9 @@ class LabWorld:
 
     async def close(self) -> None:
         self._closing = True
+        for server in self._servers:
+            # The ports first: a new lab process (after the web restarted) may want them.
+            server.close()
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):

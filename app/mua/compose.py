@@ -13,8 +13,6 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import Any
 
-from app.mua import attachments, smime
-
 
 @dataclass(frozen=True)
 class Composed:
@@ -40,6 +38,10 @@ def _body_part(mail: dict[str, Any], lang: str) -> EmailMessage:
 
 
 def _attach(msg: EmailMessage, mail: dict[str, Any], lang: str) -> None:
+    # Imported here: pyzipper and cryptography cost every process that imports this
+    # module several MB, and only a few scenarios attach, zip or encrypt.
+    from app.mua import attachments
+
     att = mail.get("attachment")
     if att:
         kind = att.get("kind", "png")
@@ -96,6 +98,8 @@ def compose(
 def _smime(
     outer: EmailMessage, mail: dict[str, Any], lang: str, sender: str, rcpt: str, key_dir: Path
 ) -> bytes:
+    from app.mua import smime
+
     # The inner entity carries the content; the outer headers stay readable so
     # servers can route it (S/MIME protects the body, not From/To/Subject).
     inner = _body_part(mail, lang)

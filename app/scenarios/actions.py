@@ -16,18 +16,18 @@ import aiosmtplib
 
 from app.engines.relay import deliver_lmtp
 from app.events import PANEL_SUBMIT, Tap
-from app.mua import smime
 from app.mua.compose import compose
 from app.notes import note
+from app.sandbox import Sandbox
 from app.scenarios import mailbox_actions, mua_actions, smtp_actions
 from app.scenarios.context import RunContext
 from app.world.network import HOME_IP
-from app.world.world import HOST_A, HOST_B, LOOPBACK, World
+from app.world.world import HOST_A, HOST_B, LOOPBACK
 
 __all__ = ["ACTIONS", "RunContext", "build_message"]
 
 CLIENT_TIMEOUT = 10.0
-ActionFn = Callable[[World, dict[str, Any], "RunContext"], Awaitable[None]]
+ActionFn = Callable[[Sandbox, dict[str, Any], "RunContext"], Awaitable[None]]
 
 
 def _localized(value: Any, lang: str) -> str:
@@ -48,7 +48,7 @@ def build_message(mail: dict[str, Any], lang: str, sender: str, rcpts: list[str]
     return msg.as_bytes().replace(b"\n", b"\r\n").replace(b"\r\r\n", b"\r\n")
 
 
-async def submit(world: World, params: dict[str, Any], run: RunContext) -> None:
+async def submit(world: Sandbox, params: dict[str, Any], run: RunContext) -> None:
     """The sender's MUA submits on 587: STARTTLS, AUTH PLAIN, one transaction
     (one RCPT TO per envelope recipient: To, Cc and Bcc)."""
     mail = run.mail_for(params)
@@ -83,7 +83,9 @@ async def submit(world: World, params: dict[str, Any], run: RunContext) -> None:
     await client.quit()
 
 
-def _note_smime(world: World, sender: str, rcpt: str) -> None:
+def _note_smime(world: Sandbox, sender: str, rcpt: str) -> None:
+    from app.mua import smime  # cryptography: imported when a scenario uses S/MIME
+
     me = smime.identity(world.tls.directory, sender)
     them = smime.identity(world.tls.directory, rcpt)
     text, detail = note(
@@ -100,7 +102,7 @@ def _note_smime(world: World, sender: str, rcpt: str) -> None:
     )
 
 
-async def deliver_local(world: World, params: dict[str, Any], run: RunContext) -> None:
+async def deliver_local(world: Sandbox, params: dict[str, Any], run: RunContext) -> None:
     """mx.b.example hands what it accepted to the MDA over LMTP (`via`: the actor
     that hands it over, e.g. the backup MX mta-b2)."""
     for entry in world.inbound.entries():

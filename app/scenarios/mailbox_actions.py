@@ -17,8 +17,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.sandbox import Sandbox
 from app.scenarios.context import RunContext
-from app.world.world import World
 
 CLIENT_TIMEOUT = 10.0
 
@@ -91,7 +91,7 @@ def _pop3_session(
         pop.quit()
 
 
-async def pop3_fetch(world: World, params: dict[str, Any], run: RunContext) -> None:
+async def pop3_fetch(world: Sandbox, params: dict[str, Any], run: RunContext) -> None:
     """Download over POP3. server (pop3-b, pop3s-b, pop3-a), actor (which device),
     tls (stls | implicit | none), login (user | apop), delete, keep (track UIDLs),
     retrieve (false: log in and look only), source (the client's simulated IP)."""
@@ -196,7 +196,7 @@ def _imap_steps(imap: imaplib.IMAP4, plan: ImapPlan) -> None:
         imap.logout()
 
 
-def _imap_plan(world: World, params: dict[str, Any], implicit: bool) -> ImapPlan:
+def _imap_plan(world: Sandbox, params: dict[str, Any], implicit: bool) -> ImapPlan:
     user = params.get("user", "bob@b.example")
     return ImapPlan(
         user=user,
@@ -209,7 +209,7 @@ def _imap_plan(world: World, params: dict[str, Any], implicit: bool) -> ImapPlan
     )
 
 
-async def imap_fetch(world: World, params: dict[str, Any], run: RunContext) -> None:
+async def imap_fetch(world: Sandbox, params: dict[str, Any], run: RunContext) -> None:
     """Read over IMAP; the mail stays on the server. server (imap-b, imaps-b, imap-a),
     actor, read (peek+store | fetch | flags), messages, delete, idle (see imap_idle)."""
     server = params.get("server", "imap-b")
@@ -222,7 +222,7 @@ async def imap_fetch(world: World, params: dict[str, Any], run: RunContext) -> N
     run.fetched.setdefault(actor, []).extend(plan.fetched)
 
 
-async def imap_idle(world: World, params: dict[str, Any], run: RunContext) -> None:
+async def imap_idle(world: Sandbox, params: dict[str, Any], run: RunContext) -> None:
     """A device logs in, reads, and waits in IDLE; the run goes on while it waits.
     `imap_idle_end` collects it after the server pushed the new message."""
     server = params.get("server", "imap-b")
@@ -244,7 +244,7 @@ async def imap_idle(world: World, params: dict[str, Any], run: RunContext) -> No
         future.result()
 
 
-async def imap_idle_end(world: World, params: dict[str, Any], run: RunContext) -> None:
+async def imap_idle_end(world: Sandbox, params: dict[str, Any], run: RunContext) -> None:
     server = params.get("server", "imap-b")
     actor = params.get("actor", world.endpoints[server].client_actor)
     future = run.background.pop(actor)

@@ -12,10 +12,9 @@ from email.policy import default as default_policy
 from typing import Any
 
 from app.events import PANEL_FETCH, PANEL_RELAY, Tap
-from app.mua import attachments, smime
 from app.notes import Line, note
+from app.sandbox import Sandbox
 from app.scenarios.context import RunContext
-from app.world.world import World
 
 PATH_READER = "path-reader"
 # "パスワード: x" or "The password for the ZIP file: x", as a person would write it.
@@ -29,7 +28,9 @@ def _last_fetched(run: RunContext, actor: str) -> bytes:
     return got[-1]
 
 
-def _note(world: World, panel: int, actor: str, lines: list[Line], key: str, protocol: str) -> None:
+def _note(
+    world: Sandbox, panel: int, actor: str, lines: list[Line], key: str, protocol: str
+) -> None:
     text, detail = note(*lines)
     Tap(world.sink, panel, actor, actor, protocol, None).note(text, key, detail=detail)
 
@@ -55,7 +56,7 @@ def base64_walkthrough(encoded_line: str) -> list[Line]:
     ]
 
 
-async def mime_decode(world: World, params: dict[str, Any], run: RunContext) -> None:
+async def mime_decode(world: Sandbox, params: dict[str, Any], run: RunContext) -> None:
     """The MUA decodes the first Base64 line of the downloaded attachment."""
     actor = params.get("actor", "mua-bob")
     msg = email.message_from_bytes(_last_fetched(run, actor), policy=default_policy)
@@ -87,7 +88,9 @@ async def mime_decode(world: World, params: dict[str, Any], run: RunContext) -> 
     )
 
 
-async def smime_open(world: World, params: dict[str, Any], run: RunContext) -> None:
+async def smime_open(world: Sandbox, params: dict[str, Any], run: RunContext) -> None:
+    from app.mua import smime  # a few MB, for a few scenarios: imported when used
+
     """Bob's MUA decrypts with his private key, then checks Alice's signature."""
     actor = params.get("actor", "mua-bob")
     user = params.get("user", "bob@b.example")
@@ -127,7 +130,9 @@ def _zip_and_password(messages: list[Message]) -> tuple[tuple[str, bytes] | None
     return found_zip, password
 
 
-async def path_reader(world: World, params: dict[str, Any], run: RunContext) -> None:
+async def path_reader(world: Sandbox, params: dict[str, Any], run: RunContext) -> None:
+    from app.mua import attachments  # a few MB, for a few scenarios: imported when used
+
     """Someone who can read a server on the path (here the queue of mx.b.example,
     where both mails wait after the relay hop) takes the ZIP from one and the
     password from the other, and opens it."""
@@ -148,7 +153,7 @@ async def path_reader(world: World, params: dict[str, Any], run: RunContext) -> 
     _note(world, PANEL_RELAY, PATH_READER, lines, "ppap.read", "ZIP")
 
 
-async def attachment_name(world: World, params: dict[str, Any], run: RunContext) -> None:
+async def attachment_name(world: Sandbox, params: dict[str, Any], run: RunContext) -> None:
     """The MUA decodes the downloaded attachment's file name (RFC 2231) and lays it
     out as it would on screen; the note shows the header as it travelled, the real
     name with its controls written out, and what the learner would see."""
@@ -160,9 +165,7 @@ async def attachment_name(world: World, params: dict[str, Any], run: RunContext)
     part = next((p for p in msg.walk() if p.get_filename()), None)
     if part is None:
         raise ValueError("the downloaded message has no named attachment")
-    header = next(
-        (str(v) for k, v in part.raw_items() if k.lower() == "content-disposition"), ""
-    )
+    header = next((str(v) for k, v in part.raw_items() if k.lower() == "content-disposition"), "")
     name_report = report(header.replace("\r\n", "\n"), str(part.get_filename()))
     key = "mua.attachment.name.rlo" if name_report.has_controls else "mua.attachment.name"
     # Written in the run's language by app/mua/filenames.py (the header is data).

@@ -1,6 +1,6 @@
 """Run a scenario for real and keep what was said, so a learner can step through it.
 
-A run builds a fresh World, lets the actors act, waits until every connection has
+A run builds a fresh Sandbox, lets the actors act, waits until every connection has
 closed (so the servers' last lines are in), and returns the recorded events. Back
 and Next move through that recording; they never run anything again.
 """
@@ -14,15 +14,16 @@ from pathlib import Path
 
 from app.engines.tls import LabTLS
 from app.events import Recorder
+from app.sandbox import Sandbox
 from app.scenarios.actions import ACTIONS, RunContext
 from app.scenarios.model import Scenario, ScenarioError
 from app.scenarios.recording import Recording
-from app.world.world import World, WorldOptions
+from app.world.world import WorldOptions
 
 SETTLE_TIMEOUT = 5.0
 
 
-async def _settle(world: World, held: dict[str, int] | None = None) -> None:
+async def _settle(world: Sandbox, held: dict[str, int] | None = None) -> None:
     """Wait until no connection is open on any listener of the world, except those a
     client keeps open on purpose (`held`, e.g. a device waiting in IMAP IDLE)."""
     held = held or {}
@@ -41,7 +42,7 @@ async def run_scenario(
             raise ScenarioError(f"{scenario.slug}: unknown action '{action.do}'")
     runs_dir.mkdir(parents=True, exist_ok=True)
     recorder = Recorder()
-    world = World(
+    world = Sandbox(
         root=Path(tempfile.mkdtemp(prefix=f"{scenario.slug}-", dir=runs_dir)),
         tls=tls,
         sink=recorder.emit,

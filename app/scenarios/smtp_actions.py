@@ -10,17 +10,17 @@ from typing import Any
 import aiosmtplib
 from aiosmtplib.auth import auth_plain_encode
 
-from app.engines.dkim_keys import DkimKey
 from app.engines.dsn import build_dsn
 from app.engines.relay import deliver_lmtp, relay
 from app.events import PANEL_RELAY, Tap
 from app.mua.compose import compose
 from app.notes import note
+from app.sandbox import Sandbox
 from app.scenarios.context import RunContext
 from app.world.firewall import FirewallRefused
 from app.world.network import HOME_IP, NotInLab
 from app.world.spool import QueuedMail, new_queue_id
-from app.world.world import HOST_A, LOOPBACK, World
+from app.world.world import HOST_A, LOOPBACK
 
 CLIENT_TIMEOUT = 10.0
 DEFAULT_STEPS = ("ehlo", "starttls", "ehlo", "auth", "mail", "rcpt", "data", "quit")
@@ -29,7 +29,9 @@ KNOWN_STEPS = frozenset(
 )
 
 
-async def smtp_session(world: World, params: dict[str, Any], run: RunContext) -> None:
+async def smtp_session(world: Sandbox, params: dict[str, Any], run: RunContext) -> None:
+    from app.engines.dkim_keys import DkimKey  # dkimpy and cryptography, when used
+
     """One SMTP client session, step by step (`steps`), against listener `server`.
 
     Parameters: server (endpoint name), actor and panel (who connects, which panel
@@ -145,7 +147,7 @@ async def _step(
     return True
 
 
-async def relay_outbound(world: World, params: dict[str, Any], run: RunContext) -> None:
+async def relay_outbound(world: Sandbox, params: dict[str, Any], run: RunContext) -> None:
     """mail.a.example's MTA sends what waits in its queue to each recipient's MX; a
     recipient the next hop refuses comes back to the sender as a DSN (RFC 3464).
     With a send hold, `after` is how many seconds pass first; held mail stays queued."""
@@ -163,7 +165,7 @@ async def relay_outbound(world: World, params: dict[str, Any], run: RunContext) 
             await _bounce(world, entry, result.refused, result.servers)
 
 
-async def cancel_hold(world: World, params: dict[str, Any], run: RunContext) -> None:
+async def cancel_hold(world: Sandbox, params: dict[str, Any], run: RunContext) -> None:
     """The sender cancels a held mail (by recipient) before its hold is over."""
     if world.send_hold is None:
         raise ValueError("cancel_hold needs [world] send_hold")
@@ -171,7 +173,7 @@ async def cancel_hold(world: World, params: dict[str, Any], run: RunContext) -> 
 
 
 async def _bounce(
-    world: World, entry: QueuedMail, refused: dict[str, str], servers: dict[str, str]
+    world: Sandbox, entry: QueuedMail, refused: dict[str, str], servers: dict[str, str]
 ) -> None:
     remote = next(iter(servers.values()), "") or next(
         (r.value for r in world.dns.query(next(iter(refused)).rpartition("@")[2], "MX")), ""

@@ -106,11 +106,11 @@ def probe() -> dict[str, str]:
 
 
 async def _probe() -> dict[str, str]:
-    from app.world.world import World
+    from app.sandbox import Sandbox
 
     runs_dir: Path = _state["runs_dir"]
     runs_dir.mkdir(parents=True, exist_ok=True)
-    world = World(Path(tempfile.mkdtemp(prefix="health-", dir=runs_dir)), _tls(), sink=_discard)
+    world = Sandbox(Path(tempfile.mkdtemp(prefix="health-", dir=runs_dir)), _tls(), sink=_discard)
     result: dict[str, str] = {}
     try:
         await world.start()

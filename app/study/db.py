@@ -19,6 +19,7 @@ import asyncio
 import contextvars
 import functools
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,9 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -96,8 +95,35 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+def _head_revision() -> str | None:
+    """The newest revision in migrations/versions (the one no other revision follows),
+    read from the files, so a database already at it costs no Alembic import."""
+    revisions, follows = set(), set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        source = path.read_text("utf-8")
+        if rev := re.search(r'^revision = "([^"]+)"', source, re.M):
+            revisions.add(rev.group(1))
+        if down := re.search(r'^down_revision = "([^"]+)"', source, re.M):
+            follows.add(down.group(1))
+    heads = revisions - follows
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision (from empty on a fresh database)."""
+    head = _head_revision()
+    if head is not None and _current_revision(engine) == head:
+        return  # up to date: Alembic (about 11 MB) is not even imported
+    from alembic import command
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     # The Config is a ConfigParser: a "%" in the URL (an escaped socket path or password)

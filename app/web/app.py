@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -21,11 +22,12 @@ from app.engines.tls import LabTLS
 from app.explanations import Catalog
 from app.lab.accounts_file import load_accounts
 from app.lab.bus_hub import PublishingHub, follow
+from app.lab.control import LabProcess
 from app.lab.hub import Hub
 from app.lab.live import LiveSink
 from app.lab.live import router as lab_socket_router
 from app.lab.routes import router as lab_router
-from app.lab.world import LabWorld, lab_ports
+from app.lab.world import lab_ports
 from app.rooms.hub import RoomHub
 from app.rooms.limits import Buckets
 from app.rooms.render import Renderer
@@ -109,6 +111,31 @@ def create_app(
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         tls = LabTLS.load(settings.tls_dir)  # before the worker, which loads the same files
         app.state.tls = tls
+        bus = make_bus(settings.redis_url)
+        await bus.start()
+        app.state.lab = None
+        lab_started = None
+        lab_follow = None
+        if not settings.lab and (lab_bridge or settings.redis_url):
+            # The lab runs under another web worker (worker 0, or the compose file's lab
+            # service): its live view reaches this one over Redis.
+            app.state.hub = Hub()
+            lab_follow = await follow(bus, app.state.hub)
+        if settings.lab:
+            # The mail listeners run in the lab process, never here; it starts while this
+            # process prepares the rest, so the two start-ups overlap. With Redis, other
+            # web workers show this lab's live view too.
+            app.state.hub = PublishingHub(bus) if settings.redis_url else Hub()
+            lab_dir = settings.data_dir / "lab"
+            app.state.lab = LabProcess(
+                lab_dir,
+                tls,
+                load_accounts(lab_dir / "accounts.toml"),
+                LiveSink(app.state.hub),
+                host=settings.lab_bind_host,
+                ports=lab_ports(settings.lab_offset),
+            )
+            lab_started = asyncio.create_task(app.state.lab.start(), name="lab-start")
         # Scenario runs and engine probes happen in the worker process, never here.
         worker = RecordWorker(
             settings.tls_dir,
@@ -134,8 +161,6 @@ def create_app(
             max_sessions=settings.max_sessions,
         )
         app.state.study = init_study(settings)
-        bus = make_bus(settings.redis_url)
-        await bus.start()
         app.state.teacher = TeacherGate(settings, app.state.study.store.secret("teacher-key"))
         service = RoomService(bus, ttl=settings.room_ttl, max_students=settings.room_max_students)
         renderer = Renderer(app.state.templates, app.state.flow.catalog, app.state.study.content)
@@ -149,31 +174,17 @@ def create_app(
             joins=Buckets(settings.room_join_rate / 60.0, float(settings.room_join_rate)),
         )
         app.state.rooms.start()
-        app.state.lab = None
-        lab_follow = None
-        if not settings.lab and (lab_bridge or settings.redis_url):
-            # The lab runs in another process (worker 0, or the compose file's lab
-            # service): its live view reaches this one over Redis.
-            app.state.hub = Hub()
-            lab_follow = await follow(bus, app.state.hub)
-        if settings.lab:
-            # With Redis, other web workers show this lab's live view too.
-            app.state.hub = PublishingHub(bus) if settings.redis_url else Hub()
-            lab_dir = settings.data_dir / "lab"
-            app.state.lab = LabWorld(
-                lab_dir,
-                tls,
-                load_accounts(lab_dir / "accounts.toml"),
-                LiveSink(app.state.hub),
-                host=settings.lab_bind_host,
-                ports=lab_ports(settings.lab_offset),
-            )
-            await app.state.lab.start()
-        pool.start()
         try:
+            if lab_started is not None:
+                await lab_started
+            pool.start()
             yield
         finally:
             first_check.cancel()
+            if lab_started is not None and not lab_started.done():
+                lab_started.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await lab_started
             await pool.close()
             await worker.close()
             if app.state.lab is not None:
@@ -243,6 +254,11 @@ def create_app(
             "recordings": flow.recordings.stats(),
             "last_run_error": flow.last_error,
         }
+        lab: LabProcess | None = request.app.state.lab
+        if lab is not None:
+            # The lab's listeners run in their own process; say whether it serves now
+            # (a restart takes a moment) and how many times it was started.
+            body["lab"] = {"serving": lab.ready.is_set(), "starts": lab.runs}
         return JSONResponse(body, status_code=200 if ok else 503)
 
     app.include_router(pages_router)

@@ -1,0 +1,197 @@
+"""The web's handle on the lab process: start it, hear its events, ask it, restart it.
+
+`python -m app` serves the web; the lab's mail listeners run in their own process
+tree (app/lab/process.py, which has app/lab/inner.py as its child). This object starts
+that process, passes its events to the live view's sink, forwards the viewer's and
+reset's requests, and starts a new one whenever it dies, as LabWorld does for its
+own child. The web never waits for a mail server: a request to a lab that is
+restarting is answered "unavailable" at once rather than held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from app.engines.tls import LabTLS
+from app.events import Event, Sink
+from app.lab.channel import subscribe
+from app.lab.stages import RETRY_SECONDS
+from app.lab.world import PortInUse
+from app.world.accounts import Accounts
+
+log = logging.getLogger("mailflow.lab")
+ROOT = Path(__file__).resolve().parent.parent.parent
+START_SECONDS = 30.0
+REQUEST_SECONDS = 10.0  # a viewer or reset request the lab does not answer by then fails
+
+
+class LabUnavailable(RuntimeError):
+    """The lab process is not running right now (it is being restarted)."""
+
+
+class LabProcess:
+    def __init__(
+        self,
+        data_dir: Path,
+        tls: LabTLS,
+        accounts: Accounts,
+        sink: Sink,
+        *,
+        host: str,
+        ports: dict[str, int],
+    ) -> None:
+        self.dir = Path(data_dir)
+        self.tls = tls
+        self.accounts = accounts
+        self.sink = sink
+        self.host = host
+        self.ports = dict(ports)
+        self.runs = 0
+        self._proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._restarter: asyncio.Task[None] | None = None
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, asyncio.Future[Any]] = {}
+        self._closing = False
+        self._started = 0.0
+        self._delay = 0.1
+        self.ready = asyncio.Event()  # set while a lab process serves
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    async def start(self) -> None:
+        """Start the lab process and wait until its listeners are up."""
+        self._closing = False
+        self.runs += 1
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "app.lab.process",
+            cwd=ROOT,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        config = {
+            "data_dir": str(self.dir.resolve()),
+            "tls_dir": str(Path(self.tls.directory).resolve()),
+            "passwords": self.accounts.passwords,
+            "domains": sorted(self.accounts.domains),
+            "host": self.host,
+            "ports": self.ports,
+            # Session ids restart in a new process; the prefix keeps them apart.
+            "session_prefix": "" if self.runs == 1 else f"r{self.runs}-",
+        }
+        proc.stdin.write(json.dumps(config).encode() + b"\n")
+        try:
+            first = await asyncio.wait_for(proc.stdout.readline(), START_SECONDS)
+            hello = json.loads(first) if first else {}
+        except BaseException:
+            proc.kill()
+            await proc.wait()
+            raise
+        if "ports" not in hello:
+            await proc.wait()
+            if "error" in hello:
+                raise PortInUse(hello["error"])
+            raise RuntimeError(f"the lab process exited ({proc.returncode})")
+        self._proc = proc
+        self._started = time.monotonic()
+        self.ports = {name: int(port) for name, port in hello["ports"].items()}
+        self._reader = asyncio.create_task(self._read(proc), name="lab-events")
+        self.ready.set()
+
+    async def _read(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        async for events, _deliveries, replies in subscribe(proc.stdout):
+            for fields in events:
+                try:
+                    self.sink(Event(*fields))
+                except Exception:  # one bad event must not stop the ones that follow
+                    log.exception("bad event from the lab process")
+            for request_id, answer in replies:
+                future = self._waiting.pop(request_id, None)
+                if future is not None and not future.done():
+                    future.set_result(answer)
+            # Frames already buffered are read without a pause; let the viewers' pumps
+            # send this frame's events before the next is published on top of them.
+            await asyncio.sleep(0)
+        self.ready.clear()
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_exception(LabUnavailable("the lab process exited"))
+        self._waiting.clear()
+        if not self._closing:
+            self._restarter = asyncio.create_task(self._restart(proc), name="lab-restart")
+
+    async def _restart(self, dead: asyncio.subprocess.Process) -> None:
+        code = await dead.wait()
+        log.warning("the lab process %s exited (%s); restarting it", dead.pid, code)
+        # One that dies again soon after each start is retried less and less often.
+        lived = time.monotonic() - self._started
+        self._delay = 0.1 if lived > 10 else min(self._delay * 2, RETRY_SECONDS)
+        while not self._closing:
+            await asyncio.sleep(self._delay)
+            if self._closing:
+                return
+            try:
+                await self.start()
+            except Exception:
+                log.exception("restarting the lab process failed")
+                self._delay = min(self._delay * 2, RETRY_SECONDS)
+                continue
+            if self._closing:  # close() ran while it was starting
+                await self._stop()
+            return
+
+    async def request(self, op: str, **args: Any) -> Any:
+        """Ask the lab process; its answer, or LabUnavailable while it restarts."""
+        proc = self._proc
+        if proc is None or proc.stdin is None or proc.stdin.is_closing() or not self.ready.is_set():
+            raise LabUnavailable("the lab process is restarting")
+        request_id = next(self._ids)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = future
+        proc.stdin.write(json.dumps({"id": request_id, "op": op, **args}).encode() + b"\n")
+        try:
+            reply = await asyncio.wait_for(future, REQUEST_SECONDS)
+        finally:
+            self._waiting.pop(request_id, None)
+        if "error" in reply:
+            raise RuntimeError(reply["error"])
+        return reply["ok"]
+
+    async def _stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        assert proc.stdin is not None
+        proc.stdin.close()  # EOF: the lab closes its listeners and exits
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+        if self._reader is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+            self._reader = None
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._restarter is not None:
+            self._restarter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._restarter
+            self._restarter = None
+        await self._stop()

@@ -1,0 +1,122 @@
+"""The lab process: `python -m app.lab.process`, every mail listener of the lab.
+
+The web process never runs a mail server: it starts this process (app/lab/control.py)
+and restarts it if it dies. This process runs the seven public listeners (SMTP,
+submission, POP3, IMAP with their TLS variants), the relay stage of the queue, and
+its own child `app.lab.inner` with the MX and MDA hops (LabWorld, app/lab/world.py).
+It imports no web framework: FastAPI, Jinja and SQLAlchemy stay in the web process.
+
+Over stdin/stdout:
+
+- stdin, first line, JSON: {"data_dir", "tls_dir", "passwords", "domains", "host",
+  "ports", "session_prefix"} (on stdin rather than the command line, where `ps` would
+  show the passwords); then one JSON request per line, {"id": n, "op": ...}:
+  "reset", "mailbox" {account, folder}, "message" {account, folder, uid}.
+  EOF means the web process is gone: this process closes its listeners and exits.
+- stdout, first line, JSON: {"ports": {...}} once every listener is up, or
+  {"error": "..."} (a busy port, named with the setting to change) before exiting 2;
+  then frames of events and replies (app/lab/channel.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from app.engines.tls import LabTLS
+from app.events import Event
+from app.lab import viewer
+from app.lab.channel import PipePublisher, event_fields
+from app.lab.world import LabWorld, PortInUse
+from app.world.accounts import Accounts
+
+log = logging.getLogger("mailflow.lab.process")
+
+
+async def answer(lab: LabWorld, request: dict[str, Any]) -> Any:
+    op = request.get("op")
+    if op == "reset":
+        return lab.reset_mailboxes()
+    if op == "mailbox":
+        return await viewer.mailbox(lab, str(request["account"]), str(request["folder"]))
+    if op == "message":
+        return await viewer.message(
+            lab, str(request["account"]), str(request["folder"]), int(request["uid"])
+        )
+    raise ValueError(f"unknown request {op!r}")
+
+
+async def serve_requests(lab: LabWorld, out: PipePublisher, reader: asyncio.StreamReader) -> None:
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def one(request: dict[str, Any]) -> None:
+        try:
+            result: Any = {"ok": await answer(lab, request)}
+        except Exception as exc:  # the web gets the error; the lab goes on serving
+            log.exception("lab request %r failed", request.get("op"))
+            result = {"error": f"{exc.__class__.__name__}: {exc}"}
+        out.reply(int(request.get("id", 0)), result)
+
+    while line := await reader.readline():
+        try:
+            request = json.loads(line)
+        except ValueError:
+            log.warning("not a request: %r", line[:80])
+            continue
+        task = asyncio.create_task(one(request))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+
+async def main() -> int:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 20)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    transport, _ = await loop.connect_write_pipe(asyncio.Protocol, sys.stdout)
+    out = PipePublisher(transport)
+    first = await reader.readline()
+    if not first:
+        return 0
+    config = json.loads(first)
+    prefix = str(config.get("session_prefix", ""))
+
+    def sink(event: Event) -> None:
+        out.publish(event_fields(event, prefix))
+
+    accounts = Accounts(dict(config["passwords"]), frozenset(config["domains"]))
+    lab = LabWorld(
+        Path(config["data_dir"]),
+        LabTLS.existing(Path(config["tls_dir"])),
+        accounts,
+        sink,
+        host=str(config["host"]),
+        ports={k: int(v) for k, v in config["ports"].items()},
+        session_prefix=prefix,
+    )
+    try:
+        await lab.start()
+    except PortInUse as exc:
+        out.line({"error": str(exc)})
+        return 2
+    out.line({"ports": lab.ports})
+    try:
+        await serve_requests(lab, out, reader)
+    finally:
+        # stdin closed: the web process stopped or died; this one must not outlive it.
+        await lab.close()
+    return 0
+
+
+if __name__ == "__main__":
+    # Ctrl-C reaches the whole process group; this process stops when the web does.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    logging.getLogger("mail.log").setLevel(logging.ERROR)
+    with contextlib.suppress(BrokenPipeError):
+        raise SystemExit(asyncio.run(main()))
