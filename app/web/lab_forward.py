@@ -45,12 +45,19 @@ class LabForward:
         target = scope.get("raw_path") or scope["path"].encode()
         query = scope.get("query_string", b"")
         url = target.decode("latin-1") + (("?" + query.decode("latin-1")) if query else "")
-        response = await self.client.request(scope["method"], url, headers=headers, content=body)
+        request = self.client.build_request(scope["method"], url, headers=headers, content=body)
+        response = await self.client.send(request, stream=True)
+        try:
+            # The bytes as worker 0 sent them (gzipped if it gzipped them), so its
+            # Content-Encoding still describes the body.
+            content = b"".join([chunk async for chunk in response.aiter_raw()])
+        finally:
+            await response.aclose()
         raw = [
             (k.lower(), v)
             for k, v in response.headers.raw
             if k.lower() not in (b"transfer-encoding", b"connection", b"content-length")
         ]
-        raw.append((b"content-length", str(len(response.content)).encode()))
+        raw.append((b"content-length", str(len(content)).encode()))
         await send({"type": "http.response.start", "status": response.status_code, "headers": raw})
-        await send({"type": "http.response.body", "body": response.content})
+        await send({"type": "http.response.body", "body": content})
