@@ -1,7 +1,7 @@
 """Classroom room fan-out: one room, N students, the teacher sends `next`.
 
 Latency of a step = the teacher's `next` sent → the last student's `step` event
-received. Baseline in the same run: a bare Starlette broadcast (bench/broadcast_rooms_app.py)
+received. Baseline in the same run: a bare Starlette broadcast (bench/broadcast_app.py)
 of the same payload (the room's own step messages, byte for byte, as one extra student
 received them) to the same number of websocket clients. Both sets of
 clients stay connected and the two servers step in turn, so a busy moment of the shared
@@ -330,7 +330,7 @@ def main() -> None:
             env |= {"MAILFLOW_REDIS_URL": url, "MAILFLOW_WEB_WORKERS": str(args.workers)}
         app_port, bare_port = free_port(), free_port()
         app = start_process(["-m", "app"], {**env, "MAILFLOW_PORT": str(app_port)})
-        bare = start_process(["-m", "uvicorn", "bench.broadcast_rooms_app:app", "--port",
+        bare = start_process(["-m", "uvicorn", "bench.broadcast_app:app", "--port",
                               str(bare_port), "--log-level", "warning"])
         try:
             wait_for_port(app_port, 60)
