@@ -231,3 +231,124 @@ def test_room_pages_in_english_from_the_keyboard_at_360px(browser: Browser, site
     sctx.close()
     tctx.close()
     assert not errors, errors
+
+
+def _stage_state(page: Page) -> dict[str, object]:
+    """The visible stage now: which svg, its current link(s) and where its packet rests."""
+    return page.evaluate(
+        """() => {
+          const svg = [...document.querySelectorAll('svg[data-stage]')]
+            .find((s) => s.getBoundingClientRect().width > 0);
+          const packet = svg.querySelector('[data-packet]');
+          return {
+            kind: svg.dataset.stage,
+            current: [...svg.querySelectorAll('[data-link][aria-current="true"]')]
+              .map((l) => l.dataset.link),
+            at: packet.style.transform,
+            cls: packet.getAttribute('class'),
+          };
+        }"""
+    )
+
+
+# Counts the packet's animations (Web Animations API), so a test can tell "it travelled"
+# from "it jumped" without timing anything.
+COUNT_MOVES = """
+window.__packetMoves = 0;
+const animate = Element.prototype.animate;
+Element.prototype.animate = function (...args) {
+  if (this.matches('[data-packet]')) window.__packetMoves += 1;
+  return animate.apply(this, args);
+};
+"""
+
+
+def _moves(page: Page) -> list[list[object]]:
+    return json.loads(page.locator("#stage-moves").text_content() or "[]")
+
+
+def test_the_stage_follows_the_teacher_on_console_and_phone(browser: Browser, site: str
+                                                             ) -> None:
+    errors: list[str] = []
+    tctx, teacher = _context(browser, errors, viewport={"width": 1920, "height": 1080})
+    tctx.add_init_script(COUNT_MOVES)
+    teacher.goto(f"{site}/classroom?lang=ja")
+    teacher.get_by_label("シナリオ").select_option("basic-pop3")
+    teacher.get_by_role("button", name="ルームを作成").click()
+    code = teacher.locator("[data-room-code]").first.get_attribute("data-room-code")
+    sctx, student = _context(browser, errors, **PHONE)
+    sctx.add_init_script(COUNT_MOVES)
+    student.goto(f"{site}/r/{code}?lang=ja")
+    student.get_by_role("button", name="参加").click()
+    expect(student.locator("#room[data-role=student]")).to_be_visible()
+    expect(teacher.locator("svg[data-stage=full]")).to_be_visible()
+    expect(student.locator("svg[data-stage=compact]")).to_be_visible()
+    assert _stage_state(teacher)["kind"] == "full"
+    # No poll yet: the reveal and unpoll buttons stay hidden (.button is inline-flex).
+    expect(teacher.locator("[data-action=unpoll]")).to_be_hidden()
+    expect(teacher.locator("[data-action=reveal]")).to_be_hidden()
+    assert _stage_state(student)["kind"] == "compact"
+
+    # Two neighbouring steps on different hops (or ways): the packet must move between them.
+    moves = _moves(teacher)
+    assert moves == _moves(student)  # the same room's run on both screens
+    first = next(i + 1 for i in range(len(moves) - 1)
+                 if moves[i][0] and moves[i + 1][0]
+                 and (moves[i][0], moves[i][7]) != (moves[i + 1][0], moves[i + 1][7]))
+    seen: dict[int, dict[str, dict[str, object]]] = {}
+    for step in range(1, first + 2):
+        teacher.keyboard.press("ArrowRight")
+        for page in (teacher, student):
+            expect(page.locator("#log > li[aria-current=step]")).to_have_attribute(
+                "data-step", str(step))
+            link = str(moves[step - 1][0])
+            if link:
+                expect(page.locator(f'svg[data-stage]:visible [data-link="{link}"]')
+                       ).to_have_attribute("aria-current", "true")
+        seen[step] = {"t": _stage_state(teacher), "s": _stage_state(student)}
+        for who in ("t", "s"):
+            assert seen[step][who]["current"] == ([moves[step - 1][0]] if moves[step - 1][0]
+                                                  else [])
+    for who in ("t", "s"):
+        assert seen[first][who]["at"] != seen[first + 1][who]["at"], who
+
+    # ← on the clicker reverses: both screens show exactly what the step before showed.
+    teacher.keyboard.press("ArrowLeft")
+    for page, who in ((teacher, "t"), (student, "s")):
+        expect(page.locator("#log > li[aria-current=step]")).to_have_attribute(
+            "data-step", str(first))
+        assert _stage_state(page) == seen[first][who]
+
+    width = student.evaluate("document.documentElement.scrollWidth")
+    assert width <= 360, f"the student page scrolls sideways at 360 px ({width})"
+    axe_check(teacher)
+    axe_check(student)
+    for page in (teacher, student):  # the packet travelled (no reduced motion asked)
+        assert page.evaluate("window.__packetMoves") > 0
+    sctx.close()
+    tctx.close()
+    assert not errors, errors
+
+
+def test_the_phone_stage_honours_reduced_motion(browser: Browser, site: str) -> None:
+    errors: list[str] = []
+    tctx, teacher = _context(browser, errors, viewport={"width": 1280, "height": 900},
+                             reduced_motion="reduce")
+    tctx.add_init_script(COUNT_MOVES)
+    teacher.goto(f"{site}/classroom?lang=en")
+    teacher.get_by_role("button", name="Create the room").click()
+    code = teacher.locator("[data-room-code]").first.get_attribute("data-room-code")
+    sctx, student = _context(browser, errors, reduced_motion="reduce", **PHONE)
+    sctx.add_init_script(COUNT_MOVES)
+    student.goto(f"{site}/r/{code}?lang=en")
+    student.get_by_role("button", name="Join").click()
+    expect(student.locator("svg[data-stage=compact]")).to_be_visible()
+    teacher.keyboard.press("ArrowRight")
+    for page in (teacher, student):
+        expect(page.locator("#log > li[aria-current=step]")).to_have_attribute("data-step", "1")
+        expect(page.locator('svg[data-stage]:visible [data-packet]')).not_to_have_class(
+            re.compile(r"\bnone\b"))
+        assert page.evaluate("window.__packetMoves") == 0  # it is placed, never animated
+    sctx.close()
+    tctx.close()
+    assert not errors, errors

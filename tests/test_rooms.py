@@ -315,3 +315,35 @@ def test_a_flood_of_messages_is_slowed_then_closed(served: Served) -> None:
         assert sock.ws.close_code == 1008
 
     asyncio.run(flood())
+
+
+def _stage_block(page: str) -> str:
+    start = page.index('<div class="stage-wrap" id="stage" data-stage-wrap>')
+    return page[start:page.index('<p class="sr" id="stage-live"', start)]
+
+
+async def _one_stage(s: Served) -> None:
+    code, teacher = create_room(s.url)
+    early = join_room(s.url, code, nick="early")
+    before = _stage_block(early.get(f"/r/{code}").text)
+    ts = await RoomSocket.open(s.url, teacher, code, "teacher")
+    await ts.until("sync")
+    for step in (1, 2):
+        await ts.send(type="next")
+        assert (await ts.until("step"))["step"] == step
+    await ts.close()
+    late = join_room(s.url, code, nick="late")
+    blocks = {
+        _stage_block(early.get(f"/r/{code}").text),
+        _stage_block(late.get(f"/r/{code}").text),
+        _stage_block(teacher.get(f"/classroom/{code}").text),
+    }
+    # One rendering for the room's run, whatever the step: the page script moves it.
+    assert blocks == {before}
+    assert 'data-stage="full"' in before and 'data-stage="compact"' in before
+    assert '<script type="application/json" id="stage-moves">' in before
+    assert "style=" not in before  # the strict CSP: no inline styles
+
+
+def test_the_stage_is_rendered_once_for_the_room(served: Served) -> None:
+    asyncio.run(_one_stage(served))

@@ -8,6 +8,7 @@ times the number of students.
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,9 +16,12 @@ from app.events import Event
 from app.explanations import Catalog
 from app.rooms.model import Poll, RoomMeta
 from app.rooms.polls import most_chosen_wrong
+from app.scenarios.runner import Recording
 from app.study.content import Content
 from app.web import i18n
 from app.web.flow_view import explain
+
+STAGES_CACHED = 64
 
 
 def dumps(message: dict[str, Any]) -> str:
@@ -29,6 +33,10 @@ class Renderer:
         self.env = templates.env if hasattr(templates, "env") else templates
         self.catalog = catalog
         self.content = content
+        # The stage block per (recording, language): rendered once for a room's run and
+        # the same bytes sent to the teacher and every student; room.js moves it to the
+        # room's step. Keyed by identity (a recording is not hashable), bounded.
+        self._stages: OrderedDict[tuple[int, str], tuple[Recording, str]] = OrderedDict()
 
     def render(self, name: str, lang: str, **context: Any) -> str:
         token = i18n.current_lang.set(lang)
@@ -36,6 +44,19 @@ class Renderer:
             return self.env.get_template(name).render(lang=lang, **context)
         finally:
             i18n.current_lang.reset(token)
+
+    def stage(self, recording: Recording, lang: str) -> str:
+        """Both stages (full, compact) at step 0 and their per-step moves, for a room page."""
+        key = (id(recording), lang)
+        hit = self._stages.get(key)
+        if hit is not None and hit[0] is recording:
+            self._stages.move_to_end(key)
+            return hit[1]
+        html = self.render("_stage_block.html", lang, recording=recording, step=0)
+        self._stages[key] = (recording, html)
+        while len(self._stages) > STAGES_CACHED:
+            self._stages.popitem(last=False)
+        return html
 
     def event(self, events: Sequence[Event], index: int, lang: str) -> str:
         return self.render(

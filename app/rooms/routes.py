@@ -145,6 +145,7 @@ async def console(request: Request, code: str) -> Response:
             "scenario": scenario,
             "events": recording.events[: meta.step],
             "catalog": rooms.flow.catalog,
+            "stage_html": rooms.renderer.stage(recording, i18n.current_lang.get()),
             "join_url": join,
             "joined": await rooms.service.joined(meta.code),
             "questions": exam_questions(rooms.study.content, scenario.topics),
@@ -321,6 +322,7 @@ async def student_page(request: Request, code: str) -> Response:
             "scenario": rooms.flow.scenarios[meta.slug],
             "events": recording.events[: meta.step],
             "catalog": rooms.flow.catalog,
+            "stage_html": rooms.renderer.stage(recording, i18n.current_lang.get()),
             "rows": rows,
         },
     )

@@ -2,6 +2,8 @@
 // Every <li> and every question shown is HTML the server rendered; the page only
 // places it. Who is teacher or student comes from HttpOnly cookies, never from here.
 
+import { createStage } from "./stage.js";
+
 const root = document.getElementById("room");
 const log = document.getElementById("log");
 const progress = document.getElementById("progress");
@@ -11,6 +13,8 @@ const pollArea = document.getElementById("poll");
 const results = document.getElementById("results");
 const joined = document.getElementById("joined");
 const role = root.dataset.role;
+// The stage (the same server-rendered SVG as the flow page) shows the step looked at.
+const stage = createStage(document.getElementById("stage"));
 const buttons = Object.fromEntries(
   [...root.querySelectorAll("[data-action]")].map((el) => [el.dataset.action, el]),
 );
@@ -131,6 +135,7 @@ function position(msg) {
 // The line being looked at carries aria-current="step", as on the flow page.
 function mark() {
   for (const li of log.querySelectorAll('[aria-current="step"]')) li.removeAttribute("aria-current");
+  if (stage.step !== state.view) stage.show(state.view);
   const li = log.querySelector(`#ev-${state.view}`);
   if (li) {
     li.setAttribute("aria-current", "step");
@@ -219,5 +224,17 @@ document.addEventListener("keydown", (e) => {
   if (fn) { e.preventDefault(); fn(); }
 });
 
+// Presenter mode (F), as on the flow page: its controls show while the mouse moves.
+let pointerTimer = 0;
+if (role === "teacher") {
+  document.addEventListener("mousemove", () => {
+    document.body.classList.add("pointer-active");
+    clearTimeout(pointerTimer);
+    pointerTimer = setTimeout(() => document.body.classList.remove("pointer-active"), 2500);
+  });
+}
+
+// The page opens mid-class: the stage shows the step at once, still.
+stage.show(state.view, { animate: false });
 mark();
 connect();
