@@ -183,7 +183,7 @@ async def test_a_goto_flood_costs_its_sender_a_few_renders_and_ends_on_the_last_
         frames, state = await frames_until_state(ws)
     # Old code: one full render per goto (2,000 syncs). Now: the burst of 50, then at
     # most 20 a second while gotos merge; 500 would take a 20-second flood.
-    assert 1 <= len(frames) < 500
+    assert 0 < len(frames) < 500
     assert all(f["type"] == "sync" for f in frames)
     assert frames[-1]["step"] == 7 and state["step"] == 7
     assert frames[-1]["html"].count('<li class="ev') == 7
