@@ -40,7 +40,12 @@ def children(pid: int) -> list[int]:
 
 
 def cmdline(pid: int) -> str:
-    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    """The process's command line; "" once it has exited (a killed lab process, an idle
+    recording worker) between being listed and being read."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
 
 
 def lab_pid(web: int) -> int | None:
@@ -52,7 +57,11 @@ def listening_ports(pid: int) -> set[int]:
     """TCP ports in LISTEN state on sockets this process holds (/proc/net/tcp inodes
     matched against the process's open files)."""
     inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:  # it has exited since it was found
+        return set()
+    for fd in fds:
         try:
             target = os.readlink(f"/proc/{pid}/fd/{fd}")
         except OSError:
