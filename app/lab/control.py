@@ -16,14 +16,13 @@ import itertools
 import json
 import logging
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from app.engines.tls import LabTLS
 from app.events import Event, Sink
 from app.lab.channel import subscribe
-from app.lab.stages import RETRY_SECONDS
+from app.lab.restarts import Restarts
 from app.lab.world import PortInUse
 from app.world.accounts import Accounts
 
@@ -61,8 +60,7 @@ class LabProcess:
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[Any]] = {}
         self._closing = False
-        self._started = 0.0
-        self._delay = 0.1
+        self._restarts = Restarts("the lab process")
         self.ready = asyncio.Event()  # set while a lab process serves
 
     @property
@@ -106,7 +104,7 @@ class LabProcess:
                 raise PortInUse(hello["error"])
             raise RuntimeError(f"the lab process exited ({proc.returncode})")
         self._proc = proc
-        self._started = time.monotonic()
+        self._restarts.mark_started()
         self.ports = {name: int(port) for name, port in hello["ports"].items()}
         self._reader = asyncio.create_task(self._read(proc), name="lab-events")
         self.ready.set()
@@ -135,24 +133,7 @@ class LabProcess:
             self._restarter = asyncio.create_task(self._restart(proc), name="lab-restart")
 
     async def _restart(self, dead: asyncio.subprocess.Process) -> None:
-        code = await dead.wait()
-        log.warning("the lab process %s exited (%s); restarting it", dead.pid, code)
-        # One that dies again soon after each start is retried less and less often.
-        lived = time.monotonic() - self._started
-        self._delay = 0.1 if lived > 10 else min(self._delay * 2, RETRY_SECONDS)
-        while not self._closing:
-            await asyncio.sleep(self._delay)
-            if self._closing:
-                return
-            try:
-                await self.start()
-            except Exception:
-                log.exception("restarting the lab process failed")
-                self._delay = min(self._delay * 2, RETRY_SECONDS)
-                continue
-            if self._closing:  # close() ran while it was starting
-                await self._stop()
-            return
+        await self._restarts.after(dead, self.start, self._stop, lambda: self._closing)
 
     async def request(self, op: str, **args: Any) -> Any:
         """Ask the lab process; its answer, or LabUnavailable while it restarts."""

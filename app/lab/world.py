@@ -23,7 +23,6 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from app.engines.base import Endpoint, EngineContext, close_server
@@ -33,7 +32,8 @@ from app.engines.smtp_policies import InboundPolicy, SubmissionPolicy
 from app.engines.tls import LabTLS
 from app.events import Event, Sink
 from app.lab.channel import EventFields, subscribe
-from app.lab.stages import RETRY_SECONDS, Stage, settle
+from app.lab.restarts import Restarts
+from app.lab.stages import Stage, settle
 from app.sandbox import endpoint_for, start_listener
 from app.topology import HOST_A, HOST_B, LAB_CLIENT, LAB_PUBLIC, Listener, lab_ports
 from app.world.accounts import Accounts
@@ -101,8 +101,7 @@ class LabWorld:
         self._inner_reader: asyncio.Task[None] | None = None
         self._restarter: asyncio.Task[None] | None = None
         self._inner_runs = 0
-        self._inner_started = 0.0
-        self._restart_delay = 0.1
+        self._restarts = Restarts("the lab's internal process")
         self._closing = False
         self._socket_dir: str | None = None
         self.session_prefix = session_prefix  # keeps session ids of restarted processes apart
@@ -173,7 +172,7 @@ class LabWorld:
             await proc.wait()
             raise RuntimeError(f"the lab's internal process exited ({proc.returncode})")
         self._inner = proc
-        self._inner_started = time.monotonic()
+        self._restarts.mark_started()
         self.internal_ports = {name: int(port) for name, port in ports.items()}
         for host, name in ((HOST_B, "mx-b"), (HOST_A, "mx-a")):
             for record in self.dns.query(host, "A"):
@@ -209,25 +208,11 @@ class LabWorld:
             notify_mailbox_changed(self.store.account_path(rcpt))
 
     async def _restart_inner(self, dead: asyncio.subprocess.Process) -> None:
-        code = await dead.wait()
-        log.warning("the lab's internal process %s exited (%s); restarting it", dead.pid, code)
-        # One that dies again soon after each start is retried less and less often.
-        lived = time.monotonic() - self._inner_started
-        self._restart_delay = 0.1 if lived > 10 else min(self._restart_delay * 2, RETRY_SECONDS)
-        while not self._closing:
-            await asyncio.sleep(self._restart_delay)
-            if self._closing:
-                return
-            try:
-                await self._start_inner()
-            except Exception:
-                log.exception("restarting the lab's internal process failed")
-                self._restart_delay = min(self._restart_delay * 2, RETRY_SECONDS)
-                continue
-            if self._closing:  # close() ran while it was starting
-                await self._stop_inner()
+        restarted = await self._restarts.after(
+            dead, self._start_inner, self._stop_inner, lambda: self._closing
+        )
+        if restarted:
             self._relay.rescan()  # relays deferred while it was down go out now
-            return
 
     async def _stop_inner(self) -> None:
         proc, self._inner = self._inner, None

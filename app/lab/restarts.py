@@ -1,0 +1,54 @@
+"""How a dead child process of the lab is started again, one rule for both levels of the
+tree (the web's lab process, the lab process's inner child): at once after a long life,
+backing off up to RETRY_SECONDS when it dies again soon after each start."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from app.lab.stages import RETRY_SECONDS
+
+log = logging.getLogger("mailflow.lab")
+LONG_LIFE = 10.0  # seconds: a child that lived this long is restarted at once
+
+
+class Restarts:
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.delay = 0.1
+        self.started = 0.0
+
+    def mark_started(self) -> None:
+        self.started = time.monotonic()
+
+    async def after(
+        self,
+        dead: asyncio.subprocess.Process,
+        start: Callable[[], Awaitable[None]],
+        stop: Callable[[], Awaitable[None]],
+        closing: Callable[[], bool],
+    ) -> bool:
+        """Wait for `dead` to be reaped, then start a new one until one starts; True
+        when it is running, False when the owner closed meanwhile."""
+        code = await dead.wait()
+        log.warning("%s %s exited (%s); restarting it", self.what, dead.pid, code)
+        lived = time.monotonic() - self.started
+        self.delay = 0.1 if lived > LONG_LIFE else min(self.delay * 2, RETRY_SECONDS)
+        while not closing():
+            await asyncio.sleep(self.delay)
+            if closing():
+                return False
+            try:
+                await start()
+            except Exception:
+                log.exception("restarting %s failed", self.what)
+                self.delay = min(self.delay * 2, RETRY_SECONDS)
+                continue
+            if closing():  # close() ran while it was starting
+                await stop()
+                return False
+            return True
+        return False
