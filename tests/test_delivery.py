@@ -12,6 +12,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 ASSET = re.compile(r'(?:src|href)="(/static/[^"]+)"')
 HASHED = re.compile(r"^/static/(?P<stem>.+)\.(?P<digest>[0-9a-f]{8})(?P<suffix>\.\w+)$")
+IMPORT = re.compile(rb"""from\s*["']\./([\w.-]+\.js)["']""")
+HASHED_IMPORT = re.compile(rb"""(from\s*["']\./[\w-]+)\.[0-9a-f]{8}(\.js)(["'])""")
 
 
 def raw_get(url: str, **headers: str) -> tuple[httpx.Response, bytes]:
@@ -33,10 +35,17 @@ def test_html_is_gzipped_and_revalidated(live_url: str) -> None:
 
 
 def test_every_asset_of_a_page_has_a_hashed_url_served_immutable(live_url: str) -> None:
+    # Modules the page's scripts import count too: a plain-named import would be revalidated
+    # on every visit, one request after another.
     page = httpx.get(f"{live_url}/flow/basic-pop3").text
     urls = ASSET.findall(page)
     assert any(u.startswith("/static/js/flow.") for u in urls)
-    for url in urls:
+    seen: set[str] = set()
+    while urls:
+        url = urls.pop()
+        if url in seen:
+            continue
+        seen.add(url)
         m = HASHED.match(url)
         assert m, url
         r, raw = raw_get(live_url + url, **{"accept-encoding": "gzip"})
@@ -46,11 +55,17 @@ def test_every_asset_of_a_page_has_a_hashed_url_served_immutable(live_url: str) 
         body = raw
         if r.headers.get("content-encoding") == "gzip":
             body = gzip.decompress(body)
-        assert body == source, url
+        folder = url.rsplit("/", 1)[0]
+        imports = [f"{folder}/{name.decode()}" for name in IMPORT.findall(body)]
+        urls += imports
+        # The served module is its source with each sibling import named by its hash.
+        assert HASHED_IMPORT.sub(rb"\1\2\3", body) == source, url
+    stems = {HASHED.match(u)["stem"] for u in seen}  # type: ignore[index]
+    assert {"js/flow", "js/stage", "js/flow_stepper"} <= stems
 
 
 def test_htmx_goes_compressed(live_url: str) -> None:
-    page = httpx.get(f"{live_url}/").text
+    page = httpx.get(f"{live_url}/quiz/ports").text
     (url,) = [u for u in ASSET.findall(page) if "/htmx" in u]
     r, raw = raw_get(live_url + url, **{"accept-encoding": "gzip, deflate, br"})
     source = (ROOT / "static/vendor/htmx-2.0.11/htmx.min.js").read_bytes()
@@ -70,3 +85,23 @@ def test_the_plain_static_name_still_works_and_revalidates(live_url: str) -> Non
     assert again.status_code == 304
     assert again.content == b""
     assert httpx.get(f"{live_url}/static/js/nope.js").status_code == 404
+
+
+PAGES = ["/", "/flow", "/flow/basic-pop3", "/flow/basic-pop3?mode=predict", "/quiz",
+         "/quiz/ports", "/quiz/speed", "/quiz/exam", "/me", "/lab", "/classroom", "/join"]
+
+
+def test_htmx_is_loaded_exactly_where_a_page_has_hx_attributes(live_url: str) -> None:
+    # A flow page (the one a whole class opens at once) must not pay for 16 KB of htmx it
+    # never uses; a page with hx- attributes must have it, or its forms lose their swaps.
+    loaders = set()
+    with httpx.Client(base_url=live_url) as client:
+        for path in PAGES:
+            html = client.get(path).text
+            uses = " hx-" in html
+            loads = any("/htmx" in u for u in ASSET.findall(html))
+            assert uses == loads, path
+            if loads:
+                loaders.add(path)
+    assert "/flow/basic-pop3" not in loaders
+    assert {"/quiz/ports", "/flow/basic-pop3?mode=predict"} <= loaders

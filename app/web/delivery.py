@@ -4,7 +4,7 @@ Static files are few and small (CSS, our JS, vendored htmx), so they are read, h
 gzipped once at start and served from memory: a request costs no disk access and no
 compression on the event loop. `static_url("js/flow.js")` names `/static/js/flow.<hash8>.js`,
 which never changes content and so is cached for a year (`immutable`); the plain name is still
-served (a module importing another by relative path, an old page) with an ETag and `no-cache`.
+served (an old page, a module's plain relative imports) with an ETag and `no-cache`.
 Pages (text/html) get `Cache-Control: no-cache`: always revalidated, so a deploy shows at once.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import mimetypes
+import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -50,8 +51,10 @@ def _media_type(name: str) -> str:
 
 
 def _load(path: Path) -> Asset:
-    body = path.read_bytes()
-    media_type = _media_type(path.name)
+    return _asset(path.read_bytes(), _media_type(path.name))
+
+
+def _asset(body: bytes, media_type: str) -> Asset:
     gzipped = None
     if media_type.startswith(COMPRESSIBLE):
         packed = gzip.compress(body, compresslevel=9, mtime=0)
@@ -59,19 +62,48 @@ def _load(path: Path) -> Asset:
     return Asset(body, gzipped, media_type, hashlib.sha256(body).hexdigest()[:HASH_LEN])
 
 
+# A module's static import of a sibling (`from "./stage.js"`): the only form our modules use.
+_IMPORT = re.compile(rb"""(\bfrom\s*|\bimport\s*)(["'])\./([\w.-]+\.js)\2""")
+
+
 class HashedStatic:
-    """ASGI app for /static: every file under `directory`, by plain and by hashed name."""
+    """ASGI app for /static: every file under `directory`, by plain and by hashed name.
+
+    The hashed copy of a JS module imports its siblings by their hashed names too, so a
+    repeat visit revalidates nothing (a plain import would cost a request per module, one
+    after another); its digest is taken after that rewrite, so a changed import changes it.
+    """
 
     def __init__(self, directory: Path) -> None:
         self.plain: dict[str, Asset] = {}
         self.hashed: dict[str, Asset] = {}
         self.url_names: dict[str, str] = {}
         for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-            rel = path.relative_to(directory).as_posix()
-            asset = _load(path)
-            self.plain[rel] = asset
-            self.url_names[rel] = hashed_name(rel, asset.digest)
-            self.hashed[self.url_names[rel]] = asset
+            self.plain[path.relative_to(directory).as_posix()] = _load(path)
+        for rel in self.plain:
+            self._name(rel, ())
+
+    def _name(self, rel: str, seen: tuple[str, ...]) -> str:
+        """The hashed name of `rel`, hashing the modules it imports first."""
+        if rel in self.url_names:
+            return self.url_names[rel]
+        asset = self.plain[rel]
+        if rel.endswith(".js") and rel not in seen:
+            folder = PurePosixPath(rel).parent
+
+            def hashed_import(m: re.Match[bytes]) -> bytes:
+                dep = (folder / m[3].decode()).as_posix()
+                if dep not in self.plain or dep in seen:
+                    return m[0]  # unknown or circular: left as written
+                dep_url = PurePosixPath(self._name(dep, (*seen, rel))).name
+                return m[1] + m[2] + b"./" + dep_url.encode() + m[2]
+
+            body = _IMPORT.sub(hashed_import, asset.body)
+            if body != asset.body:
+                asset = _asset(body, asset.media_type)
+        self.url_names[rel] = hashed_name(rel, asset.digest)
+        self.hashed[self.url_names[rel]] = asset
+        return self.url_names[rel]
 
     def url(self, rel: str) -> str:
         """The cache-forever URL of `rel`; an unknown file keeps its plain (404ing) name."""
