@@ -23,7 +23,7 @@ from app.engines.tls import LabTLS
 from app.events import Event, Sink
 from app.lab.channel import subscribe
 from app.lab.restarts import Restarts
-from app.lab.world import PortInUse
+from app.topology import PortInUse
 from app.world.accounts import Accounts
 
 log = logging.getLogger("mailflow.lab")

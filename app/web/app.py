@@ -27,7 +27,6 @@ from app.lab.hub import Hub
 from app.lab.live import LiveSink
 from app.lab.live import router as lab_socket_router
 from app.lab.routes import router as lab_router
-from app.lab.world import lab_ports
 from app.rooms.hub import RoomHub
 from app.rooms.limits import Buckets
 from app.rooms.render import Renderer
@@ -38,6 +37,7 @@ from app.rooms.state import Rooms
 from app.scenarios.model import load_all
 from app.study.routes import router as study_router
 from app.study.setup import init_study
+from app.topology import lab_ports
 from app.web import i18n
 from app.web.delivery import HashedStatic, RevalidateHTML
 from app.web.flow_socket import router as socket_router
