@@ -19,7 +19,6 @@ import os
 import pickle
 import struct
 import sys
-import tempfile
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -28,15 +27,6 @@ if TYPE_CHECKING:
 
 NICE = 10  # scenario runs yield the CPU to the web process's requests
 
-# The listener names that must greet, with the first bytes of their greeting.
-GREETINGS = {
-    "submission": b"220",
-    "mx-b": b"220",
-    "lmtp-b": b"220",
-    "pop3-b": b"+OK",
-    "imap-b": b"* OK",
-}
-GREET_TIMEOUT = 3.0
 
 _state: dict[str, Any] = {}
 
@@ -90,9 +80,9 @@ def serve() -> int:
 
 
 def _be_nice() -> None:
-    # Lowered on the first scenario run, not at start: the first job is the start-up
-    # health probe, which /healthz (and so a cold start) waits for. A process can only
-    # lower its own priority, so from then on everything here yields to the web.
+    # Lowered on the first scenario run, not at start: with the lab off the first job is
+    # the start-up health probe, which /healthz (and so a cold start) waits for. A
+    # process can only lower its own priority, so from then on everything here yields.
     nice = _state.pop("nice", 0)
     if nice:
         os.nice(nice)
@@ -127,45 +117,10 @@ def record(slug: str, lang: str) -> Recording:
 
 
 def probe() -> dict[str, str]:
-    """Start a default world, connect to each listener, expect its greeting, tear down."""
-    return _loop().run_until_complete(_probe())
+    """The engine health probe (app/engine_probe.py), when the lab does not answer it."""
+    from app import engine_probe
 
-
-async def _probe() -> dict[str, str]:
-    from app.sandbox import Sandbox
-
-    runs_dir: Path = _state["runs_dir"]
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    world = Sandbox(Path(tempfile.mkdtemp(prefix="health-", dir=runs_dir)), _tls(), sink=_discard)
-    result: dict[str, str] = {}
-    try:
-        await world.start()
-        for name, greeting in GREETINGS.items():
-            result[name] = await _greets(world.ports[name], greeting)
-    except Exception as exc:
-        result["start"] = f"{exc.__class__.__name__}: {exc}"
-    finally:
-        await world.close()
-        world.discard()
-    return result
-
-
-def _discard(event: object) -> None:
-    return None
-
-
-async def _greets(port: int, expected: bytes) -> str:
-    from app.world.world import LOOPBACK
-
-    try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(LOOPBACK, port), GREET_TIMEOUT
-        )
-        line = await asyncio.wait_for(reader.readline(), GREET_TIMEOUT)
-        writer.close()
-        return "ok" if line.startswith(expected) else f"unexpected greeting {line[:40]!r}"
-    except (OSError, TimeoutError) as exc:
-        return f"{exc.__class__.__name__}: {exc}"
+    return _loop().run_until_complete(engine_probe.probe(_state["runs_dir"], _tls()))
 
 
 def pid() -> int:
