@@ -1,7 +1,7 @@
 """`python -m app`: serve MailFlow Lab with the settings from the environment.
 
-The web app is imported inside the functions, not at the top: the recording worker
-(spawn) imports this module as its `__main__` and must not pay for the web stack.
+The web app is imported inside `main()`, not at the top: a new data directory's
+preparation (app/prepare.py) is started first and runs while the web stack imports.
 """
 
 from __future__ import annotations

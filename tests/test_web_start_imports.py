@@ -53,6 +53,7 @@ FORBIDDEN = (
     "httpx",
     "segno",
     "alembic",
+    "sqlalchemy.dialects.postgresql",  # only when the study database is PostgreSQL
 )
 
 
