@@ -8,12 +8,21 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 log = logging.getLogger("mailflow.lab")
 LONG_LIFE = 10.0  # seconds: a child that lived this long is restarted at once
 # The longest pause between tries, as the queue's retry (app/lab/stages.py); not imported
 # from there, since the web imports this module and must not import the engines.
 MAX_DELAY = 30.0
+
+
+class Child(Protocol):
+    """What a restart needs of the dead process (an asyncio one, or an adopted one)."""
+
+    pid: int
+
+    async def wait(self) -> int: ...
 
 
 class Restarts:
@@ -27,7 +36,7 @@ class Restarts:
 
     async def after(
         self,
-        dead: asyncio.subprocess.Process,
+        dead: Child,
         start: Callable[[], Awaitable[None]],
         stop: Callable[[], Awaitable[None]],
         closing: Callable[[], bool],
