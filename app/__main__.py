@@ -1,7 +1,8 @@
 """`python -m app`: serve MailFlow Lab with the settings from the environment.
 
-The web app is imported inside the functions, not at the top: the recording worker
-(spawn) imports this module as its `__main__` and must not pay for the web stack.
+The web app is imported inside `main()`, not at the top: a new data directory's
+preparation (app/prepare.py) and the lab process (app/lab/control.py, `prestart`) are
+started first and import while the web stack imports.
 """
 
 from __future__ import annotations
@@ -86,6 +87,12 @@ def main() -> int:
     from app import prepare
 
     preparing = prepare.start(settings)
+    if settings.lab and settings.web_workers == 1:
+        # The lab process imports its engines on the other core while this one imports
+        # the web stack; the web's start-up adopts it and sends its configuration.
+        from app.lab import control
+
+        control.prestart()
     import uvicorn
 
     from app.web.app import create_app  # the heavy import, overlapped with the above

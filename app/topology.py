@@ -95,6 +95,13 @@ def by_name(listeners: tuple[Listener, ...]) -> dict[str, Listener]:
     return {listener.name: listener for listener in listeners}
 
 
+class PortInUse(RuntimeError):
+    """A lab port is taken; the message names it and the setting to change.
+
+    Here, with the ports, so the web (app/lab/control.py) can name it without importing
+    the lab world and its engines."""
+
+
 def lab_ports(offset: int) -> dict[str, int]:
     """The lab's public ports: each standard port plus MAILFLOW_LAB_OFFSET."""
     return {listener.name: listener.standard_port + offset for listener in LAB_PUBLIC}

@@ -193,6 +193,23 @@ def test_the_worker_exits_when_the_web_process_is_killed(tmp_path: Path) -> None
         os.close(exited)
 
 
+def test_the_worker_is_the_web_process_only_child_process(tmp_path: Path) -> None:
+    """No multiprocessing resource tracker (13 MB RSS, guarding shared memory this app
+    never uses) beside the worker: the web's only child is the worker itself."""
+    web = subprocess.Popen(
+        [sys.executable, "-c", WEB_STAND_IN, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE
+    )
+    try:
+        worker_pid = int(web.stdout.readline())  # type: ignore[union-attr]
+        children = Path(f"/proc/{web.pid}/task/{web.pid}/children").read_text().split()
+        assert children == [str(worker_pid)]
+        cmdline = Path(f"/proc/{worker_pid}/cmdline").read_bytes().split(b"\0")
+        assert b"app.scenarios.worker" in cmdline
+    finally:
+        web.kill()
+        web.wait()
+
+
 def test_worker_and_pool_settings_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     from app.config import ConfigError
 

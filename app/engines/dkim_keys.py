@@ -2,18 +2,19 @@
 
 The private key is generated once into the lab's key directory (like the TLS
 certificates) and the public half is published in the simulated DNS as
-`selector._domainkey.domain` TXT, where the receiving MTA looks it up.
+`selector._domainkey.domain` TXT, where the receiving MTA looks it up. That TXT value
+is written beside the key when it is made, so only making a key needs `cryptography`
+(about 8 MB in the recording worker for the rest of its life); signing is dkimpy's.
 """
 
 from __future__ import annotations
 
 import base64
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import dkim
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from app.world.dns import Record, SimulatedDNS
 
@@ -25,35 +26,23 @@ class DkimKey:
     domain: str
     selector: str
     private_pem: bytes
+    public_txt: str  # the TXT record's value: "v=DKIM1; k=rsa; p=..."
 
     @classmethod
     def load(cls, directory: Path, domain: str, selector: str) -> DkimKey:
         """The key for selector._domainkey.domain, generated on first use (RSA 2048)."""
         path = Path(directory) / f"dkim-{selector}.{domain}.key"
-        if not path.exists():
-            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # dkimpy reads the traditional PKCS#1 "RSA PRIVATE KEY" form.
-            path.write_bytes(
-                key.private_bytes(
-                    serialization.Encoding.PEM,
-                    serialization.PrivateFormat.TraditionalOpenSSL,
-                    serialization.NoEncryption(),
-                )
-            )
-            path.chmod(0o600)
-        return cls(domain, selector, path.read_bytes())
+        txt = path.with_name(path.name + ".txt")
+        if not path.exists() or not txt.exists():
+            _make(path, txt)
+        return cls(domain, selector, path.read_bytes(), txt.read_text("ascii").strip())
 
     @property
     def record_name(self) -> str:
         return f"{self.selector}._domainkey.{self.domain}"
 
     def txt_value(self) -> str:
-        key = serialization.load_pem_private_key(self.private_pem, password=None)
-        der = key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        return f"v=DKIM1; k=rsa; p={base64.b64encode(der).decode()}"
+        return self.public_txt
 
     def publish(self, dns: SimulatedDNS) -> None:
         dns.remove(self.record_name, "TXT")
@@ -70,6 +59,40 @@ class DkimKey:
             canonicalize=(b"relaxed", b"relaxed"),
             include_headers=[h for h in SIGNED_HEADERS if _has_header(message, h)],
         )
+
+
+def _make(path: Path, txt: Path) -> None:
+    """Generate the key (unless a directory made before the .txt files already holds
+    one) and write its public half as the TXT value beside it."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    if path.exists():
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    else:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # dkimpy reads the traditional PKCS#1 "RSA PRIVATE KEY" form.
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+        _write_whole(path, pem, 0o600)
+    der = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    value = f"v=DKIM1; k=rsa; p={base64.b64encode(der).decode()}\n"
+    _write_whole(txt, value.encode("ascii"), 0o644)
+
+
+def _write_whole(path: Path, data: bytes, mode: int) -> None:
+    """Written beside and renamed into place: the lab process and the recording worker
+    may load the same key, and neither may read half a file."""
+    part = path.with_name(f"{path.name}.{os.getpid()}.part")
+    part.write_bytes(data)
+    part.chmod(mode)
+    os.replace(part, path)
 
 
 def _has_header(message: bytes, name: bytes) -> bool:

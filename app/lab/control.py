@@ -6,6 +6,10 @@ that process, passes its events to the live view's sink, forwards the viewer's a
 reset's requests, and starts a new one whenever it dies, as LabWorld does for its
 own child. The web never waits for a mail server: a request to a lab that is
 restarting is answered "unavailable" at once rather than held.
+
+`python -m app` starts the first lab process (`prestart()`) before it imports the web
+stack, so the lab imports its engines on the other core meanwhile; it waits for its
+configuration on stdin, which `LabProcess.start` writes once the web's loop runs.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import contextlib
 import itertools
 import json
 import logging
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,7 +28,7 @@ from app.engines.tls import LabTLS
 from app.events import Event, Sink
 from app.lab.channel import subscribe
 from app.lab.restarts import Restarts
-from app.lab.world import PortInUse
+from app.topology import PortInUse
 from app.world.accounts import Accounts
 
 log = logging.getLogger("mailflow.lab")
@@ -34,6 +39,62 @@ REQUEST_SECONDS = 10.0  # a viewer or reset request the lab does not answer by t
 
 class LabUnavailable(RuntimeError):
     """The lab process is not running right now (it is being restarted)."""
+
+
+_prestarted: subprocess.Popen[bytes] | None = None
+
+
+def prestart() -> None:
+    """Start a lab process now, before there is an event loop; the first
+    `LabProcess.start()` adopts it. A process nobody adopts sees its stdin close when
+    this one exits, and exits too."""
+    global _prestarted
+    _prestarted = subprocess.Popen(
+        [sys.executable, "-m", "app.lab.process"],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+
+
+class _Adopted:
+    """A lab process from `prestart()`, with the parts of `asyncio.subprocess.Process`
+    that LabProcess and Restarts use."""
+
+    def __init__(
+        self,
+        popen: subprocess.Popen[bytes],
+        stdin: asyncio.StreamWriter,
+        stdout: asyncio.StreamReader,
+    ) -> None:
+        self._popen = popen
+        self.pid = popen.pid
+        self.stdin = stdin
+        self.stdout = stdout
+
+    @classmethod
+    async def adopt(cls, popen: subprocess.Popen[bytes]) -> _Adopted:
+        assert popen.stdin is not None and popen.stdout is not None
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), popen.stdout)
+        # A StreamReaderProtocol is also the flow control a StreamWriter's drain needs.
+        transport, protocol = await loop.connect_write_pipe(
+            lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader()), popen.stdin
+        )
+        return cls(popen, asyncio.StreamWriter(transport, protocol, None, loop), reader)
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.poll()
+
+    async def wait(self) -> int:
+        # Not asyncio's child watcher (the process predates the loop): a thread waits.
+        return await asyncio.to_thread(self._popen.wait)
+
+    def kill(self) -> None:
+        if self._popen.poll() is None:
+            self._popen.kill()
 
 
 class LabProcess:
@@ -54,7 +115,7 @@ class LabProcess:
         self.host = host
         self.ports = dict(ports)
         self.runs = 0
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: asyncio.subprocess.Process | _Adopted | None = None
         self._reader: asyncio.Task[None] | None = None
         self._restarter: asyncio.Task[None] | None = None
         self._ids = itertools.count(1)
@@ -69,16 +130,22 @@ class LabProcess:
 
     async def start(self) -> None:
         """Start the lab process and wait until its listeners are up."""
+        global _prestarted
         self._closing = False
         self.runs += 1
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "app.lab.process",
-            cwd=ROOT,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
+        proc: asyncio.subprocess.Process | _Adopted
+        if _prestarted is not None and _prestarted.poll() is None:
+            popen, _prestarted = _prestarted, None
+            proc = await _Adopted.adopt(popen)
+        else:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "app.lab.process",
+                cwd=ROOT,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
         assert proc.stdin is not None and proc.stdout is not None
         config = {
             "data_dir": str(self.dir.resolve()),
@@ -109,7 +176,7 @@ class LabProcess:
         self._reader = asyncio.create_task(self._read(proc), name="lab-events")
         self.ready.set()
 
-    async def _read(self, proc: asyncio.subprocess.Process) -> None:
+    async def _read(self, proc: asyncio.subprocess.Process | _Adopted) -> None:
         assert proc.stdout is not None
         async for events, _deliveries, replies in subscribe(proc.stdout):
             for fields in events:
@@ -132,7 +199,7 @@ class LabProcess:
         if not self._closing:
             self._restarter = asyncio.create_task(self._restart(proc), name="lab-restart")
 
-    async def _restart(self, dead: asyncio.subprocess.Process) -> None:
+    async def _restart(self, dead: asyncio.subprocess.Process | _Adopted) -> None:
         await self._restarts.after(dead, self.start, self._stop, lambda: self._closing)
 
     async def request(self, op: str, **args: Any) -> Any:

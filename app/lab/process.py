@@ -11,7 +11,9 @@ Over stdin/stdout:
 - stdin, first line, JSON: {"data_dir", "tls_dir", "passwords", "domains", "host",
   "ports", "session_prefix"} (on stdin rather than the command line, where `ps` would
   show the passwords); then one JSON request per line, {"id": n, "op": ...}:
-  "reset", "mailbox" {account, folder}, "message" {account, folder, uid}.
+  "reset", "mailbox" {account, folder}, "message" {account, folder, uid}, "probe"
+  (the engine health probe of `/healthz`, app/engine_probe.py, run here so the web
+  needs no recording worker for it).
   EOF means the web process is gone: this process closes its listeners and exits.
 - stdout, first line, JSON: {"ports": {...}} once every listener is up, or
   {"error": "..."} (a busy port, named with the setting to change) before exiting 2;
@@ -29,6 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from app import engine_probe
 from app.engines.tls import LabTLS
 from app.events import Event
 from app.lab import viewer
@@ -43,6 +46,10 @@ async def answer(lab: LabWorld, request: dict[str, Any]) -> Any:
     op = request.get("op")
     if op == "reset":
         return lab.reset_mailboxes()
+    if op == "probe":
+        # A throwaway world beside the lab's own (its events go nowhere), under the lab's
+        # data directory so it never lands on another filesystem.
+        return await engine_probe.probe(lab.dir / "probe", lab.tls)
     if op == "mailbox":
         return await viewer.mailbox(lab, str(request["account"]), str(request["folder"]))
     if op == "message":

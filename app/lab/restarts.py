@@ -1,6 +1,6 @@
 """How a dead child process of the lab is started again, one rule for both levels of the
 tree (the web's lab process, the lab process's inner child): at once after a long life,
-backing off up to RETRY_SECONDS when it dies again soon after each start."""
+backing off up to MAX_DELAY when it dies again soon after each start."""
 
 from __future__ import annotations
 
@@ -8,11 +8,21 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-
-from app.lab.stages import RETRY_SECONDS
+from typing import Protocol
 
 log = logging.getLogger("mailflow.lab")
 LONG_LIFE = 10.0  # seconds: a child that lived this long is restarted at once
+# The longest pause between tries, as the queue's retry (app/lab/stages.py); not imported
+# from there, since the web imports this module and must not import the engines.
+MAX_DELAY = 30.0
+
+
+class Child(Protocol):
+    """What a restart needs of the dead process (an asyncio one, or an adopted one)."""
+
+    pid: int
+
+    async def wait(self) -> int: ...
 
 
 class Restarts:
@@ -26,7 +36,7 @@ class Restarts:
 
     async def after(
         self,
-        dead: asyncio.subprocess.Process,
+        dead: Child,
         start: Callable[[], Awaitable[None]],
         stop: Callable[[], Awaitable[None]],
         closing: Callable[[], bool],
@@ -36,7 +46,7 @@ class Restarts:
         code = await dead.wait()
         log.warning("%s %s exited (%s); restarting it", self.what, dead.pid, code)
         lived = time.monotonic() - self.started
-        self.delay = 0.1 if lived > LONG_LIFE else min(self.delay * 2, RETRY_SECONDS)
+        self.delay = 0.1 if lived > LONG_LIFE else min(self.delay * 2, MAX_DELAY)
         while not closing():
             await asyncio.sleep(self.delay)
             if closing():
@@ -45,7 +55,7 @@ class Restarts:
                 await start()
             except Exception:
                 log.exception("restarting %s failed", self.what)
-                self.delay = min(self.delay * 2, RETRY_SECONDS)
+                self.delay = min(self.delay * 2, MAX_DELAY)
                 continue
             if closing():  # close() ran while it was starting
                 await stop()

@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from app.lab.commands import commands_for, config_files, mail_app_servers
 from app.lab.control import LabProcess, LabUnavailable
-from app.lab.world import SERVICES
+from app.topology import LAB_PUBLIC as SERVICES
 from app.web import i18n
 from app.web.teacher import teacher_gate
 

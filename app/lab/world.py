@@ -35,7 +35,15 @@ from app.lab.channel import EventFields, subscribe
 from app.lab.restarts import Restarts
 from app.lab.stages import Stage, settle
 from app.sandbox import endpoint_for, start_listener
-from app.topology import HOST_A, HOST_B, LAB_CLIENT, LAB_PUBLIC, Listener, lab_ports
+from app.topology import (
+    HOST_A,
+    HOST_B,
+    LAB_CLIENT,
+    LAB_PUBLIC,
+    Listener,
+    PortInUse,
+    lab_ports,
+)
 from app.world.accounts import Accounts
 from app.world.dns import SimulatedDNS
 from app.world.mailstore import MailStore
@@ -52,10 +60,6 @@ INNER_START_SECONDS = 30.0
 # The public listeners are described in app/topology.py with every other listener.
 SERVICES = LAB_PUBLIC
 __all__ = ["SERVICES", "LabWorld", "PortInUse", "lab_ports"]
-
-
-class PortInUse(RuntimeError):
-    """A lab port is taken; the message names it and the setting to change."""
 
 
 

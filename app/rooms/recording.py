@@ -7,7 +7,7 @@ still empty after a cold start. Everyone in the room sees that same run.
 
 from __future__ import annotations
 
-from app.scenarios.runner import Recording
+from app.scenarios.recording import Recording
 from app.web.service import FlowService
 
 

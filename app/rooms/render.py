@@ -16,7 +16,7 @@ from app.events import Event
 from app.explanations import Catalog
 from app.rooms.model import Poll, RoomMeta
 from app.rooms.polls import most_chosen_wrong
-from app.scenarios.runner import Recording
+from app.scenarios.recording import Recording
 from app.study.content import Content
 from app.web import i18n
 from app.web.flow_view import explain

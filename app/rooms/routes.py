@@ -10,7 +10,6 @@ import csv
 import io
 from typing import Annotated, Any
 
-import segno
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
@@ -156,6 +155,8 @@ async def console(request: Request, code: str) -> Response:
 @router.get("/classroom/{code}/qr.svg")
 async def qr(request: Request, code: str) -> Response:
     meta = await _meta(request, code)
+    import segno  # only a teacher's room page shows the code: not imported at start
+
     buf = io.BytesIO()
     segno.make(f"{base_url(request)}/r/{meta.code}", error="m").save(
         buf,

@@ -28,7 +28,7 @@ from app.bus import Bus
 from app.events import Event
 from app.rooms.codes import new_code
 from app.rooms.model import Poll, RoomMeta
-from app.scenarios.runner import Recording
+from app.scenarios.recording import Recording
 
 ROOM_TTL = 3 * 3600.0
 TOUCH_EVERY = 60.0  # students' answers renew the room at most this often per process

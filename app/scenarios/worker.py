@@ -1,9 +1,12 @@
 """What runs inside the recording worker process (never in the web process).
 
-The web process submits these functions to a `ProcessPoolExecutor` (spawn context, see
-app/web/record_worker.py). This module imports nothing heavy at the top: the web
-process imports it only to name the functions, and the engines, the runner and the
-scenario actions are imported in the worker on its first job.
+`python -m app.scenarios.worker` is started by the web (app/web/record_worker.py) with
+a pipe of its own: the first frame on stdin is the configuration, each next one a job
+(a module-level function of this module and its arguments); each answer goes back on
+stdout as one frame. EOF on stdin (the web stopped, or died even by `kill -9`) ends the
+process. This module imports nothing heavy at the top: the web process imports it
+only to name the functions, and the engines, the runner and the scenario actions are
+imported in the worker on its first job.
 
 The worker keeps one event loop for its whole life, so connections a run leaves
 closing finish in the background of the next job instead of being cancelled.
@@ -12,61 +15,74 @@ closing finish in the background of the next job instead of being cancelled.
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
-import multiprocessing.connection
 import os
-import tempfile
-import threading
+import pickle
+import struct
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from app.scenarios.runner import Recording
 
 NICE = 10  # scenario runs yield the CPU to the web process's requests
 
-# The listener names that must greet, with the first bytes of their greeting.
-GREETINGS = {
-    "submission": b"220",
-    "mx-b": b"220",
-    "lmtp-b": b"220",
-    "pop3-b": b"+OK",
-    "imap-b": b"* OK",
-}
-GREET_TIMEOUT = 3.0
 
 _state: dict[str, Any] = {}
 
 
 def init(tls_dir: str, runs_dir: str, nice: int = NICE) -> None:
-    """Executor initializer: remember where to work and how nice to be."""
+    """Remember where to work and how nice to be (the first frame's configuration)."""
     _state["tls_dir"] = Path(tls_dir)
     _state["runs_dir"] = Path(runs_dir)
     _state["nice"] = nice
-    _exit_with_parent()
 
 
-def _exit_with_parent() -> None:
-    """End this process when the web process is gone, even if it was killed.
+def _read_frame(stream: IO[bytes]) -> Any:
+    head = stream.read(4)
+    if len(head) < 4:
+        raise EOFError
+    size = struct.unpack(">I", head)[0]
+    body = stream.read(size)
+    if len(body) < size:
+        raise EOFError
+    return pickle.loads(body)
 
-    The executor's queues keep a pipe end open in here, so a worker would otherwise
-    wait for jobs forever after a `kill -9` of the web process.
-    """
-    parent = multiprocessing.parent_process()
-    if parent is None:
-        return
 
-    def watch() -> None:
-        multiprocessing.connection.wait([parent.sentinel])
-        os._exit(0)
+def _write_frame(stream: IO[bytes], value: object) -> None:
+    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(struct.pack(">I", len(data)) + data)
+    stream.flush()
 
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+def serve() -> int:
+    """The worker's main loop: configuration, then one job after another until EOF."""
+    jobs = sys.stdin.buffer
+    # Answers get a file descriptor of their own; anything printed by a library goes to
+    # stderr instead of into the frames.
+    answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    try:
+        init(*_read_frame(jobs))
+        while True:
+            fn, args = _read_frame(jobs)
+            try:
+                reply: tuple[bool, Any] = (True, fn(*args))
+            except Exception as exc:
+                reply = (False, exc)
+            try:
+                _write_frame(answers, reply)
+            except (pickle.PicklingError, TypeError, AttributeError) as exc:
+                # An exception that does not pickle still reaches the web, as text.
+                _write_frame(answers, (False, RuntimeError(f"{reply[1]!r} ({exc})")))
+    except (EOFError, BrokenPipeError):
+        return 0  # the web process is gone or let this worker go
 
 
 def _be_nice() -> None:
-    # Lowered on the first scenario run, not at start: the first job is the start-up
-    # health probe, which /healthz (and so a cold start) waits for. A process can only
-    # lower its own priority, so from then on everything here yields to the web.
+    # Lowered on the first scenario run, not at start: with the lab off the first job is
+    # the start-up health probe, which /healthz (and so a cold start) waits for. A
+    # process can only lower its own priority, so from then on everything here yields.
     nice = _state.pop("nice", 0)
     if nice:
         os.nice(nice)
@@ -101,46 +117,23 @@ def record(slug: str, lang: str) -> Recording:
 
 
 def probe() -> dict[str, str]:
-    """Start a default world, connect to each listener, expect its greeting, tear down."""
-    return _loop().run_until_complete(_probe())
+    """The engine health probe (app/engine_probe.py), when the lab does not answer it."""
+    from app import engine_probe
 
-
-async def _probe() -> dict[str, str]:
-    from app.sandbox import Sandbox
-
-    runs_dir: Path = _state["runs_dir"]
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    world = Sandbox(Path(tempfile.mkdtemp(prefix="health-", dir=runs_dir)), _tls(), sink=_discard)
-    result: dict[str, str] = {}
-    try:
-        await world.start()
-        for name, greeting in GREETINGS.items():
-            result[name] = await _greets(world.ports[name], greeting)
-    except Exception as exc:
-        result["start"] = f"{exc.__class__.__name__}: {exc}"
-    finally:
-        await world.close()
-        world.discard()
-    return result
-
-
-def _discard(event: object) -> None:
-    return None
-
-
-async def _greets(port: int, expected: bytes) -> str:
-    from app.world.world import LOOPBACK
-
-    try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(LOOPBACK, port), GREET_TIMEOUT
-        )
-        line = await asyncio.wait_for(reader.readline(), GREET_TIMEOUT)
-        writer.close()
-        return "ok" if line.startswith(expected) else f"unexpected greeting {line[:40]!r}"
-    except (OSError, TimeoutError) as exc:
-        return f"{exc.__class__.__name__}: {exc}"
+    return _loop().run_until_complete(engine_probe.probe(_state["runs_dir"], _tls()))
 
 
 def pid() -> int:
     return os.getpid()
+
+
+if __name__ == "__main__":
+    # `python -m app.scenarios.worker`: serve under the module's real name, so the
+    # functions the web names (app.scenarios.worker.record) share this module's state.
+    import signal
+
+    from app.scenarios.worker import serve as _serve
+
+    # Ctrl-C reaches the whole process group; this process stops when the web does.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise SystemExit(_serve())

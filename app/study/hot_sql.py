@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Executable, bindparam, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 
 from app.study.models import Answer, CardState, Learner, Secret
 
@@ -47,7 +47,12 @@ class Statements:
 def statements(dialect: str) -> Statements:
     if dialect not in ("postgresql", "sqlite"):
         raise ValueError(f"the study database must be SQLite or PostgreSQL, not {dialect}")
-    insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert: Any = sqlite.insert
+    if dialect == "postgresql":
+        # Imported only for PostgreSQL: about 2 MB the SQLite default never needs.
+        from sqlalchemy.dialects import postgresql
+
+        insert = postgresql.insert
     return Statements(
         learner_insert=insert(learner_t)
         .values(id=bindparam("lid"), created_at=bindparam("now"))

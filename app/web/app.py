@@ -27,7 +27,6 @@ from app.lab.hub import Hub
 from app.lab.live import LiveSink
 from app.lab.live import router as lab_socket_router
 from app.lab.routes import router as lab_router
-from app.lab.world import lab_ports
 from app.rooms.hub import RoomHub
 from app.rooms.limits import Buckets
 from app.rooms.render import Renderer
@@ -38,6 +37,7 @@ from app.rooms.state import Rooms
 from app.scenarios.model import load_all
 from app.study.routes import router as study_router
 from app.study.setup import init_study
+from app.topology import lab_ports
 from app.web import i18n
 from app.web.delivery import HashedStatic, RevalidateHTML
 from app.web.flow_socket import router as socket_router
@@ -99,6 +99,15 @@ class WorkerHeader:
         await self.app(scope, receive, send_with_worker)
 
 
+async def _first_probe(health: EngineHealth, lab_started: asyncio.Task[None] | None) -> None:
+    """The start-up probe: in the lab process once it serves (the lifespan reports a
+    lab that failed to start), else in the worker."""
+    if lab_started is not None:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(lab_started)
+    await health.check()
+
+
 def create_app(
     settings: Settings | None = None, *, lab_bridge: bool = False, lab_forward: Path | None = None
 ) -> FastAPI:
@@ -136,17 +145,19 @@ def create_app(
                 ports=lab_ports(settings.lab_offset),
             )
             lab_started = asyncio.create_task(app.state.lab.start(), name="lab-start")
-        # Scenario runs and engine probes happen in the worker process, never here.
+        # Scenario runs happen in the worker process, never here. The engine probe runs in
+        # the lab process when there is one (app/web/health.py): the worker is started
+        # for the pool alone, after start-up, and a cold start does not wait for it.
         worker = RecordWorker(
             settings.tls_dir,
             settings.runs_dir,
             workers=settings.record_workers,
             idle_stop=settings.record_idle_stop,
         )
-        app.state.health = EngineHealth(worker)
-        # The first probe starts the worker while this process sets up the rest; /healthz
-        # answers once it is in. Refills queue behind it at low priority.
-        first_check = asyncio.create_task(app.state.health.check())
+        app.state.health = EngineHealth(worker, lab=app.state.lab)
+        # The first probe runs while this process sets up the rest; /healthz answers
+        # once it is in.
+        first_check = asyncio.create_task(_first_probe(app.state.health, lab_started))
         scenarios = load_all()
         pool = RecordingPool(
             worker,
@@ -248,7 +259,8 @@ def create_app(
         ok = health.ok
         body = {
             "status": "ok" if ok else "failing",
-            "engines": engines,  # probed in the worker process
+            "engines": engines,  # probed in the lab process, or else the worker
+            "engines_probed_in": health.probed_in,
             "runs": flow.runs,
             "sessions": len(flow.sessions),
             "recordings": flow.recordings.stats(),

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 MAX_BODY = 1024 * 1024  # the lab's forms are small; a larger body is refused
@@ -23,6 +22,8 @@ def is_lab_path(path: str) -> bool:
 
 class LabForward:
     def __init__(self, app: ASGIApp, socket_path: Path) -> None:
+        import httpx  # only with several web workers: a single one never pays for it
+
         self.app = app
         transport = httpx.AsyncHTTPTransport(uds=str(socket_path))
         self.client = httpx.AsyncClient(transport=transport, base_url="http://lab", timeout=60)

@@ -1,15 +1,21 @@
-"""The worker process that runs scenarios and health probes for the web process.
+"""The worker process that runs scenarios for the web process.
 
-The web process never starts a mail server: every scenario run and every engine probe
-is a job for a `ProcessPoolExecutor` (spawn context, so the worker does not inherit the
-web process's sockets, threads or event loop). Jobs come with a priority: a learner
-waiting (an empty pool, "record afresh", /healthz) goes before the pool's background
-refills. The executor is given at most one job per worker at a time, so a waiting
-learner waits for at most the run already under way, never for a queue of refills.
+The web process never starts a mail server: every scenario run is a job for a worker
+process, `python -m app.scenarios.worker`, started with a pipe of our own (length-
+prefixed pickle frames on its stdin and stdout, app/scenarios/worker.py). Not a
+`multiprocessing` pool: spawn and forkserver start multiprocessing's resource tracker
+as well, a third process of 13 MB RSS that guards shared memory this app never uses,
+and spawn re-imports the web's `__main__` in the child.
+
+Jobs come with a priority: a learner waiting (an empty pool, "record afresh") goes
+before the pool's background refills. Each worker is given one job at a time, so a
+waiting learner waits for at most the run already under way, never for a queue of
+refills.
 
 The worker is started on the first job and stopped after `idle_stop` seconds without
-one (its ~45 MB of engines are not kept while nobody needs a run); the next job starts
-it again.
+one (its engines are not kept while nobody needs a run); the next job starts it again.
+A worker that dies is replaced on the next job; a worker whose web process dies (even
+by `kill -9`) sees its stdin close and exits.
 """
 
 from __future__ import annotations
@@ -17,10 +23,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import multiprocessing
+import pickle
+import struct
+import sys
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,10 +34,66 @@ from app.scenarios import worker
 
 FOREGROUND = 0  # someone is waiting for this job
 BACKGROUND = 1  # a refill of the pool
+ROOT = Path(__file__).resolve().parent.parent.parent
+STOP_SECONDS = 10.0  # a worker that does not exit this long after its stdin closed is killed
 
 T = TypeVar("T")
 # (priority, order of arrival, function, arguments, the caller's future)
 _Job = tuple[int, int, Callable[..., Any], tuple[Any, ...], asyncio.Future[Any]]
+
+
+class WorkerDied(RuntimeError):
+    """The worker process ended during a job (killed, out of memory)."""
+
+
+class _Child:
+    """One worker process and its pipe: a job is a frame out, its result a frame back."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    @classmethod
+    async def start(cls, config: tuple[str, str, int]) -> _Child:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "app.scenarios.worker",
+            cwd=ROOT,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        child = cls(proc)
+        child._send(config)
+        return child
+
+    def _send(self, value: object) -> None:
+        assert self.proc.stdin is not None
+        data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        self.proc.stdin.write(struct.pack(">I", len(data)) + data)
+
+    async def run(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            self._send((fn, args))  # a module-level function pickles as its name
+            await self.proc.stdin.drain()
+            size = struct.unpack(">I", await self.proc.stdout.readexactly(4))[0]
+            ok, value = pickle.loads(await self.proc.stdout.readexactly(size))
+        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            raise WorkerDied(f"the worker process ended ({self.proc.returncode})") from exc
+        if not ok:
+            raise value
+        return value  # type: ignore[no-any-return]
+
+    async def stop(self) -> None:
+        """Close its stdin: the worker exits once the job under way (if any) is done."""
+        if self.proc.stdin is not None and not self.proc.stdin.is_closing():
+            self.proc.stdin.close()
+        try:
+            await asyncio.wait_for(self.proc.wait(), STOP_SECONDS)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+            await self.proc.wait()
 
 
 class RecordWorker:
@@ -50,8 +112,9 @@ class RecordWorker:
         self.idle_stop = idle_stop  # seconds; 0 keeps the worker for the app's lifetime
         self.nice = nice
         self.jobs_done = 0
-        self.starts = 0  # how many times an executor was started (cold starts of the worker)
-        self._executor: ProcessPoolExecutor | None = None
+        self.starts = 0  # how many worker processes were started (cold starts)
+        self._children: list[_Child | None] = [None] * self.workers
+        self._stopping: set[asyncio.Task[None]] = set()
         self._queue: asyncio.PriorityQueue[_Job] = asyncio.PriorityQueue()
         self._order = itertools.count()
         self._dispatchers: list[asyncio.Task[None]] = []
@@ -66,7 +129,7 @@ class RecordWorker:
             raise RuntimeError("the record worker is closed")
         if not self._dispatchers:
             self._dispatchers = [
-                asyncio.create_task(self._dispatch(), name=f"record-dispatch-{i}")
+                asyncio.create_task(self._dispatch(i), name=f"record-dispatch-{i}")
                 for i in range(self.workers)
             ]
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
@@ -75,18 +138,17 @@ class RecordWorker:
         # lands, e.g. in the pool. Shielding keeps the caller's cancellation local.
         return await asyncio.shield(future)
 
-    def _ensure_executor(self) -> ProcessPoolExecutor:
-        if self._executor is None:
-            self._executor = ProcessPoolExecutor(
-                max_workers=self.workers,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=worker.init,
-                initargs=(str(self.tls_dir), str(self.runs_dir), self.nice),
-            )
+    async def _child(self, slot: int) -> _Child:
+        child = self._children[slot]
+        if child is not None and child.proc.returncode is not None:
+            child = None  # it died between jobs (killed): start another for this one
+        if child is None:
+            child = await _Child.start((str(self.tls_dir), str(self.runs_dir), self.nice))
+            self._children[slot] = child
             self.starts += 1
-        return self._executor
+        return child
 
-    async def _dispatch(self) -> None:
+    async def _dispatch(self, slot: int) -> None:
         while True:
             _, _, fn, args, future = await self._queue.get()
             if future.cancelled():
@@ -95,13 +157,12 @@ class RecordWorker:
             self._cancel_idle_timer()
             self.stopped_idle.clear()
             try:
-                executor = self._ensure_executor()
-                result = await asyncio.wrap_future(executor.submit(fn, *args))
-            except BrokenProcessPool as exc:
-                # The worker died (killed, out of memory): the next job starts a new one.
-                if self._executor is not None:
-                    self._executor.shutdown(wait=False)
-                    self._executor = None
+                result = await (await self._child(slot)).run(fn, args)
+            except WorkerDied as exc:
+                # The next job starts a new one.
+                dead, self._children[slot] = self._children[slot], None
+                if dead is not None:
+                    self._stop_later(dead)
                 if not future.done():
                     future.set_exception(exc)
             except Exception as exc:
@@ -114,6 +175,11 @@ class RecordWorker:
             finally:
                 self._busy -= 1
                 self._arm_idle_timer()
+
+    def _stop_later(self, child: _Child) -> None:
+        task = asyncio.create_task(child.stop(), name="record-worker-stop")
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
 
     def _cancel_idle_timer(self) -> None:
         if self._idle_timer is not None:
@@ -129,15 +195,17 @@ class RecordWorker:
 
     def _stop_if_idle(self) -> None:
         self._idle_timer = None
-        if self._busy or not self._queue.empty() or self._executor is None:
+        if self._busy or not self._queue.empty() or not self.running:
             return
-        executor, self._executor = self._executor, None
-        executor.shutdown(wait=False)  # no job is running: the worker exits at once
+        for slot, child in enumerate(self._children):
+            if child is not None:
+                self._children[slot] = None
+                self._stop_later(child)  # no job is running: the worker exits at once
         self.stopped_idle.set()
 
     @property
     def running(self) -> bool:
-        return self._executor is not None
+        return any(child is not None for child in self._children)
 
     async def close(self) -> None:
         self._closed = True
@@ -151,7 +219,7 @@ class RecordWorker:
         while not self._queue.empty():
             *_, future = self._queue.get_nowait()
             future.cancel()
-        if self._executor is not None:
-            executor, self._executor = self._executor, None
-            # Waits for a run under way (≤ a second or so), off the event loop.
-            await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
+        children = [c for c in self._children if c is not None]
+        self._children = [None] * self.workers
+        # Each finishes the run under way (≤ a second or so) and exits.
+        await asyncio.gather(*(c.stop() for c in children), *self._stopping)

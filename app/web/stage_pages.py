@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 
 from app.digits import is_digits
-from app.scenarios.runner import Recording
+from app.scenarios.recording import Recording
 from app.web import i18n
 from app.web.flow_view import actor_label, actor_role, explain
 from app.web.service import FlowService

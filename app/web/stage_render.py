@@ -19,7 +19,7 @@ from app.web import i18n
 from app.web.stage import Stage, derive
 
 if TYPE_CHECKING:
-    from app.scenarios.runner import Recording
+    from app.scenarios.recording import Recording
 
 
 @lru_cache(maxsize=1)
