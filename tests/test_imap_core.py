@@ -19,7 +19,9 @@ from app.protocols.imap import (
     Output,
     Send,
     StartTLS,
+    StorageCalls,
 )
+from app.protocols.imap.reads import run_calls
 
 SIMPLE = (
     b"From: Alice <alice@a.example>\r\nTo: Bob <bob@b.example>\r\nSubject: Hello\r\n"
@@ -146,6 +148,26 @@ class MemBackend:
 # -- helpers ---------------------------------------------------------------------------
 def feed(conn: ImapConnection, data: bytes) -> list[Output]:
     return conn.receive_data(data)
+
+
+def answered(
+    conn: ImapConnection, outputs: list[Output], log: list[StorageCalls] | None = None
+) -> list[Output]:
+    """Play the adapter for StorageCalls: run them on the in-memory backend and feed
+    the answers back until the core asks for something else (or nothing)."""
+    done: list[Output] = []
+    while outputs and isinstance(outputs[-1], StorageCalls):
+        request = outputs[-1]
+        done += outputs[:-1]
+        if log is not None:
+            log.append(request)
+        try:
+            results = run_calls(conn.user_mailboxes(), request.calls)
+        except (KeyError, OSError) as exc:
+            outputs = conn.storage_done([], exc)
+        else:
+            outputs = conn.storage_done(results)
+    return done + outputs
 
 
 def sent(outputs: list[Output]) -> bytes:
@@ -685,19 +707,18 @@ def test_deferred_reads_ask_the_adapter_in_batches_and_hold_later_commands() -> 
 
     backend = with_mail(*[SIMPLE.replace(b"Hi Bob", b"Hi Bob %d" % i) for i in range(40)])
     conn = ImapConnection(backend, tls_active=True, defer_reads=True)
-    feed(conn, b"a LOGIN bob@b.example bob-pass\r\na SELECT INBOX\r\n")
+    answered(conn, feed(conn, b"a LOGIN bob@b.example bob-pass\r\na SELECT INBOX\r\n"))
     data = {m.key: m.data for m in backend.bob.boxes["INBOX"]}
     reads = 0
 
     def answer(request: ReadMessages, drop: str | None = None) -> list[Output]:
         nonlocal reads
         reads += len(request.keys)
-        return conn.messages_loaded(
-            {k: prepare(data[k], request.text) for k in request.keys if k != drop}
-        )
+        loaded = {k: prepare(data[k], request.text) for k in request.keys if k != drop}
+        return answered(conn, conn.messages_loaded(loaded))
 
     # A flags-only search reads nothing; a body search asks, a batch at a time.
-    out = feed(conn, b"b SEARCH UNSEEN DELETED\r\n")
+    out = answered(conn, feed(conn, b"b SEARCH UNSEEN DELETED\r\n"))
     assert sent(out) == b"* SEARCH\r\nb OK SEARCH completed\r\n"
     out = feed(conn, b"c SEARCH BODY \"bob 3\"\r\nd NOOP\r\n")
     assert [type(o) for o in out] == [ClientSent, ReadMessages]  # d waits its turn
@@ -834,25 +855,25 @@ def test_deferred_append_move_and_expunge_hand_file_work_to_the_adapter() -> Non
     box.append = box.copy = box.remove = refuse  # type: ignore[method-assign]
     box.register = register  # type: ignore[attr-defined]
     conn = ImapConnection(backend, tls_active=True, defer_reads=True)
-    feed(conn, b"a LOGIN bob@b.example bob-pass\r\nb SELECT INBOX\r\n")
+    answered(conn, feed(conn, b"a LOGIN bob@b.example bob-pass\r\nb SELECT INBOX\r\n"))
     out = feed(conn, b"c APPEND Sent (\\Seen) {3}\r\n")
-    out = feed(conn, b"abc\r\nd NOOP\r\n")
+    out = answered(conn, feed(conn, b"abc\r\nd NOOP\r\n"))
     request = out[-1]
     assert isinstance(request, WriteMessages) and request.mailbox == "Sent"
     assert request.messages[0].data == b"abc" and request.messages[0].flags == {"\\Seen"}
-    done = sent(conn.messages_written(["w1"]))
+    done = sent(answered(conn, conn.messages_written(["w1"])))
     assert done.startswith(b"c OK [APPENDUID") and done.endswith(b"d OK NOOP completed\r\n")
-    out = feed(conn, b"e UID MOVE 2 Trash\r\n")
+    out = answered(conn, feed(conn, b"e UID MOVE 2 Trash\r\n"))
     write = out[-1]
     assert isinstance(write, WriteMessages) and write.messages[0].source == ("INBOX", "k2")
-    remove = conn.messages_written(["w2"])[-1]
+    remove = answered(conn, conn.messages_written(["w2"]))[-1]
     assert remove == RemoveFiles("INBOX", ("k2",))
     box.boxes["INBOX"] = [m for m in box.boxes["INBOX"] if m.key != "k2"]
-    moved = sent(conn.files_removed(["cur/k2:2,"]))
+    moved = sent(answered(conn, conn.files_removed(["cur/k2:2,"])))
     assert b"* OK [COPYUID" in moved and b"* 2 EXPUNGE\r\n" in moved
     assert moved.endswith(b"e OK UID MOVE completed\r\n")
     # A disk error while writing is the command's NO, not the session's end.
     feed(conn, b"f APPEND Sent {1}\r\n")
-    out = feed(conn, b"z\r\n")
-    failed = sent(conn.messages_written([], OSError(28, "No space left on device")))
+    out = answered(conn, feed(conn, b"z\r\n"))
+    failed = sent(answered(conn, conn.messages_written([], OSError(28, "No space left on device"))))
     assert failed == b"f NO [SERVERBUG] Storage error: No space left on device\r\n"

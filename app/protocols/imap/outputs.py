@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from app.protocols.imap.reads import NewMessage
+from app.protocols.imap.reads import Call, NewMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +80,16 @@ class RemoveFiles:
 
 
 @dataclass(frozen=True, slots=True)
+class StorageCalls:
+    """Everything else a command asks of its `UserMailboxes`: folder listings (with UID
+    bookkeeping), flag renames, CREATE/DELETE/RENAME, the subscriptions file. Run these
+    calls in order off the event loop (app.protocols.imap.reads.run_calls), then call
+    `storage_done` with their results; the command waits until then."""
+
+    calls: tuple[Call, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class StartTLS:
     """Write everything before this, then run the TLS handshake."""
 
@@ -98,6 +108,7 @@ Output = (
     | ReadSummaries
     | WriteMessages
     | RemoveFiles
+    | StorageCalls
     | StartTLS
     | Close
 )
