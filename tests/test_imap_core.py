@@ -877,3 +877,195 @@ def test_deferred_append_move_and_expunge_hand_file_work_to_the_adapter() -> Non
     out = answered(conn, feed(conn, b"z\r\n"))
     failed = sent(answered(conn, conn.messages_written([], OSError(28, "No space left on device"))))
     assert failed == b"f NO [SERVERBUG] Storage error: No space left on device\r\n"
+
+
+# -- folder listings, flag renames and folder management come from the adapter too ----------------
+class Guarded:
+    """A backend the core may not call: only the test, playing the adapter, opens it."""
+
+    def __init__(self, inner: MemMailboxes) -> None:
+        self.inner = inner
+        self.open = False
+
+    def __getattr__(self, name: str) -> object:
+        attr = getattr(self.inner, name)
+        if not callable(attr):
+            return attr
+
+        def guarded(*args: object) -> object:
+            if not self.open:
+                raise AssertionError(f"the core called {name}() itself")
+            return attr(*args)
+
+        return guarded
+
+
+class GuardedBackend(MemBackend):
+    def __init__(self) -> None:
+        super().__init__()
+        self.guarded = Guarded(self.bob)
+
+    def login(self, user: str, password: str) -> Guarded | None:  # type: ignore[override]
+        return self.guarded if super().login(user, password) is not None else None
+
+
+def _adapter_step(
+    conn: ImapConnection, backend: GuardedBackend, outputs: list[Output]
+) -> tuple[StorageCalls, list[Output]]:
+    """The request the core ended with, and the outputs after answering it."""
+    request = outputs[-1]
+    assert isinstance(request, StorageCalls), outputs
+    backend.guarded.open = True
+    try:
+        results = run_calls(backend.guarded, request.calls)
+    finally:
+        backend.guarded.open = False
+    return request, conn.storage_done(results)
+
+
+def _adapter_all(conn: ImapConnection, backend: GuardedBackend, out: list[Output]) -> list[Output]:
+    done: list[Output] = []
+    while out and isinstance(out[-1], StorageCalls):
+        done += out[:-1]
+        _, out = _adapter_step(conn, backend, out)
+    return done + out
+
+
+def test_folder_commands_ask_the_adapter_and_never_touch_the_store() -> None:
+    from app.protocols.imap import Call
+
+    backend = GuardedBackend()
+    backend.bob.append("INBOX", SIMPLE, frozenset(), 1704103200.0)
+    conn = ImapConnection(backend, tls_active=True, defer_reads=True)
+    assert b"a OK" in sent(feed(conn, b"a LOGIN bob@b.example bob-pass\r\n"))
+
+    def ops(request: StorageCalls) -> list[tuple[str, tuple[object, ...]]]:
+        return [(c.op, c.args) for c in request.calls]
+
+    # CREATE: "does it exist?", then "create", each off the loop; a NOOP pipelined
+    # behind it waits for its turn.
+    out = feed(conn, b"c CREATE Work\r\nn NOOP\r\n")
+    request, out = _adapter_step(conn, backend, out)
+    assert ops(request) == [("exists", ("Work",))]
+    request, out = _adapter_step(conn, backend, out)
+    assert ops(request) == [("create", ("Work",))]
+    assert sent(out) == b"c OK CREATE completed\r\nn OK NOOP completed\r\n"
+    assert "Work" in backend.bob.boxes
+    # RENAME: both names looked up in one request, then the rename.
+    out = feed(conn, b"r RENAME Work Play\r\n")
+    request, out = _adapter_step(conn, backend, out)
+    assert ops(request) == [("exists", ("Work",)), ("exists", ("Play",))]
+    request, out = _adapter_step(conn, backend, out)
+    assert ops(request) == [("rename", ("Work", "Play"))]
+    assert sent(out) == b"r OK RENAME completed\r\n"
+    # SUBSCRIBE, then LSUB: the folders and the subscriptions file in one request.
+    out = feed(conn, b"s SUBSCRIBE Play\r\n")
+    _, out = _adapter_step(conn, backend, out)
+    request, out = _adapter_step(conn, backend, out)
+    assert ops(request) == [("set_subscribed", ("Play", True))]
+    assert sent(out) == b"s OK SUBSCRIBE completed\r\n"
+    out = feed(conn, b'l LSUB "" Pl*\r\n')
+    request, out = _adapter_step(conn, backend, out)
+    assert ops(request) == [("list", ()), ("subscriptions", ())]
+    assert sent(out) == b'* LSUB () "." Play\r\nl OK LSUB completed\r\n'
+    out = feed(conn, b"u UNSUBSCRIBE Play\r\n")
+    request, out = _adapter_step(conn, backend, out)
+    assert ops(request) == [("set_subscribed", ("Play", False))]
+    assert sent(out) == b"u OK UNSUBSCRIBE completed\r\n"
+    # LIST and STATUS.
+    request, out = _adapter_step(conn, backend, feed(conn, b'l LIST "" *\r\n'))
+    assert ops(request) == [("list", ())]
+    assert b'* LIST (\\HasNoChildren) "." Play\r\n' in sent(out)
+    out = feed(conn, b"t STATUS INBOX (MESSAGES UIDNEXT)\r\n")
+    request, out = _adapter_step(conn, backend, out)
+    assert ops(request) == [("messages", ("INBOX",)), ("uidnext", ("INBOX",))]
+    assert sent(out) == b"* STATUS INBOX (MESSAGES 1 UIDNEXT 2)\r\nt OK STATUS completed\r\n"
+    # DELETE: the folder and its subscription in one request.
+    out = feed(conn, b"d DELETE Play\r\n")
+    _, out = _adapter_step(conn, backend, out)
+    request, out = _adapter_step(conn, backend, out)
+    assert ops(request) == [("delete", ("Play",)), ("set_subscribed", ("Play", False))]
+    assert sent(out) == b"d OK DELETE completed\r\n" and "Play" not in backend.bob.boxes
+    # SELECT: listing and UID numbers in one request, then new/ -> cur/ (\Recent
+    # claimed) as renames in one more, then the look every reply ends with.
+    request, out = _adapter_step(conn, backend, feed(conn, b"x SELECT INBOX\r\n"))
+    assert ops(request) == [
+        ("messages", ("INBOX",)),
+        ("uidvalidity", ("INBOX",)),
+        ("uidnext", ("INBOX",)),
+    ]
+    request, out = _adapter_step(conn, backend, out)
+    assert request.calls == (Call("set_flags", ("INBOX", "k1", frozenset()), missing_ok=True),)
+    request, out = _adapter_step(conn, backend, out)
+    assert ops(request) == [("messages", ("INBOX",))]
+    assert b"* 1 EXISTS\r\n* 1 RECENT\r\n" in sent(out)
+    assert sent(out).endswith(b"x OK [READ-WRITE] SELECT completed\r\n")
+    assert [o.key for o in out if isinstance(o, MailboxNote)] == ["maildir.recent"]
+
+
+def test_store_and_seen_renames_are_one_request_and_a_failure_is_a_clear_no() -> None:
+    backend = GuardedBackend()
+    for _ in range(3):
+        backend.bob.append("INBOX", SIMPLE, frozenset(), 1704103200.0)
+    conn = ImapConnection(backend, tls_active=True, defer_reads=True)
+    feed(conn, b"a LOGIN bob@b.example bob-pass\r\n")
+    _adapter_all(conn, backend, feed(conn, b"b EXAMINE INBOX\r\n"))
+    out = _adapter_all(conn, backend, feed(conn, b"c STORE 1:3 +FLAGS (\\Flagged)\r\n"))
+    assert sent(out) == b"c NO [READ-ONLY] The mailbox was opened with EXAMINE\r\n"
+    _adapter_all(conn, backend, feed(conn, b"d SELECT INBOX\r\n"))
+    # STORE: the flags on disk now, then every rename in one request.
+    request, out = _adapter_step(conn, backend, feed(conn, b"e STORE 1:3 +FLAGS (\\Flagged)\r\n"))
+    assert [c.op for c in request.calls] == ["messages"]
+    request, out = _adapter_step(conn, backend, out)
+    assert [(c.op, c.args[1]) for c in request.calls] == [
+        ("set_flags", "k1"),
+        ("set_flags", "k2"),
+        ("set_flags", "k3"),
+    ]
+    _, out = _adapter_step(conn, backend, out)  # the look at the folder
+    assert sent(out).count(b"FLAGS (\\Flagged \\Recent)") == 3
+    assert [m.flags for m in backend.bob.boxes["INBOX"]] == [{"\\Flagged"}] * 3
+    # A message gone meanwhile is skipped (set_flags answers None: missing_ok).
+    out = feed(conn, b"f STORE 2 +FLAGS (\\Answered)\r\n")
+    _, out = _adapter_step(conn, backend, out)
+    request = out[-1]
+    assert isinstance(request, StorageCalls) and request.calls[0].missing_ok
+    out = conn.storage_done([None])
+    _, out = _adapter_step(conn, backend, out)
+    assert sent(out) == b"f OK STORE completed\r\n"
+    # The disk failing is the command's NO with the reason; the session goes on.
+    out = feed(conn, b"g RENAME Sent Outbox\r\nh NOOP\r\n")
+    _, out = _adapter_step(conn, backend, out)
+    out = _adapter_all(conn, backend, conn.storage_done([], OSError(39, "Directory not empty")))
+    assert sent(out) == (
+        b"g NO [CANNOT] RENAME failed, nothing was moved: Directory not empty\r\n"
+        b"h OK NOOP completed\r\n"
+    )
+    out = feed(conn, b"i CREATE Later\r\n")
+    out = _adapter_all(conn, backend, conn.storage_done([], OSError(28, "No space left on device")))
+    assert sent(out) == b"i NO [SERVERBUG] Storage error: No space left on device\r\n"
+
+
+def test_idle_polls_through_the_adapter() -> None:
+    backend = GuardedBackend()
+    backend.bob.append("INBOX", SIMPLE, frozenset(), 1704103200.0)
+    conn = ImapConnection(backend, tls_active=True, defer_reads=True)
+    feed(conn, b"a LOGIN bob@b.example bob-pass\r\n")
+    _adapter_all(conn, backend, feed(conn, b"b SELECT INBOX\r\n"))
+    assert sent(feed(conn, b"c IDLE\r\n")) == b"+ idling\r\n"
+    backend.bob.append("INBOX", SIMPLE, frozenset(), 1704103200.0)  # delivered elsewhere
+    request, out = _adapter_step(conn, backend, conn.poll())
+    assert [c.op for c in request.calls] == ["messages"]
+    # The new message's new/ -> cur/ move is one more request; DONE meanwhile waits.
+    request = out[-1]
+    assert isinstance(request, StorageCalls) and [c.op for c in request.calls] == ["set_flags"]
+    assert feed(conn, b"DONE\r\n") == [] and not conn.idling
+    out = _adapter_all(conn, backend, out)
+    assert [o.key for o in out if not isinstance(o, StorageCalls)] == [
+        "imap.push.exists",
+        "maildir.recent",
+        "imap.done",
+        "imap.idle.ok",
+    ]
+    assert sent(out) == b"* 2 EXISTS\r\nc OK IDLE terminated\r\n"
+    assert sent(out).endswith(b"c OK IDLE terminated\r\n") and not conn.idling
