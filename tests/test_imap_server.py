@@ -725,6 +725,8 @@ async def test_folder_management_listing_and_flags_run_off_the_event_loop(
     assert sum(f.endswith(":2,F") for f in files) == 2
     subscriptions = (lab.store.account_path(BOB) / "subscriptions").read_text()
     assert "Proj2" not in subscriptions.split()
+    # DELETE renamed the folder out of sight first (into tmp/), then removed it all.
+    assert list((lab.store.account_path(BOB) / "tmp").iterdir()) == []
 
 
 async def test_a_rename_that_fails_half_way_is_undone_and_answered_no(

@@ -63,8 +63,8 @@ class ReadSummaries:
 class WriteMessages:
     """Write these message files into `mailbox` off the event loop (tmp/, fsync, rename;
     the source file read for a copy), then call `messages_written` with each one's new
-    Maildir key (None where a copy's source was gone). UIDs are given afterwards, on
-    the loop, by the backend's `register`."""
+    Maildir key (None where a copy's source was gone). UIDs are given afterwards by
+    the backend's `register`, asked for through StorageCalls."""
 
     mailbox: str
     messages: tuple[NewMessage, ...]
