@@ -1069,3 +1069,26 @@ def test_idle_polls_through_the_adapter() -> None:
     ]
     assert sent(out) == b"* 2 EXISTS\r\nc OK IDLE terminated\r\n"
     assert sent(out).endswith(b"c OK IDLE terminated\r\n") and not conn.idling
+
+
+def test_a_header_fetch_lists_the_folder_in_the_same_trip_as_the_index() -> None:
+    """The look at the folder every reply ends with rides on the FETCH's last index
+    request: one trip off the loop for the command a mail program sends most."""
+    from app.protocols.imap import Call, ReadSummaries
+    from app.protocols.imap.summary import summarize
+
+    backend = GuardedBackend()
+    for _ in range(2):
+        backend.bob.append("INBOX", SIMPLE, frozenset(), 1704103200.0)
+    conn = ImapConnection(backend, tls_active=True, defer_reads=True)
+    feed(conn, b"a LOGIN bob@b.example bob-pass\r\n")
+    _adapter_all(conn, backend, feed(conn, b"b SELECT INBOX\r\n"))
+    out = feed(conn, b"c UID FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])\r\n")
+    request = out[-1]
+    assert isinstance(request, ReadSummaries) and request.keys == ("k1", "k2")
+    assert request.calls == (Call("messages", ("INBOX",), missing_ok=True),)
+    found = {k: summarize(k, backend.bob.read("INBOX", k)) for k in request.keys}
+    out = conn.summaries_loaded(found, [backend.bob.messages("INBOX")])
+    assert not any(isinstance(o, StorageCalls) for o in out)  # no second trip
+    assert sent(out).count(b"Subject: Hello") == 2
+    assert sent(out).endswith(b"c OK UID FETCH completed\r\n")

@@ -588,8 +588,13 @@ def fetch(conn: ImapConnection, cmd: Command) -> Steps:
     if indexed and not sets_seen:
         # The common case (a mail program listing a folder): a tight loop over the index.
         renderers = [summary_renderer(i) for i in items]
-        for chunk in chunks(chosen):
-            yield Need(sel.name, tuple(e.key for _, e in chunk), summaries=True)
+        groups = list(chunks(chosen))
+        for n, chunk in enumerate(groups, 1):
+            # The last trip also lists the folder for the look every reply ends with.
+            listing = (Call("messages", (sel.name,), missing_ok=True),) if n == len(groups) else ()
+            yield Need(sel.name, tuple(e.key for _, e in chunk), summaries=True, calls=listing)
+            if listing:
+                conn.listed_with(sel.name)
             found = conn.batch_summaries()
             for seq, e in chunk:
                 s = found.get((sel.name, e.key))

@@ -53,10 +53,14 @@ class ReadMessages:
 @dataclass(frozen=True, slots=True)
 class ReadSummaries:
     """Look these messages up in the folder index off the event loop (building the
-    records of any it lacks from their files), then call `summaries_loaded`."""
+    records of any it lacks from their files), then call `summaries_loaded`.
+    `calls`: backend calls to run in the same trip (in the storage thread), e.g. the
+    folder listing a FETCH reply ends with; their results (None if they failed) go to
+    `summaries_loaded` too."""
 
     mailbox: str
     keys: tuple[str, ...]
+    calls: tuple[Call, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

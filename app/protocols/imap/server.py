@@ -134,6 +134,7 @@ class ImapConnection:
         self._finish: Callable[[Result], list[Output]] | None = None  # when _steps end
         self._resume_mode = "command"  # the mode to go back to when the answer comes
         self._results: list[Any] = []  # StorageCalls' answer, for the handler
+        self._listed: tuple[str, Any] | None = None  # a listing taken this command
         self._removed: list[str] = []  # RemoveFiles' answer, for the handler
         self._written: list[str | None] = []  # WriteMessages' answer, for the handler
         self._throw: BaseException | None = None  # the adapter's storage error, for it
@@ -340,6 +341,7 @@ class ImapConnection:
     def _run(self, handler: Handler, states: frozenset[State], cmd: Command) -> Steps:
         """A command from start to reply: the handler, then the look at the selected
         mailbox every reply ends with (untagged EXISTS/EXPUNGE/FETCH, RFC 3501 §7)."""
+        self._listed = None
         result = _state_error(self, states)
         if result is None:
             result = yield from self._handle(handler, cmd)
@@ -420,12 +422,16 @@ class ImapConnection:
         self._results, self._throw = list(results), error
         return self._continue()
 
-    def summaries_loaded(self, loaded: dict[str, Summary]) -> list[Output]:
-        """The adapter's answer to ReadSummaries: the index records it found, by key."""
+    def summaries_loaded(
+        self, loaded: dict[str, Summary], results: list[Any] | None = None
+    ) -> list[Output]:
+        """The adapter's answer to ReadSummaries: the index records it found, by key,
+        and the results of the request's `calls` (None: they failed)."""
         if self._mode != "reading" or not isinstance(self._read, ReadSummaries):
             return []
         mailbox = self._read.mailbox
         self._summaries = {(mailbox, key): s for key, s in loaded.items()}
+        self._results = list(results) if results is not None else []
         return self._continue()
 
     def messages_written(
@@ -475,7 +481,7 @@ class ImapConnection:
             while True:
                 error, self._throw = self._throw, None
                 need = steps.throw(error) if error is not None else next(steps)
-                if need.calls:  # not a batch of messages: keep the current one
+                if need.calls and not need.summaries:  # keep the current batch
                     assert self.defer_reads, "an in-memory backend is called directly"
                     self._read = StorageCalls(need.calls)
                     return _SUSPENDED
@@ -490,9 +496,11 @@ class ImapConnection:
                     return _SUSPENDED
                 if need.summaries:
                     if self.defer_reads:
-                        self._read = ReadSummaries(need.mailbox, need.keys)
+                        self._read = ReadSummaries(need.mailbox, need.keys, need.calls)
                         return _SUSPENDED
                     self._summarize_here(need.mailbox, need.keys)
+                    if need.calls:
+                        self._results = run_calls(self.user_mailboxes(), need.calls)
                     continue
                 missing = []
                 for key in need.keys:
@@ -530,8 +538,12 @@ class ImapConnection:
             return
         entry = COMMANDS.get(cmd.name)
         expunge_ok = entry[2] if entry else True
+        listed, self._listed = self._listed, None
         try:
-            current = yield from self.call("messages", sel.name)
+            if listed is not None and listed[0] == sel.name:
+                current = listed[1]  # taken in the command's last trip: no extra one
+            else:
+                current = yield from self.call("messages", sel.name)
         except (KeyError, OSError):
             pass
         else:
@@ -579,6 +591,13 @@ class ImapConnection:
         while len(self._cache) > _CACHE_MESSAGES:
             self._cache.popitem(last=False)
         return msg
+
+    def listed_with(self, mailbox: str) -> None:
+        """The last request carried Call("messages", (mailbox,)) and nothing changes
+        the folder from here to the reply: the reply's look at it may use that."""
+        if self._results and self._results[0] is not None:
+            self._listed = (mailbox, self._results[0])
+        self._results = []
 
     def batch_summaries(self) -> dict[tuple[str, str], Summary]:
         """The current batch's index records by (mailbox, key)."""
