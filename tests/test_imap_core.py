@@ -19,7 +19,9 @@ from app.protocols.imap import (
     Output,
     Send,
     StartTLS,
+    StorageCalls,
 )
+from app.protocols.imap.reads import run_calls
 
 SIMPLE = (
     b"From: Alice <alice@a.example>\r\nTo: Bob <bob@b.example>\r\nSubject: Hello\r\n"
@@ -146,6 +148,26 @@ class MemBackend:
 # -- helpers ---------------------------------------------------------------------------
 def feed(conn: ImapConnection, data: bytes) -> list[Output]:
     return conn.receive_data(data)
+
+
+def answered(
+    conn: ImapConnection, outputs: list[Output], log: list[StorageCalls] | None = None
+) -> list[Output]:
+    """Play the adapter for StorageCalls: run them on the in-memory backend and feed
+    the answers back until the core asks for something else (or nothing)."""
+    done: list[Output] = []
+    while outputs and isinstance(outputs[-1], StorageCalls):
+        request = outputs[-1]
+        done += outputs[:-1]
+        if log is not None:
+            log.append(request)
+        try:
+            results = run_calls(conn.user_mailboxes(), request.calls)
+        except (KeyError, OSError) as exc:
+            outputs = conn.storage_done([], exc)
+        else:
+            outputs = conn.storage_done(results)
+    return done + outputs
 
 
 def sent(outputs: list[Output]) -> bytes:
@@ -685,19 +707,18 @@ def test_deferred_reads_ask_the_adapter_in_batches_and_hold_later_commands() -> 
 
     backend = with_mail(*[SIMPLE.replace(b"Hi Bob", b"Hi Bob %d" % i) for i in range(40)])
     conn = ImapConnection(backend, tls_active=True, defer_reads=True)
-    feed(conn, b"a LOGIN bob@b.example bob-pass\r\na SELECT INBOX\r\n")
+    answered(conn, feed(conn, b"a LOGIN bob@b.example bob-pass\r\na SELECT INBOX\r\n"))
     data = {m.key: m.data for m in backend.bob.boxes["INBOX"]}
     reads = 0
 
     def answer(request: ReadMessages, drop: str | None = None) -> list[Output]:
         nonlocal reads
         reads += len(request.keys)
-        return conn.messages_loaded(
-            {k: prepare(data[k], request.text) for k in request.keys if k != drop}
-        )
+        loaded = {k: prepare(data[k], request.text) for k in request.keys if k != drop}
+        return answered(conn, conn.messages_loaded(loaded))
 
     # A flags-only search reads nothing; a body search asks, a batch at a time.
-    out = feed(conn, b"b SEARCH UNSEEN DELETED\r\n")
+    out = answered(conn, feed(conn, b"b SEARCH UNSEEN DELETED\r\n"))
     assert sent(out) == b"* SEARCH\r\nb OK SEARCH completed\r\n"
     out = feed(conn, b"c SEARCH BODY \"bob 3\"\r\nd NOOP\r\n")
     assert [type(o) for o in out] == [ClientSent, ReadMessages]  # d waits its turn
@@ -834,25 +855,240 @@ def test_deferred_append_move_and_expunge_hand_file_work_to_the_adapter() -> Non
     box.append = box.copy = box.remove = refuse  # type: ignore[method-assign]
     box.register = register  # type: ignore[attr-defined]
     conn = ImapConnection(backend, tls_active=True, defer_reads=True)
-    feed(conn, b"a LOGIN bob@b.example bob-pass\r\nb SELECT INBOX\r\n")
+    answered(conn, feed(conn, b"a LOGIN bob@b.example bob-pass\r\nb SELECT INBOX\r\n"))
     out = feed(conn, b"c APPEND Sent (\\Seen) {3}\r\n")
-    out = feed(conn, b"abc\r\nd NOOP\r\n")
+    out = answered(conn, feed(conn, b"abc\r\nd NOOP\r\n"))
     request = out[-1]
     assert isinstance(request, WriteMessages) and request.mailbox == "Sent"
     assert request.messages[0].data == b"abc" and request.messages[0].flags == {"\\Seen"}
-    done = sent(conn.messages_written(["w1"]))
+    done = sent(answered(conn, conn.messages_written(["w1"])))
     assert done.startswith(b"c OK [APPENDUID") and done.endswith(b"d OK NOOP completed\r\n")
-    out = feed(conn, b"e UID MOVE 2 Trash\r\n")
+    out = answered(conn, feed(conn, b"e UID MOVE 2 Trash\r\n"))
     write = out[-1]
     assert isinstance(write, WriteMessages) and write.messages[0].source == ("INBOX", "k2")
-    remove = conn.messages_written(["w2"])[-1]
+    remove = answered(conn, conn.messages_written(["w2"]))[-1]
     assert remove == RemoveFiles("INBOX", ("k2",))
     box.boxes["INBOX"] = [m for m in box.boxes["INBOX"] if m.key != "k2"]
-    moved = sent(conn.files_removed(["cur/k2:2,"]))
+    moved = sent(answered(conn, conn.files_removed(["cur/k2:2,"])))
     assert b"* OK [COPYUID" in moved and b"* 2 EXPUNGE\r\n" in moved
     assert moved.endswith(b"e OK UID MOVE completed\r\n")
     # A disk error while writing is the command's NO, not the session's end.
     feed(conn, b"f APPEND Sent {1}\r\n")
-    out = feed(conn, b"z\r\n")
-    failed = sent(conn.messages_written([], OSError(28, "No space left on device")))
+    out = answered(conn, feed(conn, b"z\r\n"))
+    failed = sent(answered(conn, conn.messages_written([], OSError(28, "No space left on device"))))
     assert failed == b"f NO [SERVERBUG] Storage error: No space left on device\r\n"
+
+
+# -- folder listings, flag renames and folder management come from the adapter too ----------------
+class Guarded:
+    """A backend the core may not call: only the test, playing the adapter, opens it."""
+
+    def __init__(self, inner: MemMailboxes) -> None:
+        self.inner = inner
+        self.open = False
+
+    def __getattr__(self, name: str) -> object:
+        attr = getattr(self.inner, name)
+        if not callable(attr):
+            return attr
+
+        def guarded(*args: object) -> object:
+            if not self.open:
+                raise AssertionError(f"the core called {name}() itself")
+            return attr(*args)
+
+        return guarded
+
+
+class GuardedBackend(MemBackend):
+    def __init__(self) -> None:
+        super().__init__()
+        self.guarded = Guarded(self.bob)
+
+    def login(self, user: str, password: str) -> Guarded | None:  # type: ignore[override]
+        return self.guarded if super().login(user, password) is not None else None
+
+
+def _adapter_step(
+    conn: ImapConnection, backend: GuardedBackend, outputs: list[Output]
+) -> tuple[StorageCalls, list[Output]]:
+    """The request the core ended with, and the outputs after answering it."""
+    request = outputs[-1]
+    assert isinstance(request, StorageCalls), outputs
+    backend.guarded.open = True
+    try:
+        results = run_calls(backend.guarded, request.calls)
+    finally:
+        backend.guarded.open = False
+    return request, conn.storage_done(results)
+
+
+def _adapter_all(conn: ImapConnection, backend: GuardedBackend, out: list[Output]) -> list[Output]:
+    done: list[Output] = []
+    while out and isinstance(out[-1], StorageCalls):
+        done += out[:-1]
+        _, out = _adapter_step(conn, backend, out)
+    return done + out
+
+
+def test_folder_commands_ask_the_adapter_and_never_touch_the_store() -> None:
+    from app.protocols.imap import Call
+
+    backend = GuardedBackend()
+    backend.bob.append("INBOX", SIMPLE, frozenset(), 1704103200.0)
+    conn = ImapConnection(backend, tls_active=True, defer_reads=True)
+    assert b"a OK" in sent(feed(conn, b"a LOGIN bob@b.example bob-pass\r\n"))
+
+    def ops(request: StorageCalls) -> list[tuple[str, tuple[object, ...]]]:
+        return [(c.op, c.args) for c in request.calls]
+
+    # CREATE: "does it exist?", then "create", each off the loop; a NOOP pipelined
+    # behind it waits for its turn.
+    out = feed(conn, b"c CREATE Work\r\nn NOOP\r\n")
+    request, out = _adapter_step(conn, backend, out)
+    assert ops(request) == [("exists", ("Work",))]
+    request, out = _adapter_step(conn, backend, out)
+    assert ops(request) == [("create", ("Work",))]
+    assert sent(out) == b"c OK CREATE completed\r\nn OK NOOP completed\r\n"
+    assert "Work" in backend.bob.boxes
+    # RENAME: both names looked up in one request, then the rename.
+    out = feed(conn, b"r RENAME Work Play\r\n")
+    request, out = _adapter_step(conn, backend, out)
+    assert ops(request) == [("exists", ("Work",)), ("exists", ("Play",))]
+    request, out = _adapter_step(conn, backend, out)
+    assert ops(request) == [("rename", ("Work", "Play"))]
+    assert sent(out) == b"r OK RENAME completed\r\n"
+    # SUBSCRIBE, then LSUB: the folders and the subscriptions file in one request.
+    out = feed(conn, b"s SUBSCRIBE Play\r\n")
+    _, out = _adapter_step(conn, backend, out)
+    request, out = _adapter_step(conn, backend, out)
+    assert ops(request) == [("set_subscribed", ("Play", True))]
+    assert sent(out) == b"s OK SUBSCRIBE completed\r\n"
+    out = feed(conn, b'l LSUB "" Pl*\r\n')
+    request, out = _adapter_step(conn, backend, out)
+    assert ops(request) == [("list", ()), ("subscriptions", ())]
+    assert sent(out) == b'* LSUB () "." Play\r\nl OK LSUB completed\r\n'
+    out = feed(conn, b"u UNSUBSCRIBE Play\r\n")
+    request, out = _adapter_step(conn, backend, out)
+    assert ops(request) == [("set_subscribed", ("Play", False))]
+    assert sent(out) == b"u OK UNSUBSCRIBE completed\r\n"
+    # LIST and STATUS.
+    request, out = _adapter_step(conn, backend, feed(conn, b'l LIST "" *\r\n'))
+    assert ops(request) == [("list", ())]
+    assert b'* LIST (\\HasNoChildren) "." Play\r\n' in sent(out)
+    out = feed(conn, b"t STATUS INBOX (MESSAGES UIDNEXT)\r\n")
+    request, out = _adapter_step(conn, backend, out)
+    assert ops(request) == [("messages", ("INBOX",)), ("uidnext", ("INBOX",))]
+    assert sent(out) == b"* STATUS INBOX (MESSAGES 1 UIDNEXT 2)\r\nt OK STATUS completed\r\n"
+    # DELETE: the folder and its subscription in one request.
+    out = feed(conn, b"d DELETE Play\r\n")
+    _, out = _adapter_step(conn, backend, out)
+    request, out = _adapter_step(conn, backend, out)
+    assert ops(request) == [("delete", ("Play",)), ("set_subscribed", ("Play", False))]
+    assert sent(out) == b"d OK DELETE completed\r\n" and "Play" not in backend.bob.boxes
+    # SELECT: listing and UID numbers in one request, then new/ -> cur/ (\Recent
+    # claimed) as renames in one more, then the look every reply ends with.
+    request, out = _adapter_step(conn, backend, feed(conn, b"x SELECT INBOX\r\n"))
+    assert ops(request) == [
+        ("messages", ("INBOX",)),
+        ("uidvalidity", ("INBOX",)),
+        ("uidnext", ("INBOX",)),
+    ]
+    request, out = _adapter_step(conn, backend, out)
+    assert request.calls == (Call("set_flags", ("INBOX", "k1", frozenset()), missing_ok=True),)
+    request, out = _adapter_step(conn, backend, out)
+    assert ops(request) == [("messages", ("INBOX",))]
+    assert b"* 1 EXISTS\r\n* 1 RECENT\r\n" in sent(out)
+    assert sent(out).endswith(b"x OK [READ-WRITE] SELECT completed\r\n")
+    assert [o.key for o in out if isinstance(o, MailboxNote)] == ["maildir.recent"]
+
+
+def test_store_and_seen_renames_are_one_request_and_a_failure_is_a_clear_no() -> None:
+    backend = GuardedBackend()
+    for _ in range(3):
+        backend.bob.append("INBOX", SIMPLE, frozenset(), 1704103200.0)
+    conn = ImapConnection(backend, tls_active=True, defer_reads=True)
+    feed(conn, b"a LOGIN bob@b.example bob-pass\r\n")
+    _adapter_all(conn, backend, feed(conn, b"b EXAMINE INBOX\r\n"))
+    out = _adapter_all(conn, backend, feed(conn, b"c STORE 1:3 +FLAGS (\\Flagged)\r\n"))
+    assert sent(out) == b"c NO [READ-ONLY] The mailbox was opened with EXAMINE\r\n"
+    _adapter_all(conn, backend, feed(conn, b"d SELECT INBOX\r\n"))
+    # STORE: the flags on disk now, then every rename in one request.
+    request, out = _adapter_step(conn, backend, feed(conn, b"e STORE 1:3 +FLAGS (\\Flagged)\r\n"))
+    assert [c.op for c in request.calls] == ["messages"]
+    request, out = _adapter_step(conn, backend, out)
+    assert [(c.op, c.args[1]) for c in request.calls] == [
+        ("set_flags", "k1"),
+        ("set_flags", "k2"),
+        ("set_flags", "k3"),
+    ]
+    _, out = _adapter_step(conn, backend, out)  # the look at the folder
+    assert sent(out).count(b"FLAGS (\\Flagged \\Recent)") == 3
+    assert [m.flags for m in backend.bob.boxes["INBOX"]] == [{"\\Flagged"}] * 3
+    # A message gone meanwhile is skipped (set_flags answers None: missing_ok).
+    out = feed(conn, b"f STORE 2 +FLAGS (\\Answered)\r\n")
+    _, out = _adapter_step(conn, backend, out)
+    request = out[-1]
+    assert isinstance(request, StorageCalls) and request.calls[0].missing_ok
+    out = conn.storage_done([None])
+    _, out = _adapter_step(conn, backend, out)
+    assert sent(out) == b"f OK STORE completed\r\n"
+    # The disk failing is the command's NO with the reason; the session goes on.
+    out = feed(conn, b"g RENAME Sent Outbox\r\nh NOOP\r\n")
+    _, out = _adapter_step(conn, backend, out)
+    out = _adapter_all(conn, backend, conn.storage_done([], OSError(39, "Directory not empty")))
+    assert sent(out) == (
+        b"g NO [CANNOT] RENAME failed, nothing was moved: Directory not empty\r\n"
+        b"h OK NOOP completed\r\n"
+    )
+    out = feed(conn, b"i CREATE Later\r\n")
+    out = _adapter_all(conn, backend, conn.storage_done([], OSError(28, "No space left on device")))
+    assert sent(out) == b"i NO [SERVERBUG] Storage error: No space left on device\r\n"
+
+
+def test_idle_polls_through_the_adapter() -> None:
+    backend = GuardedBackend()
+    backend.bob.append("INBOX", SIMPLE, frozenset(), 1704103200.0)
+    conn = ImapConnection(backend, tls_active=True, defer_reads=True)
+    feed(conn, b"a LOGIN bob@b.example bob-pass\r\n")
+    _adapter_all(conn, backend, feed(conn, b"b SELECT INBOX\r\n"))
+    assert sent(feed(conn, b"c IDLE\r\n")) == b"+ idling\r\n"
+    backend.bob.append("INBOX", SIMPLE, frozenset(), 1704103200.0)  # delivered elsewhere
+    request, out = _adapter_step(conn, backend, conn.poll())
+    assert [c.op for c in request.calls] == ["messages"]
+    # The new message's new/ -> cur/ move is one more request; DONE meanwhile waits.
+    request = out[-1]
+    assert isinstance(request, StorageCalls) and [c.op for c in request.calls] == ["set_flags"]
+    assert feed(conn, b"DONE\r\n") == [] and not conn.idling
+    out = _adapter_all(conn, backend, out)
+    assert [o.key for o in out if not isinstance(o, StorageCalls)] == [
+        "imap.push.exists",
+        "maildir.recent",
+        "imap.done",
+        "imap.idle.ok",
+    ]
+    assert sent(out) == b"* 2 EXISTS\r\nc OK IDLE terminated\r\n"
+    assert sent(out).endswith(b"c OK IDLE terminated\r\n") and not conn.idling
+
+
+def test_a_header_fetch_lists_the_folder_in_the_same_trip_as_the_index() -> None:
+    """The look at the folder every reply ends with rides on the FETCH's last index
+    request: one trip off the loop for the command a mail program sends most."""
+    from app.protocols.imap import Call, ReadSummaries
+    from app.protocols.imap.summary import summarize
+
+    backend = GuardedBackend()
+    for _ in range(2):
+        backend.bob.append("INBOX", SIMPLE, frozenset(), 1704103200.0)
+    conn = ImapConnection(backend, tls_active=True, defer_reads=True)
+    feed(conn, b"a LOGIN bob@b.example bob-pass\r\n")
+    _adapter_all(conn, backend, feed(conn, b"b SELECT INBOX\r\n"))
+    out = feed(conn, b"c UID FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])\r\n")
+    request = out[-1]
+    assert isinstance(request, ReadSummaries) and request.keys == ("k1", "k2")
+    assert request.calls == (Call("messages", ("INBOX",), missing_ok=True),)
+    found = {k: summarize(k, backend.bob.read("INBOX", k)) for k in request.keys}
+    out = conn.summaries_loaded(found, [backend.bob.messages("INBOX")])
+    assert not any(isinstance(o, StorageCalls) for o in out)  # no second trip
+    assert sent(out).count(b"Subject: Hello") == 2
+    assert sent(out).endswith(b"c OK UID FETCH completed\r\n")

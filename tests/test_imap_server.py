@@ -613,3 +613,145 @@ def test_a_settled_listing_is_reused_and_any_change_is_still_seen(lab: Lab) -> N
     other.deliver(BOB, MESSAGE)
     now = lab.store.folder(BOB).messages()
     assert [(m.uid, m.flags) for m in now] == [(1, {"\\Seen"}), (3, set()), (4, set())]
+
+
+# -- nothing touches the disk on the event loop ------------------------------------------------
+# Audit events (PEP 578) of the calls that touch the file system. os.stat has none; the
+# rest of what a Maildir server does (open, list, rename, unlink, mkdir, rmtree) has.
+_DISK_EVENTS = frozenset(
+    {
+        "open",
+        "os.listdir",
+        "os.scandir",
+        "os.rename",  # os.replace too
+        "os.remove",
+        "os.rmdir",
+        "os.mkdir",
+        "os.utime",
+        "os.truncate",
+        "shutil.rmtree",
+    }
+)
+_on_loop: list[str] = []
+_watching: list[int] = []  # the event loop's thread while a test watches it
+_hooked: list[bool] = []
+
+
+def _audit(event: str, args: tuple[object, ...]) -> None:
+    if _watching and event in _DISK_EVENTS and threading.get_ident() == _watching[0]:
+        _on_loop.append(f"{event} {args[0]!r}")
+
+
+def _watch_loop() -> None:
+    """From now on, record every file-system call made in this (the loop's) thread."""
+    if not _hooked:
+        import sys
+
+        sys.addaudithook(_audit)  # cannot be removed: it records only while watching
+        _hooked.append(True)
+    _on_loop.clear()
+    _watching[:] = [threading.get_ident()]
+
+
+def _stop_watching() -> list[str]:
+    _watching.clear()
+    return list(_on_loop)
+
+
+def _folder_work(lab: Lab, port: int, prefix: str) -> list[object]:
+    """What a mail program does when one manages folders and flags (imaplib, a thread)."""
+    c = imap(lab, port)
+    answers: list[object] = [
+        c.create(f"{prefix}"),
+        c.create(f"{prefix}.Kid"),
+        c.rename(f"{prefix}", f"{prefix}2"),
+        c.subscribe(f"{prefix}2"),
+        c.lsub('""', f"{prefix}*"),
+        c.unsubscribe(f"{prefix}2"),
+        c.list('""', f"{prefix}*"),
+        c.status(f"{prefix}2.Kid", "(MESSAGES UIDNEXT UIDVALIDITY)"),
+        c.select("INBOX"),
+        c.store("1:*", "+FLAGS", "(\\Flagged)"),
+        c.fetch("1", "(BODY[])")[0],  # sets \Seen: a rename
+        c.delete(f"{prefix}2.Kid"),
+        c.delete(f"{prefix}2"),
+        c.logout()[0],
+    ]
+    return answers
+
+
+async def test_folder_management_listing_and_flags_run_off_the_event_loop(
+    lab: Lab, plain: int
+) -> None:
+    """CREATE, RENAME, SUBSCRIBE, LSUB, LIST, STATUS, SELECT, STORE, FETCH (\\Seen),
+    DELETE, LOGOUT and an IDLE push through real TCP, while every file-system call
+    made on the event loop's thread is recorded: there must be none. (A first round
+    warms up lazy imports, which read files once.)"""
+    for _ in range(2):
+        lab.store.deliver(BOB, MESSAGE)
+    warm = await run(lambda: _folder_work(lab, plain, "Warm"))
+    assert warm[-1] == "BYE"
+    lab.store.deliver(BOB, MESSAGE)  # a new one: SELECT moves it new/ -> cur/
+    _watch_loop()
+    try:
+        answers = await run(lambda: _folder_work(lab, plain, "Proj"))
+        idler = await _idle(lab, plain)
+        await asyncio.to_thread(lab.store.deliver, BOB, MESSAGE)  # the MDA, elsewhere
+        notify_mailbox_changed(lab.store.folder(BOB).path)
+        assert await idler.line() == b"* 4 EXISTS\r\n"
+        idler.writer.write(b"DONE\r\n")
+        assert await idler.line() == b"c OK IDLE terminated\r\n"
+        await idler.close()
+    finally:
+        on_loop = _stop_watching()
+    assert on_loop == []
+    oks = [a for a in answers[:-3] if isinstance(a, tuple)]
+    assert all(typ == "OK" for typ, _ in oks), answers
+    lsub, listed = answers[4], answers[6]
+    assert lsub == ("OK", [b'() "." Proj2'])  # type: ignore[comparison-overlap]
+    assert listed == (  # type: ignore[comparison-overlap]
+        "OK",
+        [b'(\\HasChildren) "." Proj2', b'(\\HasNoChildren) "." Proj2.Kid'],
+    )
+    status = answers[7]
+    assert re.fullmatch(
+        rb"Proj2\.Kid \(MESSAGES 0 UIDNEXT 1 UIDVALIDITY \d+\)",
+        status[1][0],  # type: ignore[index]
+    )
+    assert "Proj2" not in lab.store.folder_names(BOB)
+    files = lab.inbox_files()
+    assert len(files) == 4 and all(f.startswith("cur/") for f in files)
+    assert sum(f.endswith(":2,FS") for f in files) == 1  # FETCH BODY[] of message 1
+    assert sum(f.endswith(":2,F") for f in files) == 2
+    subscriptions = (lab.store.account_path(BOB) / "subscriptions").read_text()
+    assert "Proj2" not in subscriptions.split()
+    # DELETE renamed the folder out of sight first (into tmp/), then removed it all.
+    assert list((lab.store.account_path(BOB) / "tmp").iterdir()) == []
+
+
+async def test_a_rename_that_fails_half_way_is_undone_and_answered_no(
+    lab: Lab, plain: int
+) -> None:
+    """RENAME a b moves .a and then .a.c (Maildir++ keeps children beside); when .b.c
+    is already there the second move fails. Nothing may be left half moved."""
+
+    def client() -> list[object]:
+        c = imap(lab, plain)
+        for name in ("a", "a.c", "b.c"):
+            assert c.create(name)[0] == "OK"
+        assert c.append("a.c", "", None, MESSAGE)[0] == "OK"
+        assert c.append("b.c", "", None, MESSAGE)[0] == "OK"
+        refused = c.rename("a", "b")
+        answers = [refused, c.list('""', "*")[1], c.status("a.c", "(MESSAGES)")[1]]
+        answers.append(c.noop()[0])  # the session goes on
+        c.logout()
+        return answers
+
+    refused, listed, status, noop = await run(client)  # type: ignore[misc]
+    assert refused == ("NO", [b"[CANNOT] RENAME failed, nothing was moved: Directory not empty"])
+    names = [line.rsplit(b" ", 1)[1] for line in listed]
+    assert names == [b"INBOX", b"Sent", b"Trash", b"a", b"a.c", b"b", b"b.c"]
+    assert b'(\\Noselect \\HasChildren) "." b' in listed  # only the parent of b.c
+    assert status == [b"a.c (MESSAGES 1)"] and noop == "OK"
+    assert lab.store.folder_names(BOB) == ["INBOX", "Sent", "Trash", "a", "a.c", "b.c"]
+    assert len(lab.store.folder(BOB, "a.c").listing()) == 1

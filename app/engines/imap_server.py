@@ -1,6 +1,10 @@
 """The IMAP listener: asyncio streams around the sans-IO core in app.protocols.imap.
 
-The adapter only moves bytes and turns the core's outputs into events. It also
+The adapter only moves bytes and turns the core's outputs into events, and answers
+the core's storage requests off the event loop: message files in worker threads
+(asyncio.to_thread), every other backend call (StorageCalls: listings and UIDs, flag
+renames, folder management, subscriptions) in one storage thread shared by all
+sessions, in the order asked. Nothing on the loop touches the disk. It also
 wakes IDLE sessions: whoever changes a Maildir folder in this process calls
 `notify_mailbox_changed(folder_path)`; changes from other processes are caught by
 polling once a second while a client idles.
@@ -16,7 +20,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from app.engines.base import (
     Endpoint,
@@ -42,10 +48,11 @@ from app.protocols.imap import (
     RemoveFiles,
     Send,
     StartTLS,
+    StorageCalls,
     WriteMessages,
 )
 from app.protocols.imap.mime import ParsedMessage
-from app.protocols.imap.reads import prepare
+from app.protocols.imap.reads import Call, prepare, run_calls
 from app.protocols.imap.summary import Summary
 from app.world.accounts import Accounts
 from app.world.folder_index import INDEXES, list_files, read_message, record_delivery
@@ -56,6 +63,13 @@ IDLE_POLL_SECONDS = 1.0
 READ_CHUNK = 64 * 1024
 CLOSE_GRACE = 5.0  # seconds a closing connection may take to flush its last bytes
 SUBSCRIPTIONS_FILE = "subscriptions"  # one name per line, like Dovecot's
+
+# One thread runs every session's StorageCalls, one batch after another: a listing
+# hands out UIDs (read-modify-write of the folder's UID file), and folder management
+# and the subscriptions file must not interleave between two sessions of one user,
+# just as when all of it ran on the event loop. Message files are read and written
+# in asyncio's worker threads instead: those touch only files with unique names.
+STORAGE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imap-storage")
 
 
 # -- change notification -------------------------------------------------------------
@@ -76,7 +90,9 @@ _watchers_lock = threading.Lock()
 
 
 def _path_key(path: Path | str) -> str:
-    return os.path.realpath(path)
+    # Spelling only (no symlinks resolved: that would stat on the event loop). Every
+    # caller builds folder paths from the same MailStore root.
+    return os.path.normpath(os.path.abspath(path))
 
 
 def notify_mailbox_changed(path: Path) -> None:
@@ -120,7 +136,11 @@ class ImapUserFolders:
         self.store = store
         self.address = address
         self._seen_at: dict[str, dict[str, StoredMessage]] = {}  # as last listed, by key
-        store.ensure_account(address)
+
+    def ensure(self) -> None:
+        """Create the account's Maildir on first use (in the storage thread, not at LOGIN
+        on the event loop); after that a set lookup."""
+        self.store.ensure_account(self.address)
 
     def folder(self, name: str) -> Folder:
         return self.store.folder(self.address, _safe_name(name))
@@ -145,12 +165,27 @@ class ImapUserFolders:
         self.store.delete_folder(self.address, _safe_name(name))
 
     def rename(self, old: str, new: str) -> None:
+        """All or nothing: a failure part way moves back what had moved, then raises."""
         _safe_name(new)
         subscribed = self.subscriptions()
         # Maildir++ keeps children as sibling directories (.Old.Child): move them too.
-        for name in self.list():
-            if name == old or name.startswith(old + "."):
-                self.store.rename_folder(self.address, name, new + name[len(old) :])
+        moves = [
+            (name, new + name[len(old) :])
+            for name in self.list()
+            if name == old or name.startswith(old + ".")
+        ]
+        done: list[tuple[str, str]] = []
+        try:
+            for src, dst in moves:
+                self.store.rename_folder(self.address, src, dst)
+                done.append((src, dst))
+        except OSError:
+            for src, dst in reversed(done):
+                try:
+                    self.store.rename_folder(self.address, dst, src)
+                except OSError:
+                    log.exception("RENAME: could not move %s back to %s", dst, src)
+            raise
         if old in subscribed:
             self.set_subscribed(old, False)
             self.set_subscribed(new, True)
@@ -237,6 +272,43 @@ class ImapMailStore:
         if not self.accounts.check(user, password):
             return None
         return ImapUserFolders(self.store, user.lower())
+
+
+def _run_calls(mailboxes: ImapUserFolders, calls: Sequence[Call]) -> list[Any]:
+    """Runs in the storage thread (STORAGE)."""
+    mailboxes.ensure()
+    return run_calls(mailboxes, calls)
+
+
+def _read_folder(store: MailStore, user: str, request: ReadMessages) -> dict[str, ParsedMessage]:
+    """Runs in a worker thread, the folder looked up there too (a stat)."""
+    try:
+        folder = store.folder(user, _safe_name(request.mailbox))
+    except KeyError:
+        return {}
+    return _read_messages(folder, request.keys, request.text)
+
+
+def _folder_summaries(store: MailStore, user: str, request: ReadSummaries) -> dict[str, Summary]:
+    try:
+        folder = store.folder(user, _safe_name(request.mailbox))
+    except KeyError:
+        return {}
+    return INDEXES.summaries(folder.path, request.keys)
+
+
+def _write_folder(store: MailStore, user: str, request: WriteMessages) -> list[str | None]:
+    dst = store.folder(user, _safe_name(request.mailbox))
+    sources = {
+        m.source[0]: store.folder(user, _safe_name(m.source[0]))
+        for m in request.messages
+        if m.source is not None
+    }
+    return _write_messages(dst, sources, request, store.host)
+
+
+def _remove_files(store: MailStore, user: str, request: RemoveFiles) -> list[str]:
+    return store.folder(user, _safe_name(request.mailbox)).remove(list(request.keys))
 
 
 def _read_messages(folder: Folder, keys: Sequence[str], text: bool) -> dict[str, ParsedMessage]:
@@ -412,11 +484,18 @@ class _Session:
                 queue.extend(self.conn.messages_loaded(await self.load(out)))
             elif isinstance(out, ReadSummaries):
                 queue.extend(self.conn.summaries_loaded(await self.summaries(out)))
+            elif isinstance(out, StorageCalls):
+                try:
+                    results = await self.storage(out)
+                except (KeyError, OSError) as exc:  # the command answers NO, nothing else
+                    queue.extend(self.conn.storage_done([], exc))
+                else:
+                    queue.extend(self.conn.storage_done(results))
             elif isinstance(out, WriteMessages):
                 await self.drain()
                 try:
                     keys = await self.write(out)
-                except OSError as exc:  # the disk: the command answers NO, the session goes on
+                except (KeyError, OSError) as exc:  # the command answers NO, the session goes on
                     queue.extend(self.conn.messages_written([], exc))
                 else:
                     queue.extend(self.conn.messages_written(keys))
@@ -424,7 +503,7 @@ class _Session:
                 await self.drain()
                 try:
                     paths = await self.remove(out)
-                except OSError as exc:
+                except (KeyError, OSError) as exc:
                     queue.extend(self.conn.files_removed([], exc))
                 else:
                     queue.extend(self.conn.files_removed(paths))
@@ -439,7 +518,7 @@ class _Session:
             elif isinstance(out, MailboxChanged):
                 with contextlib.suppress(KeyError):
                     name = _safe_name(out.mailbox)
-                    notify_mailbox_changed(self.ctx.store.folder(out.user, name).path)
+                    notify_mailbox_changed(self.ctx.store.folder_path(out.user, name))
             elif isinstance(out, StartTLS):
                 # No await between the tagged OK and the switch: the ClientHello must
                 # reach the TLS layer, never the plaintext buffer dropped here.
@@ -461,11 +540,7 @@ class _Session:
         user = self.conn.user
         if user is None:
             return {}
-        try:
-            folder = self.ctx.store.folder(user, _safe_name(request.mailbox))
-        except KeyError:
-            return {}
-        return await asyncio.to_thread(_read_messages, folder, request.keys, request.text)
+        return await asyncio.to_thread(_read_folder, self.ctx.store, user, request)
 
     async def summaries(self, request: ReadSummaries) -> dict[str, Summary]:
         """The folder index's records, from a worker thread: it stats the index files,
@@ -473,11 +548,14 @@ class _Session:
         user = self.conn.user
         if user is None:
             return {}
-        try:
-            folder = self.ctx.store.folder(user, _safe_name(request.mailbox))
-        except KeyError:
-            return {}
-        return await asyncio.to_thread(INDEXES.summaries, folder.path, request.keys)
+        return await asyncio.to_thread(_folder_summaries, self.ctx.store, user, request)
+
+    async def storage(self, request: StorageCalls) -> list[Any]:
+        """Listings, flag renames, folder management: in the storage thread, in order."""
+        mailboxes = self.conn.mailboxes
+        assert isinstance(mailboxes, ImapUserFolders)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(STORAGE, _run_calls, mailboxes, request.calls)
 
     async def write(self, request: WriteMessages) -> list[str | None]:
         """APPEND/COPY: write the files in a worker thread (tmp/, fsync, rename: the
@@ -485,22 +563,14 @@ class _Session:
         user = self.conn.user
         if user is None:
             return [None] * len(request.messages)
-        store = self.ctx.store
-        dst = store.folder(user, _safe_name(request.mailbox))
-        sources = {
-            m.source[0]: store.folder(user, _safe_name(m.source[0]))
-            for m in request.messages
-            if m.source is not None
-        }
-        return await asyncio.to_thread(_write_messages, dst, sources, request, store.host)
+        return await asyncio.to_thread(_write_folder, self.ctx.store, user, request)
 
     async def remove(self, request: RemoveFiles) -> list[str]:
         """Expunge in a worker thread: unlinks and two directory fsyncs."""
         user = self.conn.user
         if user is None:
             return []
-        folder = self.ctx.store.folder(user, _safe_name(request.mailbox))
-        return await asyncio.to_thread(folder.remove, list(request.keys))
+        return await asyncio.to_thread(_remove_files, self.ctx.store, user, request)
 
     async def drain(self) -> None:
         await drain_or_cut(self.writer, self.endpoint.idle_timeout)
@@ -513,9 +583,9 @@ class _Session:
         selected = self.conn.selected
         path = None
         if selected is not None and self.conn.user is not None:
-            with contextlib.suppress(KeyError):
-                folder = self.ctx.store.folder(self.conn.user, _safe_name(selected.name))
-                path = _path_key(folder.path)
+            with contextlib.suppress(KeyError):  # the path only: no stat on the loop
+                folder = self.ctx.store.folder_path(self.conn.user, _safe_name(selected.name))
+                path = _path_key(folder)
         self.set_watch(path)
 
     def set_watch(self, key: str | None) -> None:

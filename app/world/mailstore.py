@@ -62,6 +62,18 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 _uidvalidity_lock = threading.Lock()
+# Per folder: the UID file is read, changed and written back. IMAP does that in its
+# storage thread, POP3 and the mailbox viewer on the event loop: one at a time.
+_uid_locks: dict[Path, threading.RLock] = {}
+_uid_locks_guard = threading.Lock()
+
+
+def _uid_lock(folder: Path) -> threading.RLock:
+    with _uid_locks_guard:
+        lock = _uid_locks.get(folder)
+        if lock is None:
+            lock = _uid_locks[folder] = threading.RLock()
+        return lock
 
 
 def next_uidvalidity(account_root: Path) -> int:
@@ -102,24 +114,28 @@ MAX_LISTINGS = 256
 
 
 class Listings:
-    """Settled folder listings by path (one MailStore, used on the event loop only)."""
+    """Settled folder listings by path (one MailStore: IMAP's storage thread, POP3 and
+    the viewer on the event loop)."""
 
     def __init__(self) -> None:
         self._entries: dict[Path, tuple[tuple[int, ...], list[StoredMessage]]] = {}
+        self._lock = threading.Lock()
 
     def get(self, path: Path) -> tuple[tuple[int, ...], list[StoredMessage]] | None:
-        return self._entries.get(path)
+        with self._lock:
+            return self._entries.get(path)
 
     def remember(
         self, path: Path, stamp: tuple[int, ...] | None, result: list[StoredMessage]
     ) -> None:
         now = time.time_ns()
-        if stamp is None or any(now - t < SETTLE_NS for t in stamp):
-            self._entries.pop(path, None)  # changed just now: list it again next time
-            return
-        if path not in self._entries and len(self._entries) >= MAX_LISTINGS:
-            self._entries.pop(next(iter(self._entries)))
-        self._entries[path] = (stamp, list(result))
+        with self._lock:
+            if stamp is None or any(now - t < SETTLE_NS for t in stamp):
+                self._entries.pop(path, None)  # changed just now: list it again next time
+                return
+            if path not in self._entries and len(self._entries) >= MAX_LISTINGS:
+                self._entries.pop(next(iter(self._entries)))
+            self._entries[path] = (stamp, list(result))
 
 
 @dataclass
@@ -152,7 +168,8 @@ class Folder:
 
     @property
     def uidvalidity(self) -> int:
-        return int(self._load_uids()["uidvalidity"])  # type: ignore[arg-type]
+        with _uid_lock(self.path):  # the first look writes the file
+            return int(self._load_uids()["uidvalidity"])  # type: ignore[arg-type]
 
     @property
     def uidnext(self) -> int:
@@ -186,6 +203,10 @@ class Folder:
         return result
 
     def _list_and_index(self) -> list[StoredMessage]:
+        with _uid_lock(self.path):
+            return self._list_and_index_locked()
+
+    def _list_and_index_locked(self) -> list[StoredMessage]:
         data = self._load_uids()
         uids: dict[str, int] = data["uids"]  # type: ignore[assignment]
         uidnext = int(data["uidnext"])  # type: ignore[arg-type]
@@ -271,15 +292,16 @@ class Folder:
     def store_keywords(self, key: str, flags: frozenset[str] | set[str]) -> None:
         """Keywords go in the folder's index (durably), system flags in the file name."""
         words = sorted(f for f in flags if not f.startswith("\\"))
-        data = self._load_uids()
-        stored: dict[str, list[str]] = data.setdefault("keywords", {})  # type: ignore[assignment]
-        if stored.get(key, []) == words:
-            return
-        if words:
-            stored[key] = words
-        else:
-            del stored[key]
-        self._save_uids(data)
+        with _uid_lock(self.path):
+            data = self._load_uids()
+            stored: dict[str, list[str]] = data.setdefault("keywords", {})  # type: ignore[assignment]
+            if stored.get(key, []) == words:
+                return
+            if words:
+                stored[key] = words
+            else:
+                del stored[key]
+            self._save_uids(data)
 
     def remove(self, keys: list[str]) -> list[str]:
         """Delete messages; returns the relative paths that were removed."""
@@ -392,6 +414,11 @@ class MailStore:
         md = mailbox.Maildir(self.account_path(address), create=True)
         return ["INBOX", *sorted(md.list_folders())]
 
+    def folder_path(self, address: str, name: str = "INBOX") -> Path:
+        """Where a folder is (or would be), without looking at the disk."""
+        base = self.account_path(address)
+        return base if name.upper() == "INBOX" else base / f".{name}"
+
     def folder(self, address: str, name: str = "INBOX") -> Folder:
         base = self.account_path(address)
         if name.upper() == "INBOX":
@@ -406,9 +433,15 @@ class MailStore:
         return self.folder(address, name)
 
     def delete_folder(self, address: str, name: str) -> None:
+        """Gone from every listing at once (one rename into the account's tmp/, where
+        Maildir readers never look), then removed; a failure while removing leaves
+        only files nobody lists."""
         import shutil
 
-        shutil.rmtree(self.account_path(address) / f".{name}")
+        base = self.account_path(address)
+        doomed = base / "tmp" / f"mailflow-deleted.{_unique_name(self.host)}"
+        os.replace(base / f".{name}", doomed)
+        shutil.rmtree(doomed)
 
     def rename_folder(self, address: str, old: str, new: str) -> None:
         base = self.account_path(address)

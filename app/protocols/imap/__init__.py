@@ -12,12 +12,15 @@ from app.protocols.imap.outputs import (
     RemoveFiles,
     Send,
     StartTLS,
+    StorageCalls,
     WriteMessages,
 )
+from app.protocols.imap.reads import Call
 from app.protocols.imap.server import ImapConnection
 from app.protocols.imap.state import State
 
 __all__ = [
+    "Call",
     "ClientSent",
     "Close",
     "ImapBackend",
@@ -32,6 +35,7 @@ __all__ = [
     "Send",
     "StartTLS",
     "State",
+    "StorageCalls",
     "UserMailboxes",
     "WriteMessages",
 ]

@@ -1,7 +1,10 @@
 """What the IMAP core needs from the mail storage, as Protocols.
 
 The core never touches files itself; the adapter hands it an `ImapBackend`
-(app.engines.imap_server.ImapMailStore is the one over MailStore + Accounts).
+(app.engines.imap_server.ImapMailStore is the one over MailStore + Accounts). A
+connection built with defer_reads=True never calls a `UserMailboxes` method itself:
+it names the call in a StorageCalls output and the adapter runs it off the event
+loop (one storage thread); with an in-memory backend it calls directly.
 Mailbox names given to a `UserMailboxes` are already normalised ("INBOX" in
 upper case, hierarchy delimiter ".").
 """
@@ -55,7 +58,8 @@ class UserMailboxes(Protocol):
     ) -> ListedMessage: ...
     def register(self, name: str, key: str, flags: frozenset[str]) -> ListedMessage:
         """A file written by the adapter (WriteMessages) as `key`: give it its UID and
-        keep its keywords. Called on the event loop, where UIDs are handed out."""
+        keep its keywords. Asked for through StorageCalls, so it runs in the storage
+        thread, one call at a time, like every listing that hands out UIDs."""
         ...
 
     def copy(self, src: str, key: str, dst: str) -> ListedMessage:

@@ -1,6 +1,10 @@
 """Command handlers. Each takes the connection and the parsed command, queues untagged
 lines with `conn.untagged(...)` and returns the tagged status and text (or None when
-the command continues with more client lines, as IDLE and AUTHENTICATE do)."""
+the command continues with more client lines, as IDLE and AUTHENTICATE do).
+
+A handler that needs storage is a generator: every backend call goes through
+`yield from conn.call(...)` / `conn.calls(...)` (a StorageCalls request the adapter
+answers off the event loop), never `conn.user_mailboxes().method(...)` directly."""
 
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from app.protocols.imap.fetch import (
 )
 from app.protocols.imap.mime import ParsedMessage
 from app.protocols.imap.parser import Atom, Command, Token
-from app.protocols.imap.reads import Need, NeedsBody, NewMessage, batches, chunks
+from app.protocols.imap.reads import Call, Need, NeedsBody, NewMessage, batches, chunks
 from app.protocols.imap.sasl import finish_plain
 from app.protocols.imap.search import SearchSubject, parse_search_plan
 from app.protocols.imap.state import State
@@ -68,10 +72,14 @@ def noop(conn: ImapConnection, cmd: Command) -> Result:
     return "OK", f"{cmd.name} completed"
 
 
-def logout(conn: ImapConnection, cmd: Command) -> Result:
+def logout(conn: ImapConnection, cmd: Command) -> Steps:
     _args(cmd, 0)
     conn.untagged("* BYE MailFlow Lab IMAP server logging out")
-    conn.logout()
+    files: list[str] | None = None
+    if conn.selected is not None:  # the folder's files, shown as its final state
+        with contextlib.suppress(OSError):
+            files = yield from conn.call("listing", conn.selected.name)
+    conn.logout(files)
     return "OK", "LOGOUT completed"
 
 
@@ -147,7 +155,7 @@ def _matches(rx: re.Pattern[str], name: str) -> bool:
     return bool(rx.match(name))
 
 
-def _list_reply(conn: ImapConnection, cmd: Command, verb: str, names: set[str]) -> Result:
+def _list_reply(conn: ImapConnection, cmd: Command, verb: str) -> Steps:
     args = list(cmd.args)
     if args and isinstance(args[0], list):  # LIST-EXTENDED selection options: ignore
         args.pop(0)
@@ -157,7 +165,12 @@ def _list_reply(conn: ImapConnection, cmd: Command, verb: str, names: set[str]) 
     if not pattern:
         conn.untagged(f'* {verb} (\\Noselect) "{DELIMITER}" ""')
         return "OK", f"{verb} completed"
-    existing = set(conn.user_mailboxes().list())
+    if verb == "LIST":
+        listed = yield from conn.call("list")
+        existing = names = set(listed)
+    else:  # one trip for both: the folders and the subscriptions file
+        listed, subscribed = yield from conn.calls(Call("list"), Call("subscriptions"))
+        existing, names = set(listed), set(subscribed)
     rx = _pattern(reference, pattern)
     parents = set()
     for name in names:  # levels of hierarchy above each name
@@ -185,12 +198,12 @@ def _list_reply(conn: ImapConnection, cmd: Command, verb: str, names: set[str]) 
     return "OK", f"{verb} completed"
 
 
-def list_(conn: ImapConnection, cmd: Command) -> Result:
-    return _list_reply(conn, cmd, "LIST", set(conn.user_mailboxes().list()))
+def list_(conn: ImapConnection, cmd: Command) -> Steps:
+    return (yield from _list_reply(conn, cmd, "LIST"))
 
 
-def lsub(conn: ImapConnection, cmd: Command) -> Result:
-    return _list_reply(conn, cmd, "LSUB", conn.user_mailboxes().subscriptions())
+def lsub(conn: ImapConnection, cmd: Command) -> Steps:
+    return (yield from _list_reply(conn, cmd, "LSUB"))
 
 
 def status(conn: ImapConnection, cmd: Command) -> Steps:
@@ -198,21 +211,27 @@ def status(conn: ImapConnection, cmd: Command) -> Steps:
     name = mailbox_arg(box_tok)
     if not isinstance(items_tok, list) or not items_tok:
         raise bad("STATUS needs a list of items")
-    mbx = conn.user_mailboxes()
-    if not mbx.exists(name):
+    items = [atom_arg(tok, "status item").upper() for tok in items_tok]
+    for item in items:
+        if item not in _STATUS_ITEMS:
+            raise bad(f"Unknown STATUS item {item}")
+    # One trip to storage for the listing and whatever else was asked for.
+    wanted = [Call("messages", (name,))]
+    wanted += [Call(item.lower(), (name,)) for item in ("UIDNEXT", "UIDVALIDITY") if item in items]
+    try:
+        found = yield from conn.calls(*wanted)
+    except KeyError:
         return "NO", "[NONEXISTENT] No such mailbox"
-    messages = mbx.messages(name)
+    messages = found[0]
+    extra = dict(zip([c.op.upper() for c in wanted[1:]], found[1:], strict=True))
     values = []
-    for tok in items_tok:
-        item = atom_arg(tok, "status item").upper()
+    for item in items:
         if item == "MESSAGES":
             value = len(messages)
         elif item == "RECENT":
             value = sum(m.subdir == "new" for m in messages)
-        elif item == "UIDNEXT":
-            value = mbx.uidnext(name)
-        elif item == "UIDVALIDITY":
-            value = mbx.uidvalidity(name)
+        elif item in extra:  # UIDNEXT, UIDVALIDITY
+            value = extra[item]
         elif item == "UNSEEN":
             value = sum("\\Seen" not in m.flags for m in messages)
         elif item == "DELETED":
@@ -224,11 +243,14 @@ def status(conn: ImapConnection, cmd: Command) -> Steps:
                 for m in group:
                     with contextlib.suppress(KeyError):
                         value += conn.summary(name, m.key).size
-        else:
-            raise bad(f"Unknown STATUS item {item}")
         values.append(f"{item} {value}")
     conn.untagged(b"* STATUS " + astring_out(name) + f" ({' '.join(values)})".encode())
     return "OK", "STATUS completed"
+
+
+_STATUS_ITEMS = frozenset(
+    {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "SIZE"}
+)
 
 
 def _new_name(token: Token) -> str:
@@ -246,62 +268,62 @@ def _new_name(token: Token) -> str:
     return name
 
 
-def create(conn: ImapConnection, cmd: Command) -> Result:
+def create(conn: ImapConnection, cmd: Command) -> Steps:
     (tok,) = _args(cmd, 1)
     if mailbox_arg(tok) == "INBOX":
         return "NO", "[ALREADYEXISTS] INBOX always exists"
     name = _new_name(tok)
-    mbx = conn.user_mailboxes()
-    if mbx.exists(name):
+    if (yield from conn.call("exists", name)):
         return "NO", "[ALREADYEXISTS] Mailbox already exists"
-    mbx.create(name)
+    yield from conn.call("create", name)
     return "OK", "CREATE completed"
 
 
-def delete(conn: ImapConnection, cmd: Command) -> Result:
+def delete(conn: ImapConnection, cmd: Command) -> Steps:
     (tok,) = _args(cmd, 1)
     name = mailbox_arg(tok)
-    mbx = conn.user_mailboxes()
     if name == "INBOX":
         return "NO", "[CANNOT] INBOX cannot be deleted"
-    if not mbx.exists(name):
+    if not (yield from conn.call("exists", name)):
         return "NO", "[NONEXISTENT] No such mailbox"
     if conn.selected is not None and conn.selected.name == name:
         _deselect(conn)
-    mbx.delete(name)
-    mbx.set_subscribed(name, False)
+    yield from conn.calls(Call("delete", (name,)), Call("set_subscribed", (name, False)))
     return "OK", "DELETE completed"
 
 
-def rename(conn: ImapConnection, cmd: Command) -> Result:
+def rename(conn: ImapConnection, cmd: Command) -> Steps:
     old_tok, new_tok = _args(cmd, 2)
     old = mailbox_arg(old_tok)
-    mbx = conn.user_mailboxes()
     if old == "INBOX":
         return "NO", "[CANNOT] Renaming INBOX is not supported here"
-    if not mbx.exists(old):
-        return "NO", "[NONEXISTENT] No such mailbox"
     new = _new_name(new_tok)
-    if mbx.exists(new):
+    old_exists, new_exists = yield from conn.calls(Call("exists", (old,)), Call("exists", (new,)))
+    if not old_exists:
+        return "NO", "[NONEXISTENT] No such mailbox"
+    if new_exists:
         return "NO", "[ALREADYEXISTS] Target mailbox already exists"
     if conn.selected is not None and conn.selected.name == old:
         _deselect(conn)
-    mbx.rename(old, new)
+    try:
+        yield from conn.call("rename", old, new)  # all or nothing: the backend undoes a half
+    except OSError as exc:
+        return "NO", f"[CANNOT] RENAME failed, nothing was moved: {exc.strerror or exc}"
     return "OK", "RENAME completed"
 
 
-def subscribe(conn: ImapConnection, cmd: Command) -> Result:
+def subscribe(conn: ImapConnection, cmd: Command) -> Steps:
     (tok,) = _args(cmd, 1)
     name = mailbox_arg(tok)
-    if not conn.user_mailboxes().exists(name):
+    if not (yield from conn.call("exists", name)):
         return "NO", "[NONEXISTENT] No such mailbox"
-    conn.user_mailboxes().set_subscribed(name, True)
+    yield from conn.call("set_subscribed", name, True)
     return "OK", "SUBSCRIBE completed"
 
 
-def unsubscribe(conn: ImapConnection, cmd: Command) -> Result:
+def unsubscribe(conn: ImapConnection, cmd: Command) -> Steps:
     (tok,) = _args(cmd, 1)
-    conn.user_mailboxes().set_subscribed(mailbox_arg(tok), False)
+    yield from conn.call("set_subscribed", mailbox_arg(tok), False)
     return "OK", "UNSUBSCRIBE completed"
 
 
@@ -310,7 +332,7 @@ def _deselect(conn: ImapConnection) -> None:
     conn.state = State.AUTHENTICATED
 
 
-def select(conn: ImapConnection, cmd: Command) -> Result:
+def select(conn: ImapConnection, cmd: Command) -> Steps:
     args = cmd.args
     if not args or len(args) > 2:  # a second argument would be select parameters (CONDSTORE)
         raise bad(f"{cmd.name} takes a mailbox name")
@@ -318,10 +340,13 @@ def select(conn: ImapConnection, cmd: Command) -> Result:
     readonly = cmd.name == "EXAMINE"
     if conn.selected is not None:
         _deselect(conn)
-    mbx = conn.user_mailboxes()
-    if not mbx.exists(name):
+    try:  # one trip to storage: the listing (UIDs given there) and the UID numbers
+        listed, uidvalidity, uidnext = yield from conn.calls(
+            Call("messages", (name,)), Call("uidvalidity", (name,)), Call("uidnext", (name,))
+        )
+    except KeyError:
         return "NO", "[NONEXISTENT] No such mailbox"
-    view = SelectedMailbox(name, readonly, mbx.messages(name))
+    view = SelectedMailbox(name, readonly, listed)
     for line in flag_lines(view.keywords, readonly):
         conn.untagged(line)
     conn.untagged(f"* {len(view)} EXISTS")
@@ -329,11 +354,11 @@ def select(conn: ImapConnection, cmd: Command) -> Result:
     first_unseen = next((i for i, e in enumerate(view.entries, 1) if "\\Seen" not in e.flags), None)
     if first_unseen is not None:
         conn.untagged(f"* OK [UNSEEN {first_unseen}] First unseen message")
-    conn.untagged(f"* OK [UIDVALIDITY {mbx.uidvalidity(name)}] UIDs valid")
-    conn.untagged(f"* OK [UIDNEXT {mbx.uidnext(name)}] Predicted next UID")
+    conn.untagged(f"* OK [UIDVALIDITY {uidvalidity}] UIDs valid")
+    conn.untagged(f"* OK [UIDNEXT {uidnext}] Predicted next UID")
     conn.selected = view
     conn.state = State.SELECTED
-    conn.claim_recent()
+    yield from conn.claim_recent()
     mode = "READ-ONLY" if readonly else "READ-WRITE"
     return "OK", f"[{mode}] {cmd.name} completed"
 
@@ -366,18 +391,20 @@ def append(conn: ImapConnection, cmd: Command) -> Steps:
             when = parse_date_time(extra.decode("ascii", "replace"))
         else:
             raise bad('APPEND takes: mailbox [(flags)] ["date-time"] {literal}')
-    mbx = conn.user_mailboxes()
-    if not mbx.exists(name):
+    if not (yield from conn.call("exists", name)):
         return "NO", "[TRYCREATE] No such mailbox"
     if conn.defer_reads:  # the file is written (and fsynced) off the event loop
         yield Need(name, (), store=(NewMessage(message, None, flags, when),))
         (key,) = conn.written()
         assert key is not None
-        info = mbx.register(name, key, flags)
+        info, validity = yield from conn.calls(
+            Call("register", (name, key, flags)), Call("uidvalidity", (name,))
+        )
     else:
-        info = mbx.append(name, message, flags, when)
+        mbx = conn.user_mailboxes()
+        info, validity = mbx.append(name, message, flags, when), mbx.uidvalidity(name)
     conn.changed(name)
-    return "OK", f"[APPENDUID {mbx.uidvalidity(name)} {info.uid}] APPEND completed"
+    return "OK", f"[APPENDUID {validity} {info.uid}] APPEND completed"
 
 
 def idle(conn: ImapConnection, cmd: Command) -> Result:
@@ -399,13 +426,36 @@ def _writable(conn: ImapConnection) -> SelectedMailbox:
     return sel
 
 
-def _disk_flags(conn: ImapConnection, sel: SelectedMailbox) -> dict[int, frozenset[str]]:
+def _disk_flags(
+    conn: ImapConnection, sel: SelectedMailbox
+) -> Generator[Need, None, dict[int, frozenset[str]]]:
     # Decide on the flags as they are on disk now: another device may have changed them.
-    return {m.uid: m.flags for m in conn.user_mailboxes().messages(sel.name)}
+    listed = yield from conn.call("messages", sel.name)
+    return {m.uid: m.flags for m in listed}
 
 
-def _set_flags(conn: ImapConnection, sel: SelectedMailbox, e: Entry, flags: frozenset[str]) -> None:
-    path = conn.user_mailboxes().set_flags(sel.name, e.key, flags)
+def _store_flags(
+    conn: ImapConnection, sel: SelectedMailbox, changes: list[tuple[Entry, frozenset[str]]]
+) -> Generator[Need, None, set[str]]:
+    """Give these entries these flags: the file renames (and keyword index writes) in
+    one trip to storage. Returns the keys of the messages that were gone."""
+    if not changes:
+        return set()
+    paths = yield from conn.calls(
+        *(Call("set_flags", (sel.name, e.key, flags), missing_ok=True) for e, flags in changes)
+    )
+    gone = set()
+    for (e, flags), path in zip(changes, paths, strict=True):
+        if path is None:
+            gone.add(e.key)
+        else:
+            _flags_set(conn, sel, e, flags, path)
+    return gone
+
+
+def _flags_set(
+    conn: ImapConnection, sel: SelectedMailbox, e: Entry, flags: frozenset[str], path: str
+) -> None:
     before, e.flags = e.flags, flags
     if {f for f in before if f.startswith("\\")} == {f for f in flags if f.startswith("\\")}:
         # Only keywords changed: the file keeps its name, the folder's index changes.
@@ -425,7 +475,7 @@ def _remove(
         yield Need(sel.name, (), remove=tuple(keys))
         removed = conn.removed()
     else:
-        removed = conn.user_mailboxes().remove(sel.name, keys)
+        removed = yield from conn.call("remove", sel.name, keys)
     for path in removed:
         conn.note(f"removed {path}", "maildir.remove")
     if entries:
@@ -438,7 +488,7 @@ def close(conn: ImapConnection, cmd: Command) -> Steps:
     sel = _sel(conn)
     if cmd.name == "CLOSE" and not sel.readonly:
         # CLOSE expunges silently (RFC 3501 §6.4.2); UNSELECT does not.
-        disk = _disk_flags(conn, sel)
+        disk = yield from _disk_flags(conn, sel)
         doomed = [e for e in sel.entries if "\\Deleted" in disk.get(e.uid, ())]
         yield from _remove(conn, sel, doomed)
     _deselect(conn)
@@ -449,7 +499,7 @@ def expunge(conn: ImapConnection, cmd: Command) -> Steps:
     uid = cmd.name.startswith("UID ")
     args = _args(cmd, 1 if uid else 0)
     sel = _writable(conn)
-    disk = _disk_flags(conn, sel)
+    disk = yield from _disk_flags(conn, sel)
     chosen = sel.select(seqset_arg(args[0]), True) if uid else list(enumerate(sel.entries, 1))
     doomed = [e for _, e in chosen if "\\Deleted" in disk.get(e.uid, ())]
     for line in sel.drop((yield from _remove(conn, sel, doomed))):
@@ -524,7 +574,7 @@ def fetch(conn: ImapConnection, cmd: Command) -> Steps:
         items.insert(0, FetchItem("UID"))
     sets_seen = not sel.readonly and any(i.sets_seen for i in items)
     needs_message = any(i.needs_message for i in items)
-    disk = _disk_flags(conn, sel) if sets_seen else {}
+    disk = (yield from _disk_flags(conn, sel)) if sets_seen else {}
     # Header fields, sizes, ENVELOPE and BODYSTRUCTURE come from the folder index
     # (one request for the lot); anything else reads the files, a batch at a time.
     indexed = needs_message and all(i.from_summary for i in items)
@@ -538,8 +588,13 @@ def fetch(conn: ImapConnection, cmd: Command) -> Steps:
     if indexed and not sets_seen:
         # The common case (a mail program listing a folder): a tight loop over the index.
         renderers = [summary_renderer(i) for i in items]
-        for chunk in chunks(chosen):
-            yield Need(sel.name, tuple(e.key for _, e in chunk), summaries=True)
+        groups = list(chunks(chosen))
+        for n, chunk in enumerate(groups, 1):
+            # The last trip also lists the folder for the look every reply ends with.
+            listing = (Call("messages", (sel.name,), missing_ok=True),) if n == len(groups) else ()
+            yield Need(sel.name, tuple(e.key for _, e in chunk), summaries=True, calls=listing)
+            if listing:
+                conn.listed_with(sel.name)
             found = conn.batch_summaries()
             for seq, e in chunk:
                 s = found.get((sel.name, e.key))
@@ -552,16 +607,23 @@ def fetch(conn: ImapConnection, cmd: Command) -> Steps:
     for group in groups:
         if needs_message:  # read off the event loop by the adapter
             yield Need(sel.name, tuple(e.key for _, e in group), summaries=indexed)
+        unseen = [
+            (e, disk[e.uid] | {"\\Seen"})
+            for _, e in group
+            if sets_seen and e.uid in disk and "\\Seen" not in disk[e.uid]
+        ]
+        # The batch's \Seen renames in one trip to storage (the read batch stays loaded).
+        gone = yield from _store_flags(conn, sel, unseen)
+        marked_keys = {e.key for e, _ in unseen} - gone
         for seq, e in group:
+            if e.key in gone:
+                continue
             try:
                 summary = conn.summary(sel.name, e.key) if indexed else None
                 msg = conn.load(sel.name, e.key) if needs_message and not indexed else None
-                marked = False
-                if sets_seen and e.uid in disk and "\\Seen" not in disk[e.uid]:
-                    _set_flags(conn, sel, e, disk[e.uid] | {"\\Seen"})
-                    marked = True
             except (KeyError, FileNotFoundError):
                 continue
+            marked = e.key in marked_keys
             subject = FetchSubject(e.uid, e.shown_flags, e.internaldate, msg, summary)
             parts = [render(i, subject) for i in items]
             if marked and not has_flags:
@@ -570,7 +632,7 @@ def fetch(conn: ImapConnection, cmd: Command) -> Steps:
     return "OK", f"{cmd.name} completed"
 
 
-def store(conn: ImapConnection, cmd: Command) -> Result:
+def store(conn: ImapConnection, cmd: Command) -> Steps:
     uid = cmd.name.startswith("UID ")
     if len(cmd.args) < 3:
         raise bad("STORE needs a message set, FLAGS/+FLAGS/-FLAGS and flags")
@@ -584,18 +646,19 @@ def store(conn: ImapConnection, cmd: Command) -> Result:
     rest = cmd.args[2:]
     flags = parse_flags(rest[0] if len(rest) == 1 and isinstance(rest[0], list) else rest)
     _writable(conn)
-    disk = _disk_flags(conn, sel)
-    for seq, e in chosen:
-        if e.gone or e.uid not in disk:
-            continue
+    disk = yield from _disk_flags(conn, sel)
+    chosen = [(seq, e) for seq, e in chosen if not e.gone and e.uid in disk]
+    changes = []
+    for _, e in chosen:
         now = disk[e.uid]
         new = flags if op == "FLAGS" else now | flags if op == "+FLAGS" else now - flags
-        try:
-            if new != now:
-                _set_flags(conn, sel, e, frozenset(new))
-            else:
-                e.flags = now
-        except (KeyError, FileNotFoundError):
+        if new != now:
+            changes.append((e, frozenset(new)))
+        else:
+            e.flags = now
+    gone = yield from _store_flags(conn, sel, changes)  # the renames, off the loop
+    for seq, e in chosen:
+        if e.key in gone:
             continue
         if not silent:
             uid_part = b"UID %d " % e.uid if uid else b""
@@ -611,35 +674,42 @@ def copy(conn: ImapConnection, cmd: Command) -> Steps:
     sel = _writable(conn) if move else _sel(conn)
     chosen = [(s, e) for s, e in sel.select(seqset_arg(set_tok), uid) if not e.gone]
     dst = mailbox_arg(box_tok)
-    mbx = conn.user_mailboxes()
-    if not mbx.exists(dst):
+    if not (yield from conn.call("exists", dst)):
         return "NO", "[TRYCREATE] No such mailbox"
     src_uids, dst_uids, moved = [], [], []
-    if conn.defer_reads:  # read and written off the event loop, UIDs given here
-        disk = _disk_flags(conn, sel)
+    validity = 0
+    if conn.defer_reads:  # read and written off the event loop, UIDs given after
+        disk = yield from _disk_flags(conn, sel)
         chosen = [(s, e) for s, e in chosen if e.uid in disk]
         copies = tuple(
             NewMessage(None, (sel.name, e.key), disk[e.uid], e.internaldate) for _, e in chosen
         )
         yield Need(dst, (), store=copies)
-        for (_, e), key in zip(chosen, conn.written(), strict=True):
-            if key is None:
-                continue  # expunged meanwhile
+        written = [(e, key) for (_, e), key in zip(chosen, conn.written(), strict=True) if key]
+        # The UIDs in one trip to storage (the destination's listing gives them).
+        *infos, validity = yield from conn.calls(
+            *(Call("register", (dst, key, disk[e.uid])) for e, key in written),
+            Call("uidvalidity", (dst,)),
+        )
+        for (e, _), info in zip(written, infos, strict=True):
             src_uids.append(e.uid)
-            dst_uids.append(mbx.register(dst, key, disk[e.uid]).uid)
+            dst_uids.append(info.uid)
             moved.append(e)
-    for _, e in [] if conn.defer_reads else chosen:
-        try:
-            info = mbx.copy(sel.name, e.key, dst)
-        except (KeyError, FileNotFoundError):
-            continue
-        src_uids.append(e.uid)
-        dst_uids.append(info.uid)
-        moved.append(e)
+    else:
+        mbx = conn.user_mailboxes()
+        validity = mbx.uidvalidity(dst)
+        for _, e in chosen:
+            try:
+                info = mbx.copy(sel.name, e.key, dst)
+            except (KeyError, FileNotFoundError):
+                continue
+            src_uids.append(e.uid)
+            dst_uids.append(info.uid)
+            moved.append(e)
     code = ""
     if src_uids:
         code = (
-            f"[COPYUID {mbx.uidvalidity(dst)} {compress_numbers(src_uids)} "
+            f"[COPYUID {validity} {compress_numbers(src_uids)} "
             f"{compress_numbers(dst_uids)}] "
         )
         conn.changed(dst)

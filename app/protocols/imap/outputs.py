@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from app.protocols.imap.reads import NewMessage
+from app.protocols.imap.reads import Call, NewMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,18 +53,22 @@ class ReadMessages:
 @dataclass(frozen=True, slots=True)
 class ReadSummaries:
     """Look these messages up in the folder index off the event loop (building the
-    records of any it lacks from their files), then call `summaries_loaded`."""
+    records of any it lacks from their files), then call `summaries_loaded`.
+    `calls`: backend calls to run in the same trip (in the storage thread), e.g. the
+    folder listing a FETCH reply ends with; their results (None if they failed) go to
+    `summaries_loaded` too."""
 
     mailbox: str
     keys: tuple[str, ...]
+    calls: tuple[Call, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class WriteMessages:
     """Write these message files into `mailbox` off the event loop (tmp/, fsync, rename;
     the source file read for a copy), then call `messages_written` with each one's new
-    Maildir key (None where a copy's source was gone). UIDs are given afterwards, on
-    the loop, by the backend's `register`."""
+    Maildir key (None where a copy's source was gone). UIDs are given afterwards by
+    the backend's `register`, asked for through StorageCalls."""
 
     mailbox: str
     messages: tuple[NewMessage, ...]
@@ -77,6 +81,16 @@ class RemoveFiles:
 
     mailbox: str
     keys: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StorageCalls:
+    """Everything else a command asks of its `UserMailboxes`: folder listings (with UID
+    bookkeeping), flag renames, CREATE/DELETE/RENAME, the subscriptions file. Run these
+    calls in order off the event loop (app.protocols.imap.reads.run_calls), then call
+    `storage_done` with their results; the command waits until then."""
+
+    calls: tuple[Call, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +112,7 @@ Output = (
     | ReadSummaries
     | WriteMessages
     | RemoveFiles
+    | StorageCalls
     | StartTLS
     | Close
 )

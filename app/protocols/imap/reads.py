@@ -13,9 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from app.protocols.imap.mime import ParsedMessage
+
+if TYPE_CHECKING:
+    from app.protocols.imap.backend import UserMailboxes
 
 BATCH_MESSAGES = 32
 BATCH_OCTETS = 8 * 1024 * 1024
@@ -38,6 +41,31 @@ class NewMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class Call:
+    """One call of a `UserMailboxes` method, e.g. Call("rename", ("Old", "New")).
+    `missing_ok`: a KeyError/FileNotFoundError (the folder or message is gone) gives
+    None as its result instead of stopping the batch."""
+
+    op: str
+    args: tuple[Any, ...] = ()
+    missing_ok: bool = False
+
+
+def run_calls(mailboxes: UserMailboxes, calls: Sequence[Call]) -> list[Any]:
+    """Run calls in order (the adapter: in its storage thread). The first error that
+    is not missing_ok stops the batch and is raised to the caller."""
+    results: list[Any] = []
+    for call in calls:
+        try:
+            results.append(getattr(mailboxes, call.op)(*call.args))
+        except (KeyError, FileNotFoundError):
+            if not call.missing_ok:
+                raise
+            results.append(None)
+    return results
+
+
+@dataclass(frozen=True, slots=True)
 class Need:
     mailbox: str
     keys: tuple[str, ...]
@@ -45,6 +73,7 @@ class Need:
     summaries: bool = False  # the folder index's records (summary.Summary), not the files
     store: tuple[NewMessage, ...] = ()  # write these into `mailbox` (files only, no UIDs)
     remove: tuple[str, ...] = ()  # expunge: delete these messages' files
+    calls: tuple[Call, ...] = ()  # other backend calls (listing, flags, folders)
 
 
 class NeedsBody(Exception):

@@ -10,8 +10,10 @@
 The core frames commands (lines plus `{n}` / `{n+}` literals, deciding when to send
 "+ Ready for literal"), parses them, runs them against the injected backend and
 says what to write and what to show. It never raises on client input. Built with
-defer_reads=True (the TCP adapter), it reads, writes and removes message files only
-through outputs the adapter answers off the event loop.
+defer_reads=True (the TCP adapter), it touches storage only through outputs the
+adapter answers off the event loop: message files (ReadMessages, ReadSummaries,
+WriteMessages, RemoveFiles) and every other backend call (StorageCalls: folder
+listings, flag renames, folder management, subscriptions; answered by storage_done).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import contextlib
 from collections import OrderedDict
 from collections.abc import Callable, Generator
+from typing import Any
 
 from app.protocols.imap import commands
 from app.protocols.imap.backend import ImapBackend, UserMailboxes
@@ -34,6 +37,7 @@ from app.protocols.imap.outputs import (
     RemoveFiles,
     Send,
     StartTLS,
+    StorageCalls,
     WriteMessages,
 )
 from app.protocols.imap.parser import (
@@ -44,7 +48,7 @@ from app.protocols.imap.parser import (
     parse_command,
     sniff,
 )
-from app.protocols.imap.reads import Need
+from app.protocols.imap.reads import Call, Need, run_calls
 from app.protocols.imap.sasl import finish_plain
 from app.protocols.imap.state import State
 from app.protocols.imap.summary import Summary, summarize
@@ -73,7 +77,8 @@ _NOT_AUTHED = frozenset({State.NOT_AUTHENTICATED})
 Result = tuple[str, str] | None
 Steps = Generator[Need, None, Result]  # a handler that needs message contents
 Handler = Callable[["ImapConnection", Command], "Result | Steps"]
-_SUSPENDED = ("", "")  # _drive's answer while the adapter reads messages
+_SUSPENDED = ("", "")  # _drive's answer while the adapter does storage work
+Request = ReadMessages | ReadSummaries | WriteMessages | RemoveFiles | StorageCalls
 _CACHE_MESSAGES = 32
 _SHOWN_MOVES = 5  # file names a maildir.recent note lists before "… (n more)"
 
@@ -125,7 +130,11 @@ class ImapConnection:
         self._cache: OrderedDict[tuple[str, str], ParsedMessage] = OrderedDict()
         self._batch: dict[tuple[str, str], ParsedMessage] = {}  # the batch being worked on
         self._steps: Steps | None = None  # a command waiting for messages
-        self._read: ReadMessages | ReadSummaries | WriteMessages | RemoveFiles | None = None
+        self._read: Request | None = None  # what the adapter is doing for us now
+        self._finish: Callable[[Result], list[Output]] | None = None  # when _steps end
+        self._resume_mode = "command"  # the mode to go back to when the answer comes
+        self._results: list[Any] = []  # StorageCalls' answer, for the handler
+        self._listed: tuple[str, Any] | None = None  # a listing taken this command
         self._removed: list[str] = []  # RemoveFiles' answer, for the handler
         self._written: list[str | None] = []  # WriteMessages' answer, for the handler
         self._throw: BaseException | None = None  # the adapter's storage error, for it
@@ -181,16 +190,29 @@ class ImapConnection:
         return [Send(f"* BYE {text}\r\n".encode(), "imap.bye"), Close()]
 
     def poll(self) -> list[Output]:
-        """While IDLE: one push per change someone else made to the selected mailbox."""
+        """While IDLE: one push per change someone else made to the selected mailbox.
+        With defer_reads the listing is a StorageCalls request first; the pushes come
+        from storage_done."""
         if self._mode != "idle" or self.selected is None or self.mailboxes is None:
             return []
+        self._untagged, self._after = [], []
+        return self._start(self._poll_steps(), self._pushes)
+
+    def _poll_steps(self) -> Steps:
+        sel = self.selected
+        assert sel is not None
         try:
-            lines = self.selected.refresh(self.mailboxes.messages(self.selected.name), True)
+            current = yield from self.call("messages", sel.name)
         except (KeyError, OSError):
-            return []
-        self._after = []
-        self.claim_recent()
-        return [*(Send(line, _push_key(line)) for line in lines), *self._after]
+            return None
+        self._untagged += sel.refresh(current, True)
+        yield from self.claim_recent()
+        return None
+
+    def _pushes(self, _result: Result) -> list[Output]:
+        lines, after = self._untagged, self._after
+        self._untagged, self._after = [], []
+        return [*(Send(line, _push_key(line)) for line in lines), *after]
 
     def receive_data(self, data: bytes) -> list[Output]:
         out: list[Output] = []
@@ -314,35 +336,103 @@ class ImapConnection:
             return [*out, Send(_completion(cmd.tag, "BAD", text), f"imap.{key}.bad")]
         handler, states, _ = entry
         self._untagged, self._after = [], []
+        return out + self._start(self._run(handler, states, cmd), self._replier(cmd))
+
+    def _run(self, handler: Handler, states: frozenset[State], cmd: Command) -> Steps:
+        """A command from start to reply: the handler, then the look at the selected
+        mailbox every reply ends with (untagged EXISTS/EXPUNGE/FETCH, RFC 3501 §7)."""
+        self._listed = None
         result = _state_error(self, states)
         if result is None:
-            result = self._call(handler, cmd)
-        if result is _SUSPENDED:  # the adapter reads messages, then messages_loaded()
-            self._mode, self._waiting = "reading", cmd
+            result = yield from self._handle(handler, cmd)
+            if result is None:  # the command goes on (IDLE, AUTHENTICATE)
+                return None
+        yield from self._refresh(cmd)
+        return result
+
+    def _handle(self, handler: Handler, cmd: Command) -> Steps:
+        try:
+            result = handler(self, cmd)
+            if isinstance(result, Generator):
+                result = yield from result
+        except CommandError as exc:
+            return exc.status, exc.text
+        except (KeyError, FileNotFoundError):
+            return "NO", "[NONEXISTENT] No such mailbox or message"
+        except OSError as exc:
+            return "NO", f"[SERVERBUG] Storage error: {exc.strerror or exc}"
+        return result
+
+    def _ending(self, cmd: Command, status: str, text: str) -> Steps:
+        """IDLE's DONE: only the look at the selected mailbox is left to do."""
+        yield from self._refresh(cmd)
+        return status, text
+
+    def _replier(self, cmd: Command) -> Callable[[Result], list[Output]]:
+        def reply(result: Result) -> list[Output]:
+            if result is None:  # a continuation: "+ ..." and the lines that follow
+                return list(self._after)
+            return self._complete(cmd, *result)
+
+        return reply
+
+    def _start(self, steps: Steps, finish: Callable[[Result], list[Output]]) -> list[Output]:
+        """Run `steps` until done (then `finish` makes the outputs) or until it needs
+        storage work: then the request is the last output, and lines the client sends
+        meanwhile wait in the buffer, so replies keep the commands' order."""
+        self._steps, self._finish = steps, finish
+        return self._step()
+
+    def _step(self) -> list[Output]:
+        result = self._drive()
+        if result is _SUSPENDED:
+            if self._mode != "reading":
+                self._resume_mode = self._mode
+            self._mode = "reading"
             assert self._read is not None
-            return [*out, self._read]
-        if result is None:  # the command goes on (IDLE, AUTHENTICATE): a continuation
-            out += self._after
-            return out
-        return out + self._complete(cmd, *result)
+            return [self._read]
+        finish, self._finish = self._finish, None
+        assert finish is not None
+        return finish(result)
+
+    def _continue(self) -> list[Output]:
+        """The adapter answered: go on with the waiting steps, then with whatever the
+        client sent meanwhile."""
+        self._mode, self._read = self._resume_mode, None
+        out = self._step()
+        if self._mode != "reading":
+            out += self.receive_data(b"")
+        return out
 
     def messages_loaded(self, loaded: dict[str, ParsedMessage]) -> list[Output]:
         """The adapter's answer to ReadMessages: the messages it found, by key (a
         message expunged meanwhile is simply absent). Runs the waiting command on and
         then whatever the client sent meanwhile."""
-        if self._mode != "reading" or self._read is None:
+        if self._mode != "reading" or not isinstance(self._read, ReadMessages):
             return []
         mailbox = self._read.mailbox
         self._batch.update(((mailbox, key), msg) for key, msg in loaded.items())
-        return self._resume_reading()
+        return self._continue()
 
-    def summaries_loaded(self, loaded: dict[str, Summary]) -> list[Output]:
-        """The adapter's answer to ReadSummaries: the index records it found, by key."""
+    def storage_done(self, results: list[Any], error: BaseException | None = None) -> list[Output]:
+        """The adapter's answer to StorageCalls: each call's result in order, or the
+        exception that stopped the batch (the command answers NO; nothing else is lost)."""
+        if self._mode != "reading" or not isinstance(self._read, StorageCalls):
+            return []
+        self._results, self._throw = list(results), error
+        return self._continue()
+
+    def summaries_loaded(
+        self, loaded: dict[str, Summary], results: list[Any] | None = None
+    ) -> list[Output]:
+        """The adapter's answer to ReadSummaries: the index records it found, by key,
+        and the results of the request's `calls` (None: they failed)."""
         if self._mode != "reading" or not isinstance(self._read, ReadSummaries):
             return []
         mailbox = self._read.mailbox
         self._summaries = {(mailbox, key): s for key, s in loaded.items()}
-        return self._resume_reading()
+        self._results = list(results) if results is not None else []
+        return self._continue()
 
     def messages_written(
         self, keys: list[str | None], error: BaseException | None = None
@@ -352,14 +442,14 @@ class ImapConnection:
         if self._mode != "reading" or not isinstance(self._read, WriteMessages):
             return []
         self._written, self._throw = list(keys), error
-        return self._resume_reading()
+        return self._continue()
 
     def files_removed(self, paths: list[str], error: BaseException | None = None) -> list[Output]:
         """The adapter's answer to RemoveFiles: the relative paths it removed."""
         if self._mode != "reading" or not isinstance(self._read, RemoveFiles):
             return []
         self._removed, self._throw = list(paths), error
-        return self._resume_reading()
+        return self._continue()
 
     def removed(self) -> list[str]:
         """The paths the last RemoveFiles removed (see files_removed)."""
@@ -369,32 +459,19 @@ class ImapConnection:
         """The keys of the messages the last WriteMessages wrote (see messages_written)."""
         return self._written
 
-    def _resume_reading(self) -> list[Output]:
-        self._mode, self._read = "command", None
-        cmd = self._waiting
-        assert cmd is not None
-        result = self._drive()
-        if result is _SUSPENDED:
-            self._mode = "reading"
-            assert self._read is not None
-            return [self._read]
-        self._waiting = None
-        out = self._complete(cmd, *(result or ("OK", "")))
-        return out + self.receive_data(b"")
-
-    def _call(self, handler: Handler, cmd: Command) -> Result:
-        try:
-            result = handler(self, cmd)
-        except CommandError as exc:
-            return exc.status, exc.text
-        except (KeyError, FileNotFoundError):
-            return "NO", "[NONEXISTENT] No such mailbox or message"
-        except OSError as exc:
-            return "NO", f"[SERVERBUG] Storage error: {exc.strerror or exc}"
-        if isinstance(result, Generator):
-            self._steps = result
-            return self._drive()
+    def call(self, op: str, *args: Any) -> Generator[Need, None, Any]:
+        """One backend call (`yield from conn.call("create", name)`): a StorageCalls
+        request answered off the loop when the adapter does storage."""
+        (result,) = yield from self.calls(Call(op, args))
         return result
+
+    def calls(self, *calls: Call) -> Generator[Need, None, list[Any]]:
+        """Several backend calls in one request (one trip to the storage thread)."""
+        if not self.defer_reads:  # in-memory backend: calling costs nothing
+            return run_calls(self.user_mailboxes(), calls)
+        yield Need("", (), calls=calls)
+        results, self._results = self._results, []
+        return results
 
     def _drive(self) -> Result:
         """Run a generator handler until it finishes or needs messages nobody has yet."""
@@ -404,6 +481,10 @@ class ImapConnection:
             while True:
                 error, self._throw = self._throw, None
                 need = steps.throw(error) if error is not None else next(steps)
+                if need.calls and not need.summaries:  # keep the current batch
+                    assert self.defer_reads, "an in-memory backend is called directly"
+                    self._read = StorageCalls(need.calls)
+                    return _SUSPENDED
                 self._batch, self._summaries = {}, {}
                 if need.store:
                     assert self.defer_reads, "only a deferring connection asks to write"
@@ -415,9 +496,11 @@ class ImapConnection:
                     return _SUSPENDED
                 if need.summaries:
                     if self.defer_reads:
-                        self._read = ReadSummaries(need.mailbox, need.keys)
+                        self._read = ReadSummaries(need.mailbox, need.keys, need.calls)
                         return _SUSPENDED
                     self._summarize_here(need.mailbox, need.keys)
+                    if need.calls:
+                        self._results = run_calls(self.user_mailboxes(), need.calls)
                     continue
                 missing = []
                 for key in need.keys:
@@ -448,20 +531,30 @@ class ImapConnection:
             self._steps, self._batch, self._summaries = None, {}, {}
             return "NO", f"[SERVERBUG] Storage error: {exc.strerror or exc}"
 
-    def _complete(self, cmd: Command, status: str, text: str) -> list[Output]:
+    def _refresh(self, cmd: Command) -> Generator[Need, None, None]:
+        """What changed in the selected mailbox meanwhile, for the untagged lines."""
+        sel = self.selected
+        if sel is None or self.mailboxes is None or self.closed:
+            return
         entry = COMMANDS.get(cmd.name)
         expunge_ok = entry[2] if entry else True
-        if self.selected is not None and self.mailboxes is not None and not self.closed:
-            try:
-                current = self.mailboxes.messages(self.selected.name)
-                self._untagged += self.selected.refresh(current, expunge_ok)
-            except (KeyError, OSError):
-                pass
-            self.claim_recent()
-            if self.selected is not None and self.selected.new_keywords():
-                # The set of flags grew: tell the client first (RFC 3501 §7.2.6).
-                lines = commands.flag_lines(self.selected.keywords, self.selected.readonly)
-                self._untagged[:0] = [f"{line}\r\n".encode() for line in lines]
+        listed, self._listed = self._listed, None
+        try:
+            if listed is not None and listed[0] == sel.name:
+                current = listed[1]  # taken in the command's last trip: no extra one
+            else:
+                current = yield from self.call("messages", sel.name)
+        except (KeyError, OSError):
+            pass
+        else:
+            self._untagged += sel.refresh(current, expunge_ok)
+        yield from self.claim_recent()
+        if self.selected is not None and self.selected.new_keywords():
+            # The set of flags grew: tell the client first (RFC 3501 §7.2.6).
+            lines = commands.flag_lines(self.selected.keywords, self.selected.readonly)
+            self._untagged[:0] = [f"{line}\r\n".encode() for line in lines]
+
+    def _complete(self, cmd: Command, status: str, text: str) -> list[Output]:
         data = b"".join(self._untagged) + _completion(cmd.tag, status, text)
         suffix = self._reply_key or status.lower()
         out: list[Output] = [Send(data, f"imap.{event_name(cmd.name)}.{suffix}")]
@@ -499,6 +592,13 @@ class ImapConnection:
             self._cache.popitem(last=False)
         return msg
 
+    def listed_with(self, mailbox: str) -> None:
+        """The last request carried Call("messages", (mailbox,)) and nothing changes
+        the folder from here to the reply: the reply's look at it may use that."""
+        if self._results and self._results[0] is not None:
+            self._listed = (mailbox, self._results[0])
+        self._results = []
+
     def batch_summaries(self) -> dict[tuple[str, str], Summary]:
         """The current batch's index records by (mailbox, key)."""
         return self._summaries
@@ -514,21 +614,27 @@ class ImapConnection:
                 data = self.user_mailboxes().read(mailbox, key)
                 self._summaries[(mailbox, key)] = summarize(key, data)
 
-    def claim_recent(self) -> None:
+    def claim_recent(self) -> Generator[Need, None, None]:
         """This read-write session is the first to see these messages: they are \\Recent
         here and for no later session (RFC 3501 §2.3.2). In a Maildir that is the move
         from new/ to cur/ (as Dovecot does); the backend's set_flags with unchanged
         flags makes it."""
-        sel, mbx = self.selected, self.mailboxes
-        if sel is None or mbx is None or not sel.unclaimed:
+        sel = self.selected
+        if sel is None or self.mailboxes is None or not sel.unclaimed:
             return
         claimed, sel.unclaimed = sel.unclaimed, []
-        moved = []
-        for e in claimed:
-            if e.gone:
-                continue
-            with contextlib.suppress(KeyError, FileNotFoundError):
-                moved.append(mbx.set_flags(sel.name, e.key, e.flags))
+        renames = [
+            Call("set_flags", (sel.name, e.key, e.flags), missing_ok=True)
+            for e in claimed
+            if not e.gone
+        ]
+        if not renames:
+            return
+        try:
+            paths = yield from self.calls(*renames)
+        except OSError:  # left in new/: \Recent for the next session instead
+            return
+        moved = [p for p in paths if p is not None]
         if moved:
             shown = ", ".join(moved[:_SHOWN_MOVES])
             more = len(moved) - _SHOWN_MOVES
@@ -561,13 +667,11 @@ class ImapConnection:
         self.tls_active = True
         self._after.append(StartTLS())
 
-    def logout(self) -> None:
+    def logout(self, files: list[str] | None = None) -> None:
+        """`files`: the selected folder's files, shown as the mailbox's final state."""
         if self.selected is not None and self.mailboxes is not None:
             name = self.selected.name
-            try:
-                files = self.mailboxes.listing(name)
-            except (KeyError, OSError):
-                files = []
+            files = files or []
             count = f"{len(files)} message{'' if len(files) == 1 else 's'}"
             text = f"{name}: {count}" + (" — " + ", ".join(files) if files else "")
             self.note(text, "maildir.state")
@@ -593,8 +697,10 @@ class ImapConnection:
         cmd = self._resume()
         out: list[Output] = [ClientSent(line, "imap.done")]
         if line.rstrip(b"\r\n").upper() == b"DONE":
-            return out + self._complete(cmd, "OK", "IDLE terminated")
-        return out + self._complete(cmd, "BAD", "Expected DONE to end IDLE")
+            ending = self._ending(cmd, "OK", "IDLE terminated")
+        else:
+            ending = self._ending(cmd, "BAD", "Expected DONE to end IDLE")
+        return out + self._start(ending, self._replier(cmd))
 
     def _sasl_line(self, line: bytes) -> list[Output]:
         cmd = self._resume()
@@ -609,8 +715,8 @@ class ImapConnection:
         if decoded is not None:
             detail["decoded"] = decoded
         out: list[Output] = [ClientSent(line, "imap.auth.response", detail)]
-        status, reply = self._call(lambda c, _: finish_plain(c, text), cmd) or ("NO", "")
-        return out + self._complete(cmd, status, reply)
+        steps = self._run(lambda c, _: finish_plain(c, text), _ANY, cmd)
+        return out + self._start(steps, self._replier(cmd))
 
 
 def _completion(tag: str | None, status: str, text: str) -> bytes:
