@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from loop_watch import stop_watching, watch_loop
 
 from app.engines.base import Endpoint, EngineContext, close_server
 from app.engines.imap_server import notify_mailbox_changed, start_imap_server
@@ -616,46 +617,6 @@ def test_a_settled_listing_is_reused_and_any_change_is_still_seen(lab: Lab) -> N
 
 
 # -- nothing touches the disk on the event loop ------------------------------------------------
-# Audit events (PEP 578) of the calls that touch the file system. os.stat has none; the
-# rest of what a Maildir server does (open, list, rename, unlink, mkdir, rmtree) has.
-_DISK_EVENTS = frozenset(
-    {
-        "open",
-        "os.listdir",
-        "os.scandir",
-        "os.rename",  # os.replace too
-        "os.remove",
-        "os.rmdir",
-        "os.mkdir",
-        "os.utime",
-        "os.truncate",
-        "shutil.rmtree",
-    }
-)
-_on_loop: list[str] = []
-_watching: list[int] = []  # the event loop's thread while a test watches it
-_hooked: list[bool] = []
-
-
-def _audit(event: str, args: tuple[object, ...]) -> None:
-    if _watching and event in _DISK_EVENTS and threading.get_ident() == _watching[0]:
-        _on_loop.append(f"{event} {args[0]!r}")
-
-
-def _watch_loop() -> None:
-    """From now on, record every file-system call made in this (the loop's) thread."""
-    if not _hooked:
-        import sys
-
-        sys.addaudithook(_audit)  # cannot be removed: it records only while watching
-        _hooked.append(True)
-    _on_loop.clear()
-    _watching[:] = [threading.get_ident()]
-
-
-def _stop_watching() -> list[str]:
-    _watching.clear()
-    return list(_on_loop)
 
 
 def _folder_work(lab: Lab, port: int, prefix: str) -> list[object]:
@@ -692,7 +653,7 @@ async def test_folder_management_listing_and_flags_run_off_the_event_loop(
     warm = await run(lambda: _folder_work(lab, plain, "Warm"))
     assert warm[-1] == "BYE"
     lab.store.deliver(BOB, MESSAGE)  # a new one: SELECT moves it new/ -> cur/
-    _watch_loop()
+    watch_loop()
     try:
         answers = await run(lambda: _folder_work(lab, plain, "Proj"))
         idler = await _idle(lab, plain)
@@ -703,7 +664,7 @@ async def test_folder_management_listing_and_flags_run_off_the_event_loop(
         assert await idler.line() == b"c OK IDLE terminated\r\n"
         await idler.close()
     finally:
-        on_loop = _stop_watching()
+        on_loop = stop_watching()
     assert on_loop == []
     oks = [a for a in answers[:-3] if isinstance(a, tuple)]
     assert all(typ == "OK" for typ, _ in oks), answers

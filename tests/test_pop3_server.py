@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from loop_watch import stop_watching, watch_loop
 
 from app.engines.base import Endpoint, EngineContext, close_server
 from app.engines.login_guard import LoginGuard
@@ -585,3 +586,36 @@ async def test_only_a_scenario_that_asks_for_it_takes_a_password_in_clear(tmp_pa
     rec = await run_scenario(scenarios["pop-before-smtp"], tls, tmp_path / "runs", "en")
     login = next(e for e in rec.events if e.key == "pop3.pass.ok")
     assert not login.tls  # the old practice the scenario shows, on a server set up for it
+
+
+async def test_a_whole_session_touches_no_disk_on_the_event_loop(
+    ctx: EngineContext, serve: Serve
+) -> None:
+    """The maildrop's lock path, listing, new/ → cur/ moves, RETR and the QUIT's deletes all
+    run in worker threads: a listing on the loop would also wait there for the lock an IMAP
+    storage thread holds on the same folder. (A first session warms up lazy imports.)"""
+    port, endpoint = await serve(cleartext_login=True)
+
+    def session(delete: bool) -> bytes:
+        pop = poplib.POP3("127.0.0.1", port, timeout=5)
+        pop.user(BOB)
+        pop.pass_(BOB_PASS)
+        pop.stat()
+        pop.list()
+        pop.retr(1)
+        if delete:
+            pop.dele(1)
+        return pop.quit()
+
+    assert (await asyncio.to_thread(session, False)).startswith(b"+OK")
+    await settle(endpoint)
+    ctx.store.deliver(BOB, MAIL)  # a new one in new/: the next login moves it to cur/
+    watch_loop()
+    try:
+        bye = await asyncio.to_thread(session, True)
+        await settle(endpoint)
+    finally:
+        on_loop = stop_watching()
+    assert bye.startswith(b"+OK")
+    assert on_loop == []
+    assert len(maildir_files(ctx)) == 2

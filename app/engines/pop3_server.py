@@ -64,12 +64,14 @@ class Pop3Maildrops:
     """The lab's Maildirs and accounts as the POP3 adapter serves them (INBOX only).
 
     The core asks for storage with StorageRequests (it runs with defer_io); this
-    answers them: the lock and the folder listing on the loop (three stat calls while
-    the folder is unchanged, as for IMAP), every file operation in a worker thread."""
+    answers them: the lock on the loop, every disk operation (the lock's path, the
+    folder listing, every file) in a worker thread, as IMAP's storage calls are: a listing
+    on the loop could also wait there for a lock an IMAP storage thread holds."""
 
     def __init__(self, store: MailStore, accounts: Accounts) -> None:
         self.store = store
         self.accounts = accounts
+        self._lock_keys: dict[str, str] = {}  # user → resolved account path, found off the loop
 
     def _lock_key(self, user: str) -> str:
         return os.path.realpath(self.store.account_path(user))
@@ -83,22 +85,28 @@ class Pop3Maildrops:
     async def open_maildrop(self, user: str) -> list[MaildropEntry]:
         """Lock and list the maildrop. Sizes come from the folder index (no message
         file is read for them), the move of new mail to cur/ happens off the loop."""
-        key = self._lock_key(user)
-        if key in _locked:
+        key = self._lock_keys.get(user)
+        if key is None:
+            key = self._lock_keys[user] = await asyncio.to_thread(self._lock_key, user)
+        if key in _locked:  # tested and taken with no await between: one loop, one owner
             raise MaildropInUse(user)
         _locked.add(key)
         try:
-            self.store.ensure_account(user)
-            folder = self.store.folder(user)
-            listed = folder.messages()
-            return await asyncio.to_thread(_open_listed, folder, listed)
+            return await asyncio.to_thread(self._open, user)
         except BaseException:
             _locked.discard(key)  # RFC 1939 §4: release the lock before refusing
             raise
 
+    def _open(self, user: str) -> list[MaildropEntry]:
+        self.store.ensure_account(user)
+        folder = self.store.folder(user)
+        return _open_listed(folder, folder.messages())
+
     def release(self, user: str) -> None:
         """The session that opened `user`'s maildrop is over."""
-        _locked.discard(self._lock_key(user))
+        key = self._lock_keys.get(user)
+        if key is not None:
+            _locked.discard(key)
 
     def read(self, user: str, key: str) -> bytes:
         return self.store.folder(user).read(key)
