@@ -53,16 +53,19 @@ def _known(lab: LabWorld, account: str, folder: str) -> bool:
 
 async def mailbox(lab: LabWorld, account: str, folder: str) -> dict[str, Any] | None:
     """A folder's messages, newest first; None when there is no such folder."""
+    return await asyncio.to_thread(_mailbox, lab, account, folder)  # listings: off the loop
+
+
+def _mailbox(lab: LabWorld, account: str, folder: str) -> dict[str, Any] | None:
     if not _known(lab, account, folder):
         return None
     box = lab.store.folder(account, folder)
     messages = list(reversed(box.messages()))
     files = box.files()
-    listed = [(m, files.get(m.key)) for m in messages]
     return {
         "folders": lab.store.folder_names(account),
         "accounts": lab.accounts.users,
-        "messages": await asyncio.to_thread(_summaries, listed),
+        "messages": _summaries([(m, files.get(m.key)) for m in messages]),
     }
 
 
@@ -73,6 +76,10 @@ def _read_cut(path: Path) -> tuple[bytes, int]:
 
 async def message(lab: LabWorld, account: str, folder: str, uid: int) -> dict[str, Any] | None:
     """One message's text (cut at PREVIEW_LIMIT); None when there is no such message."""
+    return await asyncio.to_thread(_message, lab, account, folder, uid)  # off the loop
+
+
+def _message(lab: LabWorld, account: str, folder: str, uid: int) -> dict[str, Any] | None:
     if not _known(lab, account, folder):
         return None
     box = lab.store.folder(account, folder)
@@ -81,7 +88,7 @@ async def message(lab: LabWorld, account: str, folder: str, uid: int) -> dict[st
     if found is None or path is None:
         return None
     try:
-        raw, size = await asyncio.to_thread(_read_cut, path)
+        raw, size = _read_cut(path)
     except FileNotFoundError:  # expunged meanwhile
         return None
     return {
