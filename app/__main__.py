@@ -93,9 +93,8 @@ def main() -> int:
         from app.lab import control
 
         control.prestart()
-    import uvicorn
-
     from app.web.app import create_app  # the heavy import, overlapped with the above
+    from app.web.serving import serve
     from app.web.workers import supervise
 
     if preparing is not None and preparing.wait() != 0:
@@ -114,14 +113,7 @@ def main() -> int:
         print("Lab listeners: " + ", ".join(f"{s.name} {ports[s.name]}" for s in SERVICES))
     if settings.web_workers > 1:
         return supervise(settings)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level="info",
-        ws_max_size=64 * 1024,
-        ws="websockets-sansio",  # sends never wait: one room fan-out is one loop (rooms/hub)
-    )
+    serve(create_app(settings), host=settings.host, port=settings.port)
     return 0
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx
 from common import free_port, percentile, start_process, wait_for_port
-from websockets.asyncio.client import connect
+from lean_ws import LeanSocket
 
 SESSION = re.compile(r'data-session="([^"]+)"')
 
@@ -66,13 +66,14 @@ async def learner_flow(base: str, go: asyncio.Event, out: list[float]) -> None:
     started = time.perf_counter()
     page = await get(base, "/flow/basic-pop3")
     session = SESSION.search(page).group(1)
-    ws_url = base.replace("http://", "ws://") + "/ws/flow"
-    async with connect(ws_url, max_size=2**20, open_timeout=60) as ws:
-        hello = {"type": "hello", "slug": "basic-pop3", "session": session, "lang": "ja"}
-        await ws.send(json.dumps(hello))
-        reply = json.loads(await ws.recv())
-        assert reply["type"] in ("ready", "sync"), reply
-        out.append(time.perf_counter() - started)
+    host, port = base.removeprefix("http://").split(":")
+    ws = await LeanSocket.connect(host, int(port), "/ws/flow")
+    hello = {"type": "hello", "slug": "basic-pop3", "session": session, "lang": "ja"}
+    await ws.send(json.dumps(hello))
+    reply = json.loads(await ws.recv())
+    assert reply["type"] in ("ready", "sync"), reply
+    out.append(time.perf_counter() - started)
+    await ws.close()
 
 
 async def learner_quiz(base: str, go: asyncio.Event, out: list[float]) -> None:

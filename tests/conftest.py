@@ -20,6 +20,7 @@ from app.engines.tls import LabTLS
 from app.scenarios.model import load_all
 from app.scenarios.runner import Recording, run_scenario
 from app.web.app import create_app
+from app.web.serving import uvicorn_config
 
 
 @pytest.fixture(scope="session")
@@ -31,9 +32,8 @@ class LiveServer:
     def __init__(self, data_dir: Path) -> None:
         self.settings = Settings(data_dir=data_dir, port=0, lab=False)
         self.app = create_app(self.settings)
-        config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=0, log_level="warning", ws_max_size=64 * 1024
-        )
+        # The product's uvicorn settings (app/web/serving.py): tests see what is served.
+        config = uvicorn_config(self.app, host="127.0.0.1", port=0, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

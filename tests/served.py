@@ -16,6 +16,7 @@ import uvicorn
 from app.config import Settings
 from app.lab.world import SERVICES
 from app.web.app import create_app
+from app.web.serving import uvicorn_config
 
 
 def _port_free(port: int) -> bool:
@@ -43,7 +44,7 @@ class Served:
             overrides["lab_offset"] = free_lab_offset()
         self.settings = replace(base, **overrides)  # type: ignore[arg-type]
         self.app = create_app(self.settings)
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning")
+        config = uvicorn_config(self.app, host="127.0.0.1", port=0, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.url = ""

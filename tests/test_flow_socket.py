@@ -269,3 +269,31 @@ def test_merged_moves_equal_the_moves_one_by_one(total: int, start: int, keys: l
         move = Move.of(msg, total)
         merged = move if merged is None else merged.then(move)
     assert (merged.apply(position) if merged else position) == expected
+
+
+async def test_learners_on_one_recording_share_its_rendered_steps(live_url: str) -> None:
+    """Two learners on one recording: the second one's sync and `next`s send what the
+    first one's rendered (old code: every socket rendered every line again)."""
+    from app.web import flow_frames
+
+    session, total = await open_session(live_url)
+    frames: list[list[dict]] = []
+    rendered: list[int] = []
+    for _learner in range(2):
+        async with connect(ws_url(live_url)) as ws:
+            await ask(ws, {"type": "hello", "slug": "basic-pop3", "session": session})
+            assert (await ask(ws, {"type": "goto", "step": 2}))["step"] == 2
+            frames.append([await ask(ws, {"type": "next"}) for _ in range(3)])
+        rendered.append(flow_frames.rendered)
+    assert [f["step"] for f in frames[1]] == [3, 4, 5] and total > 5
+    assert frames[0] == frames[1]
+    assert rendered[1] == rendered[0]  # the second learner rendered nothing
+
+
+async def test_frames_are_sent_uncompressed(live_url: str) -> None:
+    """permessage-deflate is off (app/web/serving.py): the client offers it, the server
+    declines, and the frames arrive as plain JSON text."""
+    async with connect(ws_url(live_url)) as ws:
+        assert ws.response.headers.get("Sec-WebSocket-Extensions") is None
+        reply = await ask(ws, {"type": "hello", "slug": "basic-pop3", "lang": "ja"})
+        assert reply["type"] == "sync"

@@ -7,8 +7,9 @@ A socket's cost is bounded (docs/protocol.md, "Limits"): reading and validating 
 message is cheap; what costs (rendering and sending) is done by one worker per
 socket at most RATE times a second after a burst of BURST. Position changes that
 arrive while the worker waits are merged into one exact move (messages.Move), so a
-flood of gotos costs its sender a few renders and nobody else anything. Rendered
-events are cached per connection, so a sync is a join of strings.
+flood of gotos costs its sender a few renders and nobody else anything. What is sent is
+rendered once per recording and language and shared by every socket on it
+(app/web/flow_frames.py): a `next` sends an already encoded frame, a sync joins strings.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from app.web import i18n
-from app.web.flow_view import hops
+from app.web.flow_frames import Frames, FramesCache, encode
 from app.web.messages import (
     Back,
     BadMessage,
@@ -86,7 +87,6 @@ class FlowConnection:
     def __init__(self, ws: WebSocket, flow: FlowService) -> None:
         self.ws = ws
         self.flow = flow
-        self.templates = ws.app.state.templates
         self.session: FlowSession | None = None
         self.lang = i18n.DEFAULT_LANG
         self._send_lock = asyncio.Lock()
@@ -98,71 +98,31 @@ class FlowConnection:
         self._idle = asyncio.Event()
         self._idle.set()
         self.stopped = False
-        self._html: dict[int, str] = {}  # rendered events of the recording below
-        self._html_for: tuple[object, str] | None = None
-        self._summary = ""
+        self._frames = frames_cache(ws)
 
     async def send(self, message: dict[str, Any]) -> None:
+        await self.send_text(encode(message), rendered="html" in message)
+
+    async def send_text(self, text: str, *, rendered: bool) -> None:
+        """Send an encoded frame; `rendered`: it carries event HTML (counted)."""
         global renders
-        if "html" in message:
+        if rendered:
             renders += 1
         async with self._send_lock:
-            await self.ws.send_json(message)
+            await self.ws.send_text(text)
 
     async def error(self, code: str, message: str) -> None:
         await self.send({"type": "error", "code": code, "message": message})
 
-    def _render(self, name: str, **context: Any) -> str:
-        token = i18n.current_lang.set(self.lang)
-        try:
-            return self.templates.get_template(name).render(**context)
-        finally:
-            i18n.current_lang.reset(token)
-
-    def _cache(self) -> dict[int, str]:
-        """The rendered events of this session's recording in this language."""
+    @property
+    def frames(self) -> Frames:
+        """The shared frames of this session's recording in this socket's language."""
         assert self.session is not None
-        key = (self.session.recording, self.lang)
-        if self._html_for is None or self._html_for[0] is not key[0] or self._html_for[1] != key[1]:
-            self._html, self._html_for, self._summary = {}, key, ""
-        return self._html
-
-    def _event_html(self, index: int) -> str:
-        assert self.session is not None
-        event = self.session.recording.events[index]
-        if index + 1 == self.session.cursor:
-            # The current line is marked (aria-current): rendered afresh, never cached.
-            return self._render(
-                "_event.html", event=event, step=index + 1, catalog=self.flow.catalog, current=True
-            )
-        cache = self._cache()
-        html = cache.get(index)
-        if html is None:
-            html = self._render(
-                "_event.html", event=event, step=index + 1, catalog=self.flow.catalog
-            )
-            cache[index] = html
-        return html
-
-    def _summary_html(self) -> str:
-        assert self.session is not None
-        self._cache()
-        if not self._summary:
-            self._summary = self._render("_summary.html", hops=hops(self.session.recording.events))
-        return self._summary
-
-    def _panel(self) -> int:
-        s = self.session
-        return s.recording.events[s.cursor - 1].panel if s and s.cursor else 0
+        return self._frames.of(self.session.recording, self.lang)
 
     def _position(self) -> dict[str, Any]:
         assert self.session is not None
-        return {
-            "step": self.session.cursor,
-            "total": self.session.total,
-            "panel": self._panel(),
-            "playing": self.playing,
-        }
+        return self.frames.position(self.session.cursor, self.playing)
 
     @property
     def playing(self) -> bool:
@@ -172,20 +132,17 @@ class FlowConnection:
         """Send the whole revealed log, e.g. after a jump or a fresh run."""
         s = self.session
         assert s is not None
-        html = "".join(self._event_html(i) for i in range(s.cursor))
-        summary = self._summary_html()
+        frames = self.frames
         extra: dict[str, Any] = {}
         if fresh:  # a new run: the stage's data (queue ids, file names) is new too
-            extra["stage_html"] = self._render(
-                "_stage_block.html", recording=s.recording, step=s.cursor, lang=self.lang
-            )
+            extra["stage_html"] = frames.stage_html(s.cursor)
         await self.send(
             {
                 "type": "sync",
                 "session": s.id,
                 "fresh": fresh,
-                "html": html,
-                "summary_html": summary,
+                "html": frames.log_html(s.cursor),
+                "summary_html": frames.summary_html(),
                 **extra,
                 **self._position(),
             }
@@ -217,15 +174,7 @@ class FlowConnection:
             await self.send({"type": "end", **self._position()})
             return False
         s.cursor += 1
-        event = s.recording.events[s.cursor - 1]
-        await self.send(
-            {
-                "type": "step",
-                "event": event.to_json(),
-                "html": self._event_html(s.cursor - 1),
-                **self._position(),
-            }
-        )
+        await self.send_text(self.frames.step_frame(s.cursor, self.playing), rendered=True)
         return True
 
     async def step_back(self) -> None:
@@ -373,6 +322,24 @@ class FlowConnection:
             self.stop()
             self.flow.sessions.replace(s, await self.flow.record(s.slug, self.lang))
             await self.sync(fresh=True)
+
+
+def frames_cache(ws: WebSocket) -> FramesCache:
+    """The app's one cache of rendered frames (made on the first socket)."""
+    state = ws.app.state
+    cache: FramesCache | None = getattr(state, "flow_frames", None)
+    if cache is None:
+        templates = state.templates
+
+        def render(name: str, lang: str, /, **context: Any) -> str:
+            token = i18n.current_lang.set(lang)
+            try:
+                return templates.get_template(name).render(**context)
+            finally:
+                i18n.current_lang.reset(token)
+
+        cache = state.flow_frames = FramesCache(render, state.flow.catalog)
+    return cache
 
 
 @router.websocket("/ws/flow")

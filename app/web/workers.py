@@ -21,11 +21,8 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import FrameType
 
-import uvicorn
-
 from app.config import Settings
-
-WS_MAX_SIZE = 64 * 1024
+from app.web.serving import serve
 
 
 def _bind(settings: Settings) -> socket.socket:
@@ -52,9 +49,8 @@ def run_worker(
     own = replace(settings, lab=runs_lab, web_workers=1)
     forward = lab_socket_path(settings) if settings.lab and not runs_lab else None
     app = create_app(own, lab_bridge=settings.lab, lab_forward=forward)
-    config = uvicorn.Config(app, log_level="info", ws_max_size=WS_MAX_SIZE, ws="websockets-sansio")
     sockets = [sock] if lab_sock is None or not runs_lab else [sock, lab_sock]
-    uvicorn.Server(config).run(sockets=sockets)
+    serve(app, sockets=sockets)
 
 
 def _bind_lab_socket(settings: Settings) -> socket.socket | None:
