@@ -40,7 +40,7 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     s.stop()
 
 
-async def _steps(s: SansIOServed) -> tuple[int, list[list[str]]]:
+async def _steps(s: SansIOServed) -> tuple[int, bool, list[list[str]]]:
     """Teacher + a student offering compression + one that does not: three steps."""
     code, teacher = create_room(s.url)
     a, b = join_room(s.url, code, nick="a"), join_room(s.url, code, nick="b")
@@ -63,25 +63,18 @@ async def _steps(s: SansIOServed) -> tuple[int, list[list[str]]]:
             msg = await asyncio.wait_for(sock.until("step"), BOUND)
             assert msg["step"] == step and f'id="ev-{step}"' in msg["html"]
             got[n].append(msg["html"])
+    compressed = bool(sa.ws.protocol.extensions)
+    assert not plain.protocol.extensions
     for sock in (ts, sa, sb):
         await sock.close()
-    return hub.raw_writes - before, got
+    return hub.raw_writes - before, compressed, got
 
 
 def test_each_socket_gets_the_same_step_either_way(served: SansIOServed) -> None:
-    raw, (with_offer, without) = asyncio.run(_steps(served))
+    raw, compressed, (with_offer, without) = asyncio.run(_steps(served))
     assert with_offer == without
-    if served.server.config.ws_per_message_deflate:
-        assert raw == 3  # only the socket that did not offer compression took it raw
-    else:
-        assert raw == 9  # teacher and both students: one frame written three times a step
-
-
-@pytest.fixture(scope="module")
-def plain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SansIOServed]:
-    s = SansIOServed(tmp_path_factory.mktemp("wire-plain"), deflate=False).start()
-    yield s
-    s.stop()
+    assert compressed == served.server.config.ws_per_message_deflate
+    assert raw == 9  # teacher and both students, three steps: all the raw way
 
 
 async def _slow_phone(s: SansIOServed) -> None:
@@ -124,8 +117,8 @@ async def _drain(sock: RoomSocket) -> None:
 
 
 def test_a_phone_that_stops_reading_is_cut_off_not_waited_for(
-    plain: SansIOServed, monkeypatch: pytest.MonkeyPatch
+    served: SansIOServed, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(RawTransport, "max_backlog", 256 * 1024)
-    monkeypatch.setattr(plain.app.state.rooms, "messages_per_second", 10_000.0)
-    asyncio.run(_slow_phone(plain))
+    monkeypatch.setattr(served.app.state.rooms, "messages_per_second", 10_000.0)
+    asyncio.run(_slow_phone(served))

@@ -33,13 +33,12 @@ MISSING: Any = object()
 class Conn:
     """One socket: a teacher's console or a student's phone.
 
-    Two ways out (app/rooms/wire.py). On uvicorn's sans-I/O websockets without
-    compression, the message's frame, built once for the whole room, is written to the
-    socket's transport: no per-socket framing, encoding or await, and never a wait for
-    a phone that stopped reading (one that falls MAX_BACKLOG behind is cut off; it
-    resumes in sync when it reconnects). Otherwise (a compressing connection, another
-    server) through Starlette's `send_text`. A send that fails marks the socket closed
-    and it is skipped from then on; the socket's own loop detaches it.
+    Two ways out. On uvicorn's sans-I/O websockets (the product's server), the raw way
+    (app/rooms/wire.py): written to the socket's transport with no await, never waiting
+    for a phone that stopped reading (one MAX_BACKLOG behind is cut off; it resumes in
+    sync when it reconnects); without compression the frame is built once for the whole
+    room. On another server, Starlette's `send_text`. A send that fails marks the socket
+    closed and it is skipped from then on; the socket's own loop detaches it.
     """
 
     __slots__ = ("closed", "code", "lang", "raw", "role", "student", "ws")
@@ -55,7 +54,7 @@ class Conn:
         """The raw way: True written, False gone, None: use `send` instead."""
         if self.closed:
             return False
-        return None if self.raw is None else self.raw.write(out.frame)
+        return None if self.raw is None else self.raw.write(out)
 
     async def send(self, text: str | Outgoing) -> bool:
         out = text if isinstance(text, Outgoing) else Outgoing(text)
