@@ -8,11 +8,12 @@ clients stay connected and the two servers step in turn, so a busy moment of the
 machine falls on both alike. Memory: the
 server's RSS after all students are connected minus before, per student (for workers,
 summed over the worker processes). Every process runs on loopback; every loop is
-bounded.
+bounded. The students use bench/lean_ws.py (it offers permessage-deflate as browsers
+do, so the server's work is what phones cause); --deflate sets both servers' compression.
 
-    .venv/bin/python bench/bench_rooms.py --students 300
-    .venv/bin/python bench/bench_rooms.py --students 1000
-    .venv/bin/python bench/bench_rooms.py --students 1000 --workers 2   # with redis-server
+    .venv/bin/python bench/bench_rooms.py --students 300 --steps 40 --clients 2
+    .venv/bin/python bench/bench_rooms.py --students 1000 --clients 2 [--deflate off]
+    .venv/bin/python bench/bench_rooms.py --students 1000 --clients 2 --workers 2   # redis
 """
 
 from __future__ import annotations
