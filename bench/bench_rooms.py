@@ -8,11 +8,12 @@ clients stay connected and the two servers step in turn, so a busy moment of the
 machine falls on both alike. Memory: the
 server's RSS after all students are connected minus before, per student (for workers,
 summed over the worker processes). Every process runs on loopback; every loop is
-bounded.
+bounded. The students use bench/lean_ws.py (it offers permessage-deflate as browsers
+do, so the server's work is what phones cause); --deflate sets both servers' compression.
 
-    .venv/bin/python bench/bench_rooms.py --students 300
-    .venv/bin/python bench/bench_rooms.py --students 1000
-    .venv/bin/python bench/bench_rooms.py --students 1000 --workers 2   # with redis-server
+    .venv/bin/python bench/bench_rooms.py --students 300 --steps 40 --clients 2
+    .venv/bin/python bench/bench_rooms.py --students 1000 --clients 2 [--deflate off]
+    .venv/bin/python bench/bench_rooms.py --students 1000 --clients 2 --workers 2   # redis
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import os
 import re
 import shutil
 import subprocess
@@ -30,6 +32,7 @@ from pathlib import Path
 
 import httpx
 from common import free_port, percentile, rss_kib, start_process, wait_for_port
+from lean_ws import LeanClient, open_lean
 from websockets.asyncio.client import connect
 
 CODE = re.compile(r'data-room-code="([A-Z2-9]{6})"')
@@ -47,7 +50,9 @@ def rss_total(pids: list[int]) -> int:
 
 
 class Receiver:
-    """One student: records when each step arrived (no JSON parsing on the hot path)."""
+    """One student on the `websockets` client: records when each step arrived (no JSON
+    parsing on the hot path). The students use lean_ws.LeanClient unless --client
+    websockets; the probe and the teacher always use this library."""
 
     def __init__(self, ws, marker: bytes | str) -> None:  # type: ignore[no-untyped-def]
         self.ws = ws
@@ -57,6 +62,11 @@ class Receiver:
         self.keep = False
         self.got = asyncio.Event()
         self.want = 0
+        self.task = asyncio.create_task(self.run())
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self.task.cancel()
 
     async def run(self) -> None:
         async for frame in self.ws:
@@ -71,9 +81,8 @@ class Receiver:
 class LocalGroup:
     """Students whose sockets live in this process."""
 
-    def __init__(self, receivers: list[Receiver]) -> None:
+    def __init__(self, receivers: list) -> None:  # type: ignore[type-arg]
         self.receivers = receivers
-        self.tasks = [asyncio.create_task(r.run()) for r in receivers]
 
     def expect(self, n: int) -> None:
         for r in self.receivers:
@@ -88,9 +97,7 @@ class LocalGroup:
     async def close(self, steps: int) -> bool:
         complete = all(len(r.times) == steps for r in self.receivers)
         for r in self.receivers:
-            await r.ws.close()
-        for t in self.tasks:
-            t.cancel()
+            await r.close()
         return complete
 
 
@@ -121,13 +128,12 @@ class Side:
         }
 
 
-def _child(conn, targets: list[tuple[str, dict[str, str], str | None]], marker: str) -> None:  # type: ignore[no-untyped-def]
+def _child(conn, targets: list[tuple[str, dict[str, str], str | None]], marker: str,  # type: ignore[no-untyped-def]
+           client: str) -> None:
     """A client process: opens its share of the students, reports each complete step."""
 
     async def main() -> None:
-        socks = await _open_many([(u, h) for u, h, _ in targets], [x for _, _, x in targets])
-        receivers = [Receiver(ws, marker) for ws in socks]
-        tasks = [asyncio.create_task(r.run()) for r in receivers]
+        receivers = await open_students(targets, marker, client)
         loop = asyncio.get_running_loop()
         conn.send("ready")
         n = 0
@@ -144,10 +150,8 @@ def _child(conn, targets: list[tuple[str, dict[str, str], str | None]], marker: 
                 await asyncio.gather(*(r.got.wait() for r in receivers))
             conn.send(max(r.times[n - 1] for r in receivers))
         conn.send(all(len(r.times) == n for r in receivers))
-        for ws in socks:
-            await ws.close()
-        for t in tasks:
-            t.cancel()
+        for r in receivers:
+            await r.close()
 
     asyncio.run(main())
 
@@ -156,11 +160,11 @@ class RemoteGroup:
     """Students whose sockets live in another client process (perf_counter is the
     system's monotonic clock, so its times compare with this process's)."""
 
-    def __init__(self, targets: list[tuple[str, dict[str, str], str | None]], marker: str
-                 ) -> None:
+    def __init__(self, targets: list[tuple[str, dict[str, str], str | None]], marker: str,
+                 client: str) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_child, args=(child, targets, marker))
+        self.proc = ctx.Process(target=_child, args=(child, targets, marker, client))
         self.proc.start()
 
     async def ready(self) -> None:
@@ -179,12 +183,26 @@ class RemoteGroup:
         return bool(complete)
 
 
-async def make_groups(targets: list[tuple[str, dict[str, str], str | None]], marker: str,
-                      clients: int) -> list:  # type: ignore[type-arg]
-    if clients <= 1:
+async def open_students(targets: list[tuple[str, dict[str, str], str | None]], marker: str,
+                        client: str) -> list:  # type: ignore[type-arg]
+    if client == "websockets":
         socks = await _open_many([(u, h) for u, h, _ in targets], [x for _, _, x in targets])
-        return [LocalGroup([Receiver(ws, marker) for ws in socks])]
-    groups = [RemoteGroup(targets[i::clients], marker) for i in range(clients)]
+        return [Receiver(ws, marker) for ws in socks]
+    gate = asyncio.Semaphore(OPEN_CONCURRENCY)
+
+    async def one(url: str, headers: dict[str, str], hello: str | None) -> LeanClient:
+        async with gate:
+            return await open_lean(url, headers, marker.encode(), hello=hello,
+                                   until=b'"type":"sync"')
+
+    return await asyncio.gather(*(one(*t) for t in targets))
+
+
+async def make_groups(targets: list[tuple[str, dict[str, str], str | None]], marker: str,
+                      clients: int, client: str) -> list:  # type: ignore[type-arg]
+    if clients <= 1:
+        return [LocalGroup(await open_students(targets, marker, client))]
+    groups = [RemoteGroup(targets[i::clients], marker, client) for i in range(clients)]
     for g in groups:
         await g.ready()
     return groups
@@ -214,7 +232,8 @@ async def _open_many(urls_headers: list[tuple[str, dict[str, str]]], hello: list
     return await asyncio.gather(*(one(i) for i in range(len(urls_headers))))
 
 
-async def prepare_room(base: str, pids_of, students: int, clients: int) -> Side:  # type: ignore[no-untyped-def]
+async def prepare_room(base: str, pids_of, students: int, clients: int, client: str  # type: ignore[no-untyped-def]
+                       ) -> Side:
     async with httpx.AsyncClient(base_url=base, timeout=120) as http:
         page = await http.post("/classroom", data={"scenario": "basic-pop3"},
                                follow_redirects=True)
@@ -237,7 +256,7 @@ async def prepare_room(base: str, pids_of, students: int, clients: int) -> Side:
     before = rss_total(pids_of())
     hello = json.dumps({"type": "hello", "code": code, "role": "student", "lang": "ja"})
     targets = [(ws_url, {"Cookie": c, "Origin": base}, hello) for c in cookies]
-    groups = await make_groups(targets, '"type":"step"', clients)
+    groups = await make_groups(targets, '"type":"step"', clients, client)
     after = rss_total(pids_of())
     probe_ws = (await _open_many([(ws_url, {"Cookie": probe_cookie, "Origin": base})],
                                  [hello]))[0]
@@ -252,12 +271,12 @@ async def prepare_room(base: str, pids_of, students: int, clients: int) -> Side:
     return side
 
 
-async def prepare_bare(base: str, pid: int, students: int, probe: Receiver, clients: int
-                       ) -> Side:
+async def prepare_bare(base: str, pid: int, students: int, probe: Receiver, clients: int,
+                       client: str) -> Side:
     ws_url = base.replace("http://", "ws://")
     before = rss_kib(pid)
     groups = await make_groups([(ws_url + "/ws", {}, None)] * students, '"type":"step"',
-                               clients)
+                               clients, client)
     after = rss_kib(pid)
     teacher = await connect(ws_url + "/ws/teacher", max_size=2**22)
     # Step n of the bare run sends the room's own step n message, as the probe got it.
@@ -266,9 +285,9 @@ async def prepare_bare(base: str, pid: int, students: int, probe: Receiver, clie
 
 
 async def run(room_base: str, pids_of, bare_base: str, bare_pid: int, students: int,  # type: ignore[no-untyped-def]
-              steps: int, clients: int) -> dict[str, dict]:  # type: ignore[type-arg]
-    room = await prepare_room(room_base, pids_of, students, clients)
-    bare = await prepare_bare(bare_base, bare_pid, students, room.probe, clients)  # type: ignore[attr-defined]
+              steps: int, clients: int, client: str) -> dict[str, dict]:  # type: ignore[type-arg]
+    room = await prepare_room(room_base, pids_of, students, clients, client)
+    bare = await prepare_bare(bare_base, bare_pid, students, room.probe, clients, client)  # type: ignore[attr-defined]
     await interleaved([room, bare], steps)
     return {"room": await room.close(), "bare": await bare.close()}
 
@@ -298,6 +317,15 @@ def start_redis(workdir: str) -> tuple[subprocess.Popen, str]:
     return proc, f"redis://127.0.0.1:{port}/0"
 
 
+async def room_compresses(base: str) -> bool:
+    """Whether the room server agreed to permessage-deflate with a client offering it
+    (as browsers do): the bare broadcast is then started with the same setting."""
+    url = base.replace("http://", "ws://") + "/ws/room"
+    async with connect(url, additional_headers={"Origin": base}) as ws:
+        assert ws.response is not None
+        return "permessage-deflate" in ws.response.headers.get("Sec-WebSocket-Extensions", "")
+
+
 def wait_workers(base: str, count: int) -> None:
     seen: set[str] = set()
     for _ in range(2000):  # bounded: stop as soon as every worker has answered once
@@ -318,6 +346,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--clients", type=int, default=1,
                         help="client processes the students are spread over")
+    parser.add_argument("--client", choices=("lean", "websockets"), default="lean",
+                        help="the students' websocket client (bench/lean_ws.py or the "
+                             "websockets library); both offer permessage-deflate as browsers do")
+    parser.add_argument("--deflate", choices=("product", "on", "off"), default="product",
+                        help="the servers' permessage-deflate: as the product configures "
+                             "uvicorn (the bare server then matches it), or forced on/off")
     args = parser.parse_args()
     results: dict[str, dict] = {}  # type: ignore[type-arg]
     with tempfile.TemporaryDirectory() as data:
@@ -325,32 +359,45 @@ def main() -> None:
                "MAILFLOW_ROOM_MAX_STUDENTS": str(args.students + 10),
                "MAILFLOW_ROOM_JOIN_RATE": str(args.students * 100)}
         redis = None
+        deflate = None
         if args.workers > 1:
             redis, url = start_redis(data)
             env |= {"MAILFLOW_REDIS_URL": url, "MAILFLOW_WEB_WORKERS": str(args.workers)}
         app_port, bare_port = free_port(), free_port()
-        app = start_process(["-m", "app"], {**env, "MAILFLOW_PORT": str(app_port)})
-        bare = start_process(["-m", "uvicorn", "bench.broadcast_app:app", "--port",
-                              str(bare_port), "--log-level", "warning"])
+        # Both servers run uvicorn's sans-I/O websockets with the same compression setting,
+        # so the baseline differs from the room in the app only.
+        if args.deflate != "product":
+            env["BENCH_WS_DEFLATE"] = "1" if args.deflate == "on" else "0"
+        app = start_process(["-m", "bench.run_app"], {**env, "MAILFLOW_PORT": str(app_port)})
+        bare = None
         try:
             wait_for_port(app_port, 60)
-            wait_for_port(bare_port)
             base = f"http://127.0.0.1:{app_port}"
             if args.workers > 1:
                 wait_workers(base, args.workers)
+            deflate = asyncio.run(room_compresses(base))
+            bare = start_process(["-m", "uvicorn", "bench.broadcast_app:app", "--port",
+                                  str(bare_port), "--log-level", "warning",
+                                  "--ws", "websockets-sansio",
+                                  "--ws-per-message-deflate", str(deflate).lower()])
+            wait_for_port(bare_port)
 
             def pids() -> list[int]:
                 return children(app.pid) if args.workers > 1 else [app.pid]
 
             results = asyncio.run(run(base, pids, f"http://127.0.0.1:{bare_port}", bare.pid,
-                                      args.students, args.steps, args.clients))
+                                      args.students, args.steps, args.clients, args.client))
         finally:
             for proc in (app, bare):
+                if proc is None:
+                    continue
                 proc.terminate()
                 proc.wait(timeout=30)
             if redis is not None:
                 redis.terminate()
                 redis.wait(timeout=10)
+    print(f"client {args.client}, servers compress: {deflate}; load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"{'':6}{'students':>9}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}{'KiB/stud':>10}"
           f"{'all steps':>10}")
     for name, r in results.items():

@@ -23,36 +23,49 @@ from app.rooms.model import RoomMeta
 from app.rooms.polls import tally
 from app.rooms.render import Renderer, dumps
 from app.rooms.service import RoomService, Student
+from app.rooms.wire import Outgoing, raw_transport
 
 log = logging.getLogger("mailflow.rooms")
 REFRESH = 0.15  # seconds: live counts and tallies are coalesced to this rate
+MISSING: Any = object()
 
 
 class Conn:
     """One socket: a teacher's console or a student's phone.
 
-    Sends go straight to the transport: the server runs uvicorn's sans-I/O websockets
-    (`ws="websockets-sansio"`), whose send writes the frame and returns without
-    waiting, so one fan-out is one loop over the sockets with no task per client. A
-    phone that stops reading is closed by the keepalive (no pong within 20 s); a send
-    that fails marks the socket closed and it is skipped from then on.
+    Two ways out. On uvicorn's sans-I/O websockets (the product's server), the raw way
+    (app/rooms/wire.py): written to the socket's transport with no await, never waiting
+    for a phone that stopped reading (one MAX_BACKLOG behind is cut off; it resumes in
+    sync when it reconnects); without compression the frame is built once for the whole
+    room. On another server, Starlette's `send_text`. A send that fails marks the socket
+    closed and it is skipped from then on; the socket's own loop detaches it.
     """
 
-    __slots__ = ("closed", "code", "lang", "role", "student", "ws")
+    __slots__ = ("closed", "code", "lang", "raw", "role", "student", "ws")
 
     def __init__(
         self, ws: WebSocket, code: str, role: str, lang: str, student: Student | None
     ) -> None:
         self.ws, self.code, self.role, self.lang, self.student = ws, code, role, lang, student
         self.closed = False
+        self.raw = raw_transport(ws)  # None: this socket takes the framed way
 
-    async def send(self, text: str) -> bool:
+    def write(self, out: Outgoing) -> bool | None:
+        """The raw way: True written, False gone, None: use `send` instead."""
         if self.closed:
             return False
+        return None if self.raw is None else self.raw.write(out)
+
+    async def send(self, text: str | Outgoing) -> bool:
+        out = text if isinstance(text, Outgoing) else Outgoing(text)
+        written = self.write(out)
+        if written is not None:
+            self.closed = not written
+            return written
         try:
-            await self.ws.send_text(text)
+            await self.ws.send_text(out.text)
         except Exception:
-            self.closed = True  # gone; the socket's own loop detaches it
+            self.closed = True
             return False
         return True
 
@@ -72,6 +85,7 @@ class RoomHub:
         self.renderer = renderer
         self.rooms: dict[str, LocalRoom] = {}
         self._lock = asyncio.Lock()
+        self.raw_writes = 0  # fan-out frames written the raw way (see Conn), for the tests
 
     @property
     def connections(self) -> int:
@@ -107,17 +121,30 @@ class RoomHub:
         build: Callable[[str, str], str | None],
         roles: tuple[str, ...] = ("teacher", "student"),
     ) -> None:
-        """build(lang, role) is called once per language and role present."""
-        cache: dict[tuple[str, str], str | None] = {}
+        """build(lang, role) is called once per language and role present; its text is
+        framed once and that frame written to every socket that takes it raw, in one
+        loop with no await; the others are sent to after it (see Conn)."""
+        cache: dict[tuple[str, str], Outgoing | None] = {}
+        framed: list[tuple[Conn, Outgoing]] = []
         for conn in list(room.conns):
             if conn.role not in roles:
                 continue
             key = (conn.lang, conn.role)
-            if key not in cache:
-                cache[key] = build(*key)
-            text = cache[key]
-            if text is not None:
-                await conn.send(text)
+            out = cache.get(key, MISSING)
+            if out is MISSING:
+                text = build(*key)
+                out = cache[key] = None if text is None else Outgoing(text)
+            if out is None:
+                continue
+            written = conn.write(out)
+            if written is None:
+                framed.append((conn, out))
+            elif not written:
+                conn.closed = True
+            else:
+                self.raw_writes += 1
+        for conn, out in framed:
+            await conn.send(out)
 
     async def on_bus(self, code: str, raw: bytes) -> None:
         room = self.rooms.get(code)
@@ -213,7 +240,7 @@ class RoomHub:
         answers = await self.service.answers(meta.code, poll.id)
         counts = tally(poll, answers)
         events = recording.events
-        cache: dict[tuple[str, str, int | None], str] = {}
+        cache: dict[tuple[str, str, int | None], Outgoing] = {}
         # Students see the distribution only once the answer is revealed.
         for conn in list(room.conns):
             mine = None
@@ -222,15 +249,17 @@ class RoomHub:
             key = (conn.lang, conn.role, mine)
             if key not in cache:
                 shown = counts if (conn.role == "teacher" or poll.revealed) else None
-                cache[key] = dumps(
-                    {
-                        "type": "reveal" if poll.revealed else "poll",
-                        "poll": poll.id,
-                        "answered": mine,
-                        "html": self.renderer.poll(
-                            poll, events, conn.lang, conn.role, counts=shown, mine=mine
-                        ),
-                    }
+                cache[key] = Outgoing(
+                    dumps(
+                        {
+                            "type": "reveal" if poll.revealed else "poll",
+                            "poll": poll.id,
+                            "answered": mine,
+                            "html": self.renderer.poll(
+                                poll, events, conn.lang, conn.role, counts=shown, mine=mine
+                            ),
+                        }
+                    )
                 )
             await conn.send(cache[key])
 
