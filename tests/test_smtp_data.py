@@ -13,7 +13,7 @@ import pytest
 from aiosmtpd.smtp import SMTP
 
 from app.engines.base import Endpoint
-from app.engines.smtp_tap import TappedSMTP
+from app.engines.smtp_tap import DATA_SHOWN_LIMIT, TappedSMTP
 from app.events import Recorder, wire_text
 
 SIZE_LIMIT = 4000  # small, so 552 is reached with a few KB
@@ -130,3 +130,24 @@ async def test_the_view_shows_each_message_and_its_end_once() -> None:
     assert contents == [wire_text(body[: -len(b".\r\n")])] * 2
     assert [e.key for e in recorder.events if e.text == "."] == ["smtp.data.end"] * 2
     assert [e.text for e in recorder.events if e.key == "smtp.rset"] == ["RSET", "RSET"]
+
+
+async def test_a_large_message_is_kept_whole_and_shown_cut_at_the_same_line() -> None:
+    # The view shows whole lines up to DATA_SHOWN_LIMIT octets; the mailbox gets it all.
+    recorder, keep = Recorder(), Keep()
+    endpoint = Endpoint(2, "SMTP", 25, "mta-b", "mta-a", "mx.b.example")
+    server, port = await _serve(
+        lambda: TappedSMTP(keep, endpoint=endpoint, sink=recorder.emit, decode_data=False)
+    )
+    lines = [b"%05d " % i + b"y" * 72 + b"\r\n" for i in range(1300)]  # 80 octets each
+    try:
+        codes = await asyncio.to_thread(_talk, port, b"".join(lines) + b".\r\n", False)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert codes[5] == "250"
+    assert keep.messages == [b"".join(lines)]
+    [content] = [e for e in recorder.events if e.key == "smtp.data.content"]
+    shown = DATA_SHOWN_LIMIT // 80  # whole lines within the limit
+    assert content.text == wire_text(b"".join(lines[:shown]))
+    assert content.detail["cut"] == f"{1300 * 80} octets; first {DATA_SHOWN_LIMIT} shown"
