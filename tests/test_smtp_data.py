@@ -13,7 +13,7 @@ import pytest
 from aiosmtpd.smtp import SMTP
 
 from app.engines.base import Endpoint
-from app.engines.smtp_tap import DATA_SHOWN_LIMIT, TappedSMTP
+from app.engines.smtp_tap import DATA_SHOWN_LIMIT, MAX_SHOWN_LINE, TappedSMTP, WireTap
 from app.events import Recorder, wire_text
 
 SIZE_LIMIT = 4000  # small, so 552 is reached with a few KB
@@ -151,3 +151,23 @@ async def test_a_large_message_is_kept_whole_and_shown_cut_at_the_same_line() ->
     shown = DATA_SHOWN_LIMIT // 80  # whole lines within the limit
     assert content.text == wire_text(b"".join(lines[:shown]))
     assert content.detail["cut"] == f"{1300 * 80} octets; first {DATA_SHOWN_LIMIT} shown"
+
+
+def test_the_tap_holds_a_line_that_never_ends_in_bounded_memory() -> None:
+    # 2 MiB in DATA without a CRLF: aiosmtpd drains it in bounded memory (and answers
+    # 500); the tap must not keep it all (nor copy it again for every chunk).
+    recorder = Recorder()
+    endpoint = Endpoint(2, "SMTP", 25, "mta-b", "mta-a", "mx.b.example")
+    wire = WireTap(endpoint.new_tap(recorder.emit), "smtp")
+    wire.received(b"DATA\r\n")
+    wire.pushed("354 End data with <CR><LF>.<CR><LF>")
+    most = 0
+    for _ in range(32):
+        wire.received(b"z" * 65536)
+        most = max(most, len(wire._inbuf))
+    wire.received(b"\r\n.\r\nQUIT\r\n")
+    assert most <= 65536 + 4 * MAX_SHOWN_LINE
+    keys = [e.key for e in recorder.events][-3:]
+    assert keys == ["smtp.data.content", "smtp.data.end", "smtp.quit"]
+    [content] = [e for e in recorder.events if e.key == "smtp.data.content"]
+    assert content.detail["cut"] == f"{32 * 65536 + 2} octets; first {DATA_SHOWN_LIMIT} shown"

@@ -71,6 +71,7 @@ class WireTap:
         self._mode = "command"  # command | data | auth
         self._data: list[bytes] = []
         self._data_size = 0
+        self._mid_line = False  # in DATA: the octets taken so far ended inside a line
         self._reply: list[str] = []
         # Replies come in the order of the commands (RFC 2920 §3.1), so with pipelining
         # the reply being shown answers the oldest command still waiting, not the last.
@@ -111,25 +112,33 @@ class WireTap:
 
     def _data_block(self) -> bool:
         """Take every complete message line that came, in one step (a 2 KB mail is ~40
-        lines); False when no whole line is there yet. The message's lines start at
-        the start of `_inbuf` here, so "." + CRLF there or after a CRLF ends it."""
+        lines); False when no whole line is there yet. `_inbuf` starts at a line start
+        here unless `_mid_line`, so "." + CRLF there, or after any CRLF, ends it."""
         buf = self._inbuf
-        if buf[:3] == b".\r\n":
+        if buf[:3] == b".\r\n" and not self._mid_line:
             self._inbuf = buf[3:]
             self._line(b".\r\n")
             return True
         end = buf.find(b"\r\n.\r\n")
         cut = end + 2 if end >= 0 else buf.rfind(b"\r\n") + 2
         if cut < 2:
-            return False
+            if len(buf) <= MAX_SHOWN_LINE * 4:
+                return False
+            # A line that never ends (the server refuses it with 500 at the end): count
+            # it and move on, so memory stays bounded; a last CR may start the CRLF.
+            cut = len(buf) - 1 if buf.endswith(b"\r") else len(buf)
         block, self._inbuf = buf[:cut], buf[cut:]
+        self._mid_line = not block.endswith(b"\r\n")
         size = self._data_size + len(block)
         if size <= DATA_SHOWN_LIMIT:
             self._data_size = size
             self._data.append(block)
         else:  # crossing the shown limit: line by line, as below
-            for line in block.split(b"\r\n")[:-1]:
+            *whole, rest = block.split(b"\r\n")
+            for line in whole:
                 self._line(line + b"\r\n")
+            if rest:
+                self._line(rest)
         return True
 
     def _line(self, line: bytes) -> None:
