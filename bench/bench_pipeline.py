@@ -3,6 +3,8 @@ AUTH), relay with MX lookup, LMTP and the Maildir, with concurrent clients, next
 bare aiosmtpd server doing the same STARTTLS + AUTH and discarding the message,
 measured in the same run with the same client: after the same untimed warm-up, in
 rounds that alternate the two; the verdict is the median of the rounds' ratios.
+Timing starts once the app's start-up work (its recording pool) is done, and the CPU
+time each process spent per message (/proc/<pid>/stat) is printed for both sides.
 
     .venv/bin/python bench/bench_pipeline.py --clients 20 --messages 400
 """
