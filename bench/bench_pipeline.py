@@ -3,6 +3,8 @@ AUTH), relay with MX lookup, LMTP and the Maildir, with concurrent clients, next
 bare aiosmtpd server doing the same STARTTLS + AUTH and discarding the message,
 measured in the same run with the same client: after the same untimed warm-up, in
 rounds that alternate the two; the verdict is the median of the rounds' ratios.
+Timing starts once the app's start-up work (its recording pool) is done, and the CPU
+time each process spent per message (/proc/<pid>/stat) is printed for both sides.
 
     .venv/bin/python bench/bench_pipeline.py --clients 20 --messages 400
 """
@@ -18,6 +20,7 @@ import socket
 import statistics
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import aiosmtplib
@@ -71,11 +74,95 @@ def delivered(data: Path) -> int:
     return sum(len(os.listdir(box / sub)) for sub in ("new", "cur") if (box / sub).is_dir())
 
 
+def wait_started(web: int, timeout: float = 120.0) -> None:
+    """Wait until the app's start-up work is over: its recording pool is filled. The
+    recording worker runs every scenario once at start (several CPU seconds), which
+    otherwise fell into the first rounds of both servers."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        with urllib.request.urlopen(f"http://127.0.0.1:{web}/healthz", timeout=10) as reply:
+            pool = json.load(reply)["recordings"]
+        if pool["ready"] >= pool["target"]:
+            return
+        time.sleep(0.2)
+    raise RuntimeError("the recording pool did not fill")
+
+
 def wait_delivered(data: Path, count: int, timeout: float = 120.0) -> int:
     deadline = time.perf_counter() + timeout
     while (got := delivered(data)) < count and time.perf_counter() < deadline:
         time.sleep(0.01)
     return got
+
+
+def descendants(root: int) -> list[int]:
+    """`root` and every process below it (the app's tree: launcher, web, lab, inner)."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                stat = Path(f"/proc/{name}/stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+            children.setdefault(ppid, []).append(int(name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far (/proc/<pid>/stat)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def role(pid: int) -> str:
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return str(pid)
+    text = " ".join(part.decode() for part in cmd if part)
+    for key, name in (("app.lab.inner", "inner"), ("app.lab.process", "lab"),
+                      ("bare_smtpd", "bare"), ("app.recording", "recorder")):
+        if key in text:
+            return name
+    return "web" if "multiprocessing" not in text else "helper"
+
+
+class CpuMeter:
+    """CPU milliseconds per message for each process, summed over the timed rounds."""
+
+    def __init__(self, pids: dict[str, list[int]]) -> None:
+        self.pids = pids  # side ("bare", "lab") -> processes to watch
+        self.ms: dict[str, dict[str, float]] = {side: {} for side in pids}
+        self.messages: dict[str, int] = dict.fromkeys(pids, 0)
+
+    def snapshot(self, side: str) -> dict[int, float]:
+        return {pid: cpu_seconds(pid) for pid in [*self.pids[side], os.getpid()]}
+
+    def add(self, side: str, before: dict[int, float], messages: int) -> None:
+        after = self.snapshot(side)
+        for pid, start in before.items():
+            name = "client" if pid == os.getpid() else role(pid)
+            spent = (after[pid] - start) * 1000
+            self.ms[side][name] = self.ms[side].get(name, 0.0) + spent
+        self.messages[side] += messages
+
+    def report(self) -> str:
+        lines = ["CPU ms per message (summed over the timed rounds, /proc/<pid>/stat):"]
+        for side, by_name in self.ms.items():
+            n = max(1, self.messages[side])
+            parts = "  ".join(f"{k} {v / n:.2f}" for k, v in sorted(by_name.items()))
+            lines.append(f"  {side:4s}: {parts}  total {sum(by_name.values()) / n:.2f}")
+        return "\n".join(lines)
 
 
 def main() -> None:
@@ -86,6 +173,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=40, help="untimed messages to each first")
     args = parser.parse_args()
     rounds = []
+    meter: CpuMeter | None = None
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         offset = free_lab_offset()
@@ -102,27 +190,38 @@ def main() -> None:
         try:
             wait_for_port(web)
             wait_for_port(587 + offset)
+            wait_started(web)
             tls = LabTLS.load(data / "tls")
             bare = start_process(["bench/bare_smtpd.py", str(bare_port), str(data / "tls")])
             wait_for_port(bare_port)
             ctx = tls.client_context
+
+            def run_bare() -> float:
+                before = meter.snapshot("bare")
+                seconds = asyncio.run(send_all(bare_port, ctx, args.clients, args.messages))
+                meter.add("bare", before, args.messages)
+                return seconds
+
             # Both servers get the same untimed warm-up (first handshakes, cached
             # sessions, lazy imports), so the rounds measure the steady state.
             asyncio.run(send_all(bare_port, ctx, args.clients, args.warmup))
             asyncio.run(send_all(587 + offset, ctx, args.clients, args.warmup))
             total = wait_delivered(data, args.warmup)
+            meter = CpuMeter({"bare": [bare.pid], "lab": descendants(app.pid)})
             # Alternate the two (and which goes first), so a machine that slows down
             # for a while (shared vCPUs) weighs on both sides of a round alike.
             for i in range(args.rounds):
                 if i % 2 == 0:  # the first of the pair in odd rounds, the second in even
-                    bare_s = asyncio.run(send_all(bare_port, ctx, args.clients, args.messages))
+                    bare_s = run_bare()
+                before = meter.snapshot("lab")
                 started = time.perf_counter()
                 submit_s = asyncio.run(send_all(587 + offset, ctx, args.clients, args.messages))
                 total += args.messages
                 count = wait_delivered(data, total) - (total - args.messages)
                 pipeline_s = time.perf_counter() - started
+                meter.add("lab", before, args.messages)
                 if i % 2 == 1:
-                    bare_s = asyncio.run(send_all(bare_port, ctx, args.clients, args.messages))
+                    bare_s = run_bare()
                 rounds.append(
                     {
                         "bare_msgs_per_s": args.messages / bare_s,
@@ -147,6 +246,8 @@ def main() -> None:
             f"  {r['ratio']:.2f}"
         )
     ratio = statistics.median(r["ratio"] for r in rounds)
+    if meter is not None:
+        print(meter.report())
     print(
         f"median ratio pipeline / bare = {ratio:.2f} (target >= 0.5): "
         f"{'met' if ratio >= 0.5 else 'NOT met'}"

@@ -238,3 +238,38 @@ async def test_a_killed_internal_process_is_restarted_and_mail_flows(lab: LabWor
     # Both hops that live in it work again: relay to the MX, then LMTP into the Maildir.
     assert await asyncio.to_thread(submit, lab) == {}
     await wait_for_inbox(lab, "bob@b.example", 2, timeout=5.0)
+
+
+async def test_the_inner_process_events_are_forwarded_as_they_came(
+    tmp_path: Path, lab_tls: LabTLS
+) -> None:
+    # Under the web, the lab process passes the inner process's event tuples on
+    # untouched (no Event rebuilt per event); its own events still go to the sink.
+    own: list[Event] = []
+    forwarded: list[tuple] = []
+    delivered = asyncio.Event()
+
+    def forward(events: list[tuple]) -> None:
+        forwarded.extend(events)
+        if any(Event(*fields).key == "lmtp.data.end" for fields in events):
+            delivered.set()
+
+    world = LabWorld(
+        tmp_path / "lab",
+        lab_tls,
+        Accounts(),
+        own.append,
+        ports={s.name: 0 for s in SERVICES},
+        forward=forward,
+    )
+    await world.start()
+    try:
+        assert await asyncio.to_thread(submit, world) == {}
+        await delivered.wait()
+    finally:
+        await world.close()
+    inner = [Event(*fields) for fields in forwarded]
+    assert {e.protocol for e in inner} >= {"SMTP", "LMTP"}
+    assert all(e.session.startswith("in1-") for e in inner)
+    assert not any(e.session.startswith("in") for e in own)
+    assert any(e.key == "smtp.data.end" for e in own)  # the submission, in this process

@@ -23,6 +23,7 @@ from app.engines.smtp_policies import (
     received_header,
 )
 from app.engines.smtp_server import start_smtp_server
+from app.engines.smtp_tap import TappedSMTP
 from app.engines.tls import LabTLS
 from app.events import Recorder
 from app.world.accounts import Accounts
@@ -551,3 +552,20 @@ async def test_a_bare_lf_dot_does_not_end_the_message_on_screen_either(lab: Lab)
     [content] = [e for e in lab.recorder.events if e.key == "smtp.data.content"]
     assert content.text.endswith("hi\n.\nRSET\nbye")
     assert [e.key for e in lab.recorder.events if e.text == "."] == ["smtp.data.end"]
+
+
+async def test_aiosmtpd_finds_every_hook_of_each_policy_through_their_short_dir(lab: Lab) -> None:
+    # aiosmtpd introspects the handler for every connection; the policies list only
+    # their handle_*/auth_* names, and every hook must still be found.
+    policies = [
+        SubmissionPolicy(lab.accounts, lab.outbound, "mail.a.example"),
+        InboundPolicy(lab.accounts, {"b.example"}, lab.inbound, "mx.b.example"),
+        DeliveryPolicy(lab.accounts, lab.store, "mda.b.example"),
+    ]
+    endpoint = Endpoint(2, "SMTP", 25, "mta-b", "mta-a", "mx.b.example")
+    for policy in policies:
+        every = [n for n in object.__dir__(policy) if n.startswith(("handle_", "auth_"))]
+        assert sorted(dir(policy)) == sorted(every)
+        server = TappedSMTP(policy, endpoint=endpoint, sink=lab.recorder.emit)
+        hooks = {n.removeprefix("handle_") for n in every if n.startswith("handle_")}
+        assert set(server._handle_hooks) == hooks and "DATA" in hooks

@@ -18,10 +18,11 @@ import re
 from typing import Any
 
 from aiosmtpd.lmtp import LMTP
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import MISSING, SMTP, _DataState, syntax
 
 from app.engines.base import Endpoint
 from app.engines.login_guard import LoginGuard
+from app.engines.smtp_data import read_message
 from app.engines.tls import describe_tls
 from app.events import Sink, Tap, wire_text
 from app.protocols.smtp_replies import (
@@ -70,6 +71,7 @@ class WireTap:
         self._mode = "command"  # command | data | auth
         self._data: list[bytes] = []
         self._data_size = 0
+        self._mid_line = False  # in DATA: the octets taken so far ended inside a line
         self._reply: list[str] = []
         # Replies come in the order of the commands (RFC 2920 §3.1), so with pipelining
         # the reply being shown answers the oldest command still waiting, not the last.
@@ -88,6 +90,10 @@ class WireTap:
     def received(self, data: bytes) -> None:
         self._inbuf += data
         while True:
+            if self._mode == "data":
+                if not self._data_block():
+                    return
+                continue
             # The message content ends its lines with CRLF only, as aiosmtpd reads it: a
             # bare LF inside is not a line end, so "\n.\n" cannot end the message here
             # while the server goes on reading (the SMTP smuggling trick).
@@ -103,6 +109,37 @@ class WireTap:
                 return
             line, self._inbuf = self._inbuf[: idx + 1], self._inbuf[idx + 1 :]
             self._line(line)
+
+    def _data_block(self) -> bool:
+        """Take every complete message line that came, in one step (a 2 KB mail is ~40
+        lines); False when no whole line is there yet. `_inbuf` starts at a line start
+        here unless `_mid_line`, so "." + CRLF there, or after any CRLF, ends it."""
+        buf = self._inbuf
+        if buf[:3] == b".\r\n" and not self._mid_line:
+            self._inbuf = buf[3:]
+            self._line(b".\r\n")
+            return True
+        end = buf.find(b"\r\n.\r\n")
+        cut = end + 2 if end >= 0 else buf.rfind(b"\r\n") + 2
+        if cut < 2:
+            if len(buf) <= MAX_SHOWN_LINE * 4:
+                return False
+            # A line that never ends (the server refuses it with 500 at the end): count
+            # it and move on, so memory stays bounded; a last CR may start the CRLF.
+            cut = len(buf) - 1 if buf.endswith(b"\r") else len(buf)
+        block, self._inbuf = buf[:cut], buf[cut:]
+        self._mid_line = not block.endswith(b"\r\n")
+        size = self._data_size + len(block)
+        if size <= DATA_SHOWN_LIMIT:
+            self._data_size = size
+            self._data.append(block)
+        else:  # crossing the shown limit: line by line, as below
+            *whole, rest = block.split(b"\r\n")
+            for line in whole:
+                self._line(line + b"\r\n")
+            if rest:
+                self._line(rest)
+        return True
 
     def _line(self, line: bytes) -> None:
         if self._mode == "data":
@@ -408,6 +445,56 @@ class TappedMixin:
         if limit and len(local) > limit:
             return None, None
         return f"{local}@{domain}", rest or ""
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        """aiosmtpd's smtp_DATA with the message read in blocks (app/engines/smtp_data.py)
+        instead of a readuntil per line; the checks, replies and hooks are its own."""
+        if await self.check_helo_needed():  # type: ignore[attr-defined]
+            return
+        if await self.check_auth_needed("DATA"):  # type: ignore[attr-defined]
+            return
+        envelope = self.envelope  # type: ignore[attr-defined]
+        if not envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            content, state = await read_message(
+                self._reader,  # type: ignore[attr-defined]
+                self.data_size_limit,  # type: ignore[attr-defined]
+                self.line_length_limit,  # type: ignore[attr-defined]
+            )
+        except asyncio.CancelledError:
+            self._writer.close()  # type: ignore[attr-defined]  # reset during DATA
+            raise
+        if state is _DataState.TOO_LONG:
+            await self.push("500 Line too long (see RFC5321 4.5.3.1.6)")
+        elif state is _DataState.TOO_MUCH:
+            await self.push("552 Error: Too much mail data")
+        if state is not _DataState.NOMINAL:
+            self._set_post_data_state()  # type: ignore[attr-defined]
+            return
+        decoded: str | bytes = content
+        if self._decode_data:  # type: ignore[attr-defined]
+            if self.enable_SMTPUTF8:  # type: ignore[attr-defined]
+                decoded = content.decode("utf-8", errors="surrogateescape")
+            else:
+                try:
+                    decoded = content.decode("ascii", errors="strict")
+                except UnicodeDecodeError:
+                    await self.push("500 Error: strict ASCII mode")
+                    return
+        envelope.content = decoded
+        envelope.original_content = content
+        status = MISSING
+        if "DATA" in self._handle_hooks:  # type: ignore[attr-defined]
+            status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()  # type: ignore[attr-defined]
+        await self.push("250 OK" if status is MISSING else status)
 
     async def smtp_AUTH(self, arg: str) -> None:
         await super().smtp_AUTH(arg)  # type: ignore[misc]

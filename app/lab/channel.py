@@ -69,6 +69,12 @@ class PipePublisher:
         self._soon()
         self._events.append(fields)
 
+    def forward(self, events: list[EventFields]) -> None:
+        """Events a process below this one sent, passed on as they came."""
+        if events:
+            self._soon()
+            self._events.extend(events)
+
     def delivered(self, rcpt: str) -> None:
         self._soon()
         self._deliveries.append(rcpt)

@@ -105,6 +105,7 @@ async def main() -> int:
         host=str(config["host"]),
         ports={k: int(v) for k, v in config["ports"].items()},
         session_prefix=prefix,
+        forward=out.forward,
     )
     try:
         await lab.start()
