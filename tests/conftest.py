@@ -6,7 +6,6 @@ import asyncio
 import inspect
 import sys
 import threading
-import time
 import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+from waiting import wait_started
 
 from app.config import Settings
 from app.engines.tls import LabTLS
@@ -39,13 +39,7 @@ class LiveServer:
 
     def start(self) -> str:
         self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the app did not start")
-            time.sleep(0.02)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
+        return f"http://127.0.0.1:{wait_started(self.server, self.thread)}"
 
     def stop(self) -> None:
         self.server.should_exit = True

@@ -7,11 +7,11 @@ import smtplib
 import socket
 import ssl
 import threading
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import uvicorn
+from waiting import wait_started, wait_until
 
 from app.config import Settings
 from app.lab.world import SERVICES
@@ -51,13 +51,7 @@ class Served:
 
     def start(self) -> Served:
         self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the app did not start")
-            time.sleep(0.02)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"http://127.0.0.1:{wait_started(self.server, self.thread)}"
         return self
 
     def stop(self) -> None:
@@ -78,7 +72,4 @@ def send_one(s: Served, subject: str = "hello") -> None:
     with smtplib.SMTP_SSL("127.0.0.1", port, context=ctx, timeout=10) as c:
         c.login("alice@a.example", "alice-pass")
         c.sendmail("alice@a.example", ["bob@b.example"], f"Subject: {subject}\r\n\r\nhi\r\n")
-    deadline = time.monotonic() + 10  # a bound on a wait for the file, not a guess at it
-    while len(inbox_files(s)) == before:
-        assert time.monotonic() < deadline, "the message was not delivered"
-        time.sleep(0.02)
+    wait_until(lambda: len(inbox_files(s)) > before, "the MDA to write the message")

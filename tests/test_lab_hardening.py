@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import smtplib
 import socket
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from waiting import HANG_GUARD
 
 from app.engines.smtp_tap import WireTap
 from app.engines.tls import LabTLS
@@ -45,6 +47,17 @@ def read_until_closed(sock: socket.socket, limit: float) -> bytes:
         if not chunk:
             return data
         data += chunk
+
+
+def read_reply(sock: socket.socket, marker: bytes) -> bytes:
+    """Read until a complete line containing `marker` has come (or the peer closed)."""
+    data = b""
+    while not any(marker in line for line in data.split(b"\r\n")[:-1]):
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 def served(lab: LabWorld) -> bool:
@@ -83,16 +96,21 @@ async def test_idle_sessions_are_told_and_closed(
 
 @pytest.mark.parametrize("service", ["submissions", "pop3s", "imaps"])
 async def test_a_half_open_tls_handshake_times_out(lab: LabWorld, service: str) -> None:
+    stalled = threading.Event()
+
     def half_open() -> float:
         with socket.create_connection(("127.0.0.1", lab.ports[service]), timeout=5) as s:
             s.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # a ClientHello, cut off
             started = time.monotonic()
+            stalled.set()
             read_until_closed(s, 70)
             return time.monotonic() - started
 
     waiter = asyncio.create_task(asyncio.to_thread(half_open))
-    await asyncio.sleep(0.2)
+    assert await asyncio.to_thread(stalled.wait, HANG_GUARD)  # the stalled handshake is on
     assert await asyncio.to_thread(served, lab)  # others are served meanwhile
+    # The server cut it (read_until_closed saw EOF, not its own 70 s limit); the
+    # handshake limit here is the 1 s idle limit, so 35 s leaves room for a slow machine.
     assert await waiter < 35
 
 
@@ -101,8 +119,7 @@ async def test_starttls_then_silence_is_cut(lab: LabWorld) -> None:
         with socket.create_connection(("127.0.0.1", lab.ports["submission"]), timeout=5) as s:
             s.recv(200)
             s.sendall(b"EHLO x\r\n")
-            time.sleep(0.1)
-            s.recv(500)
+            read_reply(s, b"250 ")  # the whole multi-line EHLO reply, up to its last line
             s.sendall(b"STARTTLS\r\n")
             assert s.recv(200).startswith(b"220")
             started = time.monotonic()
@@ -119,6 +136,8 @@ async def test_a_client_that_never_reads_costs_nobody_else(lab: LabWorld, servic
     command = b"a NOOP\r\n" if service == "imap" else b"NOOP\r\n"
     hog.setblocking(False)
     sent = 0
+    # Part of the setup, not a wait for "done": push commands until 4 MiB or 3 s. How
+    # much got in does not matter to the assertions (others served, the hog cut).
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline and sent < 4 * 1024 * 1024:
         try:
@@ -151,8 +170,7 @@ async def test_binary_garbage_gets_the_protocol_error(
         with socket.create_connection(("127.0.0.1", lab.ports[service]), timeout=5) as s:
             s.recv(500)
             s.sendall(b"\x00\xff\x13\x37 \x00\x00garbage\r\n")
-            time.sleep(0.2)
-            return s.recv(500)
+            return read_reply(s, error)  # the reply line that carries the error
 
     assert error in await asyncio.to_thread(talk)
     assert await asyncio.to_thread(served, lab)
@@ -172,17 +190,34 @@ def test_the_smtp_wire_tap_never_raises(chunks: list[bytes], replies: list[str])
         assert event.direction in ("c2s", "s2c", "note")
 
 
-async def test_a_client_that_keeps_talking_is_not_cut(lab: LabWorld) -> None:
-    # The idle timer moves with every command; only silence for IDLE seconds ends a session.
+async def test_a_client_that_keeps_talking_is_not_cut(tmp_path: Path, lab_tls: LabTLS) -> None:
+    # The idle timer moves with every command; only silence for `idle` seconds ends a
+    # session. The pauses are what is tested (a client talking slowly), so they stay;
+    # each is a sixth of the limit, so a stalled scheduler (up to 2.5 s) cannot make
+    # one of them look like silence, and together they last longer than the limit.
+    idle, pause = 3.0, 0.5
+    lab = LabWorld(
+        tmp_path / "lab",
+        lab_tls,
+        Accounts(),
+        lambda e: None,
+        ports={s.name: 0 for s in SERVICES},
+        idle_timeout=idle,
+    )
+    await lab.start()
+
     def chatty() -> list[bytes]:
-        with socket.create_connection(("127.0.0.1", lab.ports["submission"]), timeout=5) as s:
+        with socket.create_connection(("127.0.0.1", lab.ports["submission"]), timeout=10) as s:
             s.recv(200)
             replies = []
-            for _ in range(6):  # 1.8 s in all, longer than IDLE
-                time.sleep(0.3)
+            for _ in range(8):  # 4 s in all, longer than `idle`
+                time.sleep(pause)
                 s.sendall(b"NOOP\r\n")
-                replies.append(s.recv(200))
+                replies.append(read_reply(s, b"250"))
             return replies
 
-    replies = await asyncio.to_thread(chatty)
+    try:
+        replies = await asyncio.to_thread(chatty)
+    finally:
+        await lab.close()
     assert all(r.startswith(b"250") for r in replies), replies

@@ -12,7 +12,6 @@ import smtplib
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 from test_lab_process import ROOT, App, ca_context, free_offset, inbox_files
+from waiting import wait_until
 from websockets.sync.client import connect
 
 from app.lab.world import SERVICES
@@ -128,16 +128,6 @@ def test_the_lab_process_never_imports_the_web_stack() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def wait_for(check, what: str, timeout: float = 30.0):  # type: ignore[no-untyped-def]
-    """Poll `check` until it returns something true (the condition that says done)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_a_killed_lab_restarts_delivers_what_it_accepted_and_streams_again(app: App) -> None:
     assert app.proc is not None
     web = app.proc.pid
@@ -152,10 +142,9 @@ def test_a_killed_lab_restarts_delivers_what_it_accepted_and_streams_again(app: 
         assert code == 250
         os.kill(first, signal.SIGKILL)  # the lab process, not the web
     # The web restarts it: a new lab process holding every lab port again.
-    second = wait_for(
+    second = wait_until(
         lambda: (p := lab_pid(web)) and p != first and lab_ports(app) <= listening_ports(p) and p,
         "a new lab process on the lab ports",
-        timeout=60,
     )
     assert listening_ports(web) == {app.web}
 
@@ -163,12 +152,12 @@ def test_a_killed_lab_restarts_delivers_what_it_accepted_and_streams_again(app: 
         return httpx.get(f"http://127.0.0.1:{app.web}/healthz", timeout=10).json()
 
     # Serving once the new process said its listeners are up (just after they listen).
-    lab = wait_for(lambda: (h := health())["lab"]["serving"] and h["lab"], "the lab serving")
+    lab = wait_until(lambda: (h := health())["lab"]["serving"] and h["lab"], "the lab serving")
     assert lab == {"serving": True, "starts": 2}
-    copies = wait_for(lambda: inbox_files(app), "the mail accepted before the kill")
+    copies = wait_until(lambda: inbox_files(app), "the mail accepted before the kill")
     assert all(b"accepted before the kill" in c.read_bytes() for c in copies)
     queue = app.data / "lab" / "queue"
-    wait_for(lambda: not list(queue.rglob("*.mail")), "the queues to drain")
+    wait_until(lambda: not list(queue.rglob("*.mail")), "the queues to drain")
     # Events of the new lab process reach the live view of the same web process.
     with connect(f"ws://127.0.0.1:{app.web}/ws/lab") as ws:
         ws.send(json.dumps({"type": "hello", "lang": "en"}))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import random
@@ -12,15 +13,16 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from waiting import wait_healthy, wait_until
 from websockets.sync.client import connect
 
 from app.lab.world import SERVICES
+from app.world.spool import Spool
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,17 +66,8 @@ class App:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.web}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None:
-                raise RuntimeError(self.proc.stdout.read().decode())
-            time.sleep(0.1)
-        raise RuntimeError("app did not come up")
+        wait_healthy(f"http://127.0.0.1:{self.web}/healthz", self.proc)
+        return self
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -120,15 +113,40 @@ def test_kill_9_right_after_250_loses_nothing(app: App) -> None:
     assert queued or inbox_files(app), "the accepted message is neither queued nor delivered"
     app.start()
     queue = app.data / "lab" / "queue"
-    deadline = time.monotonic() + 5
-    while (list(queue.rglob("*.mail")) or not inbox_files(app)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not list(queue.rglob("*.mail")), "the queue did not drain after the restart"
+    wait_until(
+        lambda: not list(queue.rglob("*.mail")) and inbox_files(app),
+        "the queue to drain into the inbox after the restart",
+    )
     # At least once (RFC 5321 §6.1): a crash between the MDA's write and the queue's
     # clean-up may deliver twice, but never zero times.
     copies = inbox_files(app)
     assert len(copies) in (1, 2)
     assert all(b"still here" in c.read_bytes() for c in copies)
+
+
+def test_a_new_lab_delivers_only_once_the_old_one_let_go_of_the_queue(app: App) -> None:
+    """After a kill -9 of the web, its lab processes shut down while a new web starts new
+    ones. Before the queue lock, the new internal process listed and delivered a queue
+    file the old one was still delivering: with the relay hop's own at-least-once copy,
+    three copies of one mail (tests/test_lab_process.py's kill -9 test once saw them)."""
+    app.stop()
+    inbound = Spool(app.data / "lab" / "queue" / "inbound-b")
+    old = inbound.put("alice@a.example", ["bob@b.example"], b"Subject: old\r\n\r\nold run\r\n")
+    # This test plays the old internal process, still delivering that file.
+    owner = os.open(inbound.dir / ".owner", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(owner, fcntl.LOCK_EX)
+    try:
+        app.start()  # the listeners come up at once; delivery waits for the lock
+        inbound.remove(old)  # the old process delivered it and took it out of the queue
+    finally:
+        os.close(owner)  # ... and exited
+    with smtplib.SMTP("127.0.0.1", app.port("submission"), timeout=10) as c:
+        c.starttls(context=ca_context(app))
+        c.login("alice@a.example", "alice-pass")
+        c.sendmail("alice@a.example", ["bob@b.example"], "Subject: new\r\n\r\nnew run\r\n")
+    copies = wait_until(lambda: inbox_files(app), "the new mail to be delivered")
+    # Whatever the new process delivered first: only the new mail, never the old one.
+    assert [b"new run" in c.read_bytes() for c in copies] == [True]
 
 
 def test_lab_page_certificate_mailbox_viewer_and_reset(app: App) -> None:
@@ -147,7 +165,7 @@ def test_lab_page_certificate_mailbox_viewer_and_reset(app: App) -> None:
             ["bob@b.example"],
             "Subject: <script>alert(1)</script>\r\n\r\n<b>bold?</b>\r\n",
         )
-    time.sleep(0.5)
+    wait_until(lambda: inbox_files(app), "the MDA to write the message")
     listing = httpx.get(f"{base}/lab/mailbox/bob@b.example/INBOX").text
     assert "<script>alert(1)</script>" not in listing and "&lt;script&gt;" in listing
     message = httpx.get(f"{base}/lab/mailbox/bob@b.example/INBOX/1").text
@@ -175,7 +193,8 @@ def test_live_socket_streams_sessions_and_refuses_bad_messages(app: App) -> None
         with socket.create_connection(("127.0.0.1", app.port("pop3")), timeout=5) as s:
             s.recv(200)
             s.sendall(b"USER bob@b.example\r\nPASS bob-pass\r\nQUIT\r\n")
-            time.sleep(0.3)
+            while s.recv(4096):  # the server closes after QUIT's +OK: the session is over
+                pass
         seen = []
         while len(seen) < 5:
             msg = json.loads(ws.recv(timeout=5))

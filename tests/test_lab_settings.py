@@ -16,13 +16,13 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from cryptography import x509
+from waiting import wait_healthy, wait_until
 
 from app.engines.tls import LAB_HOSTS, LabTLS, _generate
 from app.lab.commands import settings_host
@@ -58,17 +58,7 @@ class LabApp:
             [sys.executable, "-m", "app"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL
         )
         self.base = f"http://127.0.0.1:{self.web}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None:
-                raise RuntimeError("the app exited")
-            time.sleep(0.1)
-        raise RuntimeError("the app did not come up")
+        wait_healthy(f"{self.base}/healthz", self.proc)
 
     def port(self, service: str) -> int:
         return next(s.standard_port for s in SERVICES if s.name == service) + self.offset
@@ -109,10 +99,7 @@ def send(app: LabApp, subject: str) -> None:
 
 
 def wait_for_inbox(app: LabApp, count: int) -> None:
-    deadline = time.monotonic() + 10
-    while len(app.inbox()) < count:
-        assert time.monotonic() < deadline, "the mail did not arrive"
-        time.sleep(0.02)
+    wait_until(lambda: len(app.inbox()) >= count, f"{count} mail(s) in the inbox")
 
 
 def from_page(page: str, attribute: str) -> str:

@@ -10,10 +10,10 @@ import signal
 import smtplib
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
+from waiting import HANG_GUARD, wait_until_async
 
 from app.engines.tls import LabTLS
 from app.events import Event
@@ -45,18 +45,18 @@ def submit(lab: LabWorld, rcpts: list[str] | None = None) -> dict:
         return c.sendmail("alice@a.example", rcpts or ["bob@b.example"], MESSAGE)
 
 
-async def wait_for_inbox(lab: LabWorld, user: str, count: int, timeout: float = 1.0) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if len(lab.store.folder(user).messages()) >= count:
-            return time.monotonic() - started
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{user} did not get {count} message(s) within {timeout} s")
+async def wait_for_inbox(lab: LabWorld, user: str, count: int) -> None:
+    """Until the MDA has written `count` messages (the loop serves meanwhile)."""
+    folder = lab.store.folder(user)
+    await wait_until_async(
+        lambda: len(folder.messages()) >= count, f"{count} message(s) for {user}"
+    )
 
 
-async def test_submitted_mail_travels_the_pipeline_within_a_second(lab: LabWorld) -> None:
+async def test_submitted_mail_travels_the_pipeline(lab: LabWorld) -> None:
+    # How fast is bench/'s business (a latency bound here would fail on a busy machine).
     assert await asyncio.to_thread(submit, lab) == {}
-    await wait_for_inbox(lab, "bob@b.example", 1, timeout=1.0)
+    await wait_for_inbox(lab, "bob@b.example", 1)
 
     def read_pop3() -> bytes:
         pop = poplib.POP3("127.0.0.1", lab.ports["pop3"], timeout=10)
@@ -101,7 +101,7 @@ async def test_mail_to_the_public_port_25_reaches_the_maildir(lab: LabWorld) -> 
             return c.sendmail("carol@c.example", ["bob@b.example"], MESSAGE)
 
     assert await asyncio.to_thread(deliver) == {}
-    await wait_for_inbox(lab, "bob@b.example", 1, timeout=5.0)
+    await wait_for_inbox(lab, "bob@b.example", 1)
 
 
 async def test_live_events_cover_all_four_panels(lab: LabWorld) -> None:
@@ -162,7 +162,7 @@ async def test_copy_ready_commands_work_as_shown(lab: LabWorld, tmp_path: Path) 
     workdir = tmp_path / "cmd"
     workdir.mkdir()
     (workdir / "mailflow-ca.pem").write_bytes(lab.tls.ca_file.read_bytes())
-    outputs = {}
+    outputs, sent = {}, 0
     for command in commands_for("127.0.0.1", lab.ports):
         proc = await asyncio.create_subprocess_shell(
             command.shell, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
@@ -171,7 +171,8 @@ async def test_copy_ready_commands_work_as_shown(lab: LabWorld, tmp_path: Path) 
         assert proc.returncode == 0, (command.key, out.decode())
         outputs[command.key] = out.decode()
         if command.key.endswith("send") or command.key == "curl-send-smtps":
-            await asyncio.sleep(0.2)  # let the queue deliver before the readers run
+            sent += 1  # the readers run once the MDA has written it
+            await wait_for_inbox(lab, "bob@b.example", sent)
     assert "Subject" in outputs["curl-pop3s-fetch"] and "Subject" in outputs["curl-imaps-fetch"]
     assert "* SEARCH 1" in outputs["curl-imap-list"]
     assert outputs["python-read"].startswith("messages: 1 2 3")
@@ -200,7 +201,8 @@ async def test_a_flood_of_connections_is_capped_and_others_keep_being_served(
         greetings = await asyncio.to_thread(flood, lab.ports[name])
         assert sum(g.startswith(ok) for g in greetings) == 50, name
         assert sum(g.startswith(busy) for g in greetings) == 150, name
-        await asyncio.sleep(0.2)
+        # The next flood starts once this service has closed all 200 connections.
+        await asyncio.wait_for(lab.endpoints[name].wait_until_idle(), HANG_GUARD)
     # Everyone else is still served.
     assert await asyncio.to_thread(submit, lab) == {}
 
@@ -231,13 +233,12 @@ async def test_a_killed_internal_process_is_restarted_and_mail_flows(lab: LabWor
     first = lab.inner_pid
     assert first is not None
     os.kill(first, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while lab.inner_pid in (first, None) and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    assert lab.inner_pid not in (first, None), "the internal process was not restarted"
+    await wait_until_async(
+        lambda: lab.inner_pid not in (first, None), "the internal process to be restarted"
+    )
     # Both hops that live in it work again: relay to the MX, then LMTP into the Maildir.
     assert await asyncio.to_thread(submit, lab) == {}
-    await wait_for_inbox(lab, "bob@b.example", 2, timeout=5.0)
+    await wait_for_inbox(lab, "bob@b.example", 2)
 
 
 async def test_the_inner_process_events_are_forwarded_as_they_came(

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from waiting import HANG_GUARD
 
 from app.engines.base import Endpoint, EngineContext, close_server
 from app.engines.imap_server import start_imap_server
@@ -97,11 +98,10 @@ class Servers:
             self.ports[name] = server.sockets[0].getsockname()[1]
 
     async def settle(self) -> None:
-        for _ in range(500):
-            if all(e.active == 0 for e in self.endpoints.values()):
-                return
-            await asyncio.sleep(0.01)
-        raise AssertionError("a connection is still open")
+        """Until every connection is closed on the server's side (the endpoints say so)."""
+        async with asyncio.timeout(HANG_GUARD):  # a hang guard, not a guess
+            for endpoint in self.endpoints.values():
+                await endpoint.wait_until_idle()
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from loop_watch import stop_watching, watch_loop
+from waiting import HANG_GUARD
 
 from app.engines.base import Endpoint, EngineContext, close_server
 from app.engines.login_guard import LoginGuard
@@ -82,12 +83,8 @@ def maildir_files(ctx: EngineContext) -> list[str]:
 
 
 async def settle(endpoint: Endpoint) -> None:
-    """Wait until the server has finished with every connection."""
-    for _ in range(200):
-        if endpoint.active == 0:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("server still busy")
+    """Wait until the server has finished with every connection (the endpoint says so)."""
+    await asyncio.wait_for(endpoint.wait_until_idle(), HANG_GUARD)  # a hang guard only
 
 
 def keys(events: list[Event]) -> list[str]:

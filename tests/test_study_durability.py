@@ -10,10 +10,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
+from waiting import wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,15 +46,12 @@ def _serve(data_dir: Path, database_url: str) -> tuple[subprocess.Popen[bytes], 
         env=env,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/api/me/progress", timeout=1).status_code == 200:
-                return proc, base
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("the app did not start")
+    try:
+        wait_healthy(f"{base}/api/me/progress", proc)
+    except BaseException:
+        proc.kill()
+        raise
+    return proc, base
 
 
 def test_progress_survives_kill_9(tmp_path: Path, database_url: str) -> None:

@@ -33,6 +33,7 @@ from app.engines.smtp_policies import DeliveryPolicy, InboundPolicy
 from app.engines.tls import LabTLS
 from app.events import Event
 from app.lab.channel import PipePublisher, event_fields
+from app.lab.queue_owner import run_owned
 from app.lab.stages import Stage, settle
 from app.sandbox import endpoint_for, start_listener
 from app.topology import HOST_A, HOST_B, LAB_INTERNAL
@@ -141,7 +142,12 @@ async def main() -> int:
     inner = Inner(json.loads(first), out)
     await inner.start()
     out.line({"ports": inner.ports})
-    worker = asyncio.create_task(inner.stage.run(inner.flush_inbound), name="lab-inbound")
+    # Delivery waits until an internal process still shutting down has let go of the
+    # inbound queues (one lock for both: one stage works them).
+    owner = inner.inbound[HOST_B].dir / ".owner"
+    worker = asyncio.create_task(
+        run_owned(owner, lambda: inner.stage.run(inner.flush_inbound)), name="lab-inbound"
+    )
     inner.wake()  # mail left in the inbound queues by a previous run goes out now
     try:
         while line := await reader.readline():

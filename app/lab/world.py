@@ -33,6 +33,7 @@ from app.engines.smtp_policies import InboundPolicy, SubmissionPolicy
 from app.engines.tls import LabTLS
 from app.events import Event, Sink
 from app.lab.channel import EventFields, subscribe
+from app.lab.queue_owner import run_owned
 from app.lab.restarts import Restarts
 from app.lab.stages import Stage, settle
 from app.sandbox import endpoint_for, start_listener
@@ -56,6 +57,7 @@ LOOPBACK = "127.0.0.1"
 CLIENT = LAB_CLIENT
 ROOT = Path(__file__).resolve().parent.parent.parent
 INNER_START_SECONDS = 30.0
+OWNER_FILE = ".owner"  # the lock file of a queue directory (app/lab/queue_owner.py)
 
 
 # The public listeners are described in app/topology.py with every other listener.
@@ -143,7 +145,11 @@ class LabWorld:
         except BaseException:
             await self.close()
             raise
-        self._worker = asyncio.create_task(self._relay.run(self.flush_outbound), name="lab-queue")
+        # Relaying waits until a lab process still shutting down has let go of the queue.
+        self._worker = asyncio.create_task(
+            run_owned(self.outbound.dir / OWNER_FILE, lambda: self._relay.run(self.flush_outbound)),
+            name="lab-queue",
+        )
         self.wake()  # mail left in the queues by a previous run goes out now
 
     @property
