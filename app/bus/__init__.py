@@ -6,6 +6,14 @@ One interface (`Bus`), two engines:
   room state and every published message reaches every process.
 
 Values are bytes; keys expire (`ttl` seconds) so nothing outlives its room.
+
+`hset_checked` is the one check-then-add that must hold across workers (a room's cap,
+its lock, one answer per student): it checks and adds in ONE step (a Lua script on
+Redis, a call with no await inside on the memory bus), so no other worker's add can
+slip in between. It answers "ok" (added), "exists" (the field was already there;
+nothing changed), "full" (the hash already holds `cap` fields), or "shut:<value>"
+(the gate hash's field holds another value than the one required). A gate
+(key, field, required) whose field is absent does not refuse.
 """
 
 from __future__ import annotations
@@ -38,6 +46,11 @@ class Bus(Protocol):
     async def touch(self, ttl: float, *keys: str) -> None: ...
     async def hset_new(self, key: str, field: str, value: bytes, ttl: float) -> bool: ...
     async def hset(self, key: str, field: str, value: bytes, ttl: float) -> None: ...
+    async def hset_all(self, key: str, mapping: dict[str, bytes], ttl: float) -> None: ...
+    async def hset_checked(
+        self, key: str, field: str, value: bytes, ttl: float, *, cap: int = 0,
+        gate: tuple[str, str, str] | None = None,
+    ) -> str: ...
     async def hget(self, key: str, field: str) -> bytes | None: ...
     async def hgetall(self, key: str) -> dict[str, bytes]: ...
     async def hlen(self, key: str) -> int: ...

@@ -105,6 +105,29 @@ class MemoryBus:
     async def hset(self, key: str, field: str, value: bytes, ttl: float) -> None:
         self._hash(key, ttl)[field] = value
 
+    async def hset_all(self, key: str, mapping: dict[str, bytes], ttl: float) -> None:
+        self._hash(key, ttl).update(mapping)
+
+    async def hset_checked(
+        self, key: str, field: str, value: bytes, ttl: float, *, cap: int = 0,
+        gate: tuple[str, str, str] | None = None,
+    ) -> str:
+        # No await from the first check to the add: atomic in this (the only) process.
+        if gate is not None:
+            gate_key, gate_field, required = gate
+            table = self._live(gate_key)
+            held = table.get(gate_field) if isinstance(table, dict) else None
+            if held is not None and held != required.encode():
+                return "shut:" + held.decode()
+        value_now = self._live(key)
+        current = value_now if isinstance(value_now, dict) else {}
+        if field in current:
+            return "exists"
+        if cap and len(current) >= cap:
+            return "full"
+        self._hash(key, ttl)[field] = value
+        return "ok"
+
     async def hget(self, key: str, field: str) -> bytes | None:
         value = self._live(key)
         return value.get(field) if isinstance(value, dict) else None

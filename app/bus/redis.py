@@ -19,6 +19,23 @@ from app.bus import Handler
 
 log = logging.getLogger("mailflow.bus")
 
+# hset_checked in one step: Redis runs a script with no other command in between, so
+# two workers can never both see "4 of 5" and both add (see app/bus/__init__.py).
+# KEYS: hash, gate hash. ARGV: field, value, ttl ms, cap (0: none), gate field ("": no
+# gate), required gate value.
+CHECKED_ADD = """
+if ARGV[5] ~= '' then
+  local held = redis.call('HGET', KEYS[2], ARGV[5])
+  if held and held ~= ARGV[6] then return 'shut:' .. held end
+end
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 'exists' end
+local cap = tonumber(ARGV[4])
+if cap > 0 and redis.call('HLEN', KEYS[1]) >= cap then return 'full' end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 'ok'
+"""
+
 
 class _RedisSubscription:
     def __init__(self, bus: RedisBus, channel: str, handler: Handler) -> None:
@@ -38,6 +55,7 @@ class RedisBus:
         self._handlers: dict[str, list[_RedisSubscription]] = defaultdict(list)
         self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._checked_add = self.redis.register_script(CHECKED_ADD)  # EVALSHA, loaded once
 
     async def start(self) -> None:
         await self.redis.ping()  # a wrong URL fails at start, not at the first class
@@ -130,6 +148,23 @@ class RedisBus:
             pipe.hset(key, field, value)
             pipe.pexpire(key, int(ttl * 1000))
             await pipe.execute()
+
+    async def hset_all(self, key: str, mapping: dict[str, bytes], ttl: float) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=mapping)  # type: ignore[arg-type]
+            pipe.pexpire(key, int(ttl * 1000))
+            await pipe.execute()
+
+    async def hset_checked(
+        self, key: str, field: str, value: bytes, ttl: float, *, cap: int = 0,
+        gate: tuple[str, str, str] | None = None,
+    ) -> str:
+        gate_key, gate_field, required = gate if gate is not None else (key, "", "")
+        result = await self._checked_add(
+            keys=[key, gate_key],
+            args=[field, value, int(ttl * 1000), cap, gate_field, required],
+        )
+        return result.decode() if isinstance(result, bytes) else str(result)
 
     async def hget(self, key: str, field: str) -> bytes | None:
         return await self.redis.hget(key, field)

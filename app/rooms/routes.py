@@ -339,6 +339,10 @@ async def join(
     meta = await _meta(request, code)
     rooms = _rooms(request)
     lang = i18n.current_lang.get()
+    if await rooms.service.student(meta.code, request.cookies.get(student_cookie(meta.code))):
+        # Already in (the form sent again, or a second tab): back to their seat, never
+        # refused by the cap or the lock and never counted twice.
+        return RedirectResponse(f"/r/{meta.code}", status_code=303)
     if not rooms.joins.allow(_client(request)):
         response = _render(
             request,

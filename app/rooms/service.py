@@ -7,6 +7,9 @@ bus is this process's memory or a Redis shared by several web workers. Keys:
     room:{code}:rec        the recording, as JSON events
     room:{code}:students   hash: student id → {"nick", "learner"}
     room:{code}:a:{poll}   hash: student id → chosen index (first answer wins)
+    room:{code}:gate       hash: "join" → open | locked | ended, "poll" → the id of the
+                           poll taking answers ("-": none); written with every teacher
+                           change, read by the atomic join and answer (bus.hset_checked)
     channel room:{code}    what happened, e.g. {"t": "step", "step": 5}
 
 Every key carries the room's TTL (3 hours), renewed by activity: when it lapses the
@@ -95,6 +98,7 @@ class RoomService:
             self.key(meta.code),
             self.key(meta.code, "rec"),
             self.key(meta.code, "students"),
+            self.key(meta.code, "gate"),
             *(self.key(meta.code, f"a:{p.id}") for p in meta.polls),
         ]
 
@@ -114,6 +118,7 @@ class RoomService:
             )
             if await self.bus.set_new(self.key(meta.code), meta.to_bytes(), self.ttl):
                 break
+        await self.bus.hset_all(self.key(meta.code, "gate"), gate(meta), self.ttl)
         await self.bus.set(self.key(meta.code, "rec"), rec, self.ttl)
         self._recordings[meta.code] = recording
         return meta, token
@@ -127,9 +132,13 @@ class RoomService:
         return RoomMeta.from_bytes(raw)
 
     async def save(self, meta: RoomMeta) -> None:
-        """Writes the teacher's change and renews every key of the room (activity)."""
+        """Writes the teacher's change and renews every key of the room (activity).
+
+        The gate first: from the moment it is written no worker admits a student into a
+        locked room or takes an answer to a revealed poll, whatever meta it read before."""
+        await self.bus.hset_all(self.key(meta.code, "gate"), gate(meta), self.ttl)
         await self.bus.set(self.key(meta.code), meta.to_bytes(), self.ttl)
-        await self.bus.touch(self.ttl, *self._keys(meta)[1:])
+        await self.bus.touch(self.ttl, *self._keys(meta)[1:])  # the gate again: harmless
         self._touched[meta.code] = time.monotonic()
 
     async def activity(self, meta: RoomMeta) -> None:
@@ -166,13 +175,27 @@ class RoomService:
             raise JoinRefused("ended")
         if meta.locked:
             raise JoinRefused("locked")
-        students = self.key(meta.code, "students")
-        if await self.bus.hlen(students) >= self.max_students:
-            raise JoinRefused("full")
-        token = secrets.token_urlsafe(24)
-        student = Student(student_id(token), nick, learner)
+        # The cap, the lock and the add in one atomic step (bus.hset_checked): joins on
+        # several workers at once admit exactly max_students, never one more.
         value = json.dumps({"nick": nick, "learner": learner}, ensure_ascii=False).encode()
-        await self.bus.hset(students, student.id, value, self.ttl)
+        while True:
+            token = secrets.token_urlsafe(24)
+            student = Student(student_id(token), nick, learner)
+            result = await self.bus.hset_checked(
+                self.key(meta.code, "students"),
+                student.id,
+                value,
+                self.ttl,
+                cap=self.max_students,
+                gate=(self.key(meta.code, "gate"), "join", "open"),
+            )
+            if result == "ok":
+                break
+            if result == "full":
+                raise JoinRefused("full")
+            if result.startswith("shut:"):
+                raise JoinRefused("ended" if result == "shut:ended" else "locked")
+            # "exists": a fresh 192-bit token met another student's id; draw again.
         await self.activity(meta)
         return student, token
 
@@ -206,8 +229,19 @@ class RoomService:
         if not 0 <= choice < len(poll.right):
             return "bad"
         key = self.key(meta.code, f"a:{poll.id}")
-        if not await self.bus.hset_new(key, student.id, str(choice).encode(), self.ttl):
+        # One step on the bus: refused once the teacher revealed or closed the poll (the
+        # gate), even if this worker read the meta before; the first answer wins.
+        result = await self.bus.hset_checked(
+            key,
+            student.id,
+            str(choice).encode(),
+            self.ttl,
+            gate=(self.key(meta.code, "gate"), "poll", str(poll.id)),
+        )
+        if result == "exists":
             return "twice"
+        if result != "ok":
+            return "closed"
         await self.activity(meta)
         return "ok"
 
@@ -225,6 +259,14 @@ class RoomService:
         await self.bus.delete(*self._keys(meta))
         self._recordings.pop(meta.code, None)
         self._touched.pop(meta.code, None)
+
+
+def gate(meta: RoomMeta) -> dict[str, bytes]:
+    """What the atomic join and answer check (see the keys above)."""
+    join = "ended" if meta.ended else "locked" if meta.locked else "open"
+    poll = meta.current()
+    taking = str(poll.id) if poll is not None and not poll.revealed and not meta.ended else "-"
+    return {"join": join.encode(), "poll": taking.encode()}
 
 
 def next_poll_id(meta: RoomMeta) -> int:
