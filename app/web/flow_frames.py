@@ -34,7 +34,9 @@ class Frames:
     """Rendered HTML and encoded frames of one recording in one language."""
 
     def __init__(self, recording: Recording, lang: str, render: Render, catalog: Any) -> None:
-        self.recording = recording
+        # Weak: the cache's key is the recording; a strong reference here would keep every
+        # recording (and its HTML) alive for the life of the process.
+        self._recording = weakref.ref(recording)
         self.lang = lang
         self._render = render
         self._catalog = catalog
@@ -44,6 +46,12 @@ class Frames:
         self._steps: dict[tuple[int, bool], str] = {}
         self._stages: dict[int, str] = {}
         self._summary = ""
+
+    @property
+    def recording(self) -> Recording:
+        recording = self._recording()
+        assert recording is not None, "used after its recording was dropped"
+        return recording
 
     def event_html(self, index: int, *, current: bool) -> str:
         cache = self._current if current else self._plain
