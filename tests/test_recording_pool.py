@@ -222,3 +222,22 @@ def test_worker_and_pool_settings_are_checked(monkeypatch: pytest.MonkeyPatch) -
                       ({"record_pool": -1}, "MAILFLOW_RECORD_POOL")):  # fmt: skip
         with pytest.raises(ConfigError, match=name):
             Settings(**bad).check()  # type: ignore[arg-type]
+
+
+async def test_an_error_that_does_not_unpickle_reaches_the_caller_as_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker pickles PickyError fine; the web cannot rebuild it (its __init__ wants
+    two arguments, its args hold one). The caller gets a RuntimeError saying so, not a
+    TypeError out of pickle."""
+    import worker_jobs
+
+    tests_dir = str(Path(worker_jobs.__file__).parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([tests_dir, os.environ.get("PYTHONPATH", "")]))
+    w = RecordWorker(tmp_path / "tls", tmp_path / "runs")
+    try:
+        with pytest.raises(RuntimeError, match="does not unpickle"):
+            await w.call(0, worker_jobs.fail_picky)
+        assert w.running  # the worker lives on for the next job
+    finally:
+        await w.close()

@@ -77,9 +77,15 @@ class _Child:
             self._send((fn, args))  # a module-level function pickles as its name
             await self.proc.stdin.drain()
             size = struct.unpack(">I", await self.proc.stdout.readexactly(4))[0]
-            ok, value = pickle.loads(await self.proc.stdout.readexactly(size))
+            frame = await self.proc.stdout.readexactly(size)
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
             raise WorkerDied(f"the worker process ended ({self.proc.returncode})") from exc
+        try:
+            ok, value = pickle.loads(frame)
+        except Exception as exc:
+            # An exception whose __init__ wants more than its args pickles in the worker
+            # but cannot be rebuilt here; say what came instead of a baffling TypeError.
+            raise RuntimeError(f"a worker reply that does not unpickle: {exc!r}") from exc
         if not ok:
             raise value
         return value  # type: ignore[no-any-return]
