@@ -56,3 +56,31 @@ async def test_the_prestarted_lab_process_is_adopted_serves_and_is_restarted(
     with pytest.raises(ProcessLookupError):
         os.kill(early, 0)
 
+
+async def test_a_prestarted_lab_process_that_died_is_reaped_and_replaced(
+    tmp_path: Path, lab_tls: LabTLS
+) -> None:
+    from waiting import wait_until
+
+    control.prestart()
+    dead = control._prestarted
+    assert dead is not None
+    dead.kill()
+    wait_until(lambda: dead.poll() is not None, "the pre-started process to die")
+    offset, _ = free_offset()
+    lab = LabProcess(
+        tmp_path / "lab",
+        lab_tls,
+        Accounts(),
+        lambda event: None,
+        host="127.0.0.1",
+        ports=lab_ports(offset),
+    )
+    try:
+        await lab.start()
+        assert control._prestarted is None  # no dead Popen kept for the life of the web
+        assert dead.stdin is not None and dead.stdin.closed
+        assert dead.stdout is not None and dead.stdout.closed
+        assert lab.pid != dead.pid and lab.ready.is_set()
+    finally:
+        await lab.close()

@@ -57,6 +57,14 @@ def prestart() -> None:
     )
 
 
+def _reap(popen: subprocess.Popen[bytes]) -> None:
+    """A dead pre-started process: collect its exit status and close our pipe ends."""
+    popen.wait()  # already exited (poll() said so): this does not block
+    for pipe in (popen.stdin, popen.stdout):
+        if pipe is not None:
+            pipe.close()
+
+
 class _Adopted:
     """A lab process from `prestart()`, with the parts of `asyncio.subprocess.Process`
     that LabProcess and Restarts use."""
@@ -134,7 +142,12 @@ class LabProcess:
         self._closing = False
         self.runs += 1
         proc: asyncio.subprocess.Process | _Adopted
-        if _prestarted is not None and _prestarted.poll() is None:
+        if _prestarted is not None and _prestarted.poll() is not None:
+            # It died before anyone adopted it: reap it and let go of its pipes now
+            # rather than holding them until this process exits.
+            _reap(_prestarted)
+            _prestarted = None
+        if _prestarted is not None:
             popen, _prestarted = _prestarted, None
             proc = await _Adopted.adopt(popen)
         else:
