@@ -32,8 +32,13 @@ async def probe(runs_dir: Path, tls: LabTLS) -> dict[str, str]:
     """{listener name: "ok" or what went wrong}; "start" if the world did not start."""
     from app.sandbox import Sandbox
 
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    world = Sandbox(Path(tempfile.mkdtemp(prefix="health-", dir=runs_dir)), tls, sink=_discard)
+    def make_world() -> Sandbox:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        return Sandbox(Path(tempfile.mkdtemp(prefix="health-", dir=runs_dir)), tls, sink=_discard)
+
+    # The disk steps run off the loop: in the lab process that loop serves real mail
+    # programs, which must not wait for a directory to be made or removed.
+    world = await asyncio.to_thread(make_world)
     result: dict[str, str] = {}
     try:
         await world.start()
@@ -43,7 +48,7 @@ async def probe(runs_dir: Path, tls: LabTLS) -> dict[str, str]:
         result["start"] = f"{exc.__class__.__name__}: {exc}"
     finally:
         await world.close()
-        world.discard()
+        await asyncio.to_thread(world.discard)
     return result
 
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from test_lab_layout import children, cmdline
 from test_lab_process import App, free_offset
+
+from app.engines.tls import LabTLS
 
 
 @pytest.fixture
@@ -34,3 +37,37 @@ def test_the_lab_process_answers_the_engine_probe_and_no_worker_starts(app: App)
     assert kinds == ["app.lab.process"]
     # The probe's throwaway world is gone again; the lab keeps only its own files.
     assert list((app.data / "lab" / "probe").iterdir()) == []
+
+
+async def test_the_probe_makes_and_removes_its_world_off_the_event_loop(
+    tmp_path: Path, lab_tls: LabTLS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In the lab process the loop serves real mail programs: the probe's directory is
+    made and removed in another thread. The real functions run; the spies only note
+    which thread called them."""
+    import shutil
+    import tempfile
+    import threading
+
+    from app import engine_probe
+
+    loop_thread = threading.get_ident()
+    callers: dict[str, int] = {}
+    real_mkdtemp, real_rmtree = tempfile.mkdtemp, shutil.rmtree
+
+    def mkdtemp(*args: Any, **kwargs: Any) -> str:
+        callers["mkdtemp"] = threading.get_ident()
+        return real_mkdtemp(*args, **kwargs)
+
+    def rmtree(*args: Any, **kwargs: Any) -> None:
+        callers["rmtree"] = threading.get_ident()
+        real_rmtree(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
+    monkeypatch.setattr(shutil, "rmtree", rmtree)
+    runs = tmp_path / "probe"
+    result = await engine_probe.probe(runs, lab_tls)
+    assert set(result.values()) == {"ok"}
+    assert set(callers) == {"mkdtemp", "rmtree"}
+    assert loop_thread not in callers.values()
+    assert list(runs.iterdir()) == []  # the world is gone again
