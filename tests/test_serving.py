@@ -16,6 +16,7 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
+from waiting import wait_until_async
 from websockets.asyncio.client import connect
 
 from app.web.serving import uvicorn_config
@@ -41,7 +42,7 @@ async def page(request: object) -> PlainTextResponse:
 
 
 @pytest.fixture
-def served() -> Iterator[tuple[str, Records]]:
+def served() -> Iterator[tuple[str, Records, uvicorn.Server]]:
     app = Starlette(routes=[Route("/", page), WebSocketRoute("/ws", echo)])
     config = uvicorn_config(app, host="127.0.0.1", port=0)  # the product's log level
     records = Records()
@@ -56,7 +57,7 @@ def served() -> Iterator[tuple[str, Records]]:
         assert thread.is_alive()
         time.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"127.0.0.1:{port}", records
+    yield f"127.0.0.1:{port}", records, server
     server.should_exit = True
     thread.join(timeout=10)
     for logger in loggers:
@@ -64,14 +65,20 @@ def served() -> Iterator[tuple[str, Records]]:
 
 
 async def test_no_log_line_per_request_or_websocket_but_startup_is_logged(
-    served: tuple[str, Records],
+    served: tuple[str, Records, uvicorn.Server],
 ) -> None:
-    where, records = served
+    where, records, server = served
     async with httpx.AsyncClient() as c:
         assert (await c.get(f"http://{where}/")).status_code == 200
     async with connect(f"ws://{where}/ws") as ws:
         await ws.send("hi")
         assert await ws.recv() == "hi"
+    # The server logs a connection's end (if it does) when it sees it, which may be after
+    # the client is done: wait until it has no connection and no task left.
+    state = server.server_state
+    await wait_until_async(
+        lambda: not state.connections and not state.tasks, "the server to see both clients go"
+    )
     lines = "\n".join(records.lines)
     assert "Application startup complete" in lines  # INFO lines do reach the handler
     # Old settings: "connection open", "[accepted]" and "connection closed".
@@ -83,7 +90,7 @@ async def test_no_log_line_per_request_or_websocket_but_startup_is_logged(
     assert uvicorn_config(None).access_log is False
 
 
-async def test_served_on_uvloop(served: tuple[str, Records]) -> None:
-    where, _ = served
+async def test_served_on_uvloop(served: tuple[str, Records, uvicorn.Server]) -> None:
+    where, _, _ = served
     async with httpx.AsyncClient() as c:
         assert (await c.get(f"http://{where}/")).text.startswith("uvloop")
