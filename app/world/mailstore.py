@@ -20,6 +20,7 @@ import os
 import socket
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,7 +65,10 @@ def _write_atomic(path: Path, data: bytes) -> None:
 _uidvalidity_lock = threading.Lock()
 # Per folder: the UID file is read, changed and written back. IMAP does that in its
 # storage thread, POP3 and the mailbox viewer on the event loop: one at a time.
-_uid_locks: dict[Path, threading.RLock] = {}
+# Held weakly: a lock lives while someone uses it (anyone waiting holds a reference, so
+# all get the same one) and goes with its last user, so a long-lived process that sees
+# fresh folders for every scenario run does not keep a lock per folder forever.
+_uid_locks: weakref.WeakValueDictionary[Path, threading.RLock] = weakref.WeakValueDictionary()
 _uid_locks_guard = threading.Lock()
 
 
