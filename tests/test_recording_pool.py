@@ -10,6 +10,7 @@ import asyncio
 import os
 import re
 import select
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -241,3 +242,53 @@ async def test_an_error_that_does_not_unpickle_reaches_the_caller_as_text(
         assert w.running  # the worker lives on for the next job
     finally:
         await w.close()
+
+
+HANGING_WEB = """
+import asyncio, sys
+from pathlib import Path
+import worker_jobs
+from app.scenarios import worker
+from app.web.record_worker import RecordWorker
+
+async def main():
+    w = RecordWorker(Path(sys.argv[1]) / "tls", Path(sys.argv[1]) / "runs")
+    print(await w.call(0, worker.pid), flush=True)
+    await w.call(0, worker_jobs.hang, sys.argv[2])  # never returns
+
+asyncio.run(main())
+"""
+
+
+def test_a_worker_in_a_hanging_job_exits_when_the_web_process_is_killed(
+    tmp_path: Path,
+) -> None:
+    """Stdin EOF is read only between jobs; a job that hangs when the web is killed must
+    not leave the worker behind as an orphan."""
+    import worker_jobs
+    from waiting import wait_until
+
+    tests_dir = str(Path(worker_jobs.__file__).parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([tests_dir, str(ROOT)])}
+    started = tmp_path / "hang-started"
+    web = subprocess.Popen(
+        [sys.executable, "-c", HANGING_WEB, str(tmp_path), str(started)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        worker_pid = int(web.stdout.readline())  # type: ignore[union-attr]
+        exited = os.pidfd_open(worker_pid)  # readable once that process has ended
+        wait_until(started.exists, "the worker to begin the hanging job")
+    finally:
+        web.kill()  # `kill -9`: no shutdown, the worker's stdin is not read again
+        web.wait()
+    try:
+        wait_until(
+            lambda: select.select([exited], [], [], 0)[0], "the worker to end with the web"
+        )
+    finally:
+        if not select.select([exited], [], [], 0)[0]:
+            os.kill(worker_pid, signal.SIGKILL)  # a failing run leaves no orphan behind
+        os.close(exited)

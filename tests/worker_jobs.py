@@ -12,3 +12,12 @@ class PickyError(Exception):
 
 def fail_picky() -> None:
     raise PickyError("disk full", "/var/mail")
+
+
+def hang(started: str) -> None:
+    """A job that never ends: say it has begun (a file), then block."""
+    import threading
+    from pathlib import Path
+
+    Path(started).touch()
+    threading.Event().wait()

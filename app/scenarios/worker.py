@@ -4,8 +4,9 @@
 a pipe of its own: the first frame on stdin is the configuration, each next one a job
 (a module-level function of this module and its arguments); each answer goes back on
 stdout as one frame. EOF on stdin (the web stopped, or died even by `kill -9`) ends the
-process. This module imports nothing heavy at the top: the web process imports it
-only to name the functions, and the engines, the runner and the scenario actions are
+process; on Linux the web's death ends it even in the middle of a job (`_end_with`).
+This module imports nothing heavy at the top: the web process imports it only to name
+the functions, and the engines, the runner and the scenario actions are
 imported in the worker on its first job.
 
 The worker keeps one event loop for its whole life, so connections a run leaves
@@ -55,8 +56,31 @@ def _write_frame(stream: IO[bytes], value: object) -> None:
     stream.flush()
 
 
-def serve() -> int:
+def _end_with(parent: int) -> None:
+    """Have the kernel send SIGTERM when `parent` (the web process) dies, even by
+    `kill -9` in the middle of a hanging job, when stdin EOF would never be read.
+
+    Linux only (prctl PR_SET_PDEATHSIG); elsewhere stdin EOF between jobs is all there
+    is. The signal comes when the thread that started this process ends: the web starts
+    workers from its event loop thread, which lives as long as the web does."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0) != 0:
+        return  # not fatal: stdin EOF still ends this process between jobs
+    if os.getppid() != parent:
+        # The web died before prctl took effect: nobody will send the signal now.
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def serve(parent: int | None = None) -> int:
     """The worker's main loop: configuration, then one job after another until EOF."""
+    if parent is not None:
+        _end_with(parent)
     jobs = sys.stdin.buffer
     # Answers get a file descriptor of their own; anything printed by a library goes to
     # stderr instead of into the frames.
@@ -136,4 +160,4 @@ if __name__ == "__main__":
 
     # Ctrl-C reaches the whole process group; this process stops when the web does.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise SystemExit(_serve())
+    raise SystemExit(_serve(int(sys.argv[1]) if len(sys.argv) > 1 else None))

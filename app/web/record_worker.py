@@ -15,7 +15,8 @@ refills.
 The worker is started on the first job and stopped after `idle_stop` seconds without
 one (its engines are not kept while nobody needs a run); the next job starts it again.
 A worker that dies is replaced on the next job; a worker whose web process dies (even
-by `kill -9`) sees its stdin close and exits.
+by `kill -9`) is sent SIGTERM by the kernel on Linux, even in the middle of a job, and
+elsewhere sees its stdin close and exits after the job under way.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import pickle
 import struct
 import sys
@@ -58,6 +60,7 @@ class _Child:
             sys.executable,
             "-m",
             "app.scenarios.worker",
+            str(os.getpid()),  # the worker ends when this process does (worker.serve)
             cwd=ROOT,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
