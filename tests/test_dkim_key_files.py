@@ -4,9 +4,13 @@ publishing and signing afterwards are dkimpy's alone."""
 
 from __future__ import annotations
 
+import base64
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,3 +55,48 @@ def test_a_key_made_before_the_txt_files_keeps_its_key(tmp_path: Path) -> None:
     txt, _ = use(tmp_path)
     assert key.read_bytes() == pem  # not replaced: signatures already out stay valid
     assert (tmp_path / "dkim-mf2025.a.example.key.txt").read_text().strip() == txt
+
+
+def test_two_processes_making_the_key_at_once_leave_one_matching_pair(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The interleaving: another process writes its key while this one generates, and
+    writes its TXT last. The key and the TXT on disk must still be one pair (the first
+    key made), or every signature fails DKIM at the receiving MTA."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from app.engines.dkim_keys import DkimKey
+
+
+    path = tmp_path / "dkim-mf2025.a.example.key"
+    txt = path.with_name(path.name + ".txt")
+    real_generate = rsa.generate_private_key
+
+    def txt_of(key: Any) -> str:
+        der = key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return f"v=DKIM1; k=rsa; p={base64.b64encode(der).decode()}"
+
+    others: list[Any] = []
+
+    def generate_while_the_other_writes(**kwargs: Any) -> Any:
+        mine = real_generate(**kwargs)  # the real generator
+        other = real_generate(**kwargs)  # the other process's key lands meanwhile
+        others.append(other)
+        pem = other.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+        path.write_bytes(pem)
+        return mine
+
+    monkeypatch.setattr(rsa, "generate_private_key", generate_while_the_other_writes)
+    key = DkimKey.load(tmp_path, "a.example", "mf2025")
+    txt.write_text(txt_of(others[0]) + "\n")  # the other process's last step
+    on_disk = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    assert txt.read_text().strip() == txt_of(on_disk)  # one pair
+    assert key.private_pem == path.read_bytes() and key.public_txt == txt_of(on_disk)
+    assert not list(tmp_path.glob("*.part"))

@@ -13,6 +13,7 @@ import base64
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dkim
 
@@ -67,23 +68,43 @@ def _make(path: Path, txt: Path) -> None:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    if path.exists():
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    else:
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key: Any = None
+    if not path.exists():
+        made = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         path.parent.mkdir(parents=True, exist_ok=True)
         # dkimpy reads the traditional PKCS#1 "RSA PRIVATE KEY" form.
-        pem = key.private_bytes(
+        pem = made.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.TraditionalOpenSSL,
             serialization.NoEncryption(),
         )
-        _write_whole(path, pem, 0o600)
+        if _create_whole(path, pem, 0o600):
+            key = made
+    if key is None:
+        # Made before, or by another process (the lab process, the recording worker)
+        # meanwhile: the TXT always comes from the key that is on disk.
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     der = key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     value = f"v=DKIM1; k=rsa; p={base64.b64encode(der).decode()}\n"
     _write_whole(txt, value.encode("ascii"), 0o644)
+
+
+def _create_whole(path: Path, data: bytes, mode: int) -> bool:
+    """Like `_write_whole`, but only if `path` does not exist yet (False if it did): two
+    processes making a key at once keep the first one, never a key from one and the
+    TXT from the other."""
+    part = path.with_name(f"{path.name}.{os.getpid()}.part")
+    part.write_bytes(data)
+    part.chmod(mode)
+    try:
+        os.link(part, path)  # fails if the file exists; never a half-written file
+    except FileExistsError:
+        return False
+    finally:
+        part.unlink()
+    return True
 
 
 def _write_whole(path: Path, data: bytes, mode: int) -> None:
