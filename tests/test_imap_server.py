@@ -11,8 +11,10 @@ import ssl
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from loop_watch import stop_watching, watch_loop
@@ -730,3 +732,38 @@ async def test_a_rename_that_fails_half_way_is_undone_and_answered_no(
     assert status == [b"a.c (MESSAGES 1)"] and noop == "OK"
     assert lab.store.folder_names(BOB) == ["INBOX", "Sent", "Trash", "a", "a.c", "b.c"]
     assert len(lab.store.folder(BOB, "a.c").listing()) == 1
+
+
+class CountingPool(ThreadPoolExecutor):
+    """A real thread pool that counts the jobs handed to it: each is a trip off the loop."""
+
+    def __init__(self, max_workers: int) -> None:
+        super().__init__(max_workers=max_workers)
+        self.trips = 0
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        self.trips += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+async def test_an_indexed_header_fetch_lists_the_folder_in_its_one_trip_off_the_loop(
+    lab: Lab, plain: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last ReadSummaries of a FETCH the index answers carries the folder listing the
+    reply ends with: both happen in one storage-thread trip, not a second one after."""
+    for n in range(3):
+        lab.store.deliver(BOB, MESSAGE.replace(b"Lunch?", b"Lunch %d?" % n))
+    raw = await Raw.connect(plain, lab.ctx.tls.client_context)
+    try:
+        await raw.cmd(b"a LOGIN bob@b.example bob-pass")
+        assert (await raw.cmd(b"b SELECT INBOX"))[-1].startswith(b"b OK")
+        storage, others = CountingPool(1), CountingPool(2)
+        monkeypatch.setattr(imap_server, "STORAGE", storage)
+        asyncio.get_running_loop().set_default_executor(others)  # asyncio.to_thread's
+        reply = await raw.cmd(b"c FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        assert reply[-1].startswith(b"c OK")
+        assert b"".join(reply).count(b"Subject: Lunch") == 3
+        assert (storage.trips, others.trips) == (1, 0)
+    finally:
+        await raw.close()
+        storage.shutdown()

@@ -297,6 +297,19 @@ def _folder_summaries(store: MailStore, user: str, request: ReadSummaries) -> di
     return INDEXES.summaries(folder.path, request.keys)
 
 
+def _summaries_and_calls(
+    mailboxes: ImapUserFolders, store: MailStore, user: str, request: ReadSummaries
+) -> tuple[dict[str, Summary], list[Any] | None]:
+    """Runs in the storage thread: the index records, then the request's calls (the
+    folder listing the FETCH reply ends with) in the same trip. None: the calls failed,
+    and the core lists the folder itself later."""
+    summaries = _folder_summaries(store, user, request)
+    try:
+        return summaries, _run_calls(mailboxes, request.calls)
+    except (KeyError, OSError):
+        return summaries, None
+
+
 def _write_folder(store: MailStore, user: str, request: WriteMessages) -> list[str | None]:
     dst = store.folder(user, _safe_name(request.mailbox))
     sources = {
@@ -483,7 +496,8 @@ class _Session:
                 await self.drain()
                 queue.extend(self.conn.messages_loaded(await self.load(out)))
             elif isinstance(out, ReadSummaries):
-                queue.extend(self.conn.summaries_loaded(await self.summaries(out)))
+                loaded, results = await self.summaries(out)
+                queue.extend(self.conn.summaries_loaded(loaded, results))
             elif isinstance(out, StorageCalls):
                 try:
                     results = await self.storage(out)
@@ -542,13 +556,24 @@ class _Session:
             return {}
         return await asyncio.to_thread(_read_folder, self.ctx.store, user, request)
 
-    async def summaries(self, request: ReadSummaries) -> dict[str, Summary]:
+    async def summaries(
+        self, request: ReadSummaries
+    ) -> tuple[dict[str, Summary], list[Any] | None]:
         """The folder index's records, from a worker thread: it stats the index files,
-        reads what another process appended, and builds any missing record."""
+        reads what another process appended, and builds any missing record. With
+        `calls` (the last trip of a FETCH), in the storage thread, where the calls run
+        after it: one trip instead of a second one for the listing."""
         user = self.conn.user
         if user is None:
-            return {}
-        return await asyncio.to_thread(_folder_summaries, self.ctx.store, user, request)
+            return {}, None
+        if not request.calls:
+            return await asyncio.to_thread(_folder_summaries, self.ctx.store, user, request), None
+        mailboxes = self.conn.mailboxes
+        assert isinstance(mailboxes, ImapUserFolders)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            STORAGE, _summaries_and_calls, mailboxes, self.ctx.store, user, request
+        )
 
     async def storage(self, request: StorageCalls) -> list[Any]:
         """Listings, flag renames, folder management: in the storage thread, in order."""
