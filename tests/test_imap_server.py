@@ -753,11 +753,11 @@ async def test_an_indexed_header_fetch_lists_the_folder_in_its_one_trip_off_the_
     reply ends with: both happen in one storage-thread trip, not a second one after."""
     for n in range(3):
         lab.store.deliver(BOB, MESSAGE.replace(b"Lunch?", b"Lunch %d?" % n))
+    storage, others = CountingPool(1), CountingPool(2)
     raw = await Raw.connect(plain, lab.ctx.tls.client_context)
     try:
         await raw.cmd(b"a LOGIN bob@b.example bob-pass")
         assert (await raw.cmd(b"b SELECT INBOX"))[-1].startswith(b"b OK")
-        storage, others = CountingPool(1), CountingPool(2)
         monkeypatch.setattr(imap_server, "STORAGE", storage)
         asyncio.get_running_loop().set_default_executor(others)  # asyncio.to_thread's
         reply = await raw.cmd(b"c FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
