@@ -11,7 +11,10 @@ one mail). Here the next hop is a real SMTP/LMTP listener the test holds at the 
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
 import smtplib
+import sys
 from pathlib import Path
 
 from waiting import HANG_GUARD, wait_until_async
@@ -24,6 +27,7 @@ from app.topology import HOST_B
 from app.world.accounts import Accounts
 from app.world.spool import Spool
 
+ROOT = Path(__file__).resolve().parent.parent
 MESSAGE = b"From: alice@a.example\r\nTo: bob@b.example\r\nSubject: drain\r\n\r\nonce\r\n"
 
 
@@ -173,3 +177,37 @@ async def test_a_stop_during_lmtp_lets_the_mda_250_remove_the_inbound_entry(
     finally:
         await again.close()
         transport.close()
+
+
+async def test_sigterm_stops_the_inner_process_the_graceful_way(
+    tmp_path: Path, lab_tls: LabTLS
+) -> None:
+    """SIGTERM takes the same path as stdin EOF (the drain above) and exits 0; it used to
+    kill the process outright, cutting off whatever was in flight."""
+    config = {
+        "data_dir": str(tmp_path / "lab"),
+        "tls_dir": str(lab_tls.directory),
+        "passwords": Accounts().passwords,
+        "domains": sorted(Accounts().domains),
+        "session_prefix": "t-",
+        "lmtp_socket": str(tmp_path / "mda"),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "app.lab.inner",
+        cwd=ROOT,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(json.dumps(config).encode() + b"\n")
+    try:
+        async with asyncio.timeout(HANG_GUARD):
+            assert "mx-b" in json.loads(await proc.stdout.readline())["ports"]
+            proc.send_signal(signal.SIGTERM)  # stdin stays open: only the signal stops it
+            assert await proc.wait() == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
