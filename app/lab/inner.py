@@ -35,7 +35,7 @@ from app.engines.tls import LabTLS
 from app.events import Event
 from app.lab.channel import PipePublisher, event_fields
 from app.lab.queue_owner import run_owned
-from app.lab.shutdown import until_stopped
+from app.lab.shutdown import Stop
 from app.lab.stages import Stage, settle
 from app.sandbox import endpoint_for, start_listener
 from app.topology import HOST_A, HOST_B, LAB_INTERNAL
@@ -154,6 +154,7 @@ async def main() -> int:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     transport, _ = await loop.connect_write_pipe(asyncio.Protocol, sys.stdout)
     out = PipePublisher(transport)
+    stop = Stop()  # SIGTERM from here on stops this process gracefully
     first = await reader.readline()
     if not first:
         return 0
@@ -168,7 +169,7 @@ async def main() -> int:
                 inner.wake()
 
     try:
-        await until_stopped(read())
+        await stop.until(read())
     finally:
         # stdin closed (the app stopped or died, and this process must not outlive it)
         # or SIGTERM: a graceful stop that drains the inbound stage.

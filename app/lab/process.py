@@ -38,7 +38,7 @@ from app.engines.tls import LabTLS
 from app.events import Event
 from app.lab import viewer
 from app.lab.channel import PipePublisher, event_fields
-from app.lab.shutdown import until_stopped
+from app.lab.shutdown import Stop
 from app.lab.world import LabWorld, PortInUse
 from app.world.accounts import Accounts
 
@@ -90,6 +90,7 @@ async def main() -> int:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     transport, _ = await loop.connect_write_pipe(asyncio.Protocol, sys.stdout)
     out = PipePublisher(transport)
+    stop = Stop()  # SIGTERM from here on stops this process gracefully
     first = await reader.readline()
     if not first:
         return 0
@@ -117,7 +118,7 @@ async def main() -> int:
         return 2
     out.line({"ports": lab.ports})
     try:
-        await until_stopped(serve_requests(lab, out, reader))
+        await stop.until(serve_requests(lab, out, reader))
     finally:
         # stdin closed (the web process stopped or died; this one must not outlive it)
         # or SIGTERM: a graceful stop that drains the relay stage (LabWorld.close).

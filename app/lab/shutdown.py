@@ -13,19 +13,23 @@ import signal
 from collections.abc import Awaitable
 
 
-async def until_stopped(reading: Awaitable[None]) -> None:
-    """Run `reading` (the loop over stdin, which ends at EOF) until it ends or SIGTERM
-    arrives, whichever comes first."""
-    loop = asyncio.get_running_loop()
-    term = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, term.set)
-    reader = asyncio.ensure_future(reading)
-    waiter = asyncio.ensure_future(term.wait())
-    try:
-        await asyncio.wait({reader, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        loop.remove_signal_handler(signal.SIGTERM)
-        for task in (reader, waiter):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+class Stop:
+    """Made before the process announces its ports, so a SIGTERM sent the moment it
+    does (or during start-up) is never missed, nor kills the process outright."""
+
+    def __init__(self) -> None:
+        self.term = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self.term.set)
+
+    async def until(self, reading: Awaitable[None]) -> None:
+        """Run `reading` (the loop over stdin, which ends at EOF) until it ends or
+        SIGTERM arrives, whichever comes first."""
+        reader = asyncio.ensure_future(reading)
+        waiter = asyncio.ensure_future(self.term.wait())
+        try:
+            await asyncio.wait({reader, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (reader, waiter):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
