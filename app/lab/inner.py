@@ -9,7 +9,8 @@ Over stdin/stdout (started and watched by `LabWorld`):
 - stdin, first line, JSON: {"data_dir", "tls_dir", "passwords", "domains",
   "session_prefix", "lmtp_socket"} (on stdin rather than the command line, where `ps` would show the
   passwords); then "wake" lines whenever the app queued inbound mail. EOF means the
-  app is gone: this process exits.
+  app is gone (SIGTERM alike, app/lab/shutdown.py): deliveries in flight finish up to
+  their queue clean-up, then this process exits.
 - stdout, first line, JSON: {"ports": {"mx-b": port, "mx-a": port}} (the MDA listens on
   the Unix socket "lmtp_socket", in a private directory the app owns);
   then frames of events and deliveries (app/lab/channel.py).
@@ -34,6 +35,7 @@ from app.engines.tls import LabTLS
 from app.events import Event
 from app.lab.channel import PipePublisher, event_fields
 from app.lab.queue_owner import run_owned
+from app.lab.shutdown import Stop
 from app.lab.stages import Stage, settle
 from app.sandbox import endpoint_for, start_listener
 from app.topology import HOST_A, HOST_B, LAB_INTERNAL
@@ -64,6 +66,7 @@ class Inner:
         self.stage = Stage(ClientPool())
         self.ports: dict[str, int] = {}
         self._servers: list[asyncio.AbstractServer] = []
+        self._worker: asyncio.Task[None] | None = None
         self.lmtp_socket = str(config["lmtp_socket"])
 
     def sink(self, e: Event) -> None:
@@ -109,7 +112,7 @@ class Inner:
 
     async def flush_inbound(self) -> None:
         async def one(entry: QueuedMail, host: str, spool: Spool) -> None:
-            async with self.stage.slots:
+            async with self.stage.slot():
                 result = await deliver_lmtp(
                     self.ctx,
                     LOOPBACK,
@@ -124,7 +127,22 @@ class Inner:
         for host, spool in self.inbound.items():
             await self.stage.each(spool, lambda e, h=host, s=spool: one(e, h, s))
 
+    def run_queue(self) -> None:
+        """Start delivering the inbound queues."""
+        # Delivery waits until an internal process still shutting down has let go of the
+        # inbound queues (one lock for both: one stage works them).
+        owner = self.inbound[HOST_B].dir / ".owner"
+        self._worker = asyncio.create_task(
+            run_owned(owner, lambda: self.stage.run(self.flush_inbound)), name="lab-inbound"
+        )
+        self.wake()  # mail left in the inbound queues by a previous run goes out now
+
     async def close(self) -> None:
+        if self._worker is not None:
+            # Deliveries in flight finish up to their queue clean-up (bounded) while the
+            # MDA still listens: an entry the MDA answered 250 for is not delivered again.
+            await self.stage.drain(self._worker)
+            self._worker = None
         await self.stage.pool.expire(everything=True)
         for server in self._servers:
             await close_server(server)
@@ -136,28 +154,25 @@ async def main() -> int:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     transport, _ = await loop.connect_write_pipe(asyncio.Protocol, sys.stdout)
     out = PipePublisher(transport)
+    stop = Stop()  # SIGTERM from here on stops this process gracefully
     first = await reader.readline()
     if not first:
         return 0
     inner = Inner(json.loads(first), out)
     await inner.start()
     out.line({"ports": inner.ports})
-    # Delivery waits until an internal process still shutting down has let go of the
-    # inbound queues (one lock for both: one stage works them).
-    owner = inner.inbound[HOST_B].dir / ".owner"
-    worker = asyncio.create_task(
-        run_owned(owner, lambda: inner.stage.run(inner.flush_inbound)), name="lab-inbound"
-    )
-    inner.wake()  # mail left in the inbound queues by a previous run goes out now
-    try:
+    inner.run_queue()
+
+    async def read() -> None:
         while line := await reader.readline():
             if line.strip() == b"wake":
                 inner.wake()
+
+    try:
+        await stop.until(read())
     finally:
-        # stdin closed: the app stopped or died, and this process must not outlive it.
-        worker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await worker
+        # stdin closed (the app stopped or died, and this process must not outlive it)
+        # or SIGTERM: a graceful stop that drains the inbound stage.
         await inner.close()
     return 0
 

@@ -14,7 +14,9 @@ Over stdin/stdout:
   "reset", "mailbox" {account, folder}, "message" {account, folder, uid}, "probe"
   (the engine health probe of `/healthz`, app/engine_probe.py, run here so the web
   needs no recording worker for it).
-  EOF means the web process is gone: this process closes its listeners and exits.
+  EOF means the web process is gone: this process closes its listeners, lets the
+  relays in flight finish up to their queue clean-up, stops its inner process and
+  exits; SIGTERM does the same (app/lab/shutdown.py).
 - stdout, first line, JSON: {"ports": {...}} once every listener is up, or
   {"error": "..."} (a busy port, named with the setting to change) before exiting 2;
   then frames of events and replies (app/lab/channel.py).
@@ -36,6 +38,7 @@ from app.engines.tls import LabTLS
 from app.events import Event
 from app.lab import viewer
 from app.lab.channel import PipePublisher, event_fields
+from app.lab.shutdown import Stop
 from app.lab.world import LabWorld, PortInUse
 from app.world.accounts import Accounts
 
@@ -87,6 +90,7 @@ async def main() -> int:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     transport, _ = await loop.connect_write_pipe(asyncio.Protocol, sys.stdout)
     out = PipePublisher(transport)
+    stop = Stop()  # SIGTERM from here on stops this process gracefully
     first = await reader.readline()
     if not first:
         return 0
@@ -114,9 +118,10 @@ async def main() -> int:
         return 2
     out.line({"ports": lab.ports})
     try:
-        await serve_requests(lab, out, reader)
+        await stop.until(serve_requests(lab, out, reader))
     finally:
-        # stdin closed: the web process stopped or died; this one must not outlive it.
+        # stdin closed (the web process stopped or died; this one must not outlive it)
+        # or SIGTERM: a graceful stop that drains the relay stage (LabWorld.close).
         await lab.close()
     return 0
 

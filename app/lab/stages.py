@@ -7,8 +7,9 @@ LMTP stage in the internal process (app/lab/inner.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 
 from app.engines.relay import ClientPool, HopResult
@@ -17,6 +18,14 @@ from app.world.spool import QueuedMail, Spool
 log = logging.getLogger("mailflow.lab")
 RETRY_SECONDS = 30.0
 PARALLEL_DELIVERIES = 16
+# How long a graceful shutdown lets deliveries in flight finish. Below the 5 s the lab
+# process gives its inner process and the 10 s the web gives the lab process
+# (app/lab/control.py), so a drain ends on its own before anyone kills the process.
+DRAIN_SECONDS = 3.0
+
+
+class Draining(Exception):
+    """A delivery not yet begun when the stage began to drain: it stays queued."""
 
 
 async def settle(spool: Spool, entry: QueuedMail, result: HopResult) -> None:
@@ -47,6 +56,8 @@ class Stage:
         self._offered: dict[Spool, list[QueuedMail]] = {}
         self._scan_requested = True  # the first run lists what a previous run left
         self._scanning = False
+        self._running = False  # run() has begun (its process owns the queue)
+        self.draining = False
 
     def offer(self, spool: Spool, entry: QueuedMail) -> None:
         self._offered.setdefault(spool, []).append(entry)
@@ -56,8 +67,17 @@ class Stage:
         self._scan_requested = True
         self.wake.set()
 
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """One of the parallel deliveries; none begins once the stage drains."""
+        async with self.slots:
+            if self.draining:
+                raise Draining("shutting down")
+            yield
+
     async def run(self, flush: Callable[[], Awaitable[None]]) -> None:
-        while True:
+        self._running = True
+        while not self.draining:
             # While sessions are cached, wake often enough to QUIT the idle ones.
             wait = self.pool.idle_seconds if len(self.pool) else RETRY_SECONDS
             try:
@@ -65,12 +85,31 @@ class Stage:
             except TimeoutError:
                 self._scan_requested = True  # the retry timer: deferred mail goes again
             self.wake.clear()
+            if self.draining:
+                break
             self._scanning, self._scan_requested = self._scan_requested, False
             try:
                 await flush()
                 await self.pool.expire()
             except Exception:  # a bad entry must not stop the queue for everyone
                 log.exception("lab queue run failed")
+
+    async def drain(self, worker: asyncio.Task[None], seconds: float = DRAIN_SECONDS) -> None:
+        """Stop `worker` (the task running `run`) gracefully: no new delivery begins, and
+        the ones in flight finish up to their queue clean-up, so a mail the next hop
+        already answered 250 for is not sent again by the next run. Cancelled after
+        `seconds` (a hop that hangs), and at once if the stage never began (still
+        waiting for the queue lock): then nothing is in flight."""
+        self.draining = True
+        self.wake.set()
+        if self._running:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(worker), seconds)
+        if self._running and not worker.done():
+            log.warning("queue deliveries still in flight after %.0f s: cancelled", seconds)
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
 
     async def each(self, spool: Spool, job: Callable[[QueuedMail], Awaitable[None]]) -> None:
         # Entries taken by a run still in flight are skipped, not sent twice.
@@ -89,5 +128,5 @@ class Stage:
         finally:
             self._in_flight.difference_update(e.qid for e in todo)
         for entry, outcome in zip(todo, results, strict=True):
-            if isinstance(outcome, Exception):
+            if isinstance(outcome, Exception) and not isinstance(outcome, Draining):
                 log.warning("queue entry %s stays queued: %s", entry.qid, outcome)

@@ -276,9 +276,9 @@ class LabWorld:
             # The ports first: a new lab process (after the web restarted) may want them.
             server.close()
         if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+            # Relays in flight finish up to their queue clean-up (bounded) while the
+            # inner process, their next hop, still runs; it stops only after this.
+            await self._relay.drain(self._worker)
             self._worker = None
         await self._relay.pool.expire(everything=True)
         for server in self._servers:
@@ -309,7 +309,7 @@ class LabWorld:
 
     async def flush_outbound(self) -> None:
         async def one(entry: QueuedMail) -> None:
-            async with self._relay.slots:
+            async with self._relay.slot():
                 result = await relay(
                     self.ctx, self.dns, self.network, entry, helo=HOST_A, pool=self._relay.pool
                 )
