@@ -2,7 +2,8 @@
 loop that also serves the web pages) against Debian's Dovecot (dovecot-imapd), same
 raw-socket client, same messages, STARTTLS + LOGIN on both, alternating rounds; the
 verdict is the median of the rounds' ratios. Then: two clients loop `SEARCH TEXT`
-over the same folder while a third measures the web `/healthz` latency.
+over the same folder and 20 clients send mail through the lab while a third measures
+the latency of the web's `/healthz` and `/flow/basic-pop3`.
 
     apt-get install -y dovecot-imapd   # once; the benchmark starts its own Dovecot
     .venv/bin/python bench/bench_imap_fetch.py --messages 1000 --rounds 7
@@ -19,6 +20,7 @@ import argparse
 import json
 import os
 import shutil
+import smtplib
 import socket
 import ssl
 import statistics
@@ -188,10 +190,17 @@ def listening_on(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-# -- SEARCH TEXT load against /healthz -----------------------------------------------------------
-def healthz_under_search(web: int, imap: int, ctx: ssl.SSLContext, seconds: float) -> dict:
+# -- SEARCH TEXT and mail load against the web pages ----------------------------------------------
+def pages_under_load(
+    web: int, imap: int, submission: int, ctx: ssl.SSLContext, seconds: float, senders: int
+) -> dict:
+    """Two clients loop SEARCH TEXT and `senders` clients send mail through the lab's
+    submission port (STARTTLS, AUTH, one message per connection, as a mail program does)
+    while a third GETs `/healthz` and `/flow/basic-pop3` in turn; before the load starts,
+    the same sampling alone gives the idle figures."""
     stop = threading.Event()
     searches = [0, 0]
+    sent = [0] * senders
 
     def searcher(n: int) -> None:
         client = Client(imap, ctx)
@@ -200,34 +209,50 @@ def healthz_under_search(web: int, imap: int, ctx: ssl.SSLContext, seconds: floa
             searches[n] += 1
         client.close()
 
-    def sample(duration: float) -> list[float]:
-        out = []
+    def sender(n: int) -> None:
+        while not stop.is_set():
+            with smtplib.SMTP("127.0.0.1", submission, timeout=30) as c:
+                c.starttls(context=ctx)
+                c.login("alice@a.example", "alice-pass")
+                c.sendmail("alice@a.example", [USER], message(100_000 + n))
+            sent[n] += 1
+
+    def sample(duration: float) -> dict[str, list[float]]:
+        out: dict[str, list[float]] = {"/healthz": [], "/flow/basic-pop3": []}
         end = time.monotonic() + duration
         while time.monotonic() < end:
-            started = time.perf_counter()
-            with urllib.request.urlopen(f"http://127.0.0.1:{web}/healthz", timeout=10) as r:
-                r.read()
-            out.append((time.perf_counter() - started) * 1000)
+            for path, times in out.items():
+                started = time.perf_counter()
+                with urllib.request.urlopen(f"http://127.0.0.1:{web}{path}", timeout=10) as r:
+                    r.read()
+                times.append((time.perf_counter() - started) * 1000)
             time.sleep(0.02)
         return out
 
     idle = sample(min(seconds, 5.0))
     threads = [threading.Thread(target=searcher, args=(n,)) for n in range(2)]
+    threads += [threading.Thread(target=sender, args=(n,)) for n in range(senders)]
     for t in threads:
         t.start()
-    time.sleep(1.0)  # both searches under way
+    time.sleep(1.0)  # searches and senders under way
     loaded = sample(seconds)
     stop.set()
     for t in threads:
         t.join()
-    return {
-        "healthz_idle_p95_ms": percentile(idle, 95),
-        "healthz_p50_ms": percentile(loaded, 50),
-        "healthz_p95_ms": percentile(loaded, 95),
-        "healthz_max_ms": max(loaded),
-        "samples": len(loaded),
+    result: dict[str, object] = {
+        "samples_per_page": len(loaded["/healthz"]),
         "searches_done": sum(searches),
+        "mails_sent": sum(sent),
+        "senders": senders,
     }
+    for path in loaded:
+        result[path] = {
+            "idle_p95_ms": percentile(idle[path], 95),
+            "p50_ms": percentile(loaded[path], 50),
+            "p95_ms": percentile(loaded[path], 95),
+            "max_ms": max(loaded[path]),
+        }
+    return result
 
 
 def main() -> None:
@@ -235,6 +260,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--search-seconds", type=float, default=15.0)
+    parser.add_argument("--senders", type=int, default=20, help="clients sending mail meanwhile")
     args = parser.parse_args()
     stop_service_on_143()
     if listening_on(143):
@@ -300,8 +326,8 @@ def main() -> None:
                 "ratio_median": statistics.median(r["ratio"] for r in rounds),
                 "rounds": rounds,
             }
-            results["search_vs_healthz"] = healthz_under_search(
-                web, 143 + offset, ctx, args.search_seconds
+            results["pages_under_search_and_mail"] = pages_under_load(
+                web, 143 + offset, 587 + offset, ctx, args.search_seconds, args.senders
             )
         finally:
             app.terminate()
