@@ -27,12 +27,12 @@ from typing import Any
 from app.engines.tls import LabTLS
 from app.events import Event, Sink
 from app.lab.channel import subscribe
+from app.lab.child import ROOT, configure, shared_config, spawn
 from app.lab.restarts import Restarts
 from app.topology import PortInUse
 from app.world.accounts import Accounts
 
 log = logging.getLogger("mailflow.lab")
-ROOT = Path(__file__).resolve().parent.parent.parent
 START_SECONDS = 30.0
 REQUEST_SECONDS = 10.0  # a viewer or reset request the lab does not answer by then fails
 
@@ -151,33 +151,15 @@ class LabProcess:
             popen, _prestarted = _prestarted, None
             proc = await _Adopted.adopt(popen)
         else:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "app.lab.process",
-                cwd=ROOT,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-            )
-        assert proc.stdin is not None and proc.stdout is not None
+            proc = await spawn("app.lab.process")
         config = {
-            "data_dir": str(self.dir.resolve()),
-            "tls_dir": str(Path(self.tls.directory).resolve()),
-            "passwords": self.accounts.passwords,
-            "domains": sorted(self.accounts.domains),
+            **shared_config(self.dir, self.tls.directory, self.accounts),
             "host": self.host,
             "ports": self.ports,
             # Session ids restart in a new process; the prefix keeps them apart.
             "session_prefix": "" if self.runs == 1 else f"r{self.runs}-",
         }
-        proc.stdin.write(json.dumps(config).encode() + b"\n")
-        try:
-            first = await asyncio.wait_for(proc.stdout.readline(), START_SECONDS)
-            hello = json.loads(first) if first else {}
-        except BaseException:
-            proc.kill()
-            await proc.wait()
-            raise
+        hello = await configure(proc, config, START_SECONDS)
         if "ports" not in hello:
             await proc.wait()
             if "error" in hello:

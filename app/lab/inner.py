@@ -23,7 +23,6 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from app.engines.smtp_policies import DeliveryPolicy, InboundPolicy
 from app.engines.tls import LabTLS
 from app.events import Event
 from app.lab.channel import PipePublisher, event_fields
+from app.lab.child import run_main
 from app.lab.queue_owner import run_owned
 from app.lab.shutdown import Stop
 from app.lab.stages import Stage, settle
@@ -178,8 +178,4 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
-    # Ctrl-C reaches the whole process group; this process stops when the app does.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    logging.getLogger("mail.log").setLevel(logging.ERROR)
-    raise SystemExit(asyncio.run(main()))
+    run_main(main)

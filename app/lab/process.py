@@ -25,10 +25,8 @@ Over stdin/stdout:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,6 +36,7 @@ from app.engines.tls import LabTLS
 from app.events import Event
 from app.lab import viewer
 from app.lab.channel import PipePublisher, event_fields
+from app.lab.child import run_main
 from app.lab.shutdown import Stop
 from app.lab.world import LabWorld, PortInUse
 from app.world.accounts import Accounts
@@ -127,9 +126,4 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
-    # Ctrl-C reaches the whole process group; this process stops when the web does.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    logging.getLogger("mail.log").setLevel(logging.ERROR)
-    with contextlib.suppress(BrokenPipeError):
-        raise SystemExit(asyncio.run(main()))
+    run_main(main)

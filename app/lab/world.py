@@ -17,11 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import json
 import logging
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +31,7 @@ from app.engines.smtp_policies import InboundPolicy, SubmissionPolicy
 from app.engines.tls import LabTLS
 from app.events import Event, Sink
 from app.lab.channel import EventFields, subscribe
+from app.lab.child import configure, shared_config, spawn
 from app.lab.queue_owner import run_owned
 from app.lab.restarts import Restarts
 from app.lab.stages import Stage, settle
@@ -55,7 +54,6 @@ from app.world.spool import QueuedMail, Spool
 log = logging.getLogger("mailflow.lab")
 LOOPBACK = "127.0.0.1"
 CLIENT = LAB_CLIENT
-ROOT = Path(__file__).resolve().parent.parent.parent
 INNER_START_SECONDS = 30.0
 OWNER_FILE = ".owner"  # the lock file of a queue directory (app/lab/queue_owner.py)
 
@@ -159,31 +157,13 @@ class LabWorld:
     async def _start_inner(self) -> None:
         """Start the internal process, learn its ports, route the MX hosts to them."""
         self._inner_runs += 1
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "app.lab.inner",
-            cwd=ROOT,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        assert proc.stdin is not None and proc.stdout is not None
+        proc = await spawn("app.lab.inner")
         config = {
-            "data_dir": str(self.dir.resolve()),
-            "tls_dir": str(Path(self.tls.directory).resolve()),
-            "passwords": self.accounts.passwords,
-            "domains": sorted(self.accounts.domains),
+            **shared_config(self.dir, self.tls.directory, self.accounts),
             "session_prefix": f"{self.session_prefix}in{self._inner_runs}-",
             "lmtp_socket": self._lmtp_socket(),
         }
-        proc.stdin.write(json.dumps(config).encode() + b"\n")
-        try:
-            first = await asyncio.wait_for(proc.stdout.readline(), INNER_START_SECONDS)
-            ports = json.loads(first)["ports"] if first else None
-        except BaseException:
-            proc.kill()
-            await proc.wait()
-            raise
+        ports = (await configure(proc, config, INNER_START_SECONDS)).get("ports")
         if not ports:
             await proc.wait()
             raise RuntimeError(f"the lab's internal process exited ({proc.returncode})")
