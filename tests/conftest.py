@@ -173,3 +173,26 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'study.db'}"
     return request.getfixturevalue("postgres").new_database()
+
+
+# -- Chromium (browser tests) --------------------------------------------------------------
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from chromium import chromium  # Playwright only where a browser test asks for it
+
+    with chromium() as b:
+        yield b
+
+
+@pytest.fixture
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh context and page; the module's PAGE_OPTIONS (default 1280 × 900) set the
+    context. Any uncaught error on the page fails the test."""
+    options = getattr(request.module, "PAGE_OPTIONS", {"viewport": {"width": 1280, "height": 900}})
+    context = browser.new_context(**options)
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    yield pg
+    context.close()
+    assert not errors, errors

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from chromium import CHROMIUM_ARGS, EXECUTABLE
 from playwright.sync_api import sync_playwright
 from served import Served
 
 pytestmark = pytest.mark.browser
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--no-first-run", "--disable-sync"]
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 @pytest.mark.parametrize("lang", ["ja", "en"])
 def test_the_lab_page_fits_a_phone(site: Served, lang: str) -> None:
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=EXECUTABLE, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 360, "height": 740})
         page.goto(f"{site.url}/lab?lang={lang}")
         wide = page.evaluate(
