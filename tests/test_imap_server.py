@@ -734,6 +734,38 @@ async def test_a_rename_that_fails_half_way_is_undone_and_answered_no(
     assert len(lab.store.folder(BOB, "a.c").listing()) == 1
 
 
+async def test_two_sessions_creating_one_name_get_one_ok_and_one_alreadyexists(
+    lab: Lab, plain: int
+) -> None:
+    """Each CREATE is one storage call whose own check decides, so two sessions that
+    ask at the same moment (each may look before the other creates) cannot both be told
+    OK, and neither gets a server error; the folder is whole, as Maildir++ has it."""
+    first, second = await asyncio.gather(
+        asyncio.to_thread(imap, lab, plain), asyncio.to_thread(imap, lab, plain)
+    )
+    try:
+        answers = sorted(
+            await asyncio.gather(
+                asyncio.to_thread(first.create, "Projects"),
+                asyncio.to_thread(second.create, "Projects"),
+            )
+        )
+        assert answers == [
+            ("NO", [b"[ALREADYEXISTS] Mailbox already exists"]),
+            ("OK", [b"CREATE completed"]),
+        ]
+        # The store's own check, for callers that do not look first.
+        with pytest.raises(FileExistsError):
+            lab.store.create_folder(BOB, "Projects")
+    finally:
+        await asyncio.gather(asyncio.to_thread(first.logout), asyncio.to_thread(second.logout))
+    account = lab.store.account_path(BOB)
+    assert sorted(p.name for p in (account / ".Projects").iterdir()) == [
+        "cur", "maildirfolder", "new", "tmp"
+    ]
+    assert not list((account / "tmp").glob("mailflow-new.*"))  # no half-built folder left
+
+
 class CountingPool(ThreadPoolExecutor):
     """A real thread pool that counts the jobs handed to it: each is a trip off the loop."""
 

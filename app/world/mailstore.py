@@ -13,6 +13,7 @@ MDA, the POP3 and IMAP adapters) say what happened using the paths it returns.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import mailbox
@@ -433,7 +434,29 @@ class MailStore:
         return Folder(name, path, listings=self.listings)
 
     def create_folder(self, address: str, name: str) -> Folder:
-        mailbox.Maildir(self.account_path(address), create=True).add_folder(name)
+        """A new Maildir++ folder, or FileExistsError. Built under the account's tmp/ and
+        renamed into place, so the name appears whole (cur/, new/, tmp/ and the
+        `maildirfolder` mark) or not at all, and two sessions creating it at once get
+        one success and one FileExistsError (rename(2) will not replace a folder that
+        has contents), never two successes."""
+        import shutil  # as in delete_folder: rarely needed, so not at every start
+
+        base = self.account_path(address)
+        mailbox.Maildir(base, create=True)  # the account itself, on first use
+        target = base / f".{name}"
+        if target.exists():
+            raise FileExistsError(errno.EEXIST, "Mailbox already exists", str(target))
+        build = base / "tmp" / f"mailflow-new.{_unique_name(self.host)}"
+        for sub in ("", "cur", "new", "tmp"):
+            os.mkdir(build / sub, 0o700)
+        os.close(os.open(build / "maildirfolder", os.O_CREAT | os.O_WRONLY, 0o600))
+        try:
+            os.rename(build, target)
+        except OSError as exc:
+            shutil.rmtree(build, ignore_errors=True)
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                raise FileExistsError(errno.EEXIST, "Mailbox already exists", str(target)) from exc
+            raise
         return self.folder(address, name)
 
     def delete_folder(self, address: str, name: str) -> None:

@@ -273,9 +273,10 @@ def create(conn: ImapConnection, cmd: Command) -> Steps:
     if mailbox_arg(tok) == "INBOX":
         return "NO", "[ALREADYEXISTS] INBOX always exists"
     name = _new_name(tok)
-    if (yield from conn.call("exists", name)):
+    try:
+        yield from conn.call("create", name)
+    except FileExistsError:  # the storage's own check: another session may have just made it
         return "NO", "[ALREADYEXISTS] Mailbox already exists"
-    yield from conn.call("create", name)
     return "OK", "CREATE completed"
 
 
