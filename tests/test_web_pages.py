@@ -86,6 +86,23 @@ def test_english_is_remembered_in_a_cookie(live_url: str) -> None:
         assert "Receive with IMAP" in r.text and ">Next" in r.text
 
 
+def test_the_language_comes_from_the_query_then_the_cookie_and_only_a_known_one_is_kept(
+    live_url: str,
+) -> None:
+    with httpx.Client(base_url=live_url, timeout=30) as c:
+        r = c.get("/?lang=fr")  # not a language of the site: Japanese, nothing remembered
+        assert '<html lang="ja">' in r.text and "set-cookie" not in r.headers
+        r = c.get("/no-such-page?lang=en&x=1")  # error pages too, and the choice is kept
+        assert r.status_code == 404 and "There is no such page" in r.text
+        assert r.headers.get_list("set-cookie") == [
+            "lang=en; Max-Age=31536000; Path=/; SameSite=lax"
+        ]
+        r = c.get("/no-such-page")  # from the cookie now
+        assert "There is no such page" in r.text and "set-cookie" not in r.headers
+        r = c.get("/?lang=ja")  # an explicit choice wins over the cookie
+        assert '<html lang="ja">' in r.text and c.cookies.get("lang") == "ja"
+
+
 def test_healthz(http: httpx.Client) -> None:
     r = http.get("/healthz")
     body = r.json()

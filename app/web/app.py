@@ -43,6 +43,7 @@ from app.web.delivery import HashedStatic, RevalidateHTML
 from app.web.flow_socket import router as socket_router
 from app.web.health import EngineHealth
 from app.web.lab_forward import LabForward
+from app.web.language import Language
 from app.web.pages import router as pages_router
 from app.web.predict import router as predict_router
 from app.web.record_worker import RecordWorker
@@ -221,35 +222,18 @@ def create_app(
     app.add_middleware(RevalidateHTML)
     app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)
 
-    @app.middleware("http")
-    async def language(request: Request, call_next):  # type: ignore[no-untyped-def]
-        query = request.query_params.get("lang")
-        lang = i18n.pick_lang(query, request.cookies.get(i18n.COOKIE))
-        token = i18n.current_lang.set(lang)
-        try:
-            response: Response = await call_next(request)
-        finally:
-            i18n.current_lang.reset(token)
-        if query in i18n.LANGS:
-            # Remember an explicit choice for the next visit.
-            response.set_cookie(i18n.COOKIE, lang, max_age=365 * 86400, samesite="lax")
-        return response
+    app.add_middleware(Language)  # last added, so outermost: error pages are translated too
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if request.url.path.startswith(("/api/", "/healthz")):
             return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
-        lang = i18n.pick_lang(request.query_params.get("lang"), request.cookies.get(i18n.COOKIE))
-        token = i18n.current_lang.set(lang)
-        try:
-            return app.state.templates.TemplateResponse(
-                request,
-                "error.html",
-                {"status": exc.status_code, "detail": exc.detail, "lang": lang},
-                status_code=exc.status_code,
-            )
-        finally:
-            i18n.current_lang.reset(token)
+        return app.state.templates.TemplateResponse(
+            request,
+            "error.html",
+            {"status": exc.status_code, "detail": exc.detail, "lang": i18n.current_lang.get()},
+            status_code=exc.status_code,
+        )
 
     @app.get("/healthz")
     async def healthz(request: Request) -> JSONResponse:
