@@ -27,6 +27,11 @@ if TYPE_CHECKING:
     from app.scenarios.runner import Recording
 
 NICE = 10  # scenario runs yield the CPU to the web process's requests
+# Libraries a few scenarios need that make this process much bigger for as long as it
+# lives: `cryptography` (S/MIME) is about 20 MiB of RSS, more than half of a worker
+# that runs every other scenario. A job that imported one is answered with "retire":
+# the worker exits after it and the next job starts a worker without it.
+HEAVY = ("cryptography",)
 
 
 _state: dict[str, Any] = {}
@@ -91,16 +96,22 @@ def serve(parent: int | None = None) -> int:
         while True:
             fn, args = _read_frame(jobs)
             try:
-                reply: tuple[bool, Any] = (True, fn(*args))
+                reply: tuple[bool, Any, bool] = (True, fn(*args), _heavy())
             except Exception as exc:
-                reply = (False, exc)
+                reply = (False, exc, _heavy())
             try:
                 _write_frame(answers, reply)
             except (pickle.PicklingError, TypeError, AttributeError) as exc:
                 # An exception that does not pickle still reaches the web, as text.
-                _write_frame(answers, (False, RuntimeError(f"{reply[1]!r} ({exc})")))
+                _write_frame(answers, (False, RuntimeError(f"{reply[1]!r} ({exc})"), reply[2]))
+            if reply[2]:
+                return 0  # retired (HEAVY): the web starts a new worker for the next job
     except (EOFError, BrokenPipeError):
         return 0  # the web process is gone or let this worker go
+
+
+def _heavy() -> bool:
+    return any(name in sys.modules for name in HEAVY)
 
 
 def _be_nice() -> None:

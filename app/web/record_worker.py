@@ -14,6 +14,8 @@ refills.
 
 The worker is started on the first job and stopped after `idle_stop` seconds without
 one (its engines are not kept while nobody needs a run); the next job starts it again.
+A worker whose job imported a library that costs it more than half its size again
+(`worker.HEAVY`: `cryptography`, for S/MIME) says so in its answer and exits after it.
 A worker that dies is replaced on the next job; a worker whose web process dies (even
 by `kill -9`) is sent SIGTERM by the kernel on Linux, even in the middle of a job, and
 elsewhere sees its stdin close and exits after the job under way.
@@ -53,6 +55,7 @@ class _Child:
 
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
+        self.retiring = False  # its last answer said it exits now (worker.HEAVY)
 
     @classmethod
     async def start(cls, config: tuple[str, str, int]) -> _Child:
@@ -84,7 +87,7 @@ class _Child:
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
             raise WorkerDied(f"the worker process ended ({self.proc.returncode})") from exc
         try:
-            ok, value = pickle.loads(frame)
+            ok, value, self.retiring = pickle.loads(frame)
         except Exception as exc:
             # An exception whose __init__ wants more than its args pickles in the worker
             # but cannot be rebuilt here; say what came instead of a baffling TypeError.
@@ -182,6 +185,13 @@ class RecordWorker:
                 if not future.done():
                     future.set_result(result)
             finally:
+                child = self._children[slot]
+                if child is not None and child.retiring:
+                    # It loaded a library it would keep for its whole life (S/MIME's
+                    # `cryptography`) and exits after this answer: the next job starts
+                    # a new worker without it.
+                    self._children[slot] = None
+                    self._stop_later(child)
                 self._busy -= 1
                 self._arm_idle_timer()
 
