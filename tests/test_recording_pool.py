@@ -312,5 +312,7 @@ async def test_a_worker_that_loaded_cryptography_for_s_mime_is_not_kept(tmp_path
         assert not w.running  # let go at once, not after an idle time
         after = await w.call(0, in_worker.pid)
         assert after != sealed.pid and w.starts == 2
+        with pytest.raises(ProcessLookupError):  # gone before its successor started
+            os.kill(sealed.pid, 0)
     finally:
         await w.close()

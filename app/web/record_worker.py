@@ -185,20 +185,25 @@ class RecordWorker:
                 if not future.done():
                     future.set_result(result)
             finally:
-                child = self._children[slot]
+                child, stopping = self._children[slot], None
                 if child is not None and child.retiring:
                     # It loaded a library it would keep for its whole life (S/MIME's
                     # `cryptography`) and exits after this answer: the next job starts
-                    # a new worker without it.
+                    # a new worker without it, once this one is gone (never two at once;
+                    # the caller already has its answer).
                     self._children[slot] = None
-                    self._stop_later(child)
+                    stopping = self._stop_later(child)
                 self._busy -= 1
                 self._arm_idle_timer()
+            if stopping is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(stopping)
 
-    def _stop_later(self, child: _Child) -> None:
+    def _stop_later(self, child: _Child) -> asyncio.Task[None]:
         task = asyncio.create_task(child.stop(), name="record-worker-stop")
         self._stopping.add(task)
         task.add_done_callback(self._stopping.discard)
+        return task
 
     def _cancel_idle_timer(self) -> None:
         if self._idle_timer is not None:
