@@ -316,3 +316,25 @@ async def test_a_worker_that_loaded_cryptography_for_s_mime_is_not_kept(tmp_path
             os.kill(sealed.pid, 0)
     finally:
         await w.close()
+
+
+async def test_a_retiring_worker_is_let_go_even_when_its_answer_does_not_unpickle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """"Retire" travels outside the pickled answer: the web lets the worker go even when
+    it cannot rebuild that answer, and the next job runs in a new worker."""
+    import worker_jobs
+
+    from app.scenarios import worker as in_worker
+
+    tests_dir = str(Path(worker_jobs.__file__).parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([tests_dir, os.environ.get("PYTHONPATH", "")]))
+    w = RecordWorker(tmp_path / "tls", tmp_path / "runs")
+    try:
+        first = await w.call(0, in_worker.pid)
+        with pytest.raises(RuntimeError, match="does not unpickle"):
+            await w.call(0, worker_jobs.fail_picky_after_loading_cryptography)
+        assert not w.running
+        assert await w.call(0, in_worker.pid) != first and w.starts == 2
+    finally:
+        await w.close()

@@ -82,12 +82,13 @@ class _Child:
         try:
             self._send((fn, args))  # a module-level function pickles as its name
             await self.proc.stdin.drain()
-            size = struct.unpack(">I", await self.proc.stdout.readexactly(4))[0]
-            frame = await self.proc.stdout.readexactly(size)
+            head = struct.unpack(">I", await self.proc.stdout.readexactly(4))[0]
+            self.retiring = bool(head & worker.RETIRE)
+            frame = await self.proc.stdout.readexactly(head & ~worker.RETIRE)
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
             raise WorkerDied(f"the worker process ended ({self.proc.returncode})") from exc
         try:
-            ok, value, self.retiring = pickle.loads(frame)
+            ok, value = pickle.loads(frame)
         except Exception as exc:
             # An exception whose __init__ wants more than its args pickles in the worker
             # but cannot be rebuilt here; say what came instead of a baffling TypeError.
