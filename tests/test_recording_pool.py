@@ -292,3 +292,49 @@ def test_a_worker_in_a_hanging_job_exits_when_the_web_process_is_killed(
         if not select.select([exited], [], [], 0)[0]:
             os.kill(worker_pid, signal.SIGKILL)  # a failing run leaves no orphan behind
         os.close(exited)
+
+
+async def test_a_worker_that_loaded_cryptography_for_s_mime_is_not_kept(tmp_path: Path) -> None:
+    """S/MIME imports `cryptography` (about 20 MiB the worker would keep for the rest of
+    its life): the run is answered, that worker exits, the next job gets a new one. A
+    scenario without it leaves the worker running."""
+    from app.engines.tls import LabTLS
+    from app.scenarios import worker as in_worker
+
+    LabTLS.load(tmp_path / "tls")  # made here, as the web's start makes them
+    w = RecordWorker(tmp_path / "tls", tmp_path / "runs")
+    try:
+        plain = await w.call(0, in_worker.record, *KEY)
+        assert w.running and await w.call(0, in_worker.pid) == plain.pid
+        sealed = await w.call(0, in_worker.record, "smime", "en")
+        assert sealed.pid == plain.pid
+        assert {e.key for e in sealed.events if e.protocol == "S/MIME"} >= {"smime.decrypt"}
+        assert not w.running  # let go at once, not after an idle time
+        after = await w.call(0, in_worker.pid)
+        assert after != sealed.pid and w.starts == 2
+        with pytest.raises(ProcessLookupError):  # gone before its successor started
+            os.kill(sealed.pid, 0)
+    finally:
+        await w.close()
+
+
+async def test_a_retiring_worker_is_let_go_even_when_its_answer_does_not_unpickle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """"Retire" travels outside the pickled answer: the web lets the worker go even when
+    it cannot rebuild that answer, and the next job runs in a new worker."""
+    import worker_jobs
+
+    from app.scenarios import worker as in_worker
+
+    tests_dir = str(Path(worker_jobs.__file__).parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([tests_dir, os.environ.get("PYTHONPATH", "")]))
+    w = RecordWorker(tmp_path / "tls", tmp_path / "runs")
+    try:
+        first = await w.call(0, in_worker.pid)
+        with pytest.raises(RuntimeError, match="does not unpickle"):
+            await w.call(0, worker_jobs.fail_picky_after_loading_cryptography)
+        assert not w.running
+        assert await w.call(0, in_worker.pid) != first and w.starts == 2
+    finally:
+        await w.close()

@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 
 from app.study import srs
 from app.study.db import Database, make_engine, migrate
-from app.study.models import Answer, CardState
+from app.study.models import answer_t, card_t
 from app.study.store import Store
 
 NOW = datetime(2026, 4, 1, 9, 0, tzinfo=UTC)
@@ -97,6 +97,6 @@ def test_answers_at_the_same_moment_on_postgresql(postgres: Any) -> None:
         [_answer(store, learner, "587", "n2"), _answer(store, learner, "587", "n3")],
     )
     with store.db.read() as s:
-        assert s.scalar(select(func.count(Answer.id))) == 3
-        assert s.scalar(select(CardState.reps).where(CardState.card == "587")) == 2
+        assert s.scalar(select(func.count(answer_t.c.id))) == 3
+        assert s.scalar(select(card_t.c.reps).where(card_t.c.card == "587")) == 2
     store.db.close()

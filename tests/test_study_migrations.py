@@ -60,12 +60,12 @@ def test_sqlite_file_is_created_with_wal(tmp_path: Path) -> None:
 
 
 def test_models_match_the_migrated_schema(database_url: str) -> None:
-    from app.study.models import Base
+    from app.study.models import metadata
 
     engine = make_engine(database_url)
     migrate(engine)
     insp = inspect(engine)
-    for table in Base.metadata.sorted_tables:
+    for table in metadata.sorted_tables:
         migrated = {c["name"] for c in insp.get_columns(table.name)}
         assert migrated == {c.name for c in table.columns}, table.name
     engine.dispose()

@@ -18,7 +18,7 @@ from sqlalchemy import delete, select, update
 from app.config import Settings
 from app.study.content import content
 from app.study.learner import COOKIE
-from app.study.models import Answer, CardState, ExamAnswer, ExamRun, Learner, SpeedRun
+from app.study.models import answer_t, card_t, exam_answer_t, exam_run_t, learner_t, speed_t
 from app.study.portquiz import PortQuestion, now_ms
 from app.study.setup import Study
 from app.study.store import utcnow
@@ -300,8 +300,8 @@ def test_speed_round_scores_and_keeps_the_best(client: TestClient) -> None:
     # The minute passes.
     with study(client).db.write() as s:
         s.execute(
-            update(SpeedRun)
-            .where(SpeedRun.id == run_id)
+            update(speed_t)
+            .where(speed_t.c.id == run_id)
             .values(started_at=utcnow() - timedelta(seconds=120))
         )
     late = question_of(client, page)
@@ -453,11 +453,11 @@ def test_a_question_removed_from_the_bank_is_dropped_without_error(client: TestC
         "/quiz/ports/answer", data={"token": crafted(client, "25", "svc2port"), "answer": "25"}
     )
     with study(client).db.write() as s:
-        learner = s.scalars(select(Learner)).one().id
+        learner = s.scalars(select(learner_t.c.id)).one()
         now = utcnow()
         kept = sorted(C.questions)[:2]
-        s.add(
-            ExamRun(
+        s.execute(
+            exam_run_t.insert().values(
                 id="r" * 24,
                 learner_id=learner,
                 mode="mini",
@@ -466,8 +466,8 @@ def test_a_question_removed_from_the_bank_is_dropped_without_error(client: TestC
                 started_at=now,
             )
         )
-        s.add(
-            Answer(
+        s.execute(
+            answer_t.insert().values(
                 learner_id=learner,
                 mode="exam",
                 item="gone-01",
@@ -478,9 +478,14 @@ def test_a_question_removed_from_the_bank_is_dropped_without_error(client: TestC
                 nonce="rrr:0",
             )
         )
-        s.add(CardState(learner_id=learner, card="2525", state=2, due=now, reps=3))
-        s.flush()
-        s.add(ExamAnswer(run_id="r" * 24, position=0, question="gone-01", choice=1, correct=False))
+        s.execute(
+            card_t.insert().values(learner_id=learner, card="2525", state=2, due=now, reps=3)
+        )
+        s.execute(
+            exam_answer_t.insert().values(
+                run_id="r" * 24, position=0, question="gone-01", choice=1, correct=False
+            )
+        )
     for path in ("/quiz", "/quiz/ports", "/quiz/stats", "/quiz/exam", "/me", "/me/export"):
         assert client.get(path).status_code == 200, path
     assert "間違えた問題を復習（0 問）" in client.get("/quiz/exam").text  # the only miss is gone
@@ -496,7 +501,7 @@ def test_a_question_removed_from_the_bank_is_dropped_without_error(client: TestC
     )
     assert fb.status_code == 200 and str(escape(q.explanations["ja"][q.answer])) in fb.text
     with study(client).db.read() as s:
-        stored = {a.position: a.question for a in s.scalars(select(ExamAnswer))}
+        stored = {a.position: a.question for a in s.execute(select(exam_answer_t))}
     assert stored == {0: "gone-01", 1: kept[0]}  # stored under its place in the run
     assert "第 2 問／全 2 問" in client.get(f"/quiz/exam/run/{'r' * 24}").text
     # Review of misses has nothing left to review, said plainly.
@@ -504,7 +509,7 @@ def test_a_question_removed_from_the_bank_is_dropped_without_error(client: TestC
     # A progress file that names the removed question still imports. (The seven port cards
     # are fixed, so a file with an unknown card stays refused, as a damaged file.)
     with study(client).db.write() as s:
-        s.execute(delete(CardState).where(CardState.card == "2525"))
+        s.execute(delete(card_t).where(card_t.c.card == "2525"))
     exported = client.get("/me/export")
     assert "gone-01" in exported.text
     with TestClient(client.app) as other:

@@ -21,3 +21,11 @@ def hang(started: str) -> None:
 
     Path(started).touch()
     threading.Event().wait()
+
+
+def fail_picky_after_loading_cryptography() -> None:
+    """A job that loads a HEAVY library (the worker retires after it) and then fails
+    with an exception the web cannot rebuild."""
+    import cryptography.x509  # noqa: F401
+
+    raise PickyError("no key", "/var/lab")

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import dkim
-
+from app.engines.dkimpy import dkim
 from app.world.dns import Record, SimulatedDNS
 
 SIGNED_HEADERS = [b"from", b"to", b"cc", b"subject", b"date", b"message-id", b"mime-version"]

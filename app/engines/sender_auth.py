@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses
 
-import dkim
-
+from app.engines.dkimpy import dkim
 from app.engines.header_text import printable
 from app.events import PANEL_RELAY, Sink, Tap
 from app.protocols import dmarc, spf

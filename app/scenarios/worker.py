@@ -27,6 +27,14 @@ if TYPE_CHECKING:
     from app.scenarios.runner import Recording
 
 NICE = 10  # scenario runs yield the CPU to the web process's requests
+# Libraries a few scenarios need that make this process much bigger for as long as it
+# lives: `cryptography` (S/MIME) is about 20 MiB of RSS, more than half of a worker
+# that runs every other scenario. A job that imported one is answered with "retire":
+# the worker exits after it and the next job starts a worker without it.
+HEAVY = ("cryptography",)
+# Set in an answer's length prefix (frames stay far below 2 GiB): this worker exits now.
+# Outside the pickle, so the web reads it even from an answer it cannot unpickle.
+RETIRE = 1 << 31
 
 
 _state: dict[str, Any] = {}
@@ -50,9 +58,9 @@ def _read_frame(stream: IO[bytes]) -> Any:
     return pickle.loads(body)
 
 
-def _write_frame(stream: IO[bytes], value: object) -> None:
+def _write_frame(stream: IO[bytes], value: object, flags: int = 0) -> None:
     data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(struct.pack(">I", len(data)) + data)
+    stream.write(struct.pack(">I", len(data) | flags) + data)
     stream.flush()
 
 
@@ -94,11 +102,15 @@ def serve(parent: int | None = None) -> int:
                 reply: tuple[bool, Any] = (True, fn(*args))
             except Exception as exc:
                 reply = (False, exc)
+            retire = any(name in sys.modules for name in HEAVY)
+            flags = RETIRE if retire else 0
             try:
-                _write_frame(answers, reply)
+                _write_frame(answers, reply, flags)
             except (pickle.PicklingError, TypeError, AttributeError) as exc:
                 # An exception that does not pickle still reaches the web, as text.
-                _write_frame(answers, (False, RuntimeError(f"{reply[1]!r} ({exc})")))
+                _write_frame(answers, (False, RuntimeError(f"{reply[1]!r} ({exc})")), flags)
+            if retire:
+                return 0  # (HEAVY) the web starts a new worker for the next job
     except (EOFError, BrokenPipeError):
         return 0  # the web process is gone or let this worker go
 

@@ -27,9 +27,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session, sessionmaker
 
 from app.study import hot_sql
 
@@ -143,7 +142,6 @@ def migrate(engine: Engine) -> None:
 class Database:
     def __init__(self, engine: Engine, threads: int | None = None) -> None:
         self.engine = engine
-        self.sessions = sessionmaker(engine, expire_on_commit=False)
         self.sql = hot_sql.statements(engine.dialect.name)
         sqlite = engine.dialect.name == "sqlite"
         # Only SQLite needs the writer lock; server databases handle concurrent writers.
@@ -168,20 +166,23 @@ class Database:
         self._threads.shutdown(wait=True)
         self.engine.dispose()
 
+    # Connections of SQLAlchemy Core, not ORM sessions: the store reads rows and writes
+    # with statements, and the web process does without the ORM (models.py).
     @contextmanager
-    def read(self) -> Iterator[Session]:
-        with self.sessions() as session:
-            yield session
+    def read(self) -> Iterator[Connection]:
+        """A connection whose transaction is rolled back at the end (reads only)."""
+        with self.engine.connect() as conn:
+            yield conn
 
     @contextmanager
-    def write(self) -> Iterator[Session]:
+    def write(self) -> Iterator[Connection]:
         """A transaction that is committed before the block's caller goes on."""
         lock = self._write_lock
         if lock is not None:
             lock.acquire()
         try:
-            with self.sessions() as session, session.begin():
-                yield session
+            with self.engine.begin() as conn:
+                yield conn
         finally:
             if lock is not None:
                 lock.release()

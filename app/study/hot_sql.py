@@ -24,12 +24,7 @@ from typing import Any
 from sqlalchemy import Executable, bindparam, select, update
 from sqlalchemy.dialects import sqlite
 
-from app.study.models import Answer, CardState, Learner, Secret
-
-answer_t = Answer.__table__
-card_t = CardState.__table__
-learner_t = Learner.__table__
-secret_t = Secret.__table__
+from app.study.models import answer_t, card_t, learner_t, secret_t
 
 
 @dataclass(frozen=True)

@@ -1,107 +1,114 @@
-"""Tables of the study modes. The schema itself lives in Alembic migrations; these mirror it."""
+"""Tables of the study modes. The schema itself lives in Alembic migrations; these mirror it.
+
+SQLAlchemy Core tables, not ORM classes: the store reads rows (attribute access by
+column name) and writes with insert/update statements, so the web process never
+imports the ORM layer (about 5 MiB of RSS; docs/architecture.md, "Memory").
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from sqlalchemy import (
     Boolean,
+    Column,
     DateTime,
     Float,
     ForeignKey,
     Index,
     Integer,
+    MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+metadata = MetaData()
 
 
-class Base(DeclarativeBase):
-    pass
+def _learner_fk() -> ForeignKey:
+    return ForeignKey("learner.id", ondelete="CASCADE")
 
 
-class Secret(Base):
-    """Server-side secrets (the cookie signing key), kept with the data they protect."""
+# Server-side secrets (the cookie signing key), kept with the data they protect.
+secret_t = Table(
+    "study_secret",
+    metadata,
+    Column("name", String(40), primary_key=True),
+    Column("value", String(200), nullable=False),
+)
 
-    __tablename__ = "study_secret"
-    name: Mapped[str] = mapped_column(String(40), primary_key=True)
-    value: Mapped[str] = mapped_column(String(200))
+learner_t = Table(
+    "learner",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
 
+# One answer, port quiz or question bank; the source of every statistic.
+answer_t = Table(
+    "answer",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("learner_id", String(36), _learner_fk(), nullable=False),
+    Column("mode", String(12), nullable=False),  # ports | speed | exam
+    Column("item", String(60), nullable=False),  # port card ("995") or question id
+    Column("kind", String(20), nullable=False),  # question kind, or the exam run mode
+    Column("given", String(200), nullable=False),
+    Column("correct", Boolean, nullable=False),
+    Column("ms", Integer, nullable=True),  # time to answer
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("nonce", String(40), nullable=True),
+    Index("ix_answer_learner_at", "learner_id", "at"),
+    UniqueConstraint("learner_id", "nonce", name="uq_answer_nonce"),
+)
 
-class Learner(Base):
-    __tablename__ = "learner"
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+# The FSRS state of one port card for one learner.
+card_t = Table(
+    "card_state",
+    metadata,
+    Column("learner_id", String(36), _learner_fk(), primary_key=True),
+    Column("card", String(20), primary_key=True),
+    Column("state", Integer, nullable=False),
+    Column("step", Integer, nullable=True),
+    Column("stability", Float, nullable=True),
+    Column("difficulty", Float, nullable=True),
+    Column("due", DateTime(timezone=True), nullable=False),
+    Column("last_review", DateTime(timezone=True), nullable=True),
+    Column("reps", Integer, nullable=False, default=0),
+)
 
+speed_t = Table(
+    "speed_run",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("learner_id", String(36), _learner_fk(), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("score", Integer, nullable=False, default=0),
+    Column("answered", Integer, nullable=False, default=0),
+    Index("ix_speed_learner", "learner_id", "score"),
+)
 
-class Answer(Base):
-    """One answer, port quiz or question bank; the source of every statistic."""
+# A sitting of the question bank: its questions in order and how far the learner got.
+exam_run_t = Table(
+    "exam_run",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("learner_id", String(36), _learner_fk(), nullable=False),
+    Column("mode", String(12), nullable=False),  # topic | mini | review
+    Column("topic", String(40), nullable=True),
+    Column("questions", Text, nullable=False),  # space-separated question ids
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Index("ix_exam_run_learner", "learner_id", "started_at"),
+)
 
-    __tablename__ = "answer"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    learner_id: Mapped[str] = mapped_column(ForeignKey("learner.id", ondelete="CASCADE"))
-    mode: Mapped[str] = mapped_column(String(12))  # ports | speed | exam
-    item: Mapped[str] = mapped_column(String(60))  # port card ("995") or question id
-    kind: Mapped[str] = mapped_column(String(20))  # question kind, or the exam run mode
-    given: Mapped[str] = mapped_column(String(200))
-    correct: Mapped[bool] = mapped_column(Boolean)
-    ms: Mapped[int | None] = mapped_column(Integer, nullable=True)  # time to answer
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    nonce: Mapped[str | None] = mapped_column(String(40), nullable=True)
-    __table_args__ = (
-        Index("ix_answer_learner_at", "learner_id", "at"),
-        UniqueConstraint("learner_id", "nonce", name="uq_answer_nonce"),
-    )
-
-
-class CardState(Base):
-    """The FSRS state of one port card for one learner."""
-
-    __tablename__ = "card_state"
-    learner_id: Mapped[str] = mapped_column(
-        ForeignKey("learner.id", ondelete="CASCADE"), primary_key=True
-    )
-    card: Mapped[str] = mapped_column(String(20), primary_key=True)
-    state: Mapped[int] = mapped_column(Integer)
-    step: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    stability: Mapped[float | None] = mapped_column(Float, nullable=True)
-    difficulty: Mapped[float | None] = mapped_column(Float, nullable=True)
-    due: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    last_review: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    reps: Mapped[int] = mapped_column(Integer, default=0)
-
-
-class SpeedRun(Base):
-    __tablename__ = "speed_run"
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    learner_id: Mapped[str] = mapped_column(ForeignKey("learner.id", ondelete="CASCADE"))
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    score: Mapped[int] = mapped_column(Integer, default=0)
-    answered: Mapped[int] = mapped_column(Integer, default=0)
-    __table_args__ = (Index("ix_speed_learner", "learner_id", "score"),)
-
-
-class ExamRun(Base):
-    """A sitting of the question bank: its questions in order and how far the learner got."""
-
-    __tablename__ = "exam_run"
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    learner_id: Mapped[str] = mapped_column(ForeignKey("learner.id", ondelete="CASCADE"))
-    mode: Mapped[str] = mapped_column(String(12))  # topic | mini | review
-    topic: Mapped[str | None] = mapped_column(String(40), nullable=True)
-    questions: Mapped[str] = mapped_column(Text)  # space-separated question ids
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    __table_args__ = (Index("ix_exam_run_learner", "learner_id", "started_at"),)
-
-
-class ExamAnswer(Base):
-    __tablename__ = "exam_answer"
-    run_id: Mapped[str] = mapped_column(
-        ForeignKey("exam_run.id", ondelete="CASCADE"), primary_key=True
-    )
-    position: Mapped[int] = mapped_column(Integer, primary_key=True)
-    question: Mapped[str] = mapped_column(String(60))
-    choice: Mapped[int] = mapped_column(Integer)
-    correct: Mapped[bool] = mapped_column(Boolean)
+exam_answer_t = Table(
+    "exam_answer",
+    metadata,
+    Column(
+        "run_id", String(32), ForeignKey("exam_run.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("position", Integer, primary_key=True),
+    Column("question", String(60), nullable=False),
+    Column("choice", Integer, nullable=False),
+    Column("correct", Boolean, nullable=False),
+)

@@ -10,9 +10,8 @@ from fastapi.responses import RedirectResponse, Response
 
 from app.digits import is_digits
 from app.study.content import LETTERS, Question
-from app.study.models import ExamAnswer, ExamRun
 from app.study.setup import Study
-from app.study.store import utcnow
+from app.study.store import ExamAnswer, ExamRun, utcnow
 from app.study.web import (
     is_htmx,
     lang,

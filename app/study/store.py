@@ -11,13 +11,17 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from fsrs import Rating, Scheduler
-from sqlalchemy import Connection, Integer, cast, func, select
+from sqlalchemy import Connection, Integer, Row, cast, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from app.study import srs
 from app.study.db import Database
-from app.study.models import Answer, ExamAnswer, ExamRun, Learner, Secret, SpeedRun
+from app.study.models import answer_t, exam_answer_t, exam_run_t, learner_t, secret_t, speed_t
+
+# Rows of the tables in app/study/models.py: read-only, attributes named as the columns.
+SpeedRun = Row[Any]  # speed_t
+ExamRun = Row[Any]  # exam_run_t
+ExamAnswer = Row[Any]  # exam_answer_t
 
 SPEED_SECONDS = 60
 SPEED_GRACE_S = 2  # the last click may arrive a moment after the clock hits zero
@@ -26,7 +30,7 @@ DAY_ZONE = ZoneInfo("Asia/Tokyo")  # "a day" for reviews per day: the learners' 
 
 def _right() -> Any:
     """How many answers were right (a Boolean column summed must be summed as integers)."""
-    return func.coalesce(func.sum(cast(Answer.correct, Integer)), 0)
+    return func.coalesce(func.sum(cast(answer_t.c.correct, Integer)), 0)
 
 
 def utcnow() -> datetime:
@@ -61,24 +65,26 @@ class Store:
 
     # ---- secrets and learners ----
     def secret(self, name: str) -> str:
+        value = select(secret_t.c.value).where(secret_t.c.name == name)
         with self.db.read() as s:
-            row = s.get(Secret, name)
-            if row:
-                return row.value
+            found = s.scalar(value)
+            if found is not None:
+                return str(found)
         # Two processes starting at once both get here: the first insert wins, both read it.
         with self.db.write() as s:
             s.execute(self.db.sql.secret_insert, {"name": name, "value": secrets.token_urlsafe(48)})
-            return s.execute(select(Secret.value).where(Secret.name == name)).scalar_one()
+            return str(s.execute(value).scalar_one())
 
     def learner_exists(self, learner_id: str) -> bool:
         with self.db.read() as s:
-            return s.get(Learner, learner_id) is not None
+            found = s.scalar(select(learner_t.c.id).where(learner_t.c.id == learner_id))
+            return found is not None
 
     @staticmethod
     def new_learner_id() -> str:
         return str(uuid.uuid4())
 
-    def _ensure(self, s: Session, learner_id: str) -> None:
+    def _ensure(self, s: Connection, learner_id: str) -> None:
         """The learner's row, created unless there (also when another request races us)."""
         s.execute(self.db.sql.learner_insert, {"lid": learner_id, "now": utcnow()})
 
@@ -122,8 +128,7 @@ class Store:
         was already answered (a re-sent form) and nothing was stored.
         """
         q = self.db.sql
-        with self.db.write() as s:
-            conn = s.connection()
+        with self.db.write() as conn:
             conn.execute(q.learner_insert, {"lid": learner_id, "now": now})
             if q.learner_lock is not None:
                 conn.execute(q.learner_lock, {"lid": learner_id})
@@ -186,14 +191,18 @@ class Store:
         run_id = secrets.token_hex(12)
         with self.db.write() as s:
             self._ensure(s, learner_id)
-            s.add(SpeedRun(id=run_id, learner_id=learner_id, started_at=now, score=0, answered=0))
+            s.execute(
+                speed_t.insert().values(
+                    id=run_id, learner_id=learner_id, started_at=now, score=0, answered=0
+                )
+            )
         return run_id
 
     def speed_run(self, learner_id: str | None, run_id: str) -> SpeedRun | None:
         if not learner_id:
             return None
         with self.db.read() as s:
-            run = s.get(SpeedRun, run_id)
+            run = s.execute(select(speed_t).where(speed_t.c.id == run_id)).first()
             return run if run and run.learner_id == learner_id else None
 
     @staticmethod
@@ -236,20 +245,24 @@ class Store:
         with self.db.write() as s:
             # Locked on PostgreSQL (FOR UPDATE; nothing on SQLite, whose writers queue
             # already), so two answers at once each add to the score.
-            run = s.get(SpeedRun, run_id, with_for_update=True)
+            run = s.execute(
+                select(speed_t).where(speed_t.c.id == run_id).with_for_update()
+            ).first()
             if run is None or run.learner_id != learner_id:
                 return False
             if self.speed_left(run, now) < -SPEED_GRACE_S:
                 return False
             if (
                 s.scalar(
-                    select(Answer.id).where(Answer.learner_id == learner_id, Answer.nonce == nonce)
+                    select(answer_t.c.id).where(
+                        answer_t.c.learner_id == learner_id, answer_t.c.nonce == nonce
+                    )
                 )
                 is not None
             ):
                 return False
-            s.add(
-                Answer(
+            s.execute(
+                answer_t.insert().values(
                     learner_id=learner_id,
                     mode="speed",
                     item=card,
@@ -261,8 +274,14 @@ class Store:
                     nonce=nonce,
                 )
             )
-            run.answered += 1
-            run.score += 1 if correct else 0
+            s.execute(
+                update(speed_t)
+                .where(speed_t.c.id == run_id)
+                .values(
+                    answered=speed_t.c.answered + 1,
+                    score=speed_t.c.score + (1 if correct else 0),
+                )
+            )
             return True
 
     def speed_best(self, learner_id: str | None) -> int:
@@ -270,7 +289,7 @@ class Store:
             return 0
         with self.db.read() as s:
             best = s.scalar(
-                select(func.max(SpeedRun.score)).where(SpeedRun.learner_id == learner_id)
+                select(func.max(speed_t.c.score)).where(speed_t.c.learner_id == learner_id)
             )
             return int(best or 0)
 
@@ -281,8 +300,8 @@ class Store:
         run_id = secrets.token_hex(12)
         with self.db.write() as s:
             self._ensure(s, learner_id)
-            s.add(
-                ExamRun(
+            s.execute(
+                exam_run_t.insert().values(
                     id=run_id,
                     learner_id=learner_id,
                     mode=mode,
@@ -299,10 +318,10 @@ class Store:
         if not learner_id:
             return None
         with self.db.read() as s:
-            run = s.get(ExamRun, run_id)
+            run = s.execute(select(exam_run_t).where(exam_run_t.c.id == run_id)).first()
             if run is None or run.learner_id != learner_id:
                 return None
-            answers = s.scalars(select(ExamAnswer).where(ExamAnswer.run_id == run_id))
+            answers = s.execute(select(exam_answer_t).where(exam_answer_t.c.run_id == run_id))
             return run, {a.position: a for a in answers}
 
     def record_exam_answer(
@@ -318,13 +337,16 @@ class Store:
         """False if that position was already answered (the first answer stands)."""
         try:
             with self.db.write() as s:
-                run = s.get(ExamRun, run_id)
+                run = s.execute(select(exam_run_t).where(exam_run_t.c.id == run_id)).first()
                 if run is None or run.learner_id != learner_id:
                     return False
-                if s.get(ExamAnswer, (run_id, position)) is not None:
+                answered = select(exam_answer_t.c.position).where(
+                    exam_answer_t.c.run_id == run_id, exam_answer_t.c.position == position
+                )
+                if s.scalar(answered) is not None:
                     return False
-                s.add(
-                    ExamAnswer(
+                s.execute(
+                    exam_answer_t.insert().values(
                         run_id=run_id,
                         position=position,
                         question=question,
@@ -332,8 +354,8 @@ class Store:
                         correct=correct,
                     )
                 )
-                s.add(
-                    Answer(
+                s.execute(
+                    answer_t.insert().values(
                         learner_id=learner_id,
                         mode="exam",
                         item=question,
@@ -355,9 +377,9 @@ class Store:
             return []
         with self.db.read() as s:
             rows = s.execute(
-                select(Answer.item, Answer.correct)
-                .where(Answer.learner_id == learner_id, Answer.mode == "exam")
-                .order_by(Answer.at.desc(), Answer.id.desc())
+                select(answer_t.c.item, answer_t.c.correct)
+                .where(answer_t.c.learner_id == learner_id, answer_t.c.mode == "exam")
+                .order_by(answer_t.c.at.desc(), answer_t.c.id.desc())
             ).all()
         seen: set[str] = set()
         missed = []
@@ -374,10 +396,10 @@ class Store:
             return []
         with self.db.read() as s:
             return list(
-                s.scalars(
-                    select(ExamRun)
-                    .where(ExamRun.learner_id == learner_id)
-                    .order_by(ExamRun.started_at.desc())
+                s.execute(
+                    select(exam_run_t)
+                    .where(exam_run_t.c.learner_id == learner_id)
+                    .order_by(exam_run_t.c.started_at.desc())
                     .limit(limit)
                 )
             )
@@ -389,7 +411,9 @@ class Store:
             return Progress(0, 0, due)
         with self.db.read() as s:
             answered, correct = s.execute(
-                select(func.count(Answer.id), _right()).where(Answer.learner_id == learner_id)
+                select(func.count(answer_t.c.id), _right()).where(
+                    answer_t.c.learner_id == learner_id
+                )
             ).one()
         return Progress(int(answered), int(correct), due)
 
@@ -400,11 +424,12 @@ class Store:
             return out
         with self.db.read() as s:
             rows = s.execute(
-                select(Answer.item, _right(), func.count(Answer.id))
+                select(answer_t.c.item, _right(), func.count(answer_t.c.id))
                 .where(
-                    Answer.learner_id == learner_id, Answer.mode.in_(("srs", "practice", "speed"))
+                    answer_t.c.learner_id == learner_id,
+                    answer_t.c.mode.in_(("srs", "practice", "speed")),
                 )
-                .group_by(Answer.item)
+                .group_by(answer_t.c.item)
             ).all()
         for item, correct, total in rows:
             out[str(item)] = (int(correct), int(total))
@@ -422,8 +447,8 @@ class Store:
             since = now - timedelta(days=days + 1)
             with self.db.read() as s:
                 rows = s.execute(
-                    select(Answer.at, Answer.correct).where(
-                        Answer.learner_id == learner_id, Answer.at >= since
+                    select(answer_t.c.at, answer_t.c.correct).where(
+                        answer_t.c.learner_id == learner_id, answer_t.c.at >= since
                     )
                 )
                 for at, correct in rows:
@@ -439,8 +464,8 @@ class Store:
         if learner_id:
             with self.db.read() as s:
                 rows = s.execute(
-                    select(Answer.item, Answer.correct).where(
-                        Answer.learner_id == learner_id, Answer.mode == "exam"
+                    select(answer_t.c.item, answer_t.c.correct).where(
+                        answer_t.c.learner_id == learner_id, answer_t.c.mode == "exam"
                     )
                 )
                 for item, correct in rows:
@@ -465,8 +490,8 @@ class Store:
         try:
             with self.db.write() as s:
                 self._ensure(s, learner_id)
-                s.add(
-                    Answer(
+                s.execute(
+                    answer_t.insert().values(
                         learner_id=learner_id,
                         mode="room",
                         item=item,

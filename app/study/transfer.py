@@ -23,7 +23,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from sqlalchemy import delete, select
 
 from app.study.content import Content
-from app.study.models import Answer, CardState, ExamAnswer, ExamRun, SpeedRun
+from app.study.models import answer_t, card_t, exam_answer_t, exam_run_t, speed_t
 from app.study.store import Store, aware, utcnow
 
 FORMAT = "mailflow-lab/study-progress"
@@ -134,8 +134,8 @@ def export(store: Store, learner_id: str | None) -> dict[str, Any]:
     if not learner_id:
         return doc
     with store.db.read() as s:
-        for a in s.scalars(
-            select(Answer).where(Answer.learner_id == learner_id).order_by(Answer.id)
+        for a in s.execute(
+            select(answer_t).where(answer_t.c.learner_id == learner_id).order_by(answer_t.c.id)
         ):
             doc["answers"].append(
                 {
@@ -149,7 +149,7 @@ def export(store: Store, learner_id: str | None) -> dict[str, Any]:
                     "nonce": a.nonce,
                 }
             )
-        for c in s.scalars(select(CardState).where(CardState.learner_id == learner_id)):
+        for c in s.execute(select(card_t).where(card_t.c.learner_id == learner_id)):
             doc["cards"].append(
                 {
                     "card": c.card,
@@ -162,17 +162,24 @@ def export(store: Store, learner_id: str | None) -> dict[str, Any]:
                     "reps": c.reps,
                 }
             )
-        for r in s.scalars(
-            select(SpeedRun).where(SpeedRun.learner_id == learner_id).order_by(SpeedRun.started_at)
+        for r in s.execute(
+            select(speed_t)
+            .where(speed_t.c.learner_id == learner_id)
+            .order_by(speed_t.c.started_at)
         ):
             doc["speed_runs"].append(
                 {"started_at": _iso(r.started_at), "score": r.score, "answered": r.answered}
             )
-        for run in s.scalars(
-            select(ExamRun).where(ExamRun.learner_id == learner_id).order_by(ExamRun.started_at)
-        ):
-            answers = s.scalars(
-                select(ExamAnswer).where(ExamAnswer.run_id == run.id).order_by(ExamAnswer.position)
+        runs = s.execute(
+            select(exam_run_t)
+            .where(exam_run_t.c.learner_id == learner_id)
+            .order_by(exam_run_t.c.started_at)
+        ).all()
+        for run in runs:
+            answers = s.execute(
+                select(exam_answer_t)
+                .where(exam_answer_t.c.run_id == run.id)
+                .order_by(exam_answer_t.c.position)
             )
             doc["exam_runs"].append(
                 {
@@ -332,71 +339,85 @@ def apply(store: Store, learner_id: str, doc: ProgressFile) -> None:
     """Replace the learner's progress with the file's, in one transaction."""
     with store.db.write() as s:
         store._ensure(s, learner_id)
-        runs = select(ExamRun.id).where(ExamRun.learner_id == learner_id)
-        s.execute(delete(ExamAnswer).where(ExamAnswer.run_id.in_(runs)))
-        for model in (ExamRun, SpeedRun, CardState, Answer):
-            s.execute(delete(model).where(model.learner_id == learner_id))
-        s.add_all(
-            Answer(
-                learner_id=learner_id,
-                mode=a.mode,
-                item=a.item,
-                kind=a.kind,
-                given=a.given,
-                correct=a.correct,
-                ms=a.ms,
-                at=_utc(a.at),
-                nonce=a.nonce,
-            )
-            for a in doc.answers
-        )
-        s.add_all(
-            CardState(
-                learner_id=learner_id,
-                card=c.card,
-                state=c.state,
-                step=c.step,
-                stability=c.stability,
-                difficulty=c.difficulty,
-                due=_utc(c.due),
-                last_review=_utc(c.last_review) if c.last_review else None,
-                reps=c.reps,
-            )
-            for c in doc.cards
-        )
-        # Run ids are global keys: fresh ones, so one file can be imported in two browsers.
-        s.add_all(
-            SpeedRun(
-                id=secrets.token_hex(12),
-                learner_id=learner_id,
-                started_at=_utc(r.started_at),
-                score=r.score,
-                answered=r.answered,
-            )
-            for r in doc.speed_runs
-        )
-        answers = []
+        runs = select(exam_run_t.c.id).where(exam_run_t.c.learner_id == learner_id)
+        s.execute(delete(exam_answer_t).where(exam_answer_t.c.run_id.in_(runs)))
+        for table in (exam_run_t, speed_t, card_t, answer_t):
+            s.execute(delete(table).where(table.c.learner_id == learner_id))
+        # One executemany per table (an empty list would insert one row of defaults).
+        rows: list[tuple[Any, list[dict[str, Any]]]] = [
+            (
+                answer_t,
+                [
+                    {
+                        "learner_id": learner_id,
+                        "mode": a.mode,
+                        "item": a.item,
+                        "kind": a.kind,
+                        "given": a.given,
+                        "correct": a.correct,
+                        "ms": a.ms,
+                        "at": _utc(a.at),
+                        "nonce": a.nonce,
+                    }
+                    for a in doc.answers
+                ],
+            ),
+            (
+                card_t,
+                [
+                    {
+                        "learner_id": learner_id,
+                        "card": c.card,
+                        "state": c.state,
+                        "step": c.step,
+                        "stability": c.stability,
+                        "difficulty": c.difficulty,
+                        "due": _utc(c.due),
+                        "last_review": _utc(c.last_review) if c.last_review else None,
+                        "reps": c.reps,
+                    }
+                    for c in doc.cards
+                ],
+            ),
+            # Run ids are global keys: fresh ones, so one file can be imported in two browsers.
+            (
+                speed_t,
+                [
+                    {
+                        "id": secrets.token_hex(12),
+                        "learner_id": learner_id,
+                        "started_at": _utc(r.started_at),
+                        "score": r.score,
+                        "answered": r.answered,
+                    }
+                    for r in doc.speed_runs
+                ],
+            ),
+        ]
+        exam_runs, exam_answers = [], []
         for run in doc.exam_runs:
             run_id = secrets.token_hex(12)
-            s.add(
-                ExamRun(
-                    id=run_id,
-                    learner_id=learner_id,
-                    mode=run.mode,
-                    topic=run.topic,
-                    questions=" ".join(run.questions),
-                    started_at=_utc(run.started_at),
-                )
+            exam_runs.append(
+                {
+                    "id": run_id,
+                    "learner_id": learner_id,
+                    "mode": run.mode,
+                    "topic": run.topic,
+                    "questions": " ".join(run.questions),
+                    "started_at": _utc(run.started_at),
+                }
             )
-            answers += [
-                ExamAnswer(
-                    run_id=run_id,
-                    position=a.position,
-                    question=a.question,
-                    choice=a.choice,
-                    correct=a.correct,
-                )
+            exam_answers += [
+                {
+                    "run_id": run_id,
+                    "position": a.position,
+                    "question": a.question,
+                    "choice": a.choice,
+                    "correct": a.correct,
+                }
                 for a in run.answers
             ]
-        s.flush()  # the runs first: no ORM relationship tells SQLAlchemy the FK order
-        s.add_all(answers)
+        rows += [(exam_run_t, exam_runs), (exam_answer_t, exam_answers)]  # runs first (FK)
+        for table, values in rows:
+            if values:
+                s.execute(table.insert(), values)

@@ -14,6 +14,8 @@ refills.
 
 The worker is started on the first job and stopped after `idle_stop` seconds without
 one (its engines are not kept while nobody needs a run); the next job starts it again.
+A worker whose job imported a library that costs it more than half its size again
+(`worker.HEAVY`: `cryptography`, for S/MIME) says so in its answer and exits after it.
 A worker that dies is replaced on the next job; a worker whose web process dies (even
 by `kill -9`) is sent SIGTERM by the kernel on Linux, even in the middle of a job, and
 elsewhere sees its stdin close and exits after the job under way.
@@ -53,6 +55,7 @@ class _Child:
 
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
+        self.retiring = False  # its last answer said it exits now (worker.HEAVY)
 
     @classmethod
     async def start(cls, config: tuple[str, str, int]) -> _Child:
@@ -79,8 +82,9 @@ class _Child:
         try:
             self._send((fn, args))  # a module-level function pickles as its name
             await self.proc.stdin.drain()
-            size = struct.unpack(">I", await self.proc.stdout.readexactly(4))[0]
-            frame = await self.proc.stdout.readexactly(size)
+            head = struct.unpack(">I", await self.proc.stdout.readexactly(4))[0]
+            self.retiring = bool(head & worker.RETIRE)
+            frame = await self.proc.stdout.readexactly(head & ~worker.RETIRE)
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
             raise WorkerDied(f"the worker process ended ({self.proc.returncode})") from exc
         try:
@@ -182,13 +186,25 @@ class RecordWorker:
                 if not future.done():
                     future.set_result(result)
             finally:
+                child, stopping = self._children[slot], None
+                if child is not None and child.retiring:
+                    # It loaded a library it would keep for its whole life (S/MIME's
+                    # `cryptography`) and exits after this answer: the next job starts
+                    # a new worker without it, once this one is gone (never two at once;
+                    # the caller already has its answer).
+                    self._children[slot] = None
+                    stopping = self._stop_later(child)
                 self._busy -= 1
                 self._arm_idle_timer()
+            if stopping is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(stopping)
 
-    def _stop_later(self, child: _Child) -> None:
+    def _stop_later(self, child: _Child) -> asyncio.Task[None]:
         task = asyncio.create_task(child.stop(), name="record-worker-stop")
         self._stopping.add(task)
         task.add_done_callback(self._stopping.discard)
+        return task
 
     def _cancel_idle_timer(self) -> None:
         if self._idle_timer is not None:
