@@ -51,7 +51,7 @@ from app.world.spool import QueuedMail, Spool
 log = logging.getLogger("mailflow.lab")
 LOOPBACK = "127.0.0.1"
 CLIENT = LAB_CLIENT
-OWNER_FILE = ".owner"  # the lock file of a queue directory (app/lab/queue_owner.py)
+OWNER_FILE = ".owner"  # the lock file of the queues (app/lab/queue_owner.py)
 
 
 # The public listeners are described in app/topology.py with every other listener.
@@ -100,10 +100,6 @@ class LabWorld:
         self._stages: tuple[asyncio.Task[None], asyncio.Task[None]] | None = None
         self.idle_timeout = idle_timeout  # overrides every service's timeout (tests)
 
-    @property
-    def internal_ports(self) -> dict[str, int]:
-        return self.hops.ports
-
     # -- policies -----------------------------------------------------------
     def _policy(self, service: Listener) -> object | None:
         if service.role == "submission":
@@ -137,7 +133,7 @@ class LabWorld:
             raise
         for host, name in ((HOST_B, "mx-b"), (HOST_A, "mx-a")):
             for record in self.dns.query(host, "A"):
-                self.network.attach(record.value, 25, (LOOPBACK, self.internal_ports[name]))
+                self.network.attach(record.value, 25, (LOOPBACK, self.hops.ports[name]))
         # Delivering waits until a lab process still shutting down has let go of the queues.
         self._worker = asyncio.create_task(
             run_owned(self.dir / "queue" / OWNER_FILE, self._run_stages), name="lab-queue"
@@ -153,7 +149,11 @@ class LabWorld:
                 self.hops.stage.run(self.hops.flush_inbound), name="lab-inbound"
             ),
         )
-        await asyncio.gather(*self._stages)
+        # Held (and the queue lock with it) until both have ended, even when a drain
+        # cancelled one of them.
+        for outcome in await asyncio.gather(*self._stages, return_exceptions=True):
+            if isinstance(outcome, Exception):
+                log.error("a lab queue stage stopped", exc_info=outcome)
 
     def _lmtp_socket(self) -> str:
         """Where the MDA listens: a private directory in the data dir, kept across
