@@ -96,7 +96,7 @@ def wait_delivered(data: Path, count: int, timeout: float = 120.0) -> int:
 
 
 def descendants(root: int) -> list[int]:
-    """`root` and every process below it (the app's tree: launcher, web, lab, inner)."""
+    """`root` and every process below it (the app's tree: web, lab, recording worker)."""
     children: dict[int, list[int]] = {}
     for name in os.listdir("/proc"):
         if name.isdigit():
@@ -130,7 +130,7 @@ def role(pid: int) -> str:
     except OSError:
         return str(pid)
     text = " ".join(part.decode() for part in cmd if part)
-    for key, name in (("app.lab.inner", "inner"), ("app.lab.process", "lab"),
+    for key, name in (("app.lab.process", "lab"),
                       ("bare_smtpd", "bare"), ("app.recording", "recorder")):
         if key in text:
             return name

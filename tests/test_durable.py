@@ -121,7 +121,7 @@ async def test_a_removed_entry_s_file_is_reused_without_its_old_bytes(tmp_path: 
 
 
 def test_two_writers_on_one_queue_never_claim_the_same_free_file(tmp_path: Path) -> None:
-    # The app and the lab's internal process both write the inbound queue of b.example.
+    # A lab process still stopping and its successor both write the same queues.
     first, second = Spool(tmp_path / "q"), Spool(tmp_path / "q")
     for i in range(30):
         first.put("a@a.example", ["b@b.example"], b"old", f"OLD{i}")

@@ -1,11 +1,11 @@
 """A graceful stop of the lab (stdin EOF, SIGTERM) lets deliveries in flight finish.
 
-When the web process dies, the lab process and its inner process see their stdin close
-and stop. They used to cancel their deliveries in flight: a relay cancelled after the
-MX's 250 kept its outbound entry, an LMTP delivery cancelled after the MDA's 250 kept
-its inbound entry, and after the restart each hop sent its mail again (three copies of
-one mail). Here the next hop is a real SMTP/LMTP listener the test holds at the final
-".": the stop begins while the hop waits for its 250, then the test releases the 250.
+When the web process dies, the lab process sees its stdin close and stops. Its stages
+used to cancel their deliveries in flight: a relay cancelled after the MX's 250 kept its
+outbound entry, an LMTP delivery cancelled after the MDA's 250 kept its inbound entry,
+and after the restart each hop sent its mail again (three copies of one mail). Here the
+next hop is a real SMTP/LMTP listener the test holds at the final ".": the stop begins
+while the hop waits for its 250, then the test releases the 250.
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ from pathlib import Path
 from waiting import HANG_GUARD, wait_until_async
 
 from app.engines.tls import LabTLS
-from app.lab.channel import PipePublisher
-from app.lab.inner import Inner
 from app.lab.world import SERVICES, LabWorld
 from app.topology import HOST_B
 from app.world.accounts import Accounts
@@ -102,7 +100,7 @@ async def test_a_stop_during_the_relay_lets_the_mx_250_remove_the_outbound_entry
         async with asyncio.timeout(HANG_GUARD):
             await mx.holding.wait()
         closing = asyncio.create_task(lab.close())  # what stdin EOF or SIGTERM runs
-        await wait_until_async(lambda: lab._closing, "the stop to begin")
+        await wait_until_async(lambda: lab._relay.draining, "the stop to begin")
         mx.release.set()  # the MX's 250 comes only while the lab is stopping
         async with asyncio.timeout(HANG_GUARD):
             await closing
@@ -128,30 +126,22 @@ async def test_a_stop_during_the_relay_lets_the_mx_250_remove_the_outbound_entry
 async def test_a_stop_during_lmtp_lets_the_mda_250_remove_the_inbound_entry(
     tmp_path: Path, lab_tls: LabTLS
 ) -> None:
-    loop = asyncio.get_running_loop()
-    devnull = open("/dev/null", "wb")  # noqa: SIM115 (the pipe transport closes it)
-    transport, _ = await loop.connect_write_pipe(asyncio.Protocol, devnull)
-    out = PipePublisher(transport)
-    config = {
-        "data_dir": str(tmp_path / "lab"),
-        "tls_dir": str(lab_tls.directory),
-        "passwords": Accounts().passwords,
-        "domains": sorted(Accounts().domains),
-        "session_prefix": "t-",
-        "lmtp_socket": str(tmp_path / "held"),
-    }
+    ports = {s.name: 0 for s in SERVICES}
+    lab = LabWorld(tmp_path / "lab", lab_tls, Accounts(), lambda e: None, ports=ports)
+    await lab.start()
     mda = HeldHop()
-    server = await asyncio.start_unix_server(mda.serve, config["lmtp_socket"])
-    inner = Inner(config, out)
-    spool = inner.inbound[HOST_B]
-    spool.put("alice@a.example", ["bob@b.example"], MESSAGE)
+    held = str(tmp_path / "held")
+    server = await asyncio.start_unix_server(mda.serve, held)
+    spool = lab.inbound[HOST_B]
     try:
-        inner.run_queue()  # the MDA is the held one: delivery waits there for its 250
+        lab.hops.lmtp_socket = held  # the MDA is the held one: delivery waits there for its 250
+        spool.put("alice@a.example", ["bob@b.example"], MESSAGE)
+        lab.wake()
         async with asyncio.timeout(HANG_GUARD):
             await mda.holding.wait()
-        closing = asyncio.create_task(inner.close())  # what stdin EOF or SIGTERM runs
-        await wait_until_async(lambda: inner.stage.draining, "the stop to begin")
-        mda.release.set()  # the MDA's 250 comes only while the process is stopping
+        closing = asyncio.create_task(lab.close())  # what stdin EOF or SIGTERM runs
+        await wait_until_async(lambda: lab.hops.stage.draining, "the stop to begin")
+        mda.release.set()  # the MDA's 250 comes only while the lab is stopping
         async with asyncio.timeout(HANG_GUARD):
             await closing
     finally:
@@ -161,25 +151,23 @@ async def test_a_stop_during_lmtp_lets_the_mda_250_remove_the_inbound_entry(
     assert queued(spool) == [], "the delivery was cut off after the MDA's 250"
 
     # A restart with the real MDA: a marker mail shows its first listing is done.
-    again = Inner({**config, "lmtp_socket": str(tmp_path / "mda")}, out)
+    again = LabWorld(lab.dir, lab_tls, Accounts(), lambda e: None, ports=ports)
     await again.start()
-    marker = MESSAGE.replace(b"once", b"marker")
-    spool.put("alice@a.example", ["bob@b.example"], marker)
-    again.run_queue()
+    spool.put("alice@a.example", ["bob@b.example"], MESSAGE.replace(b"once", b"marker"))
+    again.wake()
     try:
         inbox = again.store.folder("bob@b.example")
         await wait_until_async(
             lambda: not queued(*again.inbound.values()) and inbox.messages(),
-            "the restarted process to deliver what its queues hold",
+            "the restarted lab to deliver what its queues hold",
         )
         bodies = [inbox.read(m.key) for m in inbox.messages()]
         assert [b"marker" in body for body in bodies] == [True]  # no second copy of "once"
     finally:
         await again.close()
-        transport.close()
 
 
-async def test_sigterm_stops_the_inner_process_the_graceful_way(
+async def test_sigterm_stops_the_lab_process_the_graceful_way(
     tmp_path: Path, lab_tls: LabTLS
 ) -> None:
     """SIGTERM takes the same path as stdin EOF (the drain above) and exits 0; it used to
@@ -189,13 +177,14 @@ async def test_sigterm_stops_the_inner_process_the_graceful_way(
         "tls_dir": str(lab_tls.directory),
         "passwords": Accounts().passwords,
         "domains": sorted(Accounts().domains),
+        "host": "127.0.0.1",
+        "ports": {s.name: 0 for s in SERVICES},
         "session_prefix": "t-",
-        "lmtp_socket": str(tmp_path / "mda"),
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "app.lab.inner",
+        "app.lab.process",
         cwd=ROOT,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
@@ -204,7 +193,7 @@ async def test_sigterm_stops_the_inner_process_the_graceful_way(
     proc.stdin.write(json.dumps(config).encode() + b"\n")
     try:
         async with asyncio.timeout(HANG_GUARD):
-            assert "mx-b" in json.loads(await proc.stdout.readline())["ports"]
+            assert "submission" in json.loads(await proc.stdout.readline())["ports"]
             proc.send_signal(signal.SIGTERM)  # stdin stays open: only the signal stops it
             assert await proc.wait() == 0
     finally:

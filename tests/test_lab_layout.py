@@ -1,4 +1,4 @@
-"""The process layout: the web never runs a mail server; the lab is its own process tree.
+"""The process layout: the web never runs a mail server; the lab is one process of its own.
 
 `python -m app` as a user starts it; sockets and processes are read from /proc.
 """
@@ -96,8 +96,8 @@ def test_the_web_process_holds_no_mail_listener(app: App) -> None:
     assert lab is not None, "no lab process under the web process"
     assert listening_ports(web) == {app.web}
     assert lab_ports(app) <= listening_ports(lab)
-    # The lab's own child runs the MX and MDA hops: a tree of its own under the lab.
-    assert any("app.lab.inner" in cmdline(p) for p in children(lab))
+    # The MX and MDA hops run inside the lab process: it has no child of its own.
+    assert children(lab) == []
 
 
 def mapped_files(pid: int) -> str:
@@ -112,13 +112,13 @@ def test_a_first_start_leaves_no_certificate_library_in_any_process(app: App) ->
     assert (app.data / "tls" / "ca.pem").exists() and (app.data / "mailflow.db").exists()
     lab = lab_pid(app.proc.pid)
     assert lab is not None
-    for pid in (app.proc.pid, lab, *children(lab)):
+    for pid in (app.proc.pid, lab):
         assert "cryptography" not in mapped_files(pid), cmdline(pid)
 
 
 def test_the_lab_process_never_imports_the_web_stack() -> None:
     probe = (
-        "import sys, app.lab.process, app.lab.inner; "
+        "import sys, app.lab.process; "
         "print([m for m in sys.modules if m.split('.')[0] in "
         "('fastapi', 'starlette', 'jinja2', 'sqlalchemy', 'alembic', 'cryptography')])"
     )

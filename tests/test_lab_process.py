@@ -125,15 +125,16 @@ def test_kill_9_right_after_250_loses_nothing(app: App) -> None:
 
 
 def test_a_new_lab_delivers_only_once_the_old_one_let_go_of_the_queue(app: App) -> None:
-    """After a kill -9 of the web, its lab processes shut down while a new web starts new
-    ones. Before the queue lock, the new internal process listed and delivered a queue
-    file the old one was still delivering: with the relay hop's own at-least-once copy,
-    three copies of one mail (tests/test_lab_process.py's kill -9 test once saw them)."""
+    """After a kill -9 of the web, its lab process shuts down while a new web starts a new
+    one. Before the queue lock, the new lab listed and delivered a queue file the old one
+    was still delivering: with the relay hop's own at-least-once copy, three copies of
+    one mail (tests/test_lab_process.py's kill -9 test once saw them)."""
     app.stop()
     inbound = Spool(app.data / "lab" / "queue" / "inbound-b")
     old = inbound.put("alice@a.example", ["bob@b.example"], b"Subject: old\r\n\r\nold run\r\n")
-    # This test plays the old internal process, still delivering that file.
-    owner = os.open(inbound.dir / ".owner", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    # This test plays the old lab process, still delivering that file (one lock for all
+    # the queues: one process works them all).
+    owner = os.open(inbound.dir.parent / ".owner", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     fcntl.flock(owner, fcntl.LOCK_EX)
     try:
         app.start()  # the listeners come up at once; delivery waits for the lock

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import imaplib
-import os
 import poplib
-import signal
 import smtplib
 import socket
 import subprocess
@@ -15,6 +13,7 @@ from pathlib import Path
 import pytest
 from waiting import HANG_GUARD, wait_until_async
 
+from app.engines import imap_server
 from app.engines.tls import LabTLS
 from app.events import Event
 from app.lab.commands import commands_for
@@ -93,8 +92,7 @@ async def test_submitted_mail_travels_the_pipeline(lab: LabWorld) -> None:
 
 
 async def test_mail_to_the_public_port_25_reaches_the_maildir(lab: LabWorld) -> None:
-    # The app's port 25 queues into the inbound queue the internal process delivers from;
-    # that process did not queue it, so it must be told to look.
+    # The app's port 25 queues into the inbound queue that the MX hops' stage delivers from.
     def deliver() -> dict:
         with smtplib.SMTP("127.0.0.1", lab.ports["smtp"], timeout=10) as c:
             c.ehlo("mta.example")
@@ -227,50 +225,32 @@ async def test_reset_empties_and_uids_survive_a_restart(lab: LabWorld, lab_tls: 
         await again.close()
 
 
-async def test_a_killed_internal_process_is_restarted_and_mail_flows(lab: LabWorld) -> None:
-    await asyncio.to_thread(submit, lab)
-    await wait_for_inbox(lab, "bob@b.example", 1)
-    first = lab.inner_pid
-    assert first is not None
-    os.kill(first, signal.SIGKILL)
-    await wait_until_async(
-        lambda: lab.inner_pid not in (first, None), "the internal process to be restarted"
-    )
-    # Both hops that live in it work again: relay to the MX, then LMTP into the Maildir.
-    assert await asyncio.to_thread(submit, lab) == {}
-    await wait_for_inbox(lab, "bob@b.example", 2)
-
-
-async def test_the_inner_process_events_are_forwarded_as_they_came(
-    tmp_path: Path, lab_tls: LabTLS
+async def test_imap_idle_hears_a_delivery_through_the_pipeline(
+    lab: LabWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Under the web, the lab process passes the inner process's event tuples on
-    # untouched (no Event rebuilt per event); its own events still go to the sink.
-    own: list[Event] = []
-    forwarded: list[tuple] = []
-    delivered = asyncio.Event()
+    # The MDA and the IMAP listener share the lab's loop: the delivery itself tells the
+    # idling session (RFC 2177), with the once-a-second poll moved out of reach.
+    monkeypatch.setattr(imap_server, "IDLE_POLL_SECONDS", 3600.0)
+    reader, writer = await asyncio.open_connection("127.0.0.1", lab.ports["imap"])
 
-    def forward(events: list[tuple]) -> None:
-        forwarded.extend(events)
-        if any(Event(*fields).key == "lmtp.data.end" for fields in events):
-            delivered.set()
+    async def until(prefix: bytes) -> bytes:
+        async with asyncio.timeout(HANG_GUARD):
+            while not (line := await reader.readline()).startswith(prefix):
+                assert line, "connection closed"
+        return line
 
-    world = LabWorld(
-        tmp_path / "lab",
-        lab_tls,
-        Accounts(),
-        own.append,
-        ports={s.name: 0 for s in SERVICES},
-        forward=forward,
-    )
-    await world.start()
     try:
-        assert await asyncio.to_thread(submit, world) == {}
-        await delivered.wait()
+        await until(b"* OK")
+        writer.write(b"s STARTTLS\r\n")
+        await until(b"s OK")
+        await writer.start_tls(lab.tls.client_context)
+        writer.write(b"a LOGIN bob@b.example bob-pass\r\nb SELECT INBOX\r\n")
+        await until(b"b OK")
+        writer.write(b"c IDLE\r\n")
+        await until(b"+ ")
+        assert await asyncio.to_thread(submit, lab) == {}
+        assert await until(b"* ") == b"* 1 EXISTS\r\n"
+        writer.write(b"DONE\r\n")
+        await until(b"c OK")
     finally:
-        await world.close()
-    inner = [Event(*fields) for fields in forwarded]
-    assert {e.protocol for e in inner} >= {"SMTP", "LMTP"}
-    assert all(e.session.startswith("in1-") for e in inner)
-    assert not any(e.session.startswith("in") for e in own)
-    assert any(e.key == "smtp.data.end" for e in own)  # the submission, in this process
+        writer.close()

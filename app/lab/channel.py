@@ -1,14 +1,13 @@
-"""The lab's event channel: how a lab process hands its news to the process above it.
+"""The lab's event channel: how the lab process hands its news to the web process.
 
 One module, so the transport can change without touching the engines: today it is a
 pipe (the child's stdout), framed; the classroom bus (`app/bus/`, Redis) can take the
 events' place behind the same two calls, `publish(fields)` in the lab and
 `subscribe(reader)` in the web.
 
-A frame is a 4-byte big-endian length and a pickle of (events, deliveries, replies):
-each event as the tuple of its fields (`Event(*fields)` rebuilds it), each delivery as
-the recipient's address (IMAP IDLE sessions live in the process above), each reply as
-(request id, answer) to a request the process above wrote on the child's stdin.
+A frame is a 4-byte big-endian length and a pickle of (events, replies): each event as
+the tuple of its fields (`Event(*fields)` rebuilds it), each reply as (request id,
+answer) to a request the web wrote on the lab's stdin.
 Pickle, not JSON: both ends are this same program, and a JSON line per event cost
 the two processes 15 µs per line against 2.5. Frames go out every few ms while there
 is news: a pipe write wakes the reader's process, and a wake-up costs more than the frame.
@@ -29,11 +28,11 @@ from app.events import Event
 FRAME_HEADER = struct.Struct(">I")
 FRAME_DELAY = 0.005  # seconds
 EventFields = tuple[Any, ...]
-Frame = tuple[list[EventFields], list[str], list[tuple[int, Any]]]
+Frame = tuple[list[EventFields], list[tuple[int, Any]]]
 
 
 def event_fields(e: Event, prefix: str = "") -> EventFields:
-    """An event as plain values; the prefix keeps session ids of processes apart."""
+    """An event as plain values; the prefix keeps session ids of lab runs apart."""
     return (
         e.seq, prefix + e.session, e.panel, e.src, e.dst, e.protocol, e.port,
         e.tls, e.direction, e.text, e.key, dict(e.detail),
@@ -52,12 +51,11 @@ class Publisher(Protocol):
 
 
 class PipePublisher:
-    """The pipe to the process above, never blocking: frames batched for a few ms."""
+    """The pipe to the web process, never blocking: frames batched for a few ms."""
 
     def __init__(self, transport: asyncio.WriteTransport) -> None:
         self.transport = transport
         self._events: list[EventFields] = []
-        self._deliveries: list[str] = []
         self._replies: list[tuple[int, Any]] = []
         self._pending = False
 
@@ -68,16 +66,6 @@ class PipePublisher:
     def publish(self, fields: EventFields) -> None:
         self._soon()
         self._events.append(fields)
-
-    def forward(self, events: list[EventFields]) -> None:
-        """Events a process below this one sent, passed on as they came."""
-        if events:
-            self._soon()
-            self._events.extend(events)
-
-    def delivered(self, rcpt: str) -> None:
-        self._soon()
-        self._deliveries.append(rcpt)
 
     def reply(self, request_id: int, answer: Any) -> None:
         self._soon()
@@ -90,14 +78,14 @@ class PipePublisher:
 
     def _flush(self) -> None:
         self._pending = False
-        frame = encode_frame((self._events, self._deliveries, self._replies))
-        self._events, self._deliveries, self._replies = [], [], []
+        frame = encode_frame((self._events, self._replies))
+        self._events, self._replies = [], []
         if not self.transport.is_closing():
             self.transport.write(frame)
 
 
 async def subscribe(reader: asyncio.StreamReader) -> AsyncIterator[Frame]:
-    """Every frame a lab process sends, until its pipe closes (it exited or died).
+    """Every frame the lab process sends, until its pipe closes (it exited or died).
     The other end is this same program, so its pickles are trusted."""
     with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
         while True:

@@ -1,5 +1,4 @@
-"""How the lab's child processes are started and run, one way for both levels of the tree
-(the web's lab process, `app.lab.process`; its inner child, `app.lab.inner`).
+"""How the web's child process, the lab (`app.lab.process`), is started and run.
 
 A parent spawns `python -m <module>`, writes the child's configuration as one JSON line on
 its stdin and reads the child's first stdout line (its ports, or an error) within a time
@@ -47,8 +46,8 @@ async def spawn(module: str) -> asyncio.subprocess.Process:
 
 
 def shared_config(data_dir: Path, tls_dir: str | Path, accounts: Any) -> dict[str, object]:
-    """The part of a child's configuration both levels hand on: where the data and the
-    certificates are, and the accounts."""
+    """The part of the lab's configuration the web's settings give: where the data and
+    the certificates are, and the accounts."""
     return {
         "data_dir": str(data_dir.resolve()),
         "tls_dir": str(Path(tls_dir).resolve()),

@@ -1,10 +1,9 @@
 """The web's handle on the lab process: start it, hear its events, ask it, restart it.
 
-`python -m app` serves the web; the lab's mail listeners run in their own process
-tree (app/lab/process.py, which has app/lab/inner.py as its child). This object starts
-that process, passes its events to the live view's sink, forwards the viewer's and
-reset's requests, and starts a new one whenever it dies, as LabWorld does for its
-own child. The web never waits for a mail server: a request to a lab that is
+`python -m app` serves the web; the lab's mail listeners run in a process of their
+own (app/lab/process.py). This object starts that process, passes its events to the
+live view's sink, forwards the viewer's and reset's requests, and starts a new one
+whenever it dies. The web never waits for a mail server: a request to a lab that is
 restarting is answered "unavailable" at once rather than held.
 
 `python -m app` starts the first lab process (`prestart()`) before it imports the web
@@ -173,7 +172,7 @@ class LabProcess:
 
     async def _read(self, proc: asyncio.subprocess.Process | _Adopted) -> None:
         assert proc.stdout is not None
-        async for events, _deliveries, replies in subscribe(proc.stdout):
+        async for events, replies in subscribe(proc.stdout):
             for fields in events:
                 try:
                     self.sink(Event(*fields))

@@ -2,8 +2,9 @@
 
 The web process never runs a mail server: it starts this process (app/lab/control.py)
 and restarts it if it dies. This process runs the seven public listeners (SMTP,
-submission, POP3, IMAP with their TLS variants), the relay stage of the queue, and
-its own child `app.lab.inner` with the MX and MDA hops (LabWorld, app/lab/world.py).
+submission, POP3, IMAP with their TLS variants), the sandbox's internal hops (the MX of
+both domains, the MDA behind LMTP, app/lab/inner.py) and both stages of the queue, on
+one event loop (LabWorld, app/lab/world.py).
 It imports no web framework: FastAPI, Jinja and SQLAlchemy stay in the web process.
 
 Over stdin/stdout:
@@ -15,8 +16,8 @@ Over stdin/stdout:
   (the engine health probe of `/healthz`, app/engine_probe.py, run here so the web
   needs no recording worker for it).
   EOF means the web process is gone: this process closes its listeners, lets the
-  relays in flight finish up to their queue clean-up, stops its inner process and
-  exits; SIGTERM does the same (app/lab/shutdown.py).
+  deliveries in flight finish up to their queue clean-up and exits; SIGTERM does the
+  same (app/lab/shutdown.py).
 - stdout, first line, JSON: {"ports": {...}} once every listener is up, or
   {"error": "..."} (a busy port, named with the setting to change) before exiting 2;
   then frames of events and replies (app/lab/channel.py).
@@ -107,8 +108,6 @@ async def main() -> int:
         sink,
         host=str(config["host"]),
         ports={k: int(v) for k, v in config["ports"].items()},
-        session_prefix=prefix,
-        forward=out.forward,
     )
     try:
         await lab.start()

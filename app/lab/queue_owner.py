@@ -1,12 +1,12 @@
-"""One process at a time works a queue directory.
+"""One process at a time works the lab's queues.
 
 When the web process dies (kill -9), its lab process sees its stdin close and shuts
-down, and so does that one's internal process; but a new web process may start a new
-lab process before the old ones have finished. Two stages listing the same spool would
-both deliver the same file, and a mail caught in both hops gave three copies. So a
-stage holds an exclusive `flock` on a file in the queue directory while it runs: the
-new process starts its listeners at once (accepting mail only writes new files) and
-delivers once the old process has exited, which drops its lock even when killed.
+down; but a new web process may start a new lab process before the old one has
+finished. Two stages listing the same spool would both deliver the same file, and a
+mail caught in both hops gave three copies. So the lab process holds an exclusive
+`flock` on a file in the queue directory while its stages run: the new process starts
+its listeners at once (accepting mail only writes new files) and delivers once the old
+process has exited, which drops its lock even when killed.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ async def _lock(path: Path) -> int:
 
 
 async def run_owned(path: Path, run: Callable[[], Awaitable[None]]) -> None:
-    """`run()` (a stage's worker) while holding the lock on `path`."""
+    """`run()` (the stages' work) while holding the lock on `path`."""
     fd = await _lock(path)
     try:
         await run()

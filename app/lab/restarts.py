@@ -1,6 +1,5 @@
-"""How a dead child process of the lab is started again, one rule for both levels of the
-tree (the web's lab process, the lab process's inner child): at once after a long life,
-backing off up to MAX_DELAY when it dies again soon after each start."""
+"""How a dead lab process is started again by the web (app/lab/control.py): at once
+after a long life, backing off up to MAX_DELAY when it dies again soon after each start."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """A queue stage: a worker that empties a spool when woken, and at least every so often.
 
-Shared by the lab's two processes: the outbound relay stage in the app, the inbound
-LMTP stage in the internal process (app/lab/inner.py).
+Two in the lab process: the outbound relay stage (app/lab/world.py) and the inbound
+LMTP stage behind the MX hops (app/lab/inner.py).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from app.world.spool import QueuedMail, Spool
 log = logging.getLogger("mailflow.lab")
 RETRY_SECONDS = 30.0
 PARALLEL_DELIVERIES = 16
-# How long a graceful shutdown lets deliveries in flight finish. Below the 5 s the lab
-# process gives its inner process and the 10 s the web gives the lab process
+# How long a graceful shutdown lets deliveries in flight finish, per stage. The lab's two
+# stages drain one after the other, below the 10 s the web gives the lab process
 # (app/lab/control.py), so a drain ends on its own before anyone kills the process.
 DRAIN_SECONDS = 3.0
 
