@@ -54,7 +54,6 @@ FORBIDDEN = (
     "httpx",
     "segno",
     "alembic",
-    "babel",  # the .po catalogs are read by app/web/po_catalog.py (about 1.7 MB less)
     "sqlalchemy.dialects.postgresql",  # only when the study database is PostgreSQL
     "sqlalchemy.orm",  # the study store is SQLAlchemy Core (about 5 MB less)
     "pydantic.v1",  # FastAPI's check for old-style models (app/web/__init__.py)

@@ -1,21 +1,22 @@
-"""UI language: Japanese first, English second, through gettext catalogs.
+"""UI language: Japanese first, English second, through Babel's gettext catalogs.
 
-Templates mark strings with `_()`. The .po files under app/locales (made and updated
-with Babel's `pybabel`) are read at start-up by app/web/po_catalog.py into the
-standard library's gettext (no build step, and no Babel in the web process); the
-current request's language lives in a context variable so one Jinja environment
-serves both languages.
+Templates mark strings with `_()`. The .po files under app/locales are compiled in
+memory at start-up (no build step); the current request's language lives in a
+context variable so one Jinja environment serves both languages.
 """
 
 from __future__ import annotations
 
 import contextvars
+import io
 from functools import cache
-from gettext import NullTranslations
 from pathlib import Path
 
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.support import NullTranslations, Translations
+
 from app.langs import LANGS
-from app.web import po_catalog
 
 DEFAULT_LANG = "ja"
 LOCALE_DIR = Path(__file__).resolve().parent.parent / "locales"
@@ -29,7 +30,12 @@ def translations(lang: str) -> NullTranslations:
     po = LOCALE_DIR / lang / "LC_MESSAGES" / "messages.po"
     if not po.exists():
         return NullTranslations()
-    return po_catalog.load(po)
+    with po.open("rb") as fh:
+        catalog = read_po(fh, locale=lang)
+    buf = io.BytesIO()
+    write_mo(buf, catalog)
+    buf.seek(0)
+    return Translations(buf)
 
 
 def gettext(message: str) -> str:
