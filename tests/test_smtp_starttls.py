@@ -55,10 +55,14 @@ class Servers:
             "submission": Endpoint(
                 1, "SMTP", 587, "msa-a", "mua-alice", "mail.a.example", **limits
             ),
+            "submissions": Endpoint(
+                1, "SMTP", 465, "msa-a", "mua-alice", "mail.a.example", implicit_tls=True, **limits
+            ),
             "mx": Endpoint(2, "SMTP", 25, "mta-b", "mta-a", "mx.b.example", **limits),
         }
         self.policies = {
             "submission": SubmissionPolicy(accounts, self.outbound, "mail.a.example"),
+            "submissions": SubmissionPolicy(accounts, self.outbound, "mail.a.example"),
             "mx": InboundPolicy(accounts, {"b.example"}, self.inbound, "mx.b.example"),
         }
         self.ports: dict[str, int] = {}
@@ -67,7 +71,7 @@ class Servers:
     async def __aenter__(self) -> Servers:
         for name, endpoint in self.endpoints.items():
             server = await start_smtp_server(
-                self.ctx, endpoint, self.policies[name], require_auth=name == "submission"
+                self.ctx, endpoint, self.policies[name], require_auth=name != "mx"
             )
             self.servers.append(server)
             self.ports[name] = server.sockets[0].getsockname()[1]
@@ -149,6 +153,36 @@ def test_starttls_then_mail_and_the_tap_shows_the_decrypted_lines(
         assert "Hello Bob" in content.text
 
     run(runner, test, tmp_path, lab_tls)
+
+
+@loops
+def test_implicit_tls_on_465_and_a_stalled_handshake_there(
+    runner: str, tmp_path: Path, lab_tls: LabTLS
+) -> None:
+    """465 is TLS from the first byte (the listener's own ssl=, on either loop's TLS
+    layer); a handshake that stalls is cut by the listener's limit."""
+
+    def submit(port: int) -> dict:
+        with smtplib.SMTP_SSL(
+            "127.0.0.1", port, timeout=HANG_GUARD, context=lab_tls.client_context
+        ) as c:
+            c.login("alice@a.example", "alice-pass")
+            return c.sendmail("alice@a.example", ["bob@b.example"], MESSAGE)
+
+    def stall(port: int) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as raw:
+            raw.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # cut off
+            return read_until_closed(raw)
+
+    async def test(servers: Servers) -> None:
+        port = servers.ports["submissions"]
+        assert await asyncio.to_thread(submit, port) == {}
+        assert servers.recorder.events[0].key == "tls.handshake"
+        assert all(e.tls for e in servers.recorder.events)
+        assert await asyncio.to_thread(stall, port) == b""
+        await asyncio.wait_for(servers.endpoints["submissions"].wait_until_idle(), HANG_GUARD)
+
+    run(runner, test, tmp_path, lab_tls, handshake_timeout=0.5)
 
 
 @loops
