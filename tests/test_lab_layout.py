@@ -227,3 +227,15 @@ def test_a_lab_process_that_hangs_costs_the_viewer_a_503_not_a_hung_page(app: Ap
     finally:
         os.kill(lab, signal.SIGCONT)
     assert httpx.get(f"{base}/lab/mailbox/bob@b.example/INBOX", timeout=30).status_code == 200
+
+
+def test_the_lab_processes_run_on_uvloop(app: App) -> None:
+    """uvloop's event loop and TLS layer (app/lab/child.py): its compiled loop module is
+    mapped in every lab process; only `run_main` imports uvloop there."""
+    assert app.proc is not None
+    lab = lab_pid(app.proc.pid)
+    assert lab is not None
+    labs = [p for p in (lab, *children(lab)) if "app.lab." in cmdline(p)]
+    assert labs
+    for pid in labs:
+        assert "uvloop/loop." in mapped_files(pid), cmdline(pid)

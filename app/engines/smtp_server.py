@@ -15,7 +15,9 @@ logging.getLogger("mail.log").setLevel(logging.ERROR)
 
 
 def handshake_timeout(endpoint: Endpoint) -> float:
-    return min(endpoint.timeout(False), 30.0)
+    """The listener's TLS handshake limit (implicit TLS here, STARTTLS in the tap), as
+    the POP3/IMAP listeners have it (base.py)."""
+    return min(endpoint.timeout(False), endpoint.tls_handshake_timeout)
 
 
 MAX_MESSAGE_SIZE = 10 * 1024 * 1024  # 10 MiB; larger DATA gets 552 (RFC 5321 §4.5.3.1.7)

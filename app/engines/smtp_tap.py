@@ -1,7 +1,7 @@
 """aiosmtpd's SMTP and LMTP servers with a wire tap.
 
 The tap sits where aiosmtpd meets the transport: `data_received` sees every byte
-the client sent (already decrypted after STARTTLS, because aiosmtpd's TLS layer
+the client sent (already decrypted after STARTTLS, because the event loop's TLS layer
 hands plain text to this protocol) and `push` sees every reply line. It groups
 them the way a learner reads them: one event per client line, one per complete
 (possibly multi-line) reply, and the DATA content as one block.
@@ -18,7 +18,7 @@ import re
 from typing import Any
 
 from aiosmtpd.lmtp import LMTP
-from aiosmtpd.smtp import MISSING, SMTP, _DataState, syntax
+from aiosmtpd.smtp import MISSING, SMTP, TLSSetupException, _DataState, syntax
 
 from app.engines.base import Endpoint
 from app.engines.login_guard import LoginGuard
@@ -267,6 +267,20 @@ class CommandLineReader(asyncio.StreamReader):
             self._raw = False
 
 
+# What aiosmtpd keeps of a finished handshake in `session.ssl` (its SSLProtocol's `_extra`).
+_TLS_EXTRA = ("sslcontext", "peercert", "cipher", "compression", "ssl_object")
+
+
+class _HandshakeDone:
+    """Stands in for the SSLProtocol aiosmtpd's STARTTLS builds: aiosmtpd tests
+    `_tls_protocol` for "TLS is on" and copies its `_extra` into `session.ssl`."""
+
+    __slots__ = ("_extra",)
+
+    def __init__(self, transport: asyncio.BaseTransport) -> None:
+        self._extra = {name: transport.get_extra_info(name) for name in _TLS_EXTRA}
+
+
 class TappedMixin:
     """Shared by the SMTP and LMTP servers below; see the module docstring."""
 
@@ -278,6 +292,9 @@ class TappedMixin:
     _login_failures = 0
     _acquired = False
     _idle_deadline = 0.0
+    # While a STARTTLS handshake is on: what the TLS layer decrypted before smtp_STARTTLS
+    # took over the new transport (None otherwise).
+    _early: list[bytes] | None = None
 
     def __dir__(self) -> list[str]:
         # aiosmtpd's __init__ runs inspect.getmembers(self) and dir(self) for every new
@@ -334,6 +351,11 @@ class TappedMixin:
         super().connection_lost(error)  # type: ignore[misc]
 
     def data_received(self, data: bytes) -> None:
+        if self._early is not None:
+            # Decrypted, from a client that spoke right after its handshake: it waits
+            # until the session has become the TLS one (smtp_STARTTLS below).
+            self._early.append(data)
+            return
         if self.wire is not None:
             self.wire.received(data)
         super().data_received(data)  # type: ignore[misc]
@@ -425,7 +447,8 @@ class TappedMixin:
     def _timeout_cb(self) -> None:
         # aiosmtpd's idle timer closes silently; RFC 5321 §4.5.3.2 servers say 421 first.
         transport = self.transport  # type: ignore[attr-defined]
-        if transport is not None and self.wire is not None:
+        # Not in the middle of a STARTTLS handshake: a reply in clear would break it.
+        if transport is not None and self.wire is not None and self._early is None:
             line = f"421 4.4.2 {self.endpoint.hostname} Error: timeout exceeded"
             self.wire.pushed(line)
             with contextlib.suppress(Exception):
@@ -495,6 +518,51 @@ class TappedMixin:
             status = await self._call_handler_hook("DATA")
         self._set_post_data_state()  # type: ignore[attr-defined]
         await self.push("250 OK" if status is MISSING else status)
+
+    @syntax("STARTTLS", when="tls_context")
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        """aiosmtpd's STARTTLS with the handshake done by the event loop's own TLS layer
+        (`loop.start_tls`: uvloop's, in C, in the lab's processes) instead of asyncio's
+        pure-Python SSLProtocol, which aiosmtpd builds by hand whatever the loop. What
+        follows the handshake is aiosmtpd's own `connection_made` (session reset per RFC
+        3207 §4.2, `session.ssl`, the STARTTLS hook, `_tls_handshake_okay`); a handshake
+        that fails or stalls past the limit ends the session as aiosmtpd's does."""
+        if arg:
+            await self.push("501 Syntax: STARTTLS")
+            return
+        if not self.tls_context:  # type: ignore[attr-defined]
+            await self.push("454 TLS not available")
+            return
+        # RFC 3207 §4.2: what came in clear after the command is never executed (it may be
+        # a man in the middle's). Dropped before the 220, which push would otherwise hold
+        # back as the answer to a pipelined group, and again for what came meanwhile.
+        buffered = self._reader._buffer  # type: ignore[attr-defined]
+        buffered.clear()
+        await self.push("220 Ready to start TLS")
+        buffered.clear()
+        raw = self.transport  # type: ignore[attr-defined]
+        self._early = []
+        try:
+            tls = await self.loop.start_tls(  # type: ignore[attr-defined]
+                raw,
+                self,
+                self.tls_context,  # type: ignore[attr-defined]
+                server_side=True,
+                ssl_handshake_timeout=min(
+                    self.endpoint.timeout(False), self.endpoint.tls_handshake_timeout
+                ),
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # aiosmtpd's own: its session loop closes the connection
+            raise TLSSetupException() from error
+        finally:
+            early, self._early = self._early, None
+        self._original_transport = raw
+        self._tls_protocol = _HandshakeDone(tls)
+        self.connection_made(tls)  # aiosmtpd's STARTTLS branch, and the tap's note
+        for data in early:
+            self.data_received(data)
 
     async def smtp_AUTH(self, arg: str) -> None:
         await super().smtp_AUTH(arg)  # type: ignore[misc]

@@ -77,4 +77,15 @@ def run_main(main: Callable[[], Coroutine[Any, Any, int]]) -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     logging.getLogger("mail.log").setLevel(logging.ERROR)
     with contextlib.suppress(BrokenPipeError):  # the parent is gone: nobody to tell
-        raise SystemExit(asyncio.run(main()))
+        raise SystemExit(_runner()(main()))
+
+
+def _runner() -> Callable[[Coroutine[Any, Any, int]], int]:
+    """uvloop where it is installed (not on Windows), as the web does (serving.py): its
+    C event loop and TLS layer cost the lab's processes less CPU per mail than asyncio's
+    pure-Python ones (docs/benchmarks.md, "Lab pipeline")."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run
+    return uvloop.run
