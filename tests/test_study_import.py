@@ -108,6 +108,11 @@ HOSTILE = {
     "score as text": _set("answers.0.ms", "12"),
     "date as number": _set("answers.0.at", 1_700_000_000),
     "wrong kind for exam": _set("answers.1.kind", "svc2port"),
+    # One position answered twice: the run's answers are keyed by position (the first
+    # answer stands), so the file is refused, not a 500 from the database's key.
+    "exam position twice": lambda d: d["exam_runs"][0]["answers"].append(
+        dict(d["exam_runs"][0]["answers"][0])
+    ),
 }
 
 

@@ -306,6 +306,10 @@ def _against_content(doc: ProgressFile, content: Content) -> Parsed:
     for i, run in enumerate(doc.exam_runs):
         if run.topic is not None and run.topic not in content.topics:
             raise ImportProblem("invalid", f"exam_runs.{i}.topic: unknown topic {run.topic}")
+        positions = [a.position for a in run.answers]
+        if len(set(positions)) != len(positions):
+            # One answer per position (the table's key): refused here, not by the database.
+            raise ImportProblem("invalid", f"exam_runs.{i}: a position answered twice")
         for a in run.answers:
             if a.position >= len(run.questions) or run.questions[a.position] != a.question:
                 raise ImportProblem("invalid", f"exam_runs.{i}: answer {a.position}")
