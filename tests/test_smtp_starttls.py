@@ -317,3 +317,28 @@ def test_a_stalled_or_failed_handshake_closes_cleanly(
         assert await asyncio.to_thread(served, servers.ports["submission"]) == 250
 
     run(runner, test, tmp_path, lab_tls, handshake_timeout=0.5)
+
+
+@loops
+def test_a_second_starttls_inside_tls_is_refused_and_the_session_goes_on(
+    runner: str, tmp_path: Path, lab_tls: LabTLS
+) -> None:
+    """RFC 3207 §4: a client must not start TLS again while a TLS session is on. The
+    server says so and keeps the session (as Postfix: "554 5.5.1 Error: TLS already
+    active"), instead of starting a handshake inside TLS or dropping the connection."""
+
+    def talk(port: int) -> tuple[int, int, dict]:
+        with smtplib.SMTP("127.0.0.1", port, timeout=HANG_GUARD) as c:
+            c.ehlo("client.a.example")
+            assert c.starttls(context=lab_tls.client_context)[0] == 220
+            c.ehlo("client.a.example")
+            again = c.docmd("STARTTLS")[0]
+            noop = c.noop()[0]
+            return again, noop, c.sendmail("alice@a.example", ["bob@b.example"], MESSAGE)
+
+    async def test(servers: Servers) -> None:
+        again, noop, refused = await asyncio.to_thread(talk, servers.ports["mx"])
+        assert (again, noop, refused) == (554, 250, {})
+        assert len(servers.inbound.entries()) == 1
+
+    run(runner, test, tmp_path, lab_tls)

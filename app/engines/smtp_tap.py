@@ -533,6 +533,11 @@ class TappedMixin:
         if not self.tls_context:  # type: ignore[attr-defined]
             await self.push("454 TLS not available")
             return
+        if self._tls_protocol is not None:  # type: ignore[attr-defined]
+            # RFC 3207 §4: no TLS inside TLS. aiosmtpd would start another handshake
+            # over the TLS session, which a client cannot follow; said and refused here.
+            await self.push("554 5.5.1 Error: TLS already active")
+            return
         # RFC 3207 §4.2: what came in clear after the command is never executed (it may be
         # a man in the middle's). Dropped before the 220, which push would otherwise hold
         # back as the answer to a pipelined group, and again for what came meanwhile.
