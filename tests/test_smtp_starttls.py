@@ -342,3 +342,40 @@ def test_a_second_starttls_inside_tls_is_refused_and_the_session_goes_on(
         assert len(servers.inbound.entries()) == 1
 
     run(runner, test, tmp_path, lab_tls)
+
+
+@loops
+def test_the_idle_timer_firing_during_a_handshake_frees_the_slot(
+    runner: str, tmp_path: Path, lab_tls: LabTLS
+) -> None:
+    """Where the idle limit is no longer than the handshake limit (here the MX, whose
+    idle timer was reset by the STARTTLS command just before the handshake began), the
+    idle timer is what cuts a stalled handshake: the connection closes and its slot is
+    freed for the next client."""
+
+    def stall(port: int) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=HANG_GUARD) as raw:
+            read_reply(raw)
+            raw.sendall(b"EHLO client.example\r\n")
+            read_reply(raw)
+            raw.sendall(b"STARTTLS\r\n")
+            assert read_reply(raw).startswith(b"220")
+            return read_until_closed(raw)  # no ClientHello: the server gives up
+
+    def served(port: int) -> int:
+        with smtplib.SMTP("127.0.0.1", port, timeout=HANG_GUARD) as c:
+            c.starttls(context=lab_tls.client_context)
+            return c.noop()[0]
+
+    async def main() -> None:
+        servers = Servers(tmp_path, lab_tls, handshake_timeout=30.0)
+        endpoint = servers.endpoints["mx"]
+        endpoint.idle_timeout = endpoint.login_timeout = 0.5
+        endpoint.max_connections = 1  # a slot not given back refuses the next client
+        async with servers:
+            after = await asyncio.to_thread(stall, servers.ports["mx"])
+            assert after == b"" or after[:1] == b"\x15"  # nothing in clear into TLS
+            await asyncio.wait_for(endpoint.wait_until_idle(), HANG_GUARD)
+            assert await asyncio.to_thread(served, servers.ports["mx"]) == 250
+
+    RUNNERS[runner](main())

@@ -563,6 +563,11 @@ class TappedMixin:
             raise TLSSetupException() from error
         finally:
             early, self._early = self._early, None
+        if tls is None:
+            # asyncio's start_tls returns None, not an error, when the connection was
+            # closed under the handshake (the idle timer, where it is no longer than the
+            # handshake limit): ended as a failed handshake, so the slot is given back.
+            raise TLSSetupException()
         self._original_transport = raw
         self._tls_protocol = _HandshakeDone(tls)
         self.connection_made(tls)  # aiosmtpd's STARTTLS branch, and the tap's note
