@@ -40,6 +40,13 @@ async def settle(spool: Spool, entry: QueuedMail, result: HopResult) -> None:
         await spool.put_async(replace(entry, rcpt_tos=left))  # replaces the file whole
 
 
+def _unseen(spool: Spool, skip: frozenset[str]) -> list[QueuedMail]:
+    """The queued mails not in `skip`, oldest first; only names are listed, and mails
+    in `skip` (offered, or in flight) are not even read."""
+    found = (spool.get(qid) for qid in spool.qids() if qid not in skip)
+    return [entry for entry in found if entry is not None]
+
+
 class Stage:
     """Several mails in flight at once, as an MTA runs parallel deliveries.
 
@@ -115,12 +122,14 @@ class Stage:
         # Entries taken by a run still in flight are skipped, not sent twice.
         entries = {e.qid: e for e in self._offered.pop(spool, [])}
         if self._scanning:
-            # Only names are listed; mails already in flight are not even read again.
-            for qid in spool.qids():
-                if qid not in entries and qid not in self._in_flight:
-                    entry = spool.get(qid)
-                    if entry is not None:
-                        entries[qid] = entry
+            # Listing and reading the queue is disk work: in a thread, not on the loop
+            # that serves every listener (a deferred queue may hold thousands).
+            skip = frozenset(entries) | frozenset(self._in_flight)
+            for entry in await asyncio.to_thread(_unseen, spool, skip):
+                entries.setdefault(entry.qid, entry)
+            # Offered while the scan ran: taken now, so the next run cannot send again
+            # what this run found on disk.
+            entries.update((e.qid, e) for e in self._offered.pop(spool, []))
         todo = [e for qid, e in entries.items() if qid not in self._in_flight]
         self._in_flight.update(e.qid for e in todo)
         try:
