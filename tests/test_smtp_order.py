@@ -183,7 +183,9 @@ SUBMISSION_CASES = {
         "RCPT TO:<bob@b.example> =x",
     ],
     "HELO then parameters": ["HELO pc", TLS, "HELO pc", PLAIN_OK],
-    "STARTTLS twice (the last line: a nested handshake follows)": ["EHLO pc", TLS, "EHLO pc", TLS],
+    "STARTTLS twice (refused inside TLS; the session goes on)": [
+        "EHLO pc", TLS, "EHLO pc", TLS, "NOOP"
+    ],
     "non-ASCII": ["EHLO pc", "MAIL FROM:<アリス@a.example>", "ＭＡＩＬ FROM:<a@a.example>"],
     "a long line": ["EHLO pc", "NOOP " + "x" * 600],
     "a bare CR inside a line": ["EHLO pc\rX-Injected: yes", "EHLO pc", "NOOP\rNOOP", "RSET"],

@@ -234,8 +234,10 @@ class SmtpOrder:
             return _reply("501 Syntax: STARTTLS")
         if not self.role.starttls:
             return _reply("454 TLS not available")
-        # Inside TLS aiosmtpd no longer offers STARTTLS but still accepts it (and then
-        # nests a second handshake); we answer as it does, since that is what learners see.
+        if self.s.tls:
+            # RFC 3207 §4: no TLS inside TLS. aiosmtpd would accept and nest a second
+            # handshake; our server refuses (app/engines/smtp_tap.py), and so does the core.
+            return _reply("554 5.5.1 Error: TLS already active")
         self.s.phase = Phase.TLS
         return _reply("220 Ready to start TLS")
 
