@@ -105,6 +105,18 @@ def read_reply(sock: socket.socket | ssl.SSLSocket) -> bytes:
         data += chunk
 
 
+def agreed_to_starttls(port: int) -> socket.socket:
+    """A raw connection whose STARTTLS the server has just answered 220: the next
+    bytes are the client's part of the handshake (or whatever a test sends instead)."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=HANG_GUARD)
+    read_reply(raw)
+    raw.sendall(b"EHLO client.example\r\n")
+    read_reply(raw)
+    raw.sendall(b"STARTTLS\r\n")
+    assert read_reply(raw).startswith(b"220")
+    return raw
+
+
 def read_until_closed(sock: socket.socket) -> bytes:
     data = b""
     while chunk := sock.recv(4096):
@@ -257,12 +269,7 @@ def test_a_command_sent_with_the_last_handshake_flight_is_answered(
     runner: str, tmp_path: Path, lab_tls: LabTLS
 ) -> None:
     def talk(port: int) -> bytes:
-        with socket.create_connection(("127.0.0.1", port), timeout=HANG_GUARD) as raw:
-            read_reply(raw)
-            raw.sendall(b"EHLO client.example\r\n")
-            read_reply(raw)
-            raw.sendall(b"STARTTLS\r\n")
-            assert read_reply(raw).startswith(b"220")
+        with agreed_to_starttls(port) as raw:
             client = EarlyClient(raw, lab_tls.client_context, "mx.b.example")
             client.handshake_then(b"EHLO early.example\r\n")
             return client.reply()
@@ -290,12 +297,7 @@ def test_a_stalled_or_failed_handshake_closes_cleanly(
     }[client_sends]
 
     def talk(port: int) -> bytes:
-        with socket.create_connection(("127.0.0.1", port), timeout=HANG_GUARD) as raw:
-            read_reply(raw)
-            raw.sendall(b"EHLO client.example\r\n")
-            read_reply(raw)
-            raw.sendall(b"STARTTLS\r\n")
-            assert read_reply(raw).startswith(b"220")
+        with agreed_to_starttls(port) as raw:
             raw.sendall(payload)
             # The server closes. The guard is below asyncio's own 60 s handshake limit,
             # which alone cut a stalled STARTTLS handshake before.
@@ -354,12 +356,7 @@ def test_the_idle_timer_firing_during_a_handshake_frees_the_slot(
     freed for the next client."""
 
     def stall(port: int) -> bytes:
-        with socket.create_connection(("127.0.0.1", port), timeout=HANG_GUARD) as raw:
-            read_reply(raw)
-            raw.sendall(b"EHLO client.example\r\n")
-            read_reply(raw)
-            raw.sendall(b"STARTTLS\r\n")
-            assert read_reply(raw).startswith(b"220")
+        with agreed_to_starttls(port) as raw:
             return read_until_closed(raw)  # no ClientHello: the server gives up
 
     def served(port: int) -> int:
