@@ -563,10 +563,11 @@ class TappedMixin:
             raise TLSSetupException() from error
         finally:
             early, self._early = self._early, None
-        if tls is None:
-            # asyncio's start_tls returns None, not an error, when the connection was
-            # closed under the handshake (the idle timer, where it is no longer than the
-            # handshake limit): ended as a failed handshake, so the slot is given back.
+        if tls is None or tls.is_closing():
+            # When the connection was closed under the handshake (the idle timer, where it
+            # is no longer than the handshake limit), start_tls does not raise: asyncio's
+            # returns None, uvloop's a transport already closing. Either way it is ended
+            # as a failed handshake, so the slot is given back.
             raise TLSSetupException()
         self._original_transport = raw
         self._tls_protocol = _HandshakeDone(tls)
