@@ -28,13 +28,25 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def free_lab_offset() -> int:
-    """An offset whose seven lab ports are all free on loopback."""
+# Lab offsets are picked so that every lab port (offset + 25 … offset + 995) and the web
+# port (offset + 8000) lie below Linux's ephemeral range (32768–60999): a port found
+# free here cannot be taken meanwhile as the local end of some other connection (with
+# tests running on two workers, many are opened), only by a test picking the same one.
+OFFSETS = range(20000, 24000)
+
+
+def free_lab_ports() -> tuple[int, int]:
+    """An offset whose seven lab ports are all free on loopback, and a free web port."""
     for _ in range(200):
-        offset = random.randrange(20000, 50000)
-        if all(_port_free(s.standard_port + offset) for s in SERVICES):
-            return offset
+        offset = random.choice(OFFSETS)
+        web = offset + 8000
+        if all(_port_free(s.standard_port + offset) for s in SERVICES) and _port_free(web):
+            return offset, web
     raise RuntimeError("no free lab ports")
+
+
+def free_lab_offset() -> int:
+    return free_lab_ports()[0]
 
 
 class Served:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import random
 import re
 import signal
 import smtplib
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from served import free_lab_ports
 from waiting import wait_healthy, wait_until
 from websockets.sync.client import connect
 
@@ -27,23 +27,9 @@ from app.world.spool import Spool
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def free_offset() -> tuple[int, int]:
     """An offset whose seven lab ports are free, and a free web port."""
-    for _ in range(200):
-        offset = random.randrange(20000, 50000)
-        web = offset + 8000
-        if all(port_free(s.standard_port + offset) for s in SERVICES) and port_free(web):
-            return offset, web
-    raise RuntimeError("no free ports")
+    return free_lab_ports()
 
 
 class App:

@@ -9,10 +9,8 @@ import html
 import imaplib
 import os
 import poplib
-import random
 import re
 import smtplib
-import socket
 import ssl
 import subprocess
 import sys
@@ -22,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 from cryptography import x509
+from served import free_lab_ports
 from waiting import wait_healthy, wait_until
 
 from app.engines.tls import LAB_HOSTS, LabTLS, _generate
@@ -31,22 +30,9 @@ from app.lab.world import SERVICES
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 class LabApp:
     def __init__(self, data: Path) -> None:
-        for _ in range(200):
-            self.offset = random.randrange(20000, 50000)
-            self.web = self.offset + 8000
-            if all(_free(s.standard_port + self.offset) for s in SERVICES) and _free(self.web):
-                break
+        self.offset, self.web = free_lab_ports()
         self.data = data
         env = {
             **os.environ,
