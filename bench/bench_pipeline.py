@@ -130,11 +130,11 @@ def role(pid: int) -> str:
     except OSError:
         return str(pid)
     text = " ".join(part.decode() for part in cmd if part)
-    for key, name in (("app.lab.process", "lab"),
-                      ("bare_smtpd", "bare"), ("app.recording", "recorder")):
+    for key, name in (("app.lab.process", "lab"), ("bare_smtpd", "bare"),
+                      ("app.scenarios.worker", "recorder")):
         if key in text:
             return name
-    return "web" if "multiprocessing" not in text else "helper"
+    return "web"
 
 
 class CpuMeter:
