@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import smtplib
 import socket
@@ -29,16 +30,25 @@ def _port_free(port: int) -> bool:
 
 
 # Lab offsets are picked so that every lab port (offset + 25 … offset + 995) and the web
-# port (offset + 8000) lie below Linux's ephemeral range (32768–60999): a port found
-# free here cannot be taken meanwhile as the local end of some other connection (with
-# tests running on two workers, many are opened), only by a test picking the same one.
-OFFSETS = range(20000, 24000)
+# port (offset + 8000) lie below Linux's ephemeral range (32768–60999), where a port
+# found free cannot be taken meanwhile as the local end of some other connection; and
+# each test worker (pytest-xdist) has a block of its own, whose lab and web ports no
+# other worker's can meet, so two apps starting at once on two workers cannot pick the
+# same port either. A worker's own apps start one after the other and see each other's
+# ports taken.
+OFFSET_BLOCKS = (range(20000, 21000), range(22000, 23000), range(24000, 24700))
+
+
+def _offsets() -> range:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")  # "gw0", "gw1", …
+    return OFFSET_BLOCKS[int(worker.removeprefix("gw") or 0) % len(OFFSET_BLOCKS)]
 
 
 def free_lab_ports() -> tuple[int, int]:
     """An offset whose seven lab ports are all free on loopback, and a free web port."""
+    offsets = _offsets()
     for _ in range(200):
-        offset = random.choice(OFFSETS)
+        offset = random.choice(offsets)
         web = offset + 8000
         if all(_port_free(s.standard_port + offset) for s in SERVICES) and _port_free(web):
             return offset, web
