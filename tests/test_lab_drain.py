@@ -15,6 +15,7 @@ import json
 import signal
 import smtplib
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from waiting import HANG_GUARD, wait_until_async
@@ -77,6 +78,18 @@ def queued(*spools: Spool) -> list[str]:
     return [qid for spool in spools for qid in spool.qids()]
 
 
+
+async def stop_while_held(lab: LabWorld, hop: HeldHop, draining: Callable[[], bool]) -> None:
+    """Once `hop` holds a delivery's 250, stop the lab (what stdin EOF or SIGTERM runs)
+    and let the 250 come only while the lab is stopping; wait until it has stopped."""
+    async with asyncio.timeout(HANG_GUARD):
+        await hop.holding.wait()
+    closing = asyncio.create_task(lab.close())
+    await wait_until_async(draining, "the stop to begin")
+    hop.release.set()
+    async with asyncio.timeout(HANG_GUARD):
+        await closing
+
 async def test_a_stop_during_the_relay_lets_the_mx_250_remove_the_outbound_entry(
     tmp_path: Path, lab_tls: LabTLS
 ) -> None:
@@ -97,13 +110,7 @@ async def test_a_stop_during_the_relay_lets_the_mx_250_remove_the_outbound_entry
                 c.sendmail("alice@a.example", ["bob@b.example"], MESSAGE)
 
         await asyncio.to_thread(submit)
-        async with asyncio.timeout(HANG_GUARD):
-            await mx.holding.wait()
-        closing = asyncio.create_task(lab.close())  # what stdin EOF or SIGTERM runs
-        await wait_until_async(lambda: lab._relay.draining, "the stop to begin")
-        mx.release.set()  # the MX's 250 comes only while the lab is stopping
-        async with asyncio.timeout(HANG_GUARD):
-            await closing
+        await stop_while_held(lab, mx, lambda: lab._relay.draining)
     finally:
         server.close()
         await server.wait_closed()
@@ -137,13 +144,7 @@ async def test_a_stop_during_lmtp_lets_the_mda_250_remove_the_inbound_entry(
         lab.hops.lmtp_socket = held  # the MDA is the held one: delivery waits there for its 250
         spool.put("alice@a.example", ["bob@b.example"], MESSAGE)
         lab.wake()
-        async with asyncio.timeout(HANG_GUARD):
-            await mda.holding.wait()
-        closing = asyncio.create_task(lab.close())  # what stdin EOF or SIGTERM runs
-        await wait_until_async(lambda: lab.hops.stage.draining, "the stop to begin")
-        mda.release.set()  # the MDA's 250 comes only while the lab is stopping
-        async with asyncio.timeout(HANG_GUARD):
-            await closing
+        await stop_while_held(lab, mda, lambda: lab.hops.stage.draining)
     finally:
         server.close()
         await server.wait_closed()
