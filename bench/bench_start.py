@@ -18,6 +18,10 @@ them out among the processes that map them), at these moments:
   0.25 s while the pool fills), `filled` (every key holds its recordings) and `idle`
   (after the worker's idle stop, `MAILFLOW_RECORD_IDLE`, shortened to `--idle`).
 
+The app's modules are byte-compiled first, as scripts/serve does (and a wheel install):
+this machine sets PYTHONDONTWRITEBYTECODE=1, under which each process would otherwise
+compile them at every start.
+
 Baseline in the same run: a bare Starlette app under uvicorn (bench/echo_app.py),
 process start → first HTTP answer, and its RSS. (This replaces bench_cold_start.py,
 which measured the same with a new data directory every time.)
@@ -203,6 +207,8 @@ def main() -> None:
     parser.add_argument("--idle", type=int, default=20, help="MAILFLOW_RECORD_IDLE, seconds")
     parser.add_argument("--no-watch", action="store_true", help="skip peak/filled/idle")
     args = parser.parse_args()
+    # What scripts/serve does before it starts the app: the app's modules byte-compiled.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "app"], cwd=ROOT, check=True)
     baselines, runs = [], []
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
