@@ -110,6 +110,13 @@ def test_language_links_still_point_at_the_same_page(
     assert f'<a href="{expected}"' in r.text
 
 
+@pytest.mark.parametrize("path", ["/openapi.json", "/docs", "/redoc"])
+def test_no_api_schema_or_docs_are_served(live_url: str, path: str) -> None:
+    # Building the schema would cost the web's loop and memory on the first request,
+    # for a product with no public API.
+    assert httpx.get(f"{live_url}{path}").status_code == 404
+
+
 # "²".isdigit() is True but int("²") raises: every number typed from outside must be
 # refused as a typo, never turned into a 500.
 SUPERSCRIPT_TWO = "\u00b2"

@@ -209,7 +209,11 @@ def create_app(
             # Off the loop: the database threads may still be finishing a request's write.
             await asyncio.to_thread(app.state.study.close)
 
-    app = MailFlowApp(title="MailFlow Lab", lifespan=lifespan, docs_url=None, redoc_url=None)
+    # No /openapi.json (nor /docs): the product has no public API, and building the
+    # schema on the first request would cost the web's loop and memory for nobody.
+    app = MailFlowApp(
+        title="MailFlow Lab", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
     app.state.settings = settings
     app.state.lab_forward = lab_forward
     # Delivery (app/web/delivery.py): static files from memory under content-hashed names,
