@@ -7,6 +7,7 @@ import asyncio
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -347,3 +348,83 @@ async def _one_stage(s: Served) -> None:
 
 def test_the_stage_is_rendered_once_for_the_room(served: Served) -> None:
     asyncio.run(_one_stage(served))
+
+
+
+async def _a_step_while_a_phone_says_hello(s: Served) -> None:
+    """The teacher steps while a phone's socket is between its hello and its sync: just
+    before it subscribes to the room, then (another phone) just after. Either way the phone
+    must end on the teacher's step (it once stayed behind: the sync was read before the
+    subscription, so the step was lost, or the step overtook that stale sync and the sync
+    took the phone back)."""
+    code, teacher = create_room(s.url)
+    ts = await RoomSocket.open(s.url, teacher, code, "teacher")
+    await ts.until("sync")
+    hub = s.app.state.rooms.hub
+    attach = hub.attach
+    test_loop = asyncio.get_running_loop()
+    subscribed = False
+    at_hello = asyncio.Event()  # on this loop
+    release: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []  # the server's
+
+    async def attach_at_the_step(conn: Any) -> None:
+        # The real attach, with the teacher's step before or after it (held here, on the
+        # server's loop, until the test has seen the teacher's step go out).
+        if conn.role != "student":
+            return await attach(conn)
+        if subscribed:
+            await attach(conn)
+        go = asyncio.Event()
+        release.append((asyncio.get_running_loop(), go))
+        test_loop.call_soon_threadsafe(at_hello.set)
+        await go.wait()
+        if not subscribed:
+            await attach(conn)
+
+    hub.attach = attach_at_the_step  # this instance only, for this test
+    step, phones = 0, []
+    seen: dict[str, tuple[int | None, int]] = {}  # the phone's step, the teacher's
+    try:
+        for subscribed in (False, True):
+            at_hello.clear()
+            release.clear()
+            ss = await RoomSocket.open(s.url, join_room(s.url, code), code, "student")
+            phones.append(ss)
+            await at_hello.wait()
+            await ts.send(type="next")
+            step += 1
+            assert (await ts.until("step"))["step"] == step  # saved and published
+            server_loop, go = release[0]
+            server_loop.call_soon_threadsafe(go.set)
+            # The step the phone shows once its sync is in and everything sent before the
+            # teacher's next step is in (that step closes the socket's earlier messages).
+            shown, synced = None, False
+            while True:
+                msg = await ss.recv()
+                if msg["type"] == "step" and msg["step"] == step + 1:
+                    break
+                if msg["type"] in ("sync", "step", "back", "log"):
+                    shown = msg["step"]
+                if msg["type"] == "sync":
+                    synced = True
+                    await ts.send(type="next")  # the phone hears the room now, whatever the code
+            assert synced
+            seen["after" if subscribed else "before"] = (shown, step)
+            step += 1
+            assert (await ts.until("step"))["step"] == step
+    finally:
+        del hub.attach
+    for sock in (ts, *phones):
+        await sock.close()
+    assert seen == {"before": (1, 1), "after": (3, 3)}
+
+
+@pytest.mark.parametrize("bus", ["memory", "redis"])
+def test_a_step_taken_while_a_phone_says_hello_reaches_it(tmp_path: Path, redis_url: str,
+                                                          bus: str) -> None:
+    # A server of its own: the module's has spent its joins per minute on the tests above.
+    s = Served(tmp_path, redis_url=redis_url if bus == "redis" else "").start()
+    try:
+        asyncio.run(_a_step_while_a_phone_says_hello(s))
+    finally:
+        s.stop()

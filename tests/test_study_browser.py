@@ -129,6 +129,47 @@ def test_a_key_pressed_while_the_next_question_loads_answers_it(
     expect(slot.locator("[data-next]")).to_be_focused()
 
 
+def test_the_next_link_answers_to_a_press_the_moment_the_feedback_shows(
+    page: Page, live_url: str
+) -> None:
+    # Chromium focuses the page's first autofocus element (the first feedback's "Next question")
+    # at its next frame, which may come before htmx binds the new card (it settles 20 ms after the
+    # swap, later on a busy machine). Enter then was the browser's own click on a plain link: a
+    # full page load, and the key pressed while it loaded was lost. Here the learner presses
+    # the link the moment the feedback is swapped in, and "3" while question 2 loads.
+    page.goto(f"{live_url}/quiz/exam?lang=ja")
+    page.get_by_role("button", name="ミニテスト：ランダムに 10 問").click()
+    page.wait_for_function("window.htmx !== undefined")
+    slot = page.locator("#exam-slot")
+    expect(slot.locator(".exam-progress")).to_contain_text("第 1 問")
+    page.evaluate(
+        f"""window.samePage = true;
+        document.addEventListener("htmx:afterSwap", () => {{
+          document.addEventListener("htmx:beforeRequest", () => ({KEY})("3"), {{ once: true }});
+          document.querySelector("#exam-slot [data-next]").click();
+        }}, {{ once: true }})"""
+    )
+    page.keyboard.press("1")
+    expect(slot.locator(".exam-progress")).to_contain_text("第 2 問")
+    expect(slot.locator(".explained li.is-picked .letter")).to_have_text("ウ")
+    expect(slot.locator("[data-next]")).to_be_focused()
+    assert page.evaluate("window.samePage === true")  # htmx, not a full page load
+
+
+def test_keys_typed_ahead_apply_in_order_each_to_its_own_card(page: Page, live_url: str) -> None:
+    # "1", Enter, "3" typed in one go: answer question 1, go on, answer question 2. Only the
+    # last held key was kept once, so "3" replaced Enter and met question 1's feedback.
+    page.goto(f"{live_url}/quiz/exam?lang=ja")
+    page.get_by_role("button", name="ミニテスト：ランダムに 10 問").click()
+    page.wait_for_function("window.htmx !== undefined")
+    slot = page.locator("#exam-slot")
+    expect(slot.locator(".exam-progress")).to_contain_text("第 1 問")
+    page.evaluate(f"""["1", "Enter", "3"].forEach({KEY})""")
+    expect(slot.locator(".exam-progress")).to_contain_text("第 2 問")
+    expect(slot.locator(".explained li.is-picked .letter")).to_have_text("ウ")
+    expect(slot.locator("[data-next]")).to_be_focused()
+
+
 def test_choices_work_as_plain_forms_without_javascript(browser: Browser, live_url: str) -> None:
     context = browser.new_context(java_script_enabled=False, viewport={"width": 360, "height": 740})
     page = context.new_page()

@@ -51,8 +51,11 @@ class RedisBus:
     def __init__(self, url: str) -> None:
         self.url = url
         self.redis = aioredis.Redis.from_url(url)
-        self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        # Subscribe confirmations are read too: `subscribe` returns only once Redis has the
+        # subscription (see there).
+        self._pubsub = self.redis.pubsub(ignore_subscribe_messages=False)
         self._handlers: dict[str, list[_RedisSubscription]] = defaultdict(list)
+        self._ready: dict[str, asyncio.Future[None]] = {}  # channel -> Redis confirmed it
         self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._checked_add = self.redis.register_script(CHECKED_ADD)  # EVALSHA, loaded once
@@ -73,14 +76,23 @@ class RedisBus:
         await self.redis.publish(channel, data)
 
     async def subscribe(self, channel: str, handler: Handler) -> _RedisSubscription:
+        """Returns once Redis has the subscription: every message published from then on
+        (by any worker) reaches `handler`. SUBSCRIBE goes on its own connection, so having
+        sent it is not enough: a state read on the command connection just after could be
+        answered first, and a change published in between would be lost (a room socket
+        subscribes, then reads the room for its sync)."""
         sub = _RedisSubscription(self, channel, handler)
         async with self._lock:
             first = channel not in self._handlers or not self._handlers[channel]
             self._handlers[channel].append(sub)
             if first:
+                self._ready[channel] = asyncio.get_running_loop().create_future()
                 await self._pubsub.subscribe(channel)
+            ready = self._ready.get(channel)
             if self._reader is None:
                 self._reader = asyncio.create_task(self._read())
+        if ready is not None:
+            await asyncio.shield(ready)
         return sub
 
     async def _unsubscribe(self, sub: _RedisSubscription) -> None:
@@ -91,6 +103,9 @@ class RedisBus:
             handlers.remove(sub)
             if not handlers:
                 del self._handlers[sub.channel]
+                ready = self._ready.pop(sub.channel, None)
+                if ready is not None and not ready.done():
+                    ready.cancel()
                 await self._pubsub.unsubscribe(sub.channel)
 
     async def _read(self) -> None:
@@ -103,11 +118,18 @@ class RedisBus:
                 log.exception("redis pub/sub read failed; retrying")
                 await asyncio.sleep(0.5)
                 continue
-            if message is None or message.get("type") != "message":
+            if message is None:
                 continue
-            channel = message["channel"]
+            channel = message.get("channel")
             if isinstance(channel, bytes):
                 channel = channel.decode()
+            if message.get("type") == "subscribe":
+                ready = self._ready.get(channel)
+                if ready is not None and not ready.done():
+                    ready.set_result(None)
+                continue
+            if message.get("type") != "message":
+                continue
             for sub in list(self._handlers.get(channel, ())):
                 try:
                     result = sub.handler(message["data"])

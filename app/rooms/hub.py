@@ -10,6 +10,7 @@ costs the fan-out and nothing else.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from app.rooms.service import RoomService, Student
 from app.rooms.wire import Outgoing, raw_transport
 
 log = logging.getLogger("mailflow.rooms")
+MAX_HELD = 256  # messages held for one socket until its sync is out (see Conn)
 REFRESH = 0.15  # seconds: live counts and tallies are coalesced to this rate
 MISSING: Any = object()
 
@@ -39,9 +41,14 @@ class Conn:
     sync when it reconnects); without compression the frame is built once for the whole
     room. On another server, Starlette's `send_text`. A send that fails marks the socket
     closed and it is skipped from then on; the socket's own loop detaches it.
+
+    A socket attaches (hears the bus) before the room is read for its sync, so no change
+    falls between the two; what the bus says until the sync is out is held and sent right
+    after it, in order (`release`). Sent at once, a step could reach the phone before a
+    sync read before that step, and the sync took the phone back.
     """
 
-    __slots__ = ("closed", "code", "lang", "raw", "role", "student", "ws")
+    __slots__ = ("closed", "code", "held", "lang", "raw", "role", "student", "ws")
 
     def __init__(
         self, ws: WebSocket, code: str, role: str, lang: str, student: Student | None
@@ -49,12 +56,42 @@ class Conn:
         self.ws, self.code, self.role, self.lang, self.student = ws, code, role, lang, student
         self.closed = False
         self.raw = raw_transport(ws)  # None: this socket takes the framed way
+        self.held: list[Outgoing] | None = []  # None once its sync is out
 
     def write(self, out: Outgoing) -> bool | None:
-        """The raw way: True written, False gone, None: use `send` instead."""
+        """The raw way: True written (or held), False gone, None: use `send` instead."""
         if self.closed:
             return False
+        if self.held is not None:
+            if len(self.held) >= MAX_HELD:
+                return False  # a teacher racing a slow sync: cut off, it syncs again
+            self.held.append(out)
+            return True
+        return self._write(out)
+
+    def _write(self, out: Outgoing) -> bool | None:
         return None if self.raw is None else self.raw.write(out)
+
+    async def release(self, first: Outgoing) -> None:
+        """Send the sync (`first`), then what was held meanwhile, in order; from then on
+        the socket takes the fan-out directly. Held stays a list until the last is out, so
+        a fan-out during an await here queues behind instead of overtaking."""
+        held = self.held if self.held is not None else []
+        held.insert(0, first)
+        while held and not self.closed:
+            out = held.pop(0)
+            written = self._write(out)
+            if written is None:
+                try:
+                    await self.ws.send_text(out.text)
+                except Exception:
+                    written = False
+            if written is False:
+                self.closed = True
+        self.held = None
+        if self.closed:  # cut off while held: close, so the phone reconnects and syncs
+            with contextlib.suppress(Exception):
+                await self.ws.close(code=1013)
 
     async def send(self, text: str | Outgoing) -> bool:
         out = text if isinstance(text, Outgoing) else Outgoing(text)

@@ -34,6 +34,7 @@ from app.rooms.polls import exam_poll, exam_questions, predict_poll, tally
 from app.rooms.render import dumps
 from app.rooms.service import next_poll_id, open_poll
 from app.rooms.state import Rooms, student_cookie, teacher_cookie
+from app.rooms.wire import Outgoing
 from app.study.store import utcnow
 from app.web.messages import BadMessage
 
@@ -79,17 +80,21 @@ class RoomSocket:
                 await self.error("not_joined", "join the room first")
                 return False
         self.conn = Conn(self.ws, msg.code, msg.role, msg.lang, student)
+        # Hear the bus first, then read the room for the sync: a step the teacher took
+        # between the read above and the subscription was lost (the phone stayed a step
+        # behind), and one taken after it could reach the phone before a sync read before
+        # it. The conn holds what the bus says until its sync is out (Conn.release).
         await self.rooms.hub.attach(self.conn)
-        await self.sync(meta)
+        await self.sync(await self.service.meta(msg.code))
         return True
 
-    async def sync(self, meta: RoomMeta) -> None:
+    async def sync(self, meta: RoomMeta | None) -> None:
         """Everything up to the teacher's step; a phone that slept resumes here."""
         assert self.conn is not None
         conn, hub, renderer = self.conn, self.rooms.hub, self.rooms.renderer
-        recording = await self.service.recording(meta.code)
-        if recording is None:
-            await self.reply({"type": "gone"})
+        recording = await self.service.recording(meta.code) if meta is not None else None
+        if meta is None or recording is None:
+            await conn.release(Outgoing(dumps({"type": "gone"})))
             return
         events = recording.events
         poll = meta.current()
@@ -104,7 +109,7 @@ class RoomSocket:
         if meta.ended:
             rows = results_for(renderer, meta, await self.service.all_answers(meta), conn)
             results = renderer.results(meta, conn.lang, rows)
-        await self.reply(
+        sync = dumps(
             {
                 "type": "sync",
                 "role": conn.role,
@@ -123,6 +128,7 @@ class RoomSocket:
                 "nick": conn.student.nick if conn.student else None,
             }
         )
+        await conn.release(Outgoing(sync))
         hub.ahead(meta.code, events, meta.step, conn.lang)
 
     # -- the teacher --------------------------------------------------------------------

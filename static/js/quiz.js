@@ -15,16 +15,21 @@
 
   // While the card's request is out (an answer, or the next question), the card on screen is
   // stale: a key pressed now would hit an old button (a second answer racing the first) or find
-  // none (a lost answer). Keep the last such key and apply it to the card that arrives.
-  let busy = false;
-  let pending = null;
+  // none (a lost answer). Keep such keys, in order, and apply each to the card that arrives
+  // ("1", Enter, "3" typed fast answer question 1, go on, answer question 2).
+  // `out` is the xhr of the card's latest request: a card that settles while a newer request is
+  // out is stale as well, and a response older than the latest request must not replace the card
+  // (a queued or second request can come back first).
+  let out = null;
+  const pending = [];
+  const PENDING_MAX = 8; // a held-down key repeats; a learner never means more than this
 
   const act = (key) => {
     if (/^[1-4]$/.test(key)) {
       const button = document.querySelector(`.quiz-card button[data-key="${key}"]`);
       if (!button || button.disabled) return false;
-      // htmx binds a swapped-in form only when the swap settles (20 ms later); bind it now so
-      // an early key still goes through htmx. Without htmx yet, the click posts the plain form.
+      // htmx binds the page's first card only at DOMContentLoaded; a key may come before.
+      // Without htmx yet, the click posts the plain form.
       if (window.htmx && button.form) window.htmx.process(button.form);
       button.click();
       return true;
@@ -35,16 +40,23 @@
     return true;
   };
 
+  // Apply the kept keys until one sends a request (the rest wait for its card).
+  const drain = () => {
+    while (out === null && pending.length) if (act(pending.shift())) break;
+  };
+
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey || event.isComposing) return;
     const active = document.activeElement;
     const digit = /^[1-4]$/.test(event.key);
-    // Enter on a focused button or link is the browser's own click; leave it be.
-    const enter = event.key === "Enter" && !(active && ["BUTTON", "A"].includes(active.tagName));
+    // Enter on a focused button or link is the browser's own click; leave it be, except on the
+    // stale card, where it would send a second request for the old card.
+    const own = active && ["BUTTON", "A"].includes(active.tagName);
+    const enter = event.key === "Enter" && (!own || (out !== null && inCard(active)));
     if ((!digit && !enter) || typing(active)) return;
-    if (busy) {
+    if (out !== null) {
       event.preventDefault();
-      pending = event.key;
+      if (pending.length < PENDING_MAX) pending.push(event.key);
       return;
     }
     if (act(event.key)) event.preventDefault();
@@ -57,24 +69,30 @@
     if (target) target.focus({ preventScroll: false });
     startCountdown(root);
   };
+  const isCard = (el) => el && el.classList && el.classList.contains("quiz-card");
   document.addEventListener("htmx:beforeRequest", (event) => {
-    if (inCard(event.detail && event.detail.elt)) busy = true;
+    if (inCard(event.detail && event.detail.elt)) out = event.detail.xhr;
   });
   document.addEventListener("htmx:afterRequest", (event) => {
-    // A request that put nothing in (network error, or a reload follows): forget the key.
-    if (inCard(event.detail && event.detail.elt) && !event.detail.successful) {
-      busy = false;
-      pending = null;
+    // A request that put nothing in (network error, or a reload follows): forget the keys.
+    if (event.detail.xhr === out && !event.detail.successful) {
+      out = null;
+      pending.length = 0;
     }
+  });
+  document.addEventListener("htmx:afterSwap", (event) => {
+    // htmx binds swapped-in content only when it settles (20 ms later, more on a busy phone),
+    // but Chromium autofocuses the first feedback's "Next question" at its next frame, before
+    // that: Enter there was a plain link's full page load, and keys pressed meanwhile were
+    // lost. Bind the new card at once.
+    if (isCard(event.detail.target) && window.htmx) window.htmx.process(event.detail.target);
   });
   document.addEventListener("htmx:afterSettle", (event) => {
     const slot = event.detail && event.detail.target;
-    if (!(slot && slot.classList && slot.classList.contains("quiz-card"))) return;
-    busy = false;
+    if (!isCard(slot) || (out !== null && event.detail.xhr !== out)) return;
+    out = null;
     settle(slot);
-    const key = pending;
-    pending = null;
-    if (key !== null) act(key);
+    drain();
   });
 
   // Our 400/422 answers are fragments meant for the card ("type a number", "try again"):
@@ -84,6 +102,10 @@
     if (status === 400 || status === 422) {
       event.detail.shouldSwap = true;
       event.detail.isError = false;
+    }
+    // The answer to a request that a newer one has overtaken describes a card no longer shown.
+    if (isCard(event.detail.target) && out !== null && event.detail.xhr !== out) {
+      event.detail.shouldSwap = false;
     }
   });
   document.addEventListener("htmx:responseError", (event) => {
