@@ -25,7 +25,6 @@ import contextvars
 import functools
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -63,12 +62,14 @@ def private_sqlite_file(path: Path) -> None:
 class Tx:
     """One transaction on one connection: what `Database.read()` and `write()` yield."""
 
-    __slots__ = ("_conn", "_dialect", "_trace")
+    __slots__ = ("_db", "_dialect", "_started", "_trace", "conn")
 
-    def __init__(self, conn: Any, dialect: Dialect, trace: Callable[[str], None] | None) -> None:
-        self._conn = conn
-        self._dialect = dialect
-        self._trace = trace
+    def __init__(self, db: Database, conn: Any) -> None:
+        self._db = db
+        self._dialect = db.dialect
+        self._trace = db.trace
+        self._started = False  # nothing sent yet in this transaction
+        self.conn = conn
 
     @property
     def for_update(self) -> str:
@@ -80,13 +81,28 @@ class Tx:
         if self._trace is not None:
             self._trace(sql)
         d = self._dialect
-        return self._conn.execute(d.sql(sql), d.params(params) if params else ())
+        text, values = d.sql(sql), d.params(params) if params else ()
+        if self._started:
+            return self.conn.execute(text, values)
+        self._started = True
+        try:
+            return self.conn.execute(text, values)
+        except d.connection_lost:
+            # What SQLAlchemy's pool_pre_ping was for, without a round trip per request: a
+            # PostgreSQL connection the server dropped unseen (a restart, an idle timeout)
+            # fails at the transaction's first statement; nothing was done in it yet, so it
+            # is sent again on a new connection. Any other failure is the caller's.
+            if d.usable(self.conn):
+                raise
+            self.conn = self._db._reconnect()
+            return self.conn.execute(text, values)
 
     def executemany(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
         if self._trace is not None:
             self._trace(sql)
         d = self._dialect
-        self._conn.cursor().executemany(d.sql(sql), [d.params(r) for r in rows])
+        self._started = True
+        self.conn.cursor().executemany(d.sql(sql), [d.params(r) for r in rows])
 
     def first(self, sql: str, params: Mapping[str, Any] | None = None) -> Row | None:
         return self.execute(sql, params).fetchone()
@@ -138,41 +154,40 @@ class Database:
             conn.close()
 
     def _connection(self) -> Any:
-        """This thread's connection, opened (or replaced, if the server dropped it) here."""
-        local = self._local
-        conn = getattr(local, "conn", None)
-        now = time.monotonic()
-        if conn is not None and not self.dialect.usable(conn, now - local.used):
-            conn.close()
-            conn = None
-        if conn is None:
-            conn = local.conn = self.dialect.connect()
-            me = threading.current_thread()
-            with self._open_lock:
-                # Connections of threads that have ended (a test's, a one-off's) go here.
-                for gone in [t for t in self._open if not t.is_alive()]:
-                    self._open.pop(gone).close()
-                self._open[me] = conn
-        local.used = now
+        """This thread's connection, opened here (or again, if the old one is gone)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self.dialect.usable(conn):
+            return conn
+        return self._reconnect()
+
+    def _reconnect(self) -> Any:
+        old = getattr(self._local, "conn", None)
+        if old is not None:
+            old.close()
+        conn = self._local.conn = self.dialect.connect()
+        me = threading.current_thread()
+        with self._open_lock:
+            # Connections of threads that have ended (a test's, a one-off's) go here.
+            for gone in [t for t in self._open if t is not me and not t.is_alive()]:
+                self._open.pop(gone).close()
+            self._open[me] = conn
         return conn
 
     @contextmanager
     def _transaction(self, write: bool) -> Iterator[Tx]:
-        conn = self._connection()
-        tx = Tx(conn, self.dialect, self.trace)
+        tx = Tx(self, self._connection())
         begin = self.dialect.begin(write)
         if begin is not None:
             tx.execute(begin)
         try:
             yield tx
             if write:
-                self.dialect.commit(conn)
+                self.dialect.commit(tx.conn)
             else:
-                self.dialect.rollback(conn)  # a read leaves nothing to keep
+                self.dialect.rollback(tx.conn)  # a read leaves nothing to keep
         except BaseException:
-            self._abandon(conn)
+            self._abandon(tx.conn)
             raise
-        self._local.used = time.monotonic()
 
     def _abandon(self, conn: Any) -> None:
         """Roll back after an error; a connection that cannot even do that is dropped."""

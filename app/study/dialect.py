@@ -36,7 +36,6 @@ from app.study.dburl import DatabaseUrl
 DATETIME_COLUMNS = frozenset({"created_at", "at", "due", "last_review", "started_at"})
 BOOLEAN_COLUMNS = frozenset({"correct"})
 SQLITE_BUSY_MS = 30_000  # another process (a second worker, a migration) holding the file
-PING_AFTER_S = 2.0  # a PostgreSQL connection idle this long is checked before it is used
 
 
 def sqlite_time(dt: datetime) -> str:
@@ -74,6 +73,7 @@ def _sqlite_row(cursor: sqlite3.Cursor, values: tuple[Any, ...]) -> Any:
 
 class SqliteDialect:
     kind = "sqlite"
+    connection_lost: tuple[type[Exception], ...] = ()  # a file: nothing to lose
     has_table = "SELECT 1 AS found FROM sqlite_master WHERE type = 'table' AND name = :name"
     for_update = ""  # writers are serialised in process; SQLite has no row locks
     integrity_errors: tuple[type[Exception], ...] = (sqlite3.IntegrityError,)
@@ -117,7 +117,8 @@ class SqliteDialect:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
 
-    def usable(self, conn: Any, idle: float) -> bool:
+    @staticmethod
+    def usable(conn: Any) -> bool:
         return True
 
 
@@ -137,6 +138,7 @@ class PostgresDialect:
 
         self._psycopg = psycopg
         self.integrity_errors: tuple[type[Exception], ...] = (psycopg.IntegrityError,)
+        self.connection_lost: tuple[type[Exception], ...] = (psycopg.OperationalError,)
         args = dict(url.connect)
         # UTC sessions: timestamps come back in UTC whatever the server's TimeZone says, so
         # an export reads the same from either database.
@@ -171,20 +173,11 @@ class PostgresDialect:
     def rollback(conn: Any) -> None:
         conn.rollback()
 
-    def usable(self, conn: Any, idle: float) -> bool:
-        """What SQLAlchemy's pool_pre_ping did: a connection the server dropped (a restart,
-        an idle timeout) is replaced, not handed to a request to fail on. Checked with a
-        round trip only after a pause, so a busy connection costs nothing extra."""
-        if conn.closed or conn.broken:
-            return False
-        if idle < PING_AFTER_S:
-            return True
-        try:
-            conn.execute("SELECT 1")
-            conn.rollback()
-        except self._psycopg.Error:
-            return False
-        return True
+    @staticmethod
+    def usable(conn: Any) -> bool:
+        """False for a connection known to be gone. One the server dropped unseen (a
+        restart, an idle timeout) shows at its next statement: Tx.execute replaces it."""
+        return not (conn.closed or conn.broken)
 
 
 Dialect = SqliteDialect | PostgresDialect
