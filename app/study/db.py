@@ -73,7 +73,7 @@ class Tx:
 
     @property
     def for_update(self) -> str:
-        """ " FOR UPDATE" on PostgreSQL, "" on SQLite (dialect.py)."""
+        """The row-lock suffix: "FOR UPDATE" on PostgreSQL, empty on SQLite (dialect.py)."""
         return self._dialect.for_update
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
@@ -102,7 +102,11 @@ class Tx:
             self._trace(sql)
         d = self._dialect
         self._started = True
-        self.conn.cursor().executemany(d.sql(sql), [d.params(r) for r in rows])
+        cursor = self.conn.cursor()  # sqlite3's cursor is no context manager
+        try:
+            cursor.executemany(d.sql(sql), [d.params(r) for r in rows])
+        finally:
+            cursor.close()
 
     def first(self, sql: str, params: Mapping[str, Any] | None = None) -> Row | None:
         return self.execute(sql, params).fetchone()

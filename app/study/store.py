@@ -14,6 +14,20 @@ from fsrs import Rating, Scheduler
 
 from app.study import srs
 from app.study.db import Database, Row, Tx
+from app.study.statements import (
+    ANSWER_INSERT,
+    ANSWER_INSERT_NEW,
+    CARD_GET,
+    CARD_INSERT,
+    CARD_UPDATE,
+    DUES,
+    EXAM_ANSWERS,
+    EXAM_RUN,
+    LEARNER_INSERT,
+    LEARNER_LOCK,
+    RIGHT,
+    SPEED_RUN,
+)
 
 # Rows of the tables in app/study/models.py: named tuples, attributes named as the columns.
 SpeedRun = Row  # speed_run
@@ -23,34 +37,6 @@ ExamAnswer = Row  # exam_answer
 SPEED_SECONDS = 60
 SPEED_GRACE_S = 2  # the last click may arrive a moment after the clock hits zero
 DAY_ZONE = ZoneInfo("Asia/Tokyo")  # "a day" for reviews per day: the learners' calendar
-# How many answers were right (a Boolean column must be summed as integers on PostgreSQL).
-RIGHT = "COALESCE(SUM(CAST(correct AS INTEGER)), 0)"
-
-# The statements of the answer hot path, named once. Portable SQL: ON CONFLICT … DO NOTHING
-# (with RETURNING) is the same text on SQLite 3.35+ and PostgreSQL (dialect.py says why).
-LEARNER_INSERT = (
-    "INSERT INTO learner (id, created_at) VALUES (:lid, :now) ON CONFLICT (id) DO NOTHING"
-)
-LEARNER_LOCK = "SELECT id FROM learner WHERE id = :lid"  # + FOR UPDATE on PostgreSQL
-ANSWER_COLUMNS = "learner_id, mode, item, kind, given, correct, ms, at, nonce"
-ANSWER_VALUES = ":learner_id, :mode, :item, :kind, :given, :correct, :ms, :at, :nonce"
-ANSWER_INSERT = f"INSERT INTO answer ({ANSWER_COLUMNS}) VALUES ({ANSWER_VALUES})"
-ANSWER_INSERT_NEW = f"{ANSWER_INSERT} ON CONFLICT (learner_id, nonce) DO NOTHING RETURNING id"
-CARD_COLUMNS = "state, step, stability, difficulty, due, last_review, reps"
-CARD_GET = f"SELECT {CARD_COLUMNS} FROM card_state WHERE learner_id = :lid AND card = :card"
-CARD_INSERT = (
-    f"INSERT INTO card_state (learner_id, card, {CARD_COLUMNS}) VALUES"
-    " (:lid, :card, :state, :step, :stability, :difficulty, :due, :last_review, :reps)"
-)
-CARD_UPDATE = (
-    "UPDATE card_state SET state = :state, step = :step, stability = :stability,"
-    " difficulty = :difficulty, due = :due, last_review = :last_review, reps = :reps"
-    " WHERE learner_id = :lid AND card = :card"
-)
-DUES = "SELECT card, due, reps FROM card_state WHERE learner_id = :lid"
-SPEED_RUN = "SELECT id, learner_id, started_at, score, answered FROM speed_run WHERE id = :id"
-EXAM_RUN = "SELECT id, learner_id, mode, topic, questions, started_at FROM exam_run"
-EXAM_ANSWERS = "SELECT run_id, position, question, choice, correct FROM exam_answer"
 
 
 def utcnow() -> datetime:
@@ -58,7 +44,7 @@ def utcnow() -> datetime:
 
 
 def aware(dt: datetime) -> datetime:
-    """SQLite hands datetimes back naive; they were stored as UTC."""
+    """A datetime in UTC: naive ones were stored as UTC (the store's rows come back aware)."""
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 

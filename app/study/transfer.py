@@ -22,7 +22,15 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from app.study.content import Content
-from app.study.store import ANSWER_INSERT, CARD_COLUMNS, CARD_INSERT, Store, aware, utcnow
+from app.study.statements import (
+    ANSWER_INSERT,
+    CARD_COLUMNS,
+    CARD_INSERT,
+    EXAM_ANSWER_INSERT,
+    EXAM_RUN_INSERT,
+    SPEED_RUN_INSERT,
+)
+from app.study.store import Store, aware, utcnow
 
 FORMAT = "mailflow-lab/study-progress"
 VERSION = 1
@@ -33,15 +41,6 @@ MAX_NUMBER_CHARS = 24  # longer than any number the format holds
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)  # leaves room for intervals added to `due`
 EXAM_KINDS = ("topic", "mini", "review")
-
-EXAM_RUN_INSERT = (
-    "INSERT INTO exam_run (id, learner_id, mode, topic, questions, started_at)"
-    " VALUES (:id, :learner_id, :mode, :topic, :questions, :started_at)"
-)
-EXAM_ANSWER_INSERT = (
-    "INSERT INTO exam_answer (run_id, position, question, choice, correct)"
-    " VALUES (:run_id, :position, :question, :choice, :correct)"
-)
 
 Short = Annotated[str, Field(max_length=200)]
 Id = Annotated[str, Field(min_length=1, max_length=60, pattern=r"^[A-Za-z0-9._:-]+$")]
@@ -402,8 +401,7 @@ def apply(store: Store, learner_id: str, doc: ProgressFile) -> None:
             ),
             # Run ids are global keys: fresh ones, so one file can be imported in two browsers.
             (
-                "INSERT INTO speed_run (id, learner_id, started_at, score, answered)"
-                " VALUES (:id, :learner_id, :started_at, :score, :answered)",
+                SPEED_RUN_INSERT,
                 [
                     {
                         "id": secrets.token_hex(12),
