@@ -52,7 +52,7 @@ class DatabaseUrl:
 def parse(url: str) -> DatabaseUrl:
     m = _URL.match(url.strip())
     if m is None:
-        raise DatabaseUrlError(f"MAILFLOW_DATABASE_URL is not a database URL: {url[:80]!r}")
+        raise DatabaseUrlError(f"not a database URL: {url[:80]!r}")
     name = m["name"]
     database = unquote(m["database"]) if m["database"] is not None else ""
     if name in SQLITE_NAMES:
@@ -79,7 +79,7 @@ def parse(url: str) -> DatabaseUrl:
         connect["port"] = int(m["port"])
     if m["username"]:
         connect["user"] = unquote(m["username"])
-    if m["password"] is not None:
+    if m["password"]:  # as SQLAlchemy: an empty password is none
         connect["password"] = unquote(m["password"])
     if database:
         connect["dbname"] = database
