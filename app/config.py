@@ -150,6 +150,13 @@ class Settings:
             raise ConfigError(f"MAILFLOW_RECORD_POOL={self.record_pool} must be 0..10")
         if self.record_idle_stop < 0:
             raise ConfigError(f"MAILFLOW_RECORD_IDLE={self.record_idle_stop:g} must be ≥ 0")
+        if self.database_url:
+            from app.study.dburl import DatabaseUrlError, parse  # small: re and urllib
+
+            try:
+                parse(self.database_url)
+            except DatabaseUrlError as exc:
+                raise ConfigError(f"MAILFLOW_DATABASE_URL: {exc}") from None
 
     @property
     def resolved_database_url(self) -> str:

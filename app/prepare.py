@@ -5,7 +5,8 @@ Alembic; once imported, a process keeps them (about 22 MB together) for as long 
 lives. `python -m app` therefore runs this in a short-lived process of its own, in
 parallel with importing the web stack, when the data directory is new; the web then
 finds both ready and imports neither. (A database that exists but is behind the newest
-revision, after an upgrade, is still migrated by the web itself.)
+revision, after an upgrade, is migrated by `python -m app.study.migrate`, which the web
+starts for it: the web never imports Alembic or SQLAlchemy.)
 """
 
 from __future__ import annotations
@@ -36,14 +37,12 @@ def start(settings: Settings) -> subprocess.Popen[bytes] | None:
 
 def main() -> int:
     from app.engines.tls import LabTLS
-    from app.study.db import make_engine, migrate
+    from app.study.migrate import upgrade
 
     settings = Settings.from_env()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     LabTLS.load(settings.tls_dir)
-    engine = make_engine(settings.resolved_database_url)
-    migrate(engine)
-    engine.dispose()
+    upgrade(settings.resolved_database_url)
     return 0
 
 

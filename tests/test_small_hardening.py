@@ -10,11 +10,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import text
 
 from app.config import ConfigError, Settings
 from app.lab.accounts_file import load_accounts
-from app.study.db import make_engine, migrate
+from app.study.db import Database
+from app.study.schema import migrate
 
 
 @pytest.mark.parametrize(
@@ -58,15 +58,15 @@ def test_the_database_is_created_owner_only(tmp_path: Path) -> None:
     old = os.umask(0o022)  # the usual umask, which made 0644 files before
     try:
         db = tmp_path / "mailflow.db"
-        engine = make_engine(f"sqlite:///{db}")
-        migrate(engine)
-        with engine.begin() as conn:
-            conn.execute(text("SELECT 1"))
+        database = Database(f"sqlite:///{db}")
+        migrate(database)
+        with database.write() as tx:
+            tx.execute("SELECT 1")
             assert mode(db) == 0o600
             for extra in (Path(f"{db}-wal"), Path(f"{db}-shm")):
                 if extra.exists():
                     assert mode(extra) == 0o600, extra
-        engine.dispose()
+        database.close()
     finally:
         os.umask(old)
 
@@ -77,7 +77,7 @@ def test_an_existing_readable_database_is_tightened(tmp_path: Path) -> None:
     for p in (db, Path(f"{db}-wal")):
         p.touch()
         p.chmod(0o644)
-    make_engine(f"sqlite:///{db}").dispose()
+    Database(f"sqlite:///{db}").close()
     assert mode(db) == 0o600 and mode(Path(f"{db}-wal")) == 0o600
 
 

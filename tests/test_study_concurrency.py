@@ -14,12 +14,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event, func, select
-from sqlalchemy.engine import make_url
-
 from app.study import srs
-from app.study.db import Database, make_engine, migrate
-from app.study.models import answer_t, card_t
+from app.study.db import Database
+from app.study.schema import migrate
 from app.study.store import Store
 
 NOW = datetime(2026, 4, 1, 9, 0, tzinfo=UTC)
@@ -32,14 +29,14 @@ def _race(postgres: Any, url: str, store: Store, answers: list[Callable[[], Any]
     guard = threading.Lock()
     all_there = threading.Event()
 
-    def spot(_c: Any, _cur: Any, statement: str, *_a: Any) -> None:
+    def spot(statement: str) -> None:
         if statement.lstrip().upper().startswith("INSERT INTO LEARNER"):
             with guard:
                 reached.add(threading.get_ident())
                 if len(reached) == len(answers):
                     all_there.set()
 
-    event.listen(store.db.engine, "before_cursor_execute", spot)
+    store.db.trace = spot
     results: list[Any] = [None] * len(answers)
     errors: list[BaseException] = []
 
@@ -50,7 +47,7 @@ def _race(postgres: Any, url: str, store: Store, answers: list[Callable[[], Any]
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(answers))]
-    with postgres.connect(make_url(url).database) as holder:
+    with postgres.connect(store.db.url.connect["dbname"]) as holder:
         holder.execute("BEGIN")
         holder.execute("LOCK TABLE learner IN EXCLUSIVE MODE")
         for t in threads:
@@ -59,7 +56,7 @@ def _race(postgres: Any, url: str, store: Store, answers: list[Callable[[], Any]
         holder.execute("ROLLBACK")
     for t in threads:
         t.join()
-    event.remove(store.db.engine, "before_cursor_execute", spot)
+    store.db.trace = None
     assert errors == []
     return results
 
@@ -80,9 +77,9 @@ def _answer(store: Store, learner: str, card: str, nonce: str) -> Callable[[], A
 
 def test_answers_at_the_same_moment_on_postgresql(postgres: Any) -> None:
     url = postgres.new_database()
-    engine = make_engine(url)
-    migrate(engine)
-    store = Store(Database(engine), srs.make_scheduler(fuzz=False), ["25", "587"])
+    db = Database(url)
+    migrate(db)
+    store = Store(db, srs.make_scheduler(fuzz=False), ["25", "587"])
     learner = store.new_learner_id()
 
     # A brand-new learner double-clicks: the same answer twice, stored once.
@@ -97,6 +94,6 @@ def test_answers_at_the_same_moment_on_postgresql(postgres: Any) -> None:
         [_answer(store, learner, "587", "n2"), _answer(store, learner, "587", "n3")],
     )
     with store.db.read() as s:
-        assert s.scalar(select(func.count(answer_t.c.id))) == 3
-        assert s.scalar(select(card_t.c.reps).where(card_t.c.card == "587")) == 2
+        assert s.scalar("SELECT COUNT(*) FROM answer") == 3
+        assert s.scalar("SELECT reps FROM card_state WHERE card = '587'") == 2
     store.db.close()

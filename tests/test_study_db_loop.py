@@ -3,8 +3,9 @@ database"): a study request stuck behind a database lock stalls no other request
 
 A real app under uvicorn on loopback, a real SQLite file or PostgreSQL database, and a real
 lock held by another connection. The order is shown by events: the answer's transaction has
-reached the locked table (SQLAlchemy's before_cursor_execute on its INSERT) before /healthz
-and /flow are asked, and it can only finish after the lock is let go.
+reached the lock (the store's statement trace: its BEGIN IMMEDIATE on SQLite, its INSERT
+on PostgreSQL) before /healthz and /flow are asked, and it can only finish after the lock is
+let go.
 """
 
 from __future__ import annotations
@@ -16,15 +17,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 import psycopg
 import uvicorn
-from sqlalchemy import event
-from sqlalchemy.engine import make_url
 
 from app.config import Settings
+from app.study.dburl import parse
 from app.web.app import create_app
 
 # Only turns a stalled loop into a failure instead of a hang; every wait below ends on the
@@ -60,9 +59,9 @@ class AppThread:
 @contextmanager
 def learner_table_locked(url: str) -> Iterator[None]:
     """Another connection, not the app's, holds the lock a new learner's answer needs."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        conn = sqlite3.connect(parsed.database or "", isolation_level=None)
+    parsed = parse(url)
+    if parsed.path is not None:
+        conn = sqlite3.connect(parsed.path, isolation_level=None)
         conn.execute("BEGIN IMMEDIATE")  # SQLite's write lock on the whole file
         try:
             yield
@@ -70,9 +69,7 @@ def learner_table_locked(url: str) -> Iterator[None]:
             conn.rollback()
             conn.close()
         return
-    with psycopg.connect(
-        host=str(parsed.query["host"]), dbname=parsed.database, user=parsed.username
-    ) as pg:
+    with psycopg.connect(**parsed.connect) as pg:
         pg.execute("LOCK TABLE learner IN EXCLUSIVE MODE")  # inserts wait, reads do not
         yield
         pg.rollback()
@@ -94,11 +91,13 @@ def test_a_study_request_waiting_on_the_database_stalls_nothing_else(
         form = _question(c)
         reached = threading.Event()
 
-        def spot(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-            if statement.lstrip().upper().startswith("INSERT INTO LEARNER"):
+        def spot(statement: str) -> None:
+            # Where the answer meets the other connection's lock: SQLite's write lock is
+            # taken by BEGIN IMMEDIATE, PostgreSQL's table lock by the learner INSERT.
+            if statement.startswith(("BEGIN IMMEDIATE", "INSERT INTO learner")):
                 reached.set()
 
-        event.listen(served.app.state.study.db.engine, "before_cursor_execute", spot)
+        served.app.state.study.db.trace = spot
         answered: dict[str, httpx.Response] = {}
 
         def answer() -> None:

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 from fsrs import Rating, State
 
 from app.study import srs
-from app.study.db import Database, make_engine, migrate
+from app.study.db import Database
+from app.study.schema import migrate
 from app.study.store import Store
 
 NOW = datetime(2026, 4, 1, 9, 0, tzinfo=UTC)
@@ -44,9 +45,9 @@ def test_schedule_without_fuzz_is_deterministic() -> None:
 
 
 def test_store_keeps_fsrs_state_per_learner(database_url: str) -> None:
-    engine = make_engine(database_url)
-    migrate(engine)
-    store = Store(Database(engine), srs.make_scheduler(fuzz=False), ["25", "587"])
+    db = Database(database_url)
+    migrate(db)
+    store = Store(db, srs.make_scheduler(fuzz=False), ["25", "587"])
     learner = store.new_learner_id()
     dues = store.card_dues(learner, NOW)
     assert [d.card for d in dues] == ["25", "587"] and all(d.due == NOW for d in dues)
@@ -104,4 +105,4 @@ def test_store_keeps_fsrs_state_per_learner(database_url: str) -> None:
     assert (p.answered, p.correct, p.due) == (3, 2, 0)
     assert store.progress(learner, NOW + timedelta(minutes=5)).due == 1
     assert store.port_accuracy(learner) == {"25": (1, 1), "587": (1, 2)}
-    engine.dispose()
+    db.close()

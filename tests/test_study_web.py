@@ -13,12 +13,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from markupsafe import escape
-from sqlalchemy import delete, select, update
 
 from app.config import Settings
 from app.study.content import content
 from app.study.learner import COOKIE
-from app.study.models import answer_t, card_t, exam_answer_t, exam_run_t, learner_t, speed_t
 from app.study.portquiz import PortQuestion, now_ms
 from app.study.setup import Study
 from app.study.store import utcnow
@@ -196,12 +194,12 @@ def test_progress_survives_an_app_restart(tmp_path: Path, database_url: str) -> 
             "/quiz/ports/answer", data={"token": crafted(first, "465", "svc2port"), "answer": "465"}
         )
         cookie = first.cookies[COOKIE]
-    # A new app object (its own engine and connections) on the same database.
+    # A new app object (its own connections) on the same database.
     with TestClient(create_app(settings)) as second:
         second.cookies.set(COOKIE, cookie)
         assert progress(second) == {"answered": 1, "correct": 1, "due": 6}
         kind = "sqlite" if database_url.startswith("sqlite") else "postgresql"
-        assert study(second).db.engine.dialect.name == kind
+        assert study(second).db.kind == kind
 
 
 def test_the_default_database_is_a_file_in_the_data_dir(tmp_path: Path) -> None:
@@ -300,9 +298,8 @@ def test_speed_round_scores_and_keeps_the_best(client: TestClient) -> None:
     # The minute passes.
     with study(client).db.write() as s:
         s.execute(
-            update(speed_t)
-            .where(speed_t.c.id == run_id)
-            .values(started_at=utcnow() - timedelta(seconds=120))
+            "UPDATE speed_run SET started_at = :at WHERE id = :id",
+            {"at": utcnow() - timedelta(seconds=120), "id": run_id},
         )
     late = question_of(client, page)
     over = client.post(
@@ -453,38 +450,28 @@ def test_a_question_removed_from_the_bank_is_dropped_without_error(client: TestC
         "/quiz/ports/answer", data={"token": crafted(client, "25", "svc2port"), "answer": "25"}
     )
     with study(client).db.write() as s:
-        learner = s.scalars(select(learner_t.c.id)).one()
+        [(learner,)] = s.all("SELECT id FROM learner")
         now = utcnow()
         kept = sorted(C.questions)[:2]
         s.execute(
-            exam_run_t.insert().values(
-                id="r" * 24,
-                learner_id=learner,
-                mode="mini",
-                topic=None,
-                questions=" ".join(["gone-01", *kept]),
-                started_at=now,
-            )
+            "INSERT INTO exam_run (id, learner_id, mode, topic, questions, started_at)"
+            " VALUES (:id, :lid, 'mini', NULL, :questions, :now)",
+            {"id": "r" * 24, "lid": learner, "questions": " ".join(["gone-01", *kept]), "now": now},
         )
         s.execute(
-            answer_t.insert().values(
-                learner_id=learner,
-                mode="exam",
-                item="gone-01",
-                kind="mini",
-                given="1",
-                correct=False,
-                at=now,
-                nonce="rrr:0",
-            )
+            "INSERT INTO answer (learner_id, mode, item, kind, given, correct, at, nonce)"
+            " VALUES (:lid, 'exam', 'gone-01', 'mini', '1', :no, :now, 'rrr:0')",
+            {"lid": learner, "no": False, "now": now},
         )
         s.execute(
-            card_t.insert().values(learner_id=learner, card="2525", state=2, due=now, reps=3)
+            "INSERT INTO card_state (learner_id, card, state, due, reps)"
+            " VALUES (:lid, '2525', 2, :now, 3)",
+            {"lid": learner, "now": now},
         )
         s.execute(
-            exam_answer_t.insert().values(
-                run_id="r" * 24, position=0, question="gone-01", choice=1, correct=False
-            )
+            "INSERT INTO exam_answer (run_id, position, question, choice, correct)"
+            " VALUES (:id, 0, 'gone-01', 1, :no)",
+            {"id": "r" * 24, "no": False},
         )
     for path in ("/quiz", "/quiz/ports", "/quiz/stats", "/quiz/exam", "/me", "/me/export"):
         assert client.get(path).status_code == 200, path
@@ -501,7 +488,7 @@ def test_a_question_removed_from_the_bank_is_dropped_without_error(client: TestC
     )
     assert fb.status_code == 200 and str(escape(q.explanations["ja"][q.answer])) in fb.text
     with study(client).db.read() as s:
-        stored = {a.position: a.question for a in s.execute(select(exam_answer_t))}
+        stored = {a.position: a.question for a in s.all("SELECT * FROM exam_answer")}
     assert stored == {0: "gone-01", 1: kept[0]}  # stored under its place in the run
     assert "第 2 問／全 2 問" in client.get(f"/quiz/exam/run/{'r' * 24}").text
     # Review of misses has nothing left to review, said plainly.
@@ -509,7 +496,7 @@ def test_a_question_removed_from_the_bank_is_dropped_without_error(client: TestC
     # A progress file that names the removed question still imports. (The seven port cards
     # are fixed, so a file with an unknown card stays refused, as a damaged file.)
     with study(client).db.write() as s:
-        s.execute(delete(card_t).where(card_t.c.card == "2525"))
+        s.execute("DELETE FROM card_state WHERE card = '2525'")
     exported = client.get("/me/export")
     assert "gone-01" in exported.text
     with TestClient(client.app) as other:

@@ -53,8 +53,8 @@ FORBIDDEN = (
     "httpx",
     "segno",
     "alembic",
-    "sqlalchemy.dialects.postgresql",  # only when the study database is PostgreSQL
-    "sqlalchemy.orm",  # the study store is SQLAlchemy Core (about 5 MB less)
+    "sqlalchemy",  # the study store runs on sqlite3/psycopg; migrations in their own process
+    "psycopg",  # only when the study database is PostgreSQL
 )
 
 

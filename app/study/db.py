@@ -1,16 +1,21 @@
-"""Engine, sessions, migrations and the one async path to the study database.
+"""Connections, transactions and the one async path to the study database.
 
 Every request that reads or writes learner progress goes through `Database.call`: the work
 runs on the database's own small thread pool and the route awaits it. So the event loop
 never waits on the database: not on SQLite's file lock held by another process, not on the
 in-process writer lock held by another request, not on a PostgreSQL row lock or round trip.
 
+Straight on the DB-API drivers (stdlib sqlite3, psycopg), not SQLAlchemy: importing
+SQLAlchemy costs the web process about 15 MiB of RSS, a tenth of the whole app's memory
+target (docs/architecture.md, "The learner database"). Each database thread keeps one
+connection of its own (a thread-local), which is all the pooling the fixed thread pool needs.
+
 SQLite is the default: WAL so readers never wait for the writer, synchronous=NORMAL
 (a committed answer survives kill -9; only a power cut may lose the last moment), and
 writes serialised in-process so the database threads queue on a lock instead of SQLite's
 busy-wait back-off, which would otherwise dominate the latency tail. PostgreSQL
 (`postgresql+psycopg://…`) takes concurrent writers itself; the store's statements that
-could race there are written to be safe under concurrency (see hot_sql.py).
+could race there are written to be safe under concurrency (see dialect.py).
 """
 
 from __future__ import annotations
@@ -19,29 +24,25 @@ import asyncio
 import contextvars
 import functools
 import os
-import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
-from sqlalchemy.engine import make_url
-
-from app.study import hot_sql
+from app.study.dburl import DatabaseUrl, parse
+from app.study.dialect import Dialect, dialect_for
 
 T = TypeVar("T")
+# A row: a named tuple, attributes named as the columns (or their aliases).
+Row = Any
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Threads that run database work. SQLite: readers run side by side (WAL), writers queue on
-# the in-process lock; more threads would only fight over the GIL. PostgreSQL: one pooled
+# the in-process lock; more threads would only fight over the GIL. PostgreSQL: one
 # connection per thread, so a slow query holds one thread, not the loop.
 SQLITE_THREADS = 4
 SERVER_THREADS = 10
-# Any fixed number: the PostgreSQL advisory lock that lets one process at a time migrate.
-MIGRATION_LOCK = 0x4D46_4C01
 
 
 def private_sqlite_file(path: Path) -> None:
@@ -58,98 +59,85 @@ def private_sqlite_file(path: Path) -> None:
             os.chmod(p, 0o600)
 
 
-def make_engine(url: str) -> Engine:
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "postgresql":
-        # UTC sessions: timestamps come back in UTC whatever the server's TimeZone says, so
-        # an export reads the same from either database.
-        args = {"options": "-c timezone=UTC"} if parsed.get_driver_name() == "psycopg" else {}
-        return create_engine(
-            url,
-            pool_pre_ping=True,
-            pool_size=SERVER_THREADS,
-            max_overflow=5,
-            connect_args=args,
-        )
-    if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
-    if parsed.database and parsed.database != ":memory:":
-        private_sqlite_file(Path(parsed.database))
-    engine = create_engine(
-        url,
-        connect_args={"check_same_thread": False, "timeout": 30},
-        pool_size=20,
-        max_overflow=20,
-    )
+class Tx:
+    """One transaction on one connection: what `Database.read()` and `write()` yield."""
 
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
-        cur.close()
+    __slots__ = ("_db", "_dialect", "_started", "_trace", "conn")
 
-    return engine
+    def __init__(self, db: Database, conn: Any) -> None:
+        self._db = db
+        self._dialect = db.dialect
+        self._trace = db.trace
+        self._started = False  # nothing sent yet in this transaction
+        self.conn = conn
 
+    @property
+    def for_update(self) -> str:
+        """The row-lock suffix: "FOR UPDATE" on PostgreSQL, empty on SQLite (dialect.py)."""
+        return self._dialect.for_update
 
-def _head_revision() -> str | None:
-    """The newest revision in migrations/versions (the one no other revision follows),
-    read from the files, so a database already at it costs no Alembic import."""
-    revisions, follows = set(), set()
-    for path in (MIGRATIONS / "versions").glob("*.py"):
-        source = path.read_text("utf-8")
-        if rev := re.search(r'^revision = "([^"]+)"', source, re.M):
-            revisions.add(rev.group(1))
-        if down := re.search(r'^down_revision = "([^"]+)"', source, re.M):
-            follows.add(down.group(1))
-    heads = revisions - follows
-    return heads.pop() if len(heads) == 1 else None
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
+        """Run one statement; the cursor (fetchone/fetchall/iteration) comes back."""
+        if self._trace is not None:
+            self._trace(sql)
+        d = self._dialect
+        text, values = d.sql(sql), d.params(params) if params else ()
+        if self._started:
+            return self.conn.execute(text, values)
+        self._started = True
+        try:
+            return self.conn.execute(text, values)
+        except d.connection_lost:
+            # What SQLAlchemy's pool_pre_ping was for, without a round trip per request: a
+            # PostgreSQL connection the server dropped unseen (a restart, an idle timeout)
+            # fails at the transaction's first statement; nothing was done in it yet, so it
+            # is sent again on a new connection. Any other failure is the caller's.
+            if d.usable(self.conn):
+                raise
+            self.conn = self._db._reconnect()
+            return self.conn.execute(text, values)
 
+    def executemany(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        if self._trace is not None:
+            self._trace(sql)
+        d = self._dialect
+        self._started = True
+        cursor = self.conn.cursor()  # sqlite3's cursor is no context manager
+        try:
+            cursor.executemany(d.sql(sql), [d.params(r) for r in rows])
+        finally:
+            cursor.close()
 
-def _current_revision(engine: Engine) -> str | None:
-    with engine.connect() as conn:
-        if not inspect(conn).has_table("alembic_version"):
-            return None
-        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    def first(self, sql: str, params: Mapping[str, Any] | None = None) -> Row | None:
+        return self.execute(sql, params).fetchone()
 
+    def all(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        return list(self.execute(sql, params).fetchall())
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision (from empty on a fresh database)."""
-    head = _head_revision()
-    if head is not None and _current_revision(engine) == head:
-        return  # up to date: Alembic (about 11 MB) is not even imported
-    from alembic import command
-    from alembic.config import Config
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    # The Config is a ConfigParser: a "%" in the URL (an escaped socket path or password)
-    # must be doubled to survive its interpolation.
-    url = engine.url.render_as_string(hide_password=False)
-    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            # Several workers may start at once on one database: the first migrates inside
-            # this transaction (PostgreSQL's DDL is transactional), the others wait here and
-            # then find the schema at head.
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+    def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
+        row = self.execute(sql, params).fetchone()
+        return None if row is None else row[0]
 
 
 class Database:
-    def __init__(self, engine: Engine, threads: int | None = None) -> None:
-        self.engine = engine
-        self.sql = hot_sql.statements(engine.dialect.name)
-        sqlite = engine.dialect.name == "sqlite"
+    def __init__(self, url: str | DatabaseUrl, threads: int | None = None) -> None:
+        self.url = parse(url) if isinstance(url, str) else url
+        self.dialect: Dialect = dialect_for(self.url)
+        self.kind = self.dialect.kind  # "sqlite" | "postgresql"
+        sqlite = self.kind == "sqlite"
+        if sqlite and self.url.path is not None:
+            private_sqlite_file(self.url.path)
         # Only SQLite needs the writer lock; server databases handle concurrent writers.
         self._write_lock: threading.Lock | None = threading.Lock() if sqlite else None
         self._threads = ThreadPoolExecutor(
             max_workers=threads or (SQLITE_THREADS if sqlite else SERVER_THREADS),
             thread_name_prefix="study-db",
         )
+        self._local = threading.local()
+        self._open: dict[threading.Thread, Any] = {}  # every thread's connection, to close
+        self._open_lock = threading.Lock()
+        # Sees each statement before it runs (tests wait on it to know where a request is).
+        self.trace: Callable[[str], None] | None = None
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run blocking database work (and whatever it renders) on the database threads.
@@ -164,25 +152,70 @@ class Database:
 
     def close(self) -> None:
         self._threads.shutdown(wait=True)
-        self.engine.dispose()
+        with self._open_lock:
+            conns, self._open = list(self._open.values()), {}
+        for conn in conns:
+            conn.close()
 
-    # Connections of SQLAlchemy Core, not ORM sessions: the store reads rows and writes
-    # with statements, and the web process does without the ORM (models.py).
-    @contextmanager
-    def read(self) -> Iterator[Connection]:
-        """A connection whose transaction is rolled back at the end (reads only)."""
-        with self.engine.connect() as conn:
-            yield conn
+    def _connection(self) -> Any:
+        """This thread's connection, opened here (or again, if the old one is gone)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self.dialect.usable(conn):
+            return conn
+        return self._reconnect()
+
+    def _reconnect(self) -> Any:
+        old = getattr(self._local, "conn", None)
+        if old is not None:
+            old.close()
+        conn = self._local.conn = self.dialect.connect()
+        me = threading.current_thread()
+        with self._open_lock:
+            # Connections of threads that have ended (a test's, a one-off's) go here.
+            for gone in [t for t in self._open if t is not me and not t.is_alive()]:
+                self._open.pop(gone).close()
+            self._open[me] = conn
+        return conn
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
+    def _transaction(self, write: bool) -> Iterator[Tx]:
+        tx = Tx(self, self._connection())
+        begin = self.dialect.begin(write)
+        if begin is not None:
+            tx.execute(begin)
+        try:
+            yield tx
+            if write:
+                self.dialect.commit(tx.conn)
+            else:
+                self.dialect.rollback(tx.conn)  # a read leaves nothing to keep
+        except BaseException:
+            self._abandon(tx.conn)
+            raise
+
+    def _abandon(self, conn: Any) -> None:
+        """Roll back after an error; a connection that cannot even do that is dropped."""
+        try:
+            self.dialect.rollback(conn)
+        except Exception:
+            conn.close()
+            self._local.conn = None
+
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        """A transaction that is rolled back at the end (reads only)."""
+        with self._transaction(write=False) as tx:
+            yield tx
+
+    @contextmanager
+    def write(self) -> Iterator[Tx]:
         """A transaction that is committed before the block's caller goes on."""
         lock = self._write_lock
         if lock is not None:
             lock.acquire()
         try:
-            with self.engine.begin() as conn:
-                yield conn
+            with self._transaction(write=True) as tx:
+                yield tx
         finally:
             if lock is not None:
                 lock.release()

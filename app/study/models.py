@@ -1,8 +1,9 @@
 """Tables of the study modes. The schema itself lives in Alembic migrations; these mirror it.
 
-SQLAlchemy Core tables, not ORM classes: the store reads rows (attribute access by
-column name) and writes with insert/update statements, so the web process never
-imports the ORM layer (about 5 MiB of RSS; docs/architecture.md, "Memory").
+For Alembic (migrations/env.py) and the tests only: the web process never imports this
+module nor SQLAlchemy. The store's hand-written SQL (store.py, transfer.py) names the same
+columns, and dialect.py's lists of date-time and boolean columns follow these types
+(tests/test_study_data_compat.py checks both).
 """
 
 from __future__ import annotations

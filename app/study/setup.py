@@ -10,8 +10,9 @@ from itsdangerous import URLSafeSerializer
 
 from app.config import Settings
 from app.study.content import Content, content
-from app.study.db import Database, make_engine, migrate
+from app.study.db import Database
 from app.study.learner import LearnerCookies
+from app.study.schema import migrate
 from app.study.srs import make_scheduler
 from app.study.store import Store
 
@@ -37,12 +38,11 @@ def init_study(settings: Settings, *, fuzz: bool | None = None) -> Study:
         # FSRS fuzzing spreads reviews of equal cards apart; off only for reproducible runs.
         fuzz = os.environ.get("MAILFLOW_FSRS_FUZZ", "1") != "0"
     data = content()
-    engine = make_engine(settings.resolved_database_url)
-    migrate(engine)
-    db = Database(engine)
+    db = Database(settings.resolved_database_url)
+    migrate(db)  # in a process of its own, only when the schema is behind (schema.py)
     store = Store(db, make_scheduler(fuzz), list(data.cards))
     key = store.secret("signing-key")
-    # Everything loaded so far (content, templates, SQLAlchemy metadata) lives for the whole
+    # Everything loaded so far (content, templates, compiled code) lives for the whole
     # process: keep it out of the cyclic GC's full collections, which otherwise stalled
     # every request for 100–500 ms at a time under load (see docs/benchmarks.md).
     gc.freeze()

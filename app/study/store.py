@@ -11,26 +11,32 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from fsrs import Rating, Scheduler
-from sqlalchemy import Connection, Integer, Row, cast, func, select, update
-from sqlalchemy.exc import IntegrityError
 
 from app.study import srs
-from app.study.db import Database
-from app.study.models import answer_t, exam_answer_t, exam_run_t, learner_t, secret_t, speed_t
+from app.study.db import Database, Row, Tx
+from app.study.statements import (
+    ANSWER_INSERT,
+    ANSWER_INSERT_NEW,
+    CARD_GET,
+    CARD_INSERT,
+    CARD_UPDATE,
+    DUES,
+    EXAM_ANSWERS,
+    EXAM_RUN,
+    LEARNER_INSERT,
+    LEARNER_LOCK,
+    RIGHT,
+    SPEED_RUN,
+)
 
-# Rows of the tables in app/study/models.py: read-only, attributes named as the columns.
-SpeedRun = Row[Any]  # speed_t
-ExamRun = Row[Any]  # exam_run_t
-ExamAnswer = Row[Any]  # exam_answer_t
+# Rows of the tables in app/study/models.py: named tuples, attributes named as the columns.
+SpeedRun = Row  # speed_run
+ExamRun = Row  # exam_run
+ExamAnswer = Row  # exam_answer
 
 SPEED_SECONDS = 60
 SPEED_GRACE_S = 2  # the last click may arrive a moment after the clock hits zero
 DAY_ZONE = ZoneInfo("Asia/Tokyo")  # "a day" for reviews per day: the learners' calendar
-
-
-def _right() -> Any:
-    """How many answers were right (a Boolean column summed must be summed as integers)."""
-    return func.coalesce(func.sum(cast(answer_t.c.correct, Integer)), 0)
 
 
 def utcnow() -> datetime:
@@ -38,7 +44,7 @@ def utcnow() -> datetime:
 
 
 def aware(dt: datetime) -> datetime:
-    """SQLite hands datetimes back naive; they were stored as UTC."""
+    """A datetime in UTC: naive ones were stored as UTC (the store's rows come back aware)."""
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
@@ -65,36 +71,39 @@ class Store:
 
     # ---- secrets and learners ----
     def secret(self, name: str) -> str:
-        value = select(secret_t.c.value).where(secret_t.c.name == name)
+        value = "SELECT value FROM study_secret WHERE name = :name"
         with self.db.read() as s:
-            found = s.scalar(value)
+            found = s.scalar(value, {"name": name})
             if found is not None:
                 return str(found)
         # Two processes starting at once both get here: the first insert wins, both read it.
         with self.db.write() as s:
-            s.execute(self.db.sql.secret_insert, {"name": name, "value": secrets.token_urlsafe(48)})
-            return str(s.execute(value).scalar_one())
+            s.execute(
+                "INSERT INTO study_secret (name, value) VALUES (:name, :value)"
+                " ON CONFLICT (name) DO NOTHING",
+                {"name": name, "value": secrets.token_urlsafe(48)},
+            )
+            return str(s.scalar(value, {"name": name}))
 
     def learner_exists(self, learner_id: str) -> bool:
         with self.db.read() as s:
-            found = s.scalar(select(learner_t.c.id).where(learner_t.c.id == learner_id))
+            found = s.scalar("SELECT id FROM learner WHERE id = :lid", {"lid": learner_id})
             return found is not None
 
     @staticmethod
     def new_learner_id() -> str:
         return str(uuid.uuid4())
 
-    def _ensure(self, s: Connection, learner_id: str) -> None:
+    @staticmethod
+    def _ensure(s: Tx, learner_id: str) -> None:
         """The learner's row, created unless there (also when another request races us)."""
-        s.execute(self.db.sql.learner_insert, {"lid": learner_id, "now": utcnow()})
+        s.execute(LEARNER_INSERT, {"lid": learner_id, "now": utcnow()})
 
-    # ---- port quiz (the hot path: Core statements, one transaction per answer) ----
-    def _dues(
-        self, conn: Connection | None, learner_id: str | None, now: datetime
-    ) -> list[CardDue]:
+    # ---- port quiz (the hot path: named statements, one transaction per answer) ----
+    def _dues(self, conn: Tx | None, learner_id: str | None, now: datetime) -> list[CardDue]:
         rows: dict[str, Any] = {}
         if conn is not None and learner_id:
-            rows = {r.card: r for r in conn.execute(self.db.sql.dues, {"lid": learner_id})}
+            rows = {r.card: r for r in conn.execute(DUES, {"lid": learner_id})}
         out = []
         for cid in self.card_ids:
             r = rows.get(cid)
@@ -106,7 +115,7 @@ class Store:
     def card_dues(self, learner_id: str | None, now: datetime) -> list[CardDue]:
         if not learner_id:
             return self._dues(None, None, now)
-        with self.db.engine.connect() as conn:
+        with self.db.read() as conn:
             return self._dues(conn, learner_id, now)
 
     def record_port_answer(
@@ -127,13 +136,13 @@ class Store:
         Returns every card's due time after the answer, or None when this exact question
         was already answered (a re-sent form) and nothing was stored.
         """
-        q = self.db.sql
         with self.db.write() as conn:
-            conn.execute(q.learner_insert, {"lid": learner_id, "now": now})
-            if q.learner_lock is not None:
-                conn.execute(q.learner_lock, {"lid": learner_id})
+            conn.execute(LEARNER_INSERT, {"lid": learner_id, "now": now})
+            if conn.for_update:
+                # PostgreSQL: this learner's answers take turns from here (dialect.py).
+                conn.execute(LEARNER_LOCK + conn.for_update, {"lid": learner_id})
             added = conn.execute(
-                q.answer_insert,
+                ANSWER_INSERT_NEW,
                 {
                     "learner_id": learner_id,
                     "mode": mode,
@@ -146,17 +155,14 @@ class Store:
                     "nonce": nonce,
                 },
             )
-            if added.first() is None:  # this nonce is stored already: a re-sent form
+            if added.fetchone() is None:  # this nonce is stored already: a re-sent form
                 return None
             if mode == "srs":
                 self._review(conn, learner_id, card, srs.rating_for(correct, ms, kind), now)
             return self._dues(conn, learner_id, now)
 
-    def _review(
-        self, conn: Connection, learner_id: str, card: str, rating: Rating, now: datetime
-    ) -> None:
-        q = self.db.sql
-        row = conn.execute(q.card_get, {"lid": learner_id, "card": card}).first()
+    def _review(self, conn: Tx, learner_id: str, card: str, rating: Rating, now: datetime) -> None:
+        row = conn.first(CARD_GET, {"lid": learner_id, "card": card})
         fields = None
         if row is not None:
             fields = srs.CardFields(
@@ -176,15 +182,11 @@ class Store:
             "due": new.due,
             "last_review": new.last_review,
         }
-        if row is None:
-            conn.execute(
-                q.card_insert, {"learner_id": learner_id, "card": card, "reps": 1, **values}
-            )
-        else:
-            conn.execute(
-                q.card_update,
-                {"lid": learner_id, "key_card": card, "reps": row.reps + 1, **values},
-            )
+        reps = 1 if row is None else row.reps + 1
+        conn.execute(
+            CARD_INSERT if row is None else CARD_UPDATE,
+            {"lid": learner_id, "card": card, "reps": reps, **values},
+        )
 
     # ---- speed round ----
     def start_speed(self, learner_id: str, now: datetime) -> str:
@@ -192,9 +194,9 @@ class Store:
         with self.db.write() as s:
             self._ensure(s, learner_id)
             s.execute(
-                speed_t.insert().values(
-                    id=run_id, learner_id=learner_id, started_at=now, score=0, answered=0
-                )
+                "INSERT INTO speed_run (id, learner_id, started_at, score, answered)"
+                " VALUES (:id, :lid, :now, 0, 0)",
+                {"id": run_id, "lid": learner_id, "now": now},
             )
         return run_id
 
@@ -202,7 +204,7 @@ class Store:
         if not learner_id:
             return None
         with self.db.read() as s:
-            run = s.execute(select(speed_t).where(speed_t.c.id == run_id)).first()
+            run = s.first(SPEED_RUN, {"id": run_id})
             return run if run and run.learner_id == learner_id else None
 
     @staticmethod
@@ -227,7 +229,7 @@ class Store:
             return self._speed_answer(
                 learner_id, run_id, card, kind, given, correct, ms, nonce, now
             )
-        except IntegrityError:  # the same form sent twice at once: the other one counted
+        except self.db.dialect.integrity_errors:  # the same form twice at once: one counted
             return False
 
     def _speed_answer(
@@ -245,42 +247,31 @@ class Store:
         with self.db.write() as s:
             # Locked on PostgreSQL (FOR UPDATE; nothing on SQLite, whose writers queue
             # already), so two answers at once each add to the score.
-            run = s.execute(
-                select(speed_t).where(speed_t.c.id == run_id).with_for_update()
-            ).first()
+            run = s.first(SPEED_RUN + s.for_update, {"id": run_id})
             if run is None or run.learner_id != learner_id:
                 return False
             if self.speed_left(run, now) < -SPEED_GRACE_S:
                 return False
-            if (
-                s.scalar(
-                    select(answer_t.c.id).where(
-                        answer_t.c.learner_id == learner_id, answer_t.c.nonce == nonce
-                    )
-                )
-                is not None
-            ):
+            seen = "SELECT id FROM answer WHERE learner_id = :lid AND nonce = :nonce"
+            if s.scalar(seen, {"lid": learner_id, "nonce": nonce}) is not None:
                 return False
             s.execute(
-                answer_t.insert().values(
-                    learner_id=learner_id,
-                    mode="speed",
-                    item=card,
-                    kind=kind,
-                    given=given[:200],
-                    correct=correct,
-                    ms=ms,
-                    at=now,
-                    nonce=nonce,
-                )
+                ANSWER_INSERT,
+                {
+                    "learner_id": learner_id,
+                    "mode": "speed",
+                    "item": card,
+                    "kind": kind,
+                    "given": given[:200],
+                    "correct": correct,
+                    "ms": ms,
+                    "at": now,
+                    "nonce": nonce,
+                },
             )
             s.execute(
-                update(speed_t)
-                .where(speed_t.c.id == run_id)
-                .values(
-                    answered=speed_t.c.answered + 1,
-                    score=speed_t.c.score + (1 if correct else 0),
-                )
+                "UPDATE speed_run SET answered = answered + 1, score = score + :add WHERE id = :id",
+                {"add": 1 if correct else 0, "id": run_id},
             )
             return True
 
@@ -289,7 +280,8 @@ class Store:
             return 0
         with self.db.read() as s:
             best = s.scalar(
-                select(func.max(speed_t.c.score)).where(speed_t.c.learner_id == learner_id)
+                "SELECT MAX(score) AS best FROM speed_run WHERE learner_id = :lid",
+                {"lid": learner_id},
             )
             return int(best or 0)
 
@@ -301,14 +293,16 @@ class Store:
         with self.db.write() as s:
             self._ensure(s, learner_id)
             s.execute(
-                exam_run_t.insert().values(
-                    id=run_id,
-                    learner_id=learner_id,
-                    mode=mode,
-                    topic=topic,
-                    questions=" ".join(question_ids),
-                    started_at=now,
-                )
+                "INSERT INTO exam_run (id, learner_id, mode, topic, questions, started_at)"
+                " VALUES (:id, :lid, :mode, :topic, :questions, :now)",
+                {
+                    "id": run_id,
+                    "lid": learner_id,
+                    "mode": mode,
+                    "topic": topic,
+                    "questions": " ".join(question_ids),
+                    "now": now,
+                },
             )
         return run_id
 
@@ -318,10 +312,10 @@ class Store:
         if not learner_id:
             return None
         with self.db.read() as s:
-            run = s.execute(select(exam_run_t).where(exam_run_t.c.id == run_id)).first()
+            run = s.first(f"{EXAM_RUN} WHERE id = :id", {"id": run_id})
             if run is None or run.learner_id != learner_id:
                 return None
-            answers = s.execute(select(exam_answer_t).where(exam_answer_t.c.run_id == run_id))
+            answers = s.execute(f"{EXAM_ANSWERS} WHERE run_id = :id", {"id": run_id})
             return run, {a.position: a for a in answers}
 
     def record_exam_answer(
@@ -337,37 +331,38 @@ class Store:
         """False if that position was already answered (the first answer stands)."""
         try:
             with self.db.write() as s:
-                run = s.execute(select(exam_run_t).where(exam_run_t.c.id == run_id)).first()
+                run = s.first(f"{EXAM_RUN} WHERE id = :id", {"id": run_id})
                 if run is None or run.learner_id != learner_id:
                     return False
-                answered = select(exam_answer_t.c.position).where(
-                    exam_answer_t.c.run_id == run_id, exam_answer_t.c.position == position
-                )
-                if s.scalar(answered) is not None:
+                answered = "SELECT position FROM exam_answer WHERE run_id = :id AND position = :pos"
+                if s.scalar(answered, {"id": run_id, "pos": position}) is not None:
                     return False
                 s.execute(
-                    exam_answer_t.insert().values(
-                        run_id=run_id,
-                        position=position,
-                        question=question,
-                        choice=choice,
-                        correct=correct,
-                    )
+                    "INSERT INTO exam_answer (run_id, position, question, choice, correct)"
+                    " VALUES (:id, :pos, :question, :choice, :correct)",
+                    {
+                        "id": run_id,
+                        "pos": position,
+                        "question": question,
+                        "choice": choice,
+                        "correct": correct,
+                    },
                 )
                 s.execute(
-                    answer_t.insert().values(
-                        learner_id=learner_id,
-                        mode="exam",
-                        item=question,
-                        kind=run.mode,
-                        given=str(choice),
-                        correct=correct,
-                        ms=None,
-                        at=now,
-                        nonce=f"{run_id}:{position}",
-                    )
+                    ANSWER_INSERT,
+                    {
+                        "learner_id": learner_id,
+                        "mode": "exam",
+                        "item": question,
+                        "kind": run.mode,
+                        "given": str(choice),
+                        "correct": correct,
+                        "ms": None,
+                        "at": now,
+                        "nonce": f"{run_id}:{position}",
+                    },
                 )
-        except IntegrityError:
+        except self.db.dialect.integrity_errors:
             return False
         return True
 
@@ -376,11 +371,11 @@ class Store:
         if not learner_id:
             return []
         with self.db.read() as s:
-            rows = s.execute(
-                select(answer_t.c.item, answer_t.c.correct)
-                .where(answer_t.c.learner_id == learner_id, answer_t.c.mode == "exam")
-                .order_by(answer_t.c.at.desc(), answer_t.c.id.desc())
-            ).all()
+            rows = s.all(
+                "SELECT item, correct FROM answer WHERE learner_id = :lid AND mode = 'exam'"
+                " ORDER BY at DESC, id DESC",
+                {"lid": learner_id},
+            )
         seen: set[str] = set()
         missed = []
         for item, correct in rows:
@@ -395,13 +390,9 @@ class Store:
         if not learner_id:
             return []
         with self.db.read() as s:
-            return list(
-                s.execute(
-                    select(exam_run_t)
-                    .where(exam_run_t.c.learner_id == learner_id)
-                    .order_by(exam_run_t.c.started_at.desc())
-                    .limit(limit)
-                )
+            return s.all(
+                f"{EXAM_RUN} WHERE learner_id = :lid ORDER BY started_at DESC LIMIT :limit",
+                {"lid": learner_id, "limit": limit},
             )
 
     # ---- statistics ----
@@ -410,11 +401,11 @@ class Store:
         if not learner_id:
             return Progress(0, 0, due)
         with self.db.read() as s:
-            answered, correct = s.execute(
-                select(func.count(answer_t.c.id), _right()).where(
-                    answer_t.c.learner_id == learner_id
-                )
-            ).one()
+            answered, correct = s.first(
+                f"SELECT COUNT(id) AS answered, {RIGHT} AS n_right FROM answer"
+                " WHERE learner_id = :lid",
+                {"lid": learner_id},
+            )
         return Progress(int(answered), int(correct), due)
 
     def port_accuracy(self, learner_id: str | None) -> dict[str, tuple[int, int]]:
@@ -423,14 +414,12 @@ class Store:
         if not learner_id:
             return out
         with self.db.read() as s:
-            rows = s.execute(
-                select(answer_t.c.item, _right(), func.count(answer_t.c.id))
-                .where(
-                    answer_t.c.learner_id == learner_id,
-                    answer_t.c.mode.in_(("srs", "practice", "speed")),
-                )
-                .group_by(answer_t.c.item)
-            ).all()
+            rows = s.all(
+                f"SELECT item, {RIGHT} AS n_right, COUNT(id) AS answered FROM answer"
+                " WHERE learner_id = :lid AND mode IN ('srs', 'practice', 'speed')"
+                " GROUP BY item",
+                {"lid": learner_id},
+            )
         for item, correct, total in rows:
             out[str(item)] = (int(correct), int(total))
         return out
@@ -447,9 +436,8 @@ class Store:
             since = now - timedelta(days=days + 1)
             with self.db.read() as s:
                 rows = s.execute(
-                    select(answer_t.c.at, answer_t.c.correct).where(
-                        answer_t.c.learner_id == learner_id, answer_t.c.at >= since
-                    )
+                    "SELECT at, correct FROM answer WHERE learner_id = :lid AND at >= :since",
+                    {"lid": learner_id, "since": since},
                 )
                 for at, correct in rows:
                     key = aware(at).astimezone(DAY_ZONE).date().isoformat()
@@ -464,9 +452,8 @@ class Store:
         if learner_id:
             with self.db.read() as s:
                 rows = s.execute(
-                    select(answer_t.c.item, answer_t.c.correct).where(
-                        answer_t.c.learner_id == learner_id, answer_t.c.mode == "exam"
-                    )
+                    "SELECT item, correct FROM answer WHERE learner_id = :lid AND mode = 'exam'",
+                    {"lid": learner_id},
                 )
                 for item, correct in rows:
                     for t in topics_of.get(item, ()):
@@ -491,18 +478,19 @@ class Store:
             with self.db.write() as s:
                 self._ensure(s, learner_id)
                 s.execute(
-                    answer_t.insert().values(
-                        learner_id=learner_id,
-                        mode="room",
-                        item=item,
-                        kind=kind,
-                        given=given,
-                        correct=correct,
-                        ms=None,
-                        at=now,
-                        nonce=nonce,
-                    )
+                    ANSWER_INSERT,
+                    {
+                        "learner_id": learner_id,
+                        "mode": "room",
+                        "item": item,
+                        "kind": kind,
+                        "given": given,
+                        "correct": correct,
+                        "ms": None,
+                        "at": now,
+                        "nonce": nonce,
+                    },
                 )
-        except IntegrityError:
+        except self.db.dialect.integrity_errors:
             return False
         return True

@@ -20,10 +20,16 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import delete, select
 
 from app.study.content import Content
-from app.study.models import answer_t, card_t, exam_answer_t, exam_run_t, speed_t
+from app.study.statements import (
+    ANSWER_INSERT,
+    CARD_COLUMNS,
+    CARD_INSERT,
+    EXAM_ANSWER_INSERT,
+    EXAM_RUN_INSERT,
+    SPEED_RUN_INSERT,
+)
 from app.study.store import Store, aware, utcnow
 
 FORMAT = "mailflow-lab/study-progress"
@@ -133,9 +139,12 @@ def export(store: Store, learner_id: str | None) -> dict[str, Any]:
     }
     if not learner_id:
         return doc
+    lid = {"lid": learner_id}
     with store.db.read() as s:
         for a in s.execute(
-            select(answer_t).where(answer_t.c.learner_id == learner_id).order_by(answer_t.c.id)
+            "SELECT mode, item, kind, given, correct, ms, at, nonce FROM answer"
+            " WHERE learner_id = :lid ORDER BY id",
+            lid,
         ):
             doc["answers"].append(
                 {
@@ -149,7 +158,10 @@ def export(store: Store, learner_id: str | None) -> dict[str, Any]:
                     "nonce": a.nonce,
                 }
             )
-        for c in s.execute(select(card_t).where(card_t.c.learner_id == learner_id)):
+        # In the table's own order (no ORDER BY), as before: a file lists cards as stored.
+        for c in s.execute(
+            f"SELECT card, {CARD_COLUMNS} FROM card_state WHERE learner_id = :lid", lid
+        ):
             doc["cards"].append(
                 {
                     "card": c.card,
@@ -163,23 +175,23 @@ def export(store: Store, learner_id: str | None) -> dict[str, Any]:
                 }
             )
         for r in s.execute(
-            select(speed_t)
-            .where(speed_t.c.learner_id == learner_id)
-            .order_by(speed_t.c.started_at)
+            "SELECT started_at, score, answered FROM speed_run"
+            " WHERE learner_id = :lid ORDER BY started_at",
+            lid,
         ):
             doc["speed_runs"].append(
                 {"started_at": _iso(r.started_at), "score": r.score, "answered": r.answered}
             )
-        runs = s.execute(
-            select(exam_run_t)
-            .where(exam_run_t.c.learner_id == learner_id)
-            .order_by(exam_run_t.c.started_at)
-        ).all()
+        runs = s.all(
+            "SELECT id, mode, topic, questions, started_at FROM exam_run"
+            " WHERE learner_id = :lid ORDER BY started_at",
+            lid,
+        )
         for run in runs:
             answers = s.execute(
-                select(exam_answer_t)
-                .where(exam_answer_t.c.run_id == run.id)
-                .order_by(exam_answer_t.c.position)
+                "SELECT position, question, choice, correct FROM exam_answer"
+                " WHERE run_id = :id ORDER BY position",
+                {"id": run.id},
             )
             doc["exam_runs"].append(
                 {
@@ -343,14 +355,18 @@ def apply(store: Store, learner_id: str, doc: ProgressFile) -> None:
     """Replace the learner's progress with the file's, in one transaction."""
     with store.db.write() as s:
         store._ensure(s, learner_id)
-        runs = select(exam_run_t.c.id).where(exam_run_t.c.learner_id == learner_id)
-        s.execute(delete(exam_answer_t).where(exam_answer_t.c.run_id.in_(runs)))
-        for table in (exam_run_t, speed_t, card_t, answer_t):
-            s.execute(delete(table).where(table.c.learner_id == learner_id))
-        # One executemany per table (an empty list would insert one row of defaults).
-        rows: list[tuple[Any, list[dict[str, Any]]]] = [
+        lid = {"lid": learner_id}
+        s.execute(
+            "DELETE FROM exam_answer"
+            " WHERE run_id IN (SELECT id FROM exam_run WHERE learner_id = :lid)",
+            lid,
+        )
+        for table in ("exam_run", "speed_run", "card_state", "answer"):
+            s.execute(f"DELETE FROM {table} WHERE learner_id = :lid", lid)
+        # One executemany per table (skipped when the file has none).
+        rows: list[tuple[str, list[dict[str, Any]]]] = [
             (
-                answer_t,
+                ANSWER_INSERT,
                 [
                     {
                         "learner_id": learner_id,
@@ -367,10 +383,10 @@ def apply(store: Store, learner_id: str, doc: ProgressFile) -> None:
                 ],
             ),
             (
-                card_t,
+                CARD_INSERT,
                 [
                     {
-                        "learner_id": learner_id,
+                        "lid": learner_id,
                         "card": c.card,
                         "state": c.state,
                         "step": c.step,
@@ -385,7 +401,7 @@ def apply(store: Store, learner_id: str, doc: ProgressFile) -> None:
             ),
             # Run ids are global keys: fresh ones, so one file can be imported in two browsers.
             (
-                speed_t,
+                SPEED_RUN_INSERT,
                 [
                     {
                         "id": secrets.token_hex(12),
@@ -421,7 +437,7 @@ def apply(store: Store, learner_id: str, doc: ProgressFile) -> None:
                 }
                 for a in run.answers
             ]
-        rows += [(exam_run_t, exam_runs), (exam_answer_t, exam_answers)]  # runs first (FK)
-        for table, values in rows:
+        rows += [(EXAM_RUN_INSERT, exam_runs), (EXAM_ANSWER_INSERT, exam_answers)]  # runs first
+        for insert, values in rows:
             if values:
-                s.execute(table.insert(), values)
+                s.executemany(insert, values)
