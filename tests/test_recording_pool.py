@@ -318,6 +318,50 @@ async def test_a_worker_that_loaded_cryptography_for_s_mime_is_not_kept(tmp_path
         await w.close()
 
 
+async def test_a_job_marked_alone_starts_in_a_worker_that_ran_nothing_else(
+    tmp_path: Path,
+) -> None:
+    """A worker that has run other scenarios carries their libraries; S/MIME's run in it
+    was the app's largest moment. A job marked `alone` lets such a worker go first (gone
+    before the new one starts) and runs in a new one; a worker that ran nothing yet is
+    used as it is."""
+    from app.scenarios import worker as in_worker
+
+    w = RecordWorker(tmp_path / "tls", tmp_path / "runs")
+    try:
+        used = await w.call(0, in_worker.pid)
+        assert await w.call(0, in_worker.pid) == used  # unmarked jobs share it
+        alone = await w.call(0, in_worker.pid, alone=True)
+        assert alone != used and w.starts == 2
+        with pytest.raises(ProcessLookupError):
+            os.kill(used, 0)
+        await w.close()
+        w = RecordWorker(tmp_path / "tls", tmp_path / "runs")
+        first = await w.call(0, in_worker.pid, alone=True)  # a new worker: nothing to let go
+        assert await w.call(0, in_worker.pid) == first and w.starts == 1
+    finally:
+        await w.close()
+
+
+async def test_the_pool_runs_the_s_mime_scenario_alone(tmp_path: Path) -> None:
+    """The web's pool marks the scenarios that use S/MIME, and only those."""
+    from app.engines.tls import LabTLS
+    from app.scenarios.model import load_all
+
+    LabTLS.load(tmp_path / "tls")
+    scenarios = load_all()
+    assert [s for s, sc in scenarios.items() if sc.uses_smime] == ["smime"]
+    w = RecordWorker(tmp_path / "tls", tmp_path / "runs")
+    pool = RecordingPool(w, [KEY, ("smime", "ja")], per_key=1, alone=["smime"])
+    try:
+        plain = await pool.fresh(*KEY)
+        sealed = await pool.fresh("smime", "ja")
+        assert sealed.pid != plain.pid and w.starts == 2
+    finally:
+        await pool.close()
+        await w.close()
+
+
 async def test_a_retiring_worker_is_let_go_even_when_its_answer_does_not_unpickle(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

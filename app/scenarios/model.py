@@ -40,6 +40,13 @@ class Scenario:
     def text(self, part: str, lang: str) -> str:
         return getattr(self, part)[lang]
 
+    @property
+    def uses_smime(self) -> bool:
+        """Its run imports `cryptography` (S/MIME): the recording worker runs it in a
+        process of its own (app/web/record_worker.py, `alone`)."""
+        mails = (self.mail, *self.mails.values())
+        return any(m.get("smime") for m in mails) or any(a.do == "smime_open" for a in self.actions)
+
 
 def _bilingual(data: dict[str, Any], name: str, path: Path) -> dict[str, str]:
     value = data.get(name)

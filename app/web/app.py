@@ -164,6 +164,7 @@ def create_app(
             worker,
             [(slug, lang) for lang in i18n.LANGS for slug in scenarios],
             per_key=settings.record_pool,
+            alone=[slug for slug, scenario in scenarios.items() if scenario.uses_smime],
         )
         app.state.flow = FlowService(
             recordings=pool,

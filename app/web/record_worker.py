@@ -16,6 +16,9 @@ The worker is started on the first job and stopped after `idle_stop` seconds wit
 one (its engines are not kept while nobody needs a run); the next job starts it again.
 A worker whose job imported a library that costs it more than half its size again
 (`worker.HEAVY`: `cryptography`, for S/MIME) says so in its answer and exits after it.
+A job the caller knows to be such (`alone`: the S/MIME scenario) also starts in a new
+worker: one that has run other scenarios carries their engines and libraries, and with
+`cryptography` on top it was the app's largest moment (47 MiB against 43 fresh).
 A worker that dies is replaced on the next job; a worker whose web process dies (even
 by `kill -9`) is sent SIGTERM by the kernel on Linux, even in the middle of a job, and
 elsewhere sees its stdin close and exits after the job under way.
@@ -42,8 +45,8 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 STOP_SECONDS = 10.0  # a worker that does not exit this long after its stdin closed is killed
 
 T = TypeVar("T")
-# (priority, order of arrival, function, arguments, the caller's future)
-_Job = tuple[int, int, Callable[..., Any], tuple[Any, ...], asyncio.Future[Any]]
+# (priority, order of arrival, function, arguments, alone, the caller's future)
+_Job = tuple[int, int, Callable[..., Any], tuple[Any, ...], bool, asyncio.Future[Any]]
 
 
 class WorkerDied(RuntimeError):
@@ -56,6 +59,7 @@ class _Child:
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
         self.retiring = False  # its last answer said it exits now (worker.HEAVY)
+        self.jobs = 0  # jobs it has run
 
     @classmethod
     async def start(cls, config: tuple[str, str, int]) -> _Child:
@@ -79,6 +83,7 @@ class _Child:
 
     async def run(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.jobs += 1
         try:
             self._send((fn, args))  # a module-level function pickles as its name
             await self.proc.stdin.drain()
@@ -136,8 +141,11 @@ class RecordWorker:
         self._closed = False
         self.stopped_idle = asyncio.Event()  # set each time an idle worker is let go
 
-    async def call(self, priority: int, fn: Callable[..., T], *args: Any) -> T:
-        """Run `fn(*args)` in the worker process; `fn` must be a module-level function."""
+    async def call(
+        self, priority: int, fn: Callable[..., T], *args: Any, alone: bool = False
+    ) -> T:
+        """Run `fn(*args)` in the worker process; `fn` must be a module-level function.
+        `alone`: in a worker that has run nothing else (one that has is let go first)."""
         if self._closed:
             raise RuntimeError("the record worker is closed")
         if not self._dispatchers:
@@ -146,7 +154,7 @@ class RecordWorker:
                 for i in range(self.workers)
             ]
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((priority, next(self._order), fn, args, future))
+        self._queue.put_nowait((priority, next(self._order), fn, args, alone, future))
         # The job outlives a caller who stops waiting (a closed tab): its result still
         # lands, e.g. in the pool. Shielding keeps the caller's cancellation local.
         return await asyncio.shield(future)
@@ -163,13 +171,18 @@ class RecordWorker:
 
     async def _dispatch(self, slot: int) -> None:
         while True:
-            _, _, fn, args, future = await self._queue.get()
+            _, _, fn, args, alone, future = await self._queue.get()
             if future.cancelled():
                 continue
             self._busy += 1
             self._cancel_idle_timer()
             self.stopped_idle.clear()
             try:
+                used = self._children[slot]
+                if alone and used is not None and used.jobs:
+                    # Gone before the new one starts: never two workers at once.
+                    self._children[slot] = None
+                    await asyncio.shield(self._stop_later(used))
                 result = await (await self._child(slot)).run(fn, args)
             except WorkerDied as exc:
                 # The next job starts a new one.

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from app.scenarios import worker
@@ -53,8 +53,10 @@ class RecordingPool:
         per_key: int = PER_KEY,
         max_uses: int = MAX_USES,
         max_age: float = MAX_AGE,
+        alone: Collection[str] = (),
     ) -> None:
         self.worker = worker_
+        self.alone = frozenset(alone)  # scenarios run in a worker of their own (S/MIME)
         self.keys: list[Key] = list(keys)
         self.per_key = per_key
         self.max_uses = max_uses
@@ -155,7 +157,9 @@ class RecordingPool:
 
     async def _run(self, key: Key, priority: int) -> Recording:
         try:
-            recording = await self.worker.call(priority, worker.record, *key)
+            recording = await self.worker.call(
+                priority, worker.record, *key, alone=key[0] in self.alone
+            )
         except Exception as exc:  # surfaced on /healthz and to the learner
             self.last_error = f"{key[0]}: {exc.__class__.__name__}: {exc}"
             raise
