@@ -67,3 +67,12 @@ def test_urls_the_app_cannot_use_are_refused_at_start(url: str) -> None:
         parse(url)
     with pytest.raises(ConfigError, match="MAILFLOW_DATABASE_URL"):
         Settings(database_url=url).check()
+
+
+def test_a_url_that_does_not_parse_is_not_repeated_in_the_error() -> None:
+    # It may still hold a password, and the error goes to the console and the logs.
+    url = "postgresql:/mailflow:s3cret-pw@db/study"
+    with pytest.raises(ConfigError) as refused:
+        Settings(database_url=url).check()
+    assert "s3cret-pw" not in str(refused.value)
+    assert "postgresql+psycopg://" in str(refused.value)  # says what to write instead

@@ -118,3 +118,25 @@ def test_a_second_worker_waits_while_the_first_migrates_on_postgresql(postgres: 
     assert set(inspect(engine).get_table_names()) >= TABLES
     engine.dispose()
     db.close()
+
+
+def test_the_migration_process_connects_as_the_web_does_options_included(postgres: Any) -> None:
+    """A URL's `options` (here a search_path) reach the migration process as they reach
+    the web's sessions: the tables are made in the schema the web then reads, and the
+    next start finds the schema at head instead of migrating again."""
+    url = postgres.new_database()
+    dbname = url.split("@/", 1)[1].split("?")[0]
+    with postgres.connect(dbname) as conn:
+        conn.execute("CREATE SCHEMA mailflow")
+    url += "&options=-csearch_path%3Dmailflow"
+    db = Database(url)
+    migrate(db)
+    with postgres.connect(dbname) as conn:
+        made = {
+            r[0]
+            for r in conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'mailflow'"
+            )
+        }
+    assert made >= TABLES
+    assert current_revision(db) == head_revision()

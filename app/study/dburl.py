@@ -40,6 +40,15 @@ class DatabaseUrl:
     connect: dict[str, str | int] = field(default_factory=dict)  # psycopg.connect(**…)
     text: str = ""  # as given, for the migration process (SQLAlchemy reads it there)
 
+    def session_args(self) -> dict[str, str | int]:
+        """psycopg.connect's arguments for every PostgreSQL session of the app (the web's
+        and the migration process's alike): the URL's, with a UTC session added to any
+        `options` it gives, so timestamps come back in UTC whatever the server's TimeZone
+        says and an export reads the same from either database."""
+        args = dict(self.connect)
+        args["options"] = f"{args.get('options', '')} -c timezone=UTC".strip()
+        return args
+
     @property
     def sqlalchemy(self) -> str:
         """The URL for SQLAlchemy (migrations), naming the psycopg driver explicitly:
@@ -52,7 +61,11 @@ class DatabaseUrl:
 def parse(url: str) -> DatabaseUrl:
     m = _URL.match(url.strip())
     if m is None:
-        raise DatabaseUrlError(f"not a database URL: {url[:80]!r}")
+        # Not echoed: a URL that fails to parse may still hold a password.
+        raise DatabaseUrlError(
+            "not a database URL: write sqlite:////path/to/file or "
+            "postgresql+psycopg://user:password@host:5432/dbname"
+        )
     name = m["name"]
     database = unquote(m["database"]) if m["database"] is not None else ""
     if name in SQLITE_NAMES:

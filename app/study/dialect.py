@@ -139,11 +139,7 @@ class PostgresDialect:
         self._psycopg = psycopg
         self.integrity_errors: tuple[type[Exception], ...] = (psycopg.IntegrityError,)
         self.connection_lost: tuple[type[Exception], ...] = (psycopg.OperationalError,)
-        args = dict(url.connect)
-        # UTC sessions: timestamps come back in UTC whatever the server's TimeZone says, so
-        # an export reads the same from either database.
-        args["options"] = f"{args.get('options', '')} -c timezone=UTC".strip()
-        self._args = args
+        self._args = url.session_args()
         self._sql: dict[str, str] = {}
 
     def connect(self) -> Any:

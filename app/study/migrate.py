@@ -26,7 +26,14 @@ def make_engine(url: str) -> Engine:
     (WAL and friends on SQLite, a UTC session on PostgreSQL): for Alembic and for tests."""
     parsed = parse(url)
     if parsed.kind == "postgresql":
-        return create_engine(parsed.sqlalchemy, connect_args={"options": "-c timezone=UTC"})
+        import psycopg
+
+        # Connected with exactly the web's arguments (dburl.session_args), not through
+        # SQLAlchemy's own reading of the URL: its `options` (a search_path) and hosts
+        # would otherwise be read differently here, and the schema made where the web
+        # does not look.
+        args = parsed.session_args()
+        return create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(**args))
     assert parsed.path is not None
     private_sqlite_file(parsed.path)
     engine = create_engine(parsed.sqlalchemy, connect_args={"timeout": 30})
