@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -229,7 +230,18 @@ def test_opted_in_answers_count_in_my_progress(served: Served) -> None:
         await ts.close()
         await ss.close()
 
-    asyncio.run(answer())
+    # The write runs on the database's own threads (db.Database.call), as every request's
+    # store work does, not on the loop's default executor with a connection of its own.
+    db = served.app.state.study.db
+    writers: list[str] = []
+    db.trace = lambda sql: (
+        writers.append(threading.current_thread().name) if "INSERT INTO answer" in sql else None
+    )
+    try:
+        asyncio.run(answer())
+    finally:
+        db.trace = None
+    assert writers and all(name.startswith("study-db") for name in writers), writers
     assert student.get("/api/me/progress").json()["answered"] == before + 1
     me = student.get("/me")
     assert me.status_code == 200

@@ -222,10 +222,12 @@ class RoomSocket:
 
     async def record_for_me(self, meta: RoomMeta, poll: Any, learner: str, choice: int) -> None:
         """Counted in the student's own progress (/me): they opted in when joining."""
-        store = self.rooms.study.store
+        study = self.rooms.study
         item = poll.qid or f"predict:{meta.slug}:{poll.point}"
-        await asyncio.to_thread(
-            store.record_room_answer,
+        # Through the database's own threads, as every request's store work goes
+        # (db.Database.call): their connections, not one more per default-executor thread.
+        await study.db.call(
+            study.store.record_room_answer,
             learner,
             item[:60],
             poll.kind,
