@@ -11,6 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis_server import RedisServer
 
+from app.bus import BusError
 from app.bus.redis import RedisBus
 
 
@@ -82,3 +83,40 @@ async def _subscribe_waits_for_redis(redis_url: str) -> None:
 
 def test_subscribe_returns_once_redis_has_the_subscription(redis_url: str) -> None:
     asyncio.run(_subscribe_waits_for_redis(redis_url))
+
+
+async def _unconfirmed_subscribe_fails_cleanly(redis_url: str) -> None:
+    proxy = HoldingProxy(int(redis_url.rsplit(":", 1)[1].split("/")[0]))
+    bus = RedisBus(await proxy.start(), subscribe_seconds=0.2)
+    direct = aioredis.Redis.from_url(redis_url)
+    got: list[bytes] = []
+    arrived = asyncio.Event()
+
+    def handler(data: bytes) -> None:
+        got.append(data)
+        arrived.set()
+
+    try:
+        # Redis never sees the SUBSCRIBE (held): the bus gives up on its own, with an
+        # error that says so, and keeps no half subscription ...
+        with pytest.raises(BusError, match="did not confirm"):
+            await bus.subscribe("room:X", handler)
+        # ... so the next subscribe to that channel asks Redis again instead of waiting
+        # for the first one's confirmation (before, it waited for ever while holding the
+        # room hub's lock: every room socket of the worker hung).
+        with pytest.raises(BusError, match="did not confirm"):
+            await bus.subscribe("room:X", handler)
+        proxy.release.set()
+        sub = await bus.subscribe("room:X", handler)
+        assert await direct.publish("room:X", b"step") == 1
+        await arrived.wait()
+        assert got == [b"step"]  # the failed subscriptions left no handler behind
+        await sub.close()
+    finally:
+        await bus.close()
+        await direct.aclose()
+        await proxy.close()
+
+
+def test_a_subscription_redis_never_confirms_fails_and_leaves_nothing(redis_url: str) -> None:
+    asyncio.run(_unconfirmed_subscribe_fails_cleanly(redis_url))

@@ -24,6 +24,11 @@ from typing import Protocol
 Handler = Callable[[bytes], Awaitable[None] | None]
 
 
+class BusError(RuntimeError):
+    """The bus could not do what was asked (Redis unreachable, a subscription it never
+    confirmed); nothing was left half done."""
+
+
 class Subscription(Protocol):
     async def close(self) -> None: ...
 

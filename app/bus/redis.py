@@ -15,9 +15,10 @@ from collections import defaultdict
 
 import redis.asyncio as aioredis
 
-from app.bus import Handler
+from app.bus import BusError, Handler
 
 log = logging.getLogger("mailflow.bus")
+SUBSCRIBE_SECONDS = 5.0  # Redis confirms a SUBSCRIBE within a round trip, or not at all
 
 # hset_checked in one step: Redis runs a script with no other command in between, so
 # two workers can never both see "4 of 5" and both add (see app/bus/__init__.py).
@@ -48,14 +49,19 @@ class _RedisSubscription:
 class RedisBus:
     name = "redis"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, subscribe_seconds: float = SUBSCRIBE_SECONDS) -> None:
         self.url = url
+        self.subscribe_seconds = subscribe_seconds
         self.redis = aioredis.Redis.from_url(url)
         # Subscribe confirmations are read too: `subscribe` returns only once Redis has the
         # subscription (see there).
         self._pubsub = self.redis.pubsub(ignore_subscribe_messages=False)
         self._handlers: dict[str, list[_RedisSubscription]] = defaultdict(list)
         self._ready: dict[str, asyncio.Future[None]] = {}  # channel -> Redis confirmed it
+        # SUBSCRIBEs sent per channel whose confirmation has not come back: Redis answers
+        # in order, so the channel is ready at the confirmation of the last one sent (after
+        # a failed subscribe, its SUBSCRIBE may still be confirmed first).
+        self._unconfirmed: dict[str, int] = defaultdict(int)
         self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._checked_add = self.redis.register_script(CHECKED_ADD)  # EVALSHA, loaded once
@@ -87,13 +93,51 @@ class RedisBus:
             self._handlers[channel].append(sub)
             if first:
                 self._ready[channel] = asyncio.get_running_loop().create_future()
-                await self._pubsub.subscribe(channel)
             ready = self._ready.get(channel)
             if self._reader is None:
                 self._reader = asyncio.create_task(self._read())
+            try:
+                if first:
+                    self._unconfirmed[channel] += 1
+                    await self._pubsub.subscribe(channel)
+            except BaseException:
+                if first:  # taken as not sent; a late confirmation only counts down to 0
+                    self._unconfirmed[channel] -= 1
+                self._forget(sub)
+                raise
         if ready is not None:
-            await asyncio.shield(ready)
+            # Bounded: a caller (a room socket's hello) may hold a lock meanwhile, and a
+            # Redis that never confirms must fail this one subscription, not hang the rest.
+            try:
+                await asyncio.wait_for(asyncio.shield(ready), self.subscribe_seconds)
+            except BaseException as exc:
+                async with self._lock:
+                    left = self._forget(sub)
+                if left:  # Redis may still act on the SUBSCRIBE sent: take it back
+                    with contextlib.suppress(Exception):
+                        await self._pubsub.unsubscribe(channel)
+                if isinstance(exc, TimeoutError):
+                    raise BusError(
+                        f"Redis did not confirm the subscription to {channel} within "
+                        f"{self.subscribe_seconds:g} s"
+                    ) from None
+                raise
         return sub
+
+    def _forget(self, sub: _RedisSubscription) -> bool:
+        """Drop `sub` (a subscription that failed); True when its channel has no other
+        handler left, so the next subscribe to it sends SUBSCRIBE afresh instead of
+        waiting for a confirmation that will never come."""
+        handlers = self._handlers.get(sub.channel)
+        if handlers and sub in handlers:
+            handlers.remove(sub)
+        if handlers:
+            return False
+        self._handlers.pop(sub.channel, None)
+        ready = self._ready.pop(sub.channel, None)
+        if ready is not None and not ready.done():
+            ready.cancel()
+        return True
 
     async def _unsubscribe(self, sub: _RedisSubscription) -> None:
         async with self._lock:
@@ -124,8 +168,9 @@ class RedisBus:
             if isinstance(channel, bytes):
                 channel = channel.decode()
             if message.get("type") == "subscribe":
+                left = self._unconfirmed[channel] = max(0, self._unconfirmed[channel] - 1)
                 ready = self._ready.get(channel)
-                if ready is not None and not ready.done():
+                if not left and ready is not None and not ready.done():
                     ready.set_result(None)
                 continue
             if message.get("type") != "message":

@@ -132,11 +132,17 @@ class RoomHub:
         async with self._lock:
             room = self.rooms.get(conn.code)
             if room is None:
-                room = self.rooms[conn.code] = LocalRoom(conn.code)
                 code = conn.code
-                room.sub = await self.service.bus.subscribe(
-                    self.service.key(code), lambda raw: self.on_bus(code, raw)
-                )
+                room = self.rooms[code] = LocalRoom(code)
+                try:
+                    room.sub = await self.service.bus.subscribe(
+                        self.service.key(code), lambda raw: self.on_bus(code, raw)
+                    )
+                except BaseException:
+                    # Left behind, the room would take the next socket in without ever
+                    # hearing the bus; that socket subscribes afresh instead.
+                    del self.rooms[code]
+                    raise
             room.conns.add(conn)
 
     async def detach(self, conn: Conn) -> None:

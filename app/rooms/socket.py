@@ -9,11 +9,13 @@ for another. Origin is checked by the security middleware before this runs.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from app.bus import BusError
 from app.rooms.hub import Conn, results_for
 from app.rooms.limits import Buckets
 from app.rooms.messages import (
@@ -38,6 +40,7 @@ from app.rooms.wire import Outgoing
 from app.study.store import utcnow
 from app.web.messages import BadMessage
 
+log = logging.getLogger("mailflow.rooms")
 router = APIRouter()
 MAX_STRIKES = 20  # refused messages (bad, too fast) before the socket is closed
 
@@ -84,7 +87,13 @@ class RoomSocket:
         # between the read above and the subscription was lost (the phone stayed a step
         # behind), and one taken after it could reach the phone before a sync read before
         # it. The conn holds what the bus says until its sync is out (Conn.release).
-        await self.rooms.hub.attach(self.conn)
+        try:
+            await self.rooms.hub.attach(self.conn)
+        except BusError as exc:  # Redis away: this socket closes, room.js retries
+            log.warning("room %s: %s", msg.code, exc)
+            self.conn = None
+            await self.error("unavailable", "the room cannot be reached now; retrying")
+            return False
         await self.sync(await self.service.meta(msg.code))
         return True
 
