@@ -27,3 +27,11 @@ def chromium() -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+# For `page.wait_for_function`: a function, not an expression string. Playwright evals an
+# expression string again at every poll, and the app's CSP (`script-src 'self'`, no
+# 'unsafe-eval') refuses that eval; only a first check that already passes, run inside
+# the DevTools call, got through (a test failed whenever htmx was not loaded yet). A
+# function is evaluated once there and then called at each poll.
+HTMX_LOADED = "() => window.htmx !== undefined"

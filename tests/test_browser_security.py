@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
+from chromium import HTMX_LOADED
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 from served import Served, inbox_files, send_one
 
@@ -261,6 +262,6 @@ def test_every_page_works_under_the_csp(watched: tuple[Page, list[str]], site: S
 def test_htmx_injects_no_inline_style(watched: tuple[Page, list[str]], site: Served) -> None:
     page, _ = watched
     _check_csp(page, "/quiz/ports", site)
-    page.wait_for_function("window.htmx !== undefined")
+    page.wait_for_function(HTMX_LOADED)
     assert page.evaluate("document.querySelectorAll('style').length") == 0
     assert page.evaluate("htmx.config.includeIndicatorStyles") is False

@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
+from chromium import HTMX_LOADED
 from playwright.sync_api import Browser, Page, expect
 
 pytestmark = pytest.mark.browser
@@ -34,7 +35,7 @@ def fits_the_screen(page: Page) -> bool:
 
 def test_port_quiz_with_the_keyboard_only(page: Page, live_url: str) -> None:
     page.goto(f"{live_url}/quiz/ports?lang=ja")
-    page.wait_for_function("window.htmx !== undefined")
+    page.wait_for_function(HTMX_LOADED)
     before = progress(page, live_url)["answered"]
     slot = page.locator("#quiz-slot")
     for _ in range(4):
@@ -67,7 +68,7 @@ def test_mini_exam_with_the_keyboard_only(page: Page, live_url: str) -> None:
     slot = page.locator("#exam-slot")
     expect(slot.locator(".exam-progress")).to_contain_text("第 1 問／全 10 問")
     # Keys pressed before htmx has loaded fall back to full-page forms (tested below).
-    page.wait_for_function("window.htmx !== undefined")
+    page.wait_for_function(HTMX_LOADED)
     for n in range(1, 11):
         expect(slot.locator(".exam-progress")).to_contain_text(f"第 {n} 問／全 10 問")
         assert fits_the_screen(page)
@@ -113,7 +114,7 @@ def test_a_key_pressed_while_the_next_question_loads_answers_it(
 ) -> None:
     page.goto(f"{live_url}/quiz/exam?lang=ja")
     page.get_by_role("button", name="ミニテスト：ランダムに 10 問").click()
-    page.wait_for_function("window.htmx !== undefined")
+    page.wait_for_function(HTMX_LOADED)
     slot = page.locator("#exam-slot")
     expect(slot.locator(".exam-progress")).to_contain_text("第 1 問")
     page.keyboard.press("1")
@@ -139,7 +140,7 @@ def test_the_next_link_answers_to_a_press_the_moment_the_feedback_shows(
     # the link the moment the feedback is swapped in, and "3" while question 2 loads.
     page.goto(f"{live_url}/quiz/exam?lang=ja")
     page.get_by_role("button", name="ミニテスト：ランダムに 10 問").click()
-    page.wait_for_function("window.htmx !== undefined")
+    page.wait_for_function(HTMX_LOADED)
     slot = page.locator("#exam-slot")
     expect(slot.locator(".exam-progress")).to_contain_text("第 1 問")
     page.evaluate(
@@ -161,7 +162,7 @@ def test_keys_typed_ahead_apply_in_order_each_to_its_own_card(page: Page, live_u
     # last held key was kept once, so "3" replaced Enter and met question 1's feedback.
     page.goto(f"{live_url}/quiz/exam?lang=ja")
     page.get_by_role("button", name="ミニテスト：ランダムに 10 問").click()
-    page.wait_for_function("window.htmx !== undefined")
+    page.wait_for_function(HTMX_LOADED)
     slot = page.locator("#exam-slot")
     expect(slot.locator(".exam-progress")).to_contain_text("第 1 問")
     page.evaluate(f"""["1", "Enter", "3"].forEach({KEY})""")
@@ -199,7 +200,7 @@ def test_every_exam_question_and_its_feedback_fit_a_phone_screen(
             f"{live_url}/quiz/exam/start", form={"mode": "topic", "topic": topic}, max_redirects=0
         )
         page.goto(live_url + started.headers["location"])
-        page.wait_for_function("window.htmx !== undefined")
+        page.wait_for_function(HTMX_LOADED)
         slot = page.locator("#exam-slot")
         while not page.locator(".score").count():
             title = slot.locator(".exam-progress").inner_text()
