@@ -80,6 +80,7 @@ def scenario_recording(
 #   unit         everything else: sans-IO cores, content, SQLite files, templates.
 # `scripts/test -m unit` is the quick loop; `-m "not browser"` skips Chromium.
 
+TESTS = Path(__file__).resolve().parent
 # A PostgreSQL cluster is a real server process, whichever test asks for it.
 INTEGRATION_FIXTURES = {"live_url", "postgres", "database_url"}
 # A name a test reaches that comes from one of these modules means real I/O beyond a file.
@@ -87,6 +88,9 @@ REAL_IO = (
     "socket", "ssl", "subprocess", "smtplib", "poplib", "imaplib", "httpx", "websockets",
     "uvicorn", "aiosmtplib", "starlette.testclient", "fastapi.testclient", "app.engines",
     "app.lab.world", "app.lab.live", "app.scenarios.runner", "app.web.app", "app.world.world",
+    "app.web.record_worker", "app.lab.control", "app.bus.redis", "app.study.schema",
+    # the tests' own helpers that start servers: the served app, Redis, PostgreSQL, the lab
+    "served", "redis_server", "rooms_client", "lab_server", "pg_cluster",
 )  # fmt: skip
 
 
@@ -113,8 +117,16 @@ def _reaches_real_io(func: object, module: types.ModuleType, seen: set[int]) -> 
         origin = obj.__name__ if inspect.ismodule(obj) else getattr(obj, "__module__", "") or ""
         if origin.startswith(REAL_IO):
             return True
-        local = origin == module.__name__ and inspect.isfunction(obj)
-        if local and _reaches_real_io(obj, module, seen):
+        # A function of the test's module or of another module of tests/ (a helper), or
+        # the methods of such a class (one that starts `python -m app`, say), followed in
+        # the module it comes from.
+        home = module if origin == module.__name__ else sys.modules.get(origin)
+        if home is None or Path(getattr(home, "__file__", None) or "/").parent != TESTS:
+            continue
+        inner = [obj] if inspect.isfunction(obj) else []
+        if inspect.isclass(obj):
+            inner = [f for f in vars(obj).values() if inspect.isfunction(f)]
+        if any(_reaches_real_io(f, home, seen) for f in inner):
             return True
     return False
 

@@ -16,6 +16,10 @@ FILES = [
     "tests/test_pop3_server.py",  # real TCP listeners: integration
     "tests/test_web_pages.py",  # template rendering (unit) and live_url pages (integration)
     "tests/test_study_browser.py",  # Chromium: browser
+    # servers started through the tests' helpers: `python -m app` (test_lab_process.App),
+    # the served app, Redis: integration, though the test's own module names none of them
+    "tests/test_lab_layout.py",
+    "tests/test_bus_redis.py",
 ]
 # A plugin for the collecting pytest: prints each test's kind markers as one JSON line.
 PLUGIN = f"""
@@ -44,5 +48,10 @@ def test_each_test_is_exactly_one_kind(tmp_path: Path) -> None:
         return {n.split("::")[0] for n, k in kinds.items() if k[0] == kind}
 
     assert files("browser") == {"tests/test_study_browser.py"}
-    assert files("integration") == {"tests/test_pop3_server.py", "tests/test_web_pages.py"}
+    assert files("integration") == {
+        "tests/test_pop3_server.py",
+        "tests/test_web_pages.py",
+        "tests/test_lab_layout.py",
+        "tests/test_bus_redis.py",
+    }
     assert files("unit") == {"tests/test_pop3_core.py", "tests/test_web_pages.py"}
